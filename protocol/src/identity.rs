@@ -1,0 +1,320 @@
+//! Who a device is: the fields that key update rules and name test devices.
+//!
+//! Brand, model, revision and locale become directories of the update store, so they are
+//! [`PathSegment`]s: a value that could escape the store cannot be constructed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::ProtocolError;
+
+/// Longest single name we accept (a path component on every file system we serve from).
+const MAX_SEGMENT: usize = 128;
+
+/// A non-empty name that is safe as exactly one path component of the update store.
+///
+/// Refused: empty, `.` and `..`, `/` and `\`, `:` (drive letters, NTFS streams), `%` (so a
+/// percent-decoded URL cannot smuggle a separator twice), control characters, and names
+/// longer than 128 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PathSegment(String);
+
+impl PathSegment {
+    pub fn new(text: &str) -> Result<Self, ProtocolError> {
+        let bad = |reason| ProtocolError::UnsafeComponent { text: text.to_owned(), reason };
+        if text.is_empty() {
+            return Err(bad("empty"));
+        }
+        if text == "." || text == ".." {
+            return Err(bad("relative directory"));
+        }
+        if text.len() > MAX_SEGMENT {
+            return Err(bad("longer than 128 bytes"));
+        }
+        if text.contains(['/', '\\']) {
+            return Err(bad("contains a path separator"));
+        }
+        if text.contains([':', '%']) {
+            return Err(bad("contains ':' or '%'"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(bad("contains a control character"));
+        }
+        if text.trim() != text {
+            return Err(bad("leading or trailing white space"));
+        }
+        Ok(PathSegment(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for PathSegment {
+    type Err = ProtocolError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        PathSegment::new(text)
+    }
+}
+
+impl fmt::Display for PathSegment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for PathSegment {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file name inside a store directory or a log folder: a [`PathSegment`] by another name,
+/// kept apart so that a signature cannot mix up a directory and a file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileName(PathSegment);
+
+impl FileName {
+    pub fn new(text: &str) -> Result<Self, ProtocolError> {
+        PathSegment::new(text).map(FileName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The lower-cased extension without its dot (`"nbt"` for `CPE.NBT`), if any.
+    pub fn extension(&self) -> Option<String> {
+        let name = self.as_str();
+        let dot = name.rfind('.')?;
+        (dot + 1 < name.len()).then(|| name[dot + 1..].to_ascii_lowercase())
+    }
+
+    /// The name without its last extension (`"CPE"` for `CPE.nbt`).
+    pub fn stem(&self) -> &str {
+        let name = self.as_str();
+        match name.rfind('.') {
+            Some(dot) if dot > 0 => &name[..dot],
+            _ => name,
+        }
+    }
+}
+
+impl FromStr for FileName {
+    type Err = ProtocolError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        FileName::new(text)
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The device type of a rule. R2 knows `UCPhone` and `RoundTable`; any other safe name is kept
+/// as given so that later device classes pass through unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeviceType {
+    UcPhone,
+    RoundTable,
+    Other(PathSegment),
+}
+
+impl DeviceType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeviceType::UcPhone => "UCPhone",
+            DeviceType::RoundTable => "RoundTable",
+            DeviceType::Other(name) => name.as_str(),
+        }
+    }
+}
+
+impl FromStr for DeviceType {
+    type Err = ProtocolError;
+    /// `UCPhone` and `RoundTable` are matched without regard to case and written canonically.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("UCPhone") {
+            Ok(DeviceType::UcPhone)
+        } else if text.eq_ignore_ascii_case("RoundTable") {
+            Ok(DeviceType::RoundTable)
+        } else {
+            PathSegment::new(text).map(DeviceType::Other)
+        }
+    }
+}
+
+impl fmt::Display for DeviceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A MAC address. Reads `010203040506`, `01-02-03-04-05-06` and `01:02:03:04:05:06` (any case);
+/// writes the form the Device Update Service logs use: `01-02-03-04-05-06`, upper case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddress([u8; 6]);
+
+impl MacAddress {
+    pub const fn new(bytes: [u8; 6]) -> Self {
+        MacAddress(bytes)
+    }
+
+    pub const fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl FromStr for MacAddress {
+    type Err = ProtocolError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || ProtocolError::BadMac(text.to_owned());
+        let digits: Vec<u8> = match text.len() {
+            12 => text.bytes().collect(),
+            17 => {
+                let sep = text.as_bytes()[2];
+                if sep != b'-' && sep != b':' {
+                    return Err(bad());
+                }
+                let mut out = Vec::with_capacity(12);
+                for (i, b) in text.bytes().enumerate() {
+                    if i % 3 == 2 {
+                        if b != sep {
+                            return Err(bad());
+                        }
+                    } else {
+                        out.push(b);
+                    }
+                }
+                out
+            }
+            _ => return Err(bad()),
+        };
+        let mut bytes = [0u8; 6];
+        for (i, pair) in digits.chunks(2).enumerate() {
+            let hi = hex_value(pair[0]).ok_or_else(bad)?;
+            let lo = hex_value(pair[1]).ok_or_else(bad)?;
+            bytes[i] = hi << 4 | lo;
+        }
+        Ok(MacAddress(bytes))
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Display for MacAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02X}-{b:02X}-{c:02X}-{d:02X}-{e:02X}-{g:02X}")
+    }
+}
+
+/// A serial number: letters, digits, `-` and `_`, 1 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SerialNumber(String);
+
+impl SerialNumber {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SerialNumber {
+    type Err = ProtocolError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(SerialNumber(text.to_owned()))
+        } else {
+            Err(ProtocolError::invalid(
+                "SerialNumber",
+                format!("{text:?}: expected 1-64 letters, digits, '-' or '_'"),
+            ))
+        }
+    }
+}
+
+impl fmt::Display for SerialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything that says which rules apply to a device and whether it is a test device.
+/// MAC and serial number may each be blank on the wire; they are `None` then.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceIdentity {
+    pub device_type: DeviceType,
+    pub brand: PathSegment,
+    pub model: PathSegment,
+    pub revision: PathSegment,
+    pub locale: PathSegment,
+    pub mac: Option<MacAddress>,
+    pub serial: Option<SerialNumber>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_reads_three_spellings_and_writes_one() {
+        for text in ["0004f2000176", "00-04-F2-00-01-76", "00:04:f2:00:01:76"] {
+            let mac: MacAddress = text.parse().unwrap();
+            assert_eq!(mac.to_string(), "00-04-F2-00-01-76");
+        }
+    }
+
+    #[test]
+    fn mac_rejects_mixed_or_short_forms() {
+        for text in ["00-04:F2-00-01-76", "0004f200017", "00-04-F2-00-01-7G", "", "00_04_F2_00_01_76"]
+        {
+            assert!(matches!(text.parse::<MacAddress>(), Err(ProtocolError::BadMac(_))), "{text}");
+        }
+    }
+
+    #[test]
+    fn path_segment_refuses_escapes() {
+        for text in ["", ".", "..", "a/b", "a\\b", "C:", "%2e%2e", "a\nb", " A", "x".repeat(129).as_str()]
+        {
+            assert!(PathSegment::new(text).is_err(), "{text:?} accepted");
+        }
+        assert_eq!(PathSegment::new("CX700").unwrap().as_str(), "CX700");
+        assert!(PathSegment::new("..a").is_ok(), "dots inside a name are harmless");
+    }
+
+    #[test]
+    fn device_type_keeps_unknown_types() {
+        assert_eq!("ucphone".parse::<DeviceType>().unwrap(), DeviceType::UcPhone);
+        assert_eq!("ROUNDTABLE".parse::<DeviceType>().unwrap().to_string(), "RoundTable");
+        assert_eq!("LyncPhone".parse::<DeviceType>().unwrap().to_string(), "LyncPhone");
+        assert!("../etc".parse::<DeviceType>().is_err());
+    }
+
+    #[test]
+    fn serial_numbers() {
+        assert!("PCX7-00_12".parse::<SerialNumber>().is_ok());
+        assert!("bad serial".parse::<SerialNumber>().is_err());
+        assert!("".parse::<SerialNumber>().is_err());
+    }
+
+    #[test]
+    fn file_name_parts() {
+        let name = FileName::new("CPE.NBT").unwrap();
+        assert_eq!(name.extension().as_deref(), Some("nbt"));
+        assert_eq!(name.stem(), "CPE");
+        assert_eq!(FileName::new("README").unwrap().extension(), None);
+    }
+}

@@ -1,0 +1,38 @@
+//! The Device Update Service wire protocol (OCS 2007 R2, Lync 2010/2013, Skype for Business), as
+//! plain types: no sockets, no clock, no async. Parse, don't validate: every type here can only
+//! hold a value that is meaningful on the wire, and decoding is the only way in from bytes.
+//!
+//! # Layout
+//! - [`error`]: the one error type, [`ProtocolError`].
+//! - [`version`]: [`FirmwareVersion`], four dotted numbers, totally ordered.
+//! - [`identity`]: device identity: [`DeviceType`], [`MacAddress`], [`SerialNumber`],
+//!   [`PathSegment`] (a name that is safe as one path component), [`DeviceIdentity`].
+//! - [`store`]: the update store layout
+//!   `<Store>/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<Version>/<UpdateType>/`.
+//! - [`url`]: the small `http(s)://host:port/path` URL type the other crates share.
+//! - [`wire`]: **every wire-format choice** (element names, endpoints, content types, the
+//!   "no update" form, the log-upload query): encode and decode of each message.
+//! - [`audit`]: the request handler's daily audit-log line (`;` fields, `#` modules).
+//! - [`xml`]: a bounded, tolerant XML reader (size, depth and element caps; no DTDs).
+//!
+//! What the vendor documents and what this project chose is listed in `docs/PROTOCOL.md`.
+
+pub mod audit;
+pub mod error;
+pub mod identity;
+pub mod store;
+pub mod url;
+pub mod version;
+pub mod wire;
+pub mod xml;
+
+pub use audit::AuditRecord;
+pub use error::ProtocolError;
+pub use identity::{DeviceIdentity, DeviceType, FileName, MacAddress, PathSegment, SerialNumber};
+pub use store::{FileKind, StoreKind, StorePath, UpdateKey};
+pub use url::HttpUrl;
+pub use version::FirmwareVersion;
+pub use wire::{
+    CheckRequest, CheckResponse, InstalledModule, LogType, LogUpload, Offer, OfferStatus,
+    OfferedFile, Provisioning, Sha256Digest,
+};

@@ -1,0 +1,330 @@
+//! A bounded, tolerant XML reader and a minimal writer.
+//!
+//! Reading builds a small element tree with hard caps (body size, depth, element count) and
+//! refuses DTDs outright, so entity-expansion bombs never start. Names are compared by local
+//! name (namespace prefixes dropped) without regard to ASCII case, and a field may be given as
+//! an attribute or as a child element: the real schema is not public, so the reader accepts the
+//! plausible spellings and ignores whatever it does not know.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::error::ProtocolError;
+
+/// Caps applied while reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+    pub max_elements: usize,
+}
+
+impl Limits {
+    /// The caps for every message this protocol exchanges (they are all a few KiB at most).
+    pub const MESSAGE: Limits = Limits { max_bytes: 64 * 1024, max_depth: 16, max_elements: 2048 };
+}
+
+/// One element: local name, attributes (local names), children and concatenated text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.is(name))
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.is(name))
+    }
+
+    /// A field given as an attribute or as a child element's text, trimmed; `None` when absent
+    /// or blank.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        let raw = self.attr(name).or_else(|| self.child(name).map(|c| c.text.as_str()))?;
+        let trimmed = raw.trim();
+        (!trimmed.is_empty()).then_some(trimmed)
+    }
+}
+
+/// Reads a whole document into its root element.
+pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
+    if body.len() > limits.max_bytes {
+        return Err(ProtocolError::TooLarge { len: body.len(), cap: limits.max_bytes });
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+
+    let xml_err = |e: quick_xml::Error| ProtocolError::Xml(e.to_string());
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let (start, empty) = match reader.read_event().map_err(xml_err)? {
+            Event::Start(start) => (start, false),
+            Event::Empty(start) => (start, true),
+            Event::End(_) => {
+                let done = stack.pop().ok_or_else(|| ProtocolError::Xml("stray end tag".into()))?;
+                close(&mut stack, &mut root, done);
+                continue;
+            }
+            Event::Text(text) => {
+                let value = text.unescape().map_err(xml_err)?;
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(&value),
+                    None if value.trim().is_empty() => {}
+                    None => return Err(ProtocolError::Xml("text outside the root element".into())),
+                }
+                continue;
+            }
+            Event::CData(data) => {
+                let value = std::str::from_utf8(&data)
+                    .map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })?;
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(value),
+                    None => return Err(ProtocolError::Xml("CDATA outside the root element".into())),
+                }
+                continue;
+            }
+            Event::DocType(_) => {
+                return Err(ProtocolError::Xml("DTDs are not accepted".into()));
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
+            Event::Eof => break,
+        };
+        count += 1;
+        if count > limits.max_elements {
+            return Err(ProtocolError::XmlLimit {
+                what: "element count",
+                limit: limits.max_elements,
+            });
+        }
+        if root.is_some() {
+            return Err(ProtocolError::Xml("a second root element".into()));
+        }
+        let element = open_element(&start)?;
+        if stack.len() + 1 > limits.max_depth {
+            return Err(ProtocolError::XmlLimit { what: "nesting depth", limit: limits.max_depth });
+        }
+        if empty {
+            close(&mut stack, &mut root, element);
+        } else {
+            stack.push(element);
+        }
+    }
+    if !stack.is_empty() {
+        return Err(ProtocolError::Xml("unexpected end of document".into()));
+    }
+    root.ok_or_else(|| ProtocolError::Xml("no root element".into()))
+}
+
+fn open_element(start: &BytesStart<'_>) -> Result<Element, ProtocolError> {
+    let mut element = Element { name: local_name(start.name().as_ref())?, ..Element::default() };
+    for attr in start.attributes() {
+        let attr = attr.map_err(|e| ProtocolError::Xml(e.to_string()))?;
+        let key = local_name(attr.key.as_ref())?;
+        if attr.key.as_ref().starts_with(b"xmlns") {
+            continue;
+        }
+        let value = attr.unescape_value().map_err(|e| ProtocolError::Xml(e.to_string()))?;
+        element.attrs.push((key, value.into_owned()));
+    }
+    Ok(element)
+}
+
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, done: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(done),
+        None => *root = Some(done),
+    }
+}
+
+fn local_name(qualified: &[u8]) -> Result<String, ProtocolError> {
+    let local = match qualified.iter().rposition(|&b| b == b':') {
+        Some(i) => &qualified[i + 1..],
+        None => qualified,
+    };
+    std::str::from_utf8(local)
+        .map(str::to_owned)
+        .map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })
+}
+
+/// Builds a document as text. Attribute values and text are escaped; names are ours and fixed.
+pub struct Writer {
+    out: String,
+    open: Vec<&'static str>,
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Writer { out: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"), open: Vec::new() }
+    }
+
+    fn indent(&mut self) {
+        for _ in 0..self.open.len() {
+            self.out.push_str("  ");
+        }
+    }
+
+    /// Opens `<name a="v" ...>`.
+    pub fn open(&mut self, name: &'static str, attrs: &[(&str, &str)]) {
+        self.indent();
+        self.start_tag(name, attrs);
+        self.out.push_str(">\n");
+        self.open.push(name);
+    }
+
+    /// Writes `<name a="v" .../>`.
+    pub fn empty(&mut self, name: &'static str, attrs: &[(&str, &str)]) {
+        self.indent();
+        self.start_tag(name, attrs);
+        self.out.push_str("/>\n");
+    }
+
+    /// Writes `<name>text</name>`.
+    pub fn leaf(&mut self, name: &'static str, text: &str) {
+        self.indent();
+        self.out.push('<');
+        self.out.push_str(name);
+        self.out.push('>');
+        escape_into(&mut self.out, text);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
+    /// Writes `<name attrs...>text</name>`.
+    pub fn leaf_with(&mut self, name: &'static str, attrs: &[(&str, &str)], text: &str) {
+        self.indent();
+        self.start_tag(name, attrs);
+        self.out.push('>');
+        escape_into(&mut self.out, text);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
+    pub fn close(&mut self) {
+        if let Some(name) = self.open.pop() {
+            self.indent();
+            self.out.push_str("</");
+            self.out.push_str(name);
+            self.out.push_str(">\n");
+        }
+    }
+
+    pub fn finish(mut self) -> String {
+        while !self.open.is_empty() {
+            self.close();
+        }
+        self.out
+    }
+
+    fn start_tag(&mut self, name: &str, attrs: &[(&str, &str)]) {
+        self.out.push('<');
+        self.out.push_str(name);
+        for (key, value) in attrs {
+            self.out.push(' ');
+            self.out.push_str(key);
+            self.out.push_str("=\"");
+            escape_into(&mut self.out, value);
+            self.out.push('"');
+        }
+    }
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer::new()
+    }
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Keep line breaks and tabs in attribute values through a round trip.
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Element, ProtocolError> {
+        parse(text.as_bytes(), Limits::MESSAGE)
+    }
+
+    #[test]
+    fn reads_fields_from_attributes_or_children_ignoring_prefixes_and_case() {
+        let root = read(
+            r#"<?xml version="1.0"?><ns:Root xmlns:ns="urn:x" ns:Id="7"><NAME> a &amp; b </NAME><Extra/></ns:Root>"#,
+        )
+        .unwrap();
+        assert!(root.is("root"));
+        assert_eq!(root.field("id"), Some("7"));
+        assert_eq!(root.field("Name"), Some("a & b"));
+        assert_eq!(root.field("Missing"), None);
+    }
+
+    #[test]
+    fn refuses_dtds_and_entity_bombs() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><r>&lol2;</r>"#;
+        assert!(matches!(read(bomb), Err(ProtocolError::Xml(m)) if m.contains("DTD")));
+        assert!(matches!(read("<r>&custom;</r>"), Err(ProtocolError::Xml(_))));
+    }
+
+    #[test]
+    fn enforces_caps() {
+        let deep = "<a>".repeat(17) + &"</a>".repeat(17);
+        assert!(matches!(read(&deep), Err(ProtocolError::XmlLimit { what: "nesting depth", .. })));
+        let wide = format!("<a>{}</a>", "<b/>".repeat(2048));
+        assert!(matches!(read(&wide), Err(ProtocolError::XmlLimit { what: "element count", .. })));
+        let big = vec![b' '; 64 * 1024 + 1];
+        assert!(matches!(parse(&big, Limits::MESSAGE), Err(ProtocolError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn refuses_broken_documents() {
+        for text in ["", "<a>", "<a></b>", "<a/><b/>", "text", "<a/>trailing", "<a x='1' x='2'/>"] {
+            assert!(read(text).is_err(), "{text:?} accepted");
+        }
+        assert!(matches!(parse(b"<a>\xff</a>", Limits::MESSAGE), Err(ProtocolError::BadUtf8 { .. })));
+    }
+
+    #[test]
+    fn writer_output_reads_back() {
+        let mut w = Writer::new();
+        w.open("Root", &[("A", "x\"<&>\ny")]);
+        w.leaf("Name", "a & b");
+        w.empty("E", &[]);
+        let root = read(&w.finish()).unwrap();
+        assert_eq!(root.attr("A"), Some("x\"<&>\ny"));
+        assert_eq!(root.field("Name"), Some("a & b"));
+        assert!(root.child("E").is_some());
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration and conformance tests that span crates; see the tests/ folder.
