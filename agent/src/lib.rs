@@ -1,1 +1,20 @@
-//! Placeholder: filled in by its issue.
+//! The device side of the Device Update Service.
+//!
+//! # Layout
+//! - [`machine`]: the sans-IO update state machine (events and `now` in; actions and the next
+//!   deadline out). No tokio, no sockets, no clock reads: the simulator drives thousands of it.
+//! - [`net`]: the HTTP(S) client: pinned connections, NTLM, the check POST, ranged streaming
+//!   downloads with SHA-256, log upload. Shared by the driver and the simulator.
+//! - [`dns`]: discovery of `ucupdates-r2.<domain>` and the DHCP / resolv.conf domain.
+//! - [`persist`]: atomic state and file writes (write-temp, fsync, rename).
+//! - [`device`]: the firmware boundary (`Device` trait) and its Linux hook-command implementation.
+//! - [`driver`]: the tokio loop that runs the machine against the real world.
+//! - [`clock`]: the one place this crate reads the wall clock.
+
+pub mod clock;
+pub mod device;
+pub mod dns;
+pub mod driver;
+pub mod machine;
+pub mod net;
+pub mod persist;

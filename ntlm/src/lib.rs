@@ -1,0 +1,1 @@
+//! Sans-IO NTLM: being written (see the NTLM issue notes).
