@@ -1,0 +1,87 @@
+//! [`UserDb`]: the acceptor's users, read from a file of `DOMAIN\user:password` or
+//! `user:password` lines. Lookup is by user name (case-insensitive, as Windows does).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::NtlmError;
+
+/// One user the acceptor knows.
+#[derive(Clone)]
+pub(crate) struct UserEntry {
+    /// Domain from the file, if any.
+    pub(crate) domain: Option<String>,
+    /// User name as written in the file.
+    pub(crate) user: String,
+    /// Password (never logged).
+    pub(crate) password: String,
+}
+
+/// Users for the acceptor, keyed by upper-cased user name.
+#[derive(Clone, Default)]
+pub struct UserDb {
+    users: HashMap<String, UserEntry>,
+}
+
+impl UserDb {
+    /// Lines `DOMAIN\user:password` or `user:password`; `#` comments and blank lines skipped.
+    pub fn parse(text: &str) -> Result<UserDb, NtlmError> {
+        let mut db = UserDb::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let err = |reason| NtlmError::UserFile { line: i + 1, reason };
+            let (spec, password) = line.split_once(':').ok_or(err("expected user:password"))?;
+            let spec = spec.trim();
+            let (domain, user) = match spec.split_once('\\') {
+                Some((d, u)) => (Some(d), u),
+                None => (None, spec),
+            };
+            if user.is_empty() {
+                return Err(err("empty user name"));
+            }
+            if domain.is_some_and(str::is_empty) {
+                return Err(err("empty domain before '\\'"));
+            }
+            db.insert(domain, user, password);
+        }
+        Ok(db)
+    }
+
+    /// Add or replace a user. Names are matched case-insensitively.
+    pub fn insert(&mut self, domain: Option<&str>, user: &str, password: &str) {
+        self.users.insert(
+            user.to_uppercase(),
+            UserEntry {
+                domain: domain.map(str::to_string),
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+        );
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    #[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
+    pub(crate) fn get(&self, user: &str) -> Option<&UserEntry> {
+        self.users.get(&user.to_uppercase())
+    }
+}
+
+impl fmt::Debug for UserDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.users.values().map(|e| e.user.as_str()).collect();
+        names.sort_unstable();
+        f.debug_struct("UserDb").field("users", &names).finish()
+    }
+}
