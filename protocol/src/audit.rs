@@ -53,7 +53,10 @@ impl AuditRecord {
             esc(&self.client),
             esc(id.device_type.as_str()),
             id.mac.map(|m| m.to_string()).unwrap_or_default(),
-            id.serial.as_ref().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            id.serial
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
             esc(id.brand.as_str()),
             esc(id.model.as_str()),
             esc(id.revision.as_str()),
@@ -94,7 +97,9 @@ impl AuditRecord {
         let identity = DeviceIdentity {
             device_type: text(2)?.parse()?,
             mac: optional(3)?.map(|m| m.parse::<MacAddress>()).transpose()?,
-            serial: optional(4)?.map(|s| s.parse::<SerialNumber>()).transpose()?,
+            serial: optional(4)?
+                .map(|s| s.parse::<SerialNumber>())
+                .transpose()?,
             brand: PathSegment::new(&text(5)?)?,
             model: PathSegment::new(&text(6)?)?,
             revision: PathSegment::new(&text(7)?)?,
@@ -103,7 +108,11 @@ impl AuditRecord {
         Ok(AuditRecord {
             unix_secs: parse_time(fields[0]).ok_or_else(|| bad("bad time"))?,
             client: text(1)?,
-            request: CheckRequest { identity, modules, user: optional(9)? },
+            request: CheckRequest {
+                identity,
+                modules,
+                user: optional(9)?,
+            },
             outcome: text(11)?,
         })
     }
@@ -124,12 +133,23 @@ fn esc(value: &str) -> String {
 pub fn format_time(unix_secs: u64) -> String {
     let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
     let s = unix_secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 fn parse_time(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<u64>().ok();
@@ -181,6 +201,9 @@ mod tests {
             assert_eq!(parse_time(&format_time(secs)), Some(secs));
         }
         assert_eq!(parse_time("2026-02-31 00:00:00"), None);
-        assert_eq!(AuditRecord::file_name("pool01", 1_795_600_000), "RequestHandlerAuditLog_pool01_20261125.log");
+        assert_eq!(
+            AuditRecord::file_name("pool01", 1_795_600_000),
+            "RequestHandlerAuditLog_pool01_20261125.log"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub enum ProtocolError {
     XmlLimit { what: &'static str, limit: usize },
     /// The root element is not the one expected for this message.
     #[error("expected root element <{expected}>, found <{found}>")]
-    WrongRoot { expected: &'static str, found: String },
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
     /// A field the message cannot do without is absent or blank.
     #[error("missing required field `{0}`")]
     MissingField(&'static str),
@@ -49,6 +52,9 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        ProtocolError::InvalidField { field, reason: reason.into() }
+        ProtocolError::InvalidField {
+            field,
+            reason: reason.into(),
+        }
     }
 }

@@ -21,7 +21,10 @@ pub struct PathSegment(String);
 
 impl PathSegment {
     pub fn new(text: &str) -> Result<Self, ProtocolError> {
-        let bad = |reason| ProtocolError::UnsafeComponent { text: text.to_owned(), reason };
+        let bad = |reason| ProtocolError::UnsafeComponent {
+            text: text.to_owned(),
+            reason,
+        };
         if text.is_empty() {
             return Err(bad("empty"));
         }
@@ -234,7 +237,9 @@ impl FromStr for SerialNumber {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let ok = !text.is_empty()
             && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(SerialNumber(text.to_owned()))
         } else {
@@ -279,27 +284,57 @@ mod tests {
 
     #[test]
     fn mac_rejects_mixed_or_short_forms() {
-        for text in ["00-04:F2-00-01-76", "0004f200017", "00-04-F2-00-01-7G", "", "00_04_F2_00_01_76"]
-        {
-            assert!(matches!(text.parse::<MacAddress>(), Err(ProtocolError::BadMac(_))), "{text}");
+        for text in [
+            "00-04:F2-00-01-76",
+            "0004f200017",
+            "00-04-F2-00-01-7G",
+            "",
+            "00_04_F2_00_01_76",
+        ] {
+            assert!(
+                matches!(text.parse::<MacAddress>(), Err(ProtocolError::BadMac(_))),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn path_segment_refuses_escapes() {
-        for text in ["", ".", "..", "a/b", "a\\b", "C:", "%2e%2e", "a\nb", " A", "x".repeat(129).as_str()]
-        {
+        for text in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "C:",
+            "%2e%2e",
+            "a\nb",
+            " A",
+            "x".repeat(129).as_str(),
+        ] {
             assert!(PathSegment::new(text).is_err(), "{text:?} accepted");
         }
         assert_eq!(PathSegment::new("CX700").unwrap().as_str(), "CX700");
-        assert!(PathSegment::new("..a").is_ok(), "dots inside a name are harmless");
+        assert!(
+            PathSegment::new("..a").is_ok(),
+            "dots inside a name are harmless"
+        );
     }
 
     #[test]
     fn device_type_keeps_unknown_types() {
-        assert_eq!("ucphone".parse::<DeviceType>().unwrap(), DeviceType::UcPhone);
-        assert_eq!("ROUNDTABLE".parse::<DeviceType>().unwrap().to_string(), "RoundTable");
-        assert_eq!("LyncPhone".parse::<DeviceType>().unwrap().to_string(), "LyncPhone");
+        assert_eq!(
+            "ucphone".parse::<DeviceType>().unwrap(),
+            DeviceType::UcPhone
+        );
+        assert_eq!(
+            "ROUNDTABLE".parse::<DeviceType>().unwrap().to_string(),
+            "RoundTable"
+        );
+        assert_eq!(
+            "LyncPhone".parse::<DeviceType>().unwrap().to_string(),
+            "LyncPhone"
+        );
         assert!("../etc".parse::<DeviceType>().is_err());
     }
 

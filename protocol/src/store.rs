@@ -194,9 +194,14 @@ impl FileKind {
     }
 
     pub fn from_wire(text: &str) -> Option<Self> {
-        [FileKind::Image, FileKind::Catalog, FileKind::Description, FileKind::Other]
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(text))
+        [
+            FileKind::Image,
+            FileKind::Catalog,
+            FileKind::Description,
+            FileKind::Other,
+        ]
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -251,7 +256,10 @@ mod tests {
     fn content_types_cover_every_kind() {
         let kind = |n| FileKind::of(&FileName::new(n).unwrap());
         assert_eq!(kind("CPE.NBT"), FileKind::Image);
-        assert_eq!(kind("CPE.cat").content_type(), "application/vnd.ms-pki.seccat");
+        assert_eq!(
+            kind("CPE.cat").content_type(),
+            "application/vnd.ms-pki.seccat"
+        );
         assert_eq!(kind("RTConfig.xml").content_type(), "text/xml");
         assert_eq!(kind("notes.txt"), FileKind::Other);
     }

@@ -38,7 +38,10 @@ impl HttpUrl {
 
     /// The same server with another path.
     pub fn with_path(&self, path: &str) -> HttpUrl {
-        HttpUrl { path: path.to_owned(), ..self.clone() }
+        HttpUrl {
+            path: path.to_owned(),
+            ..self.clone()
+        }
     }
 
     /// This URL with `/name` appended to its path (for a file under a `BaseURL`).
@@ -51,7 +54,10 @@ impl HttpUrl {
 impl FromStr for HttpUrl {
     type Err = ProtocolError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = |reason| ProtocolError::BadUrl { text: text.to_owned(), reason };
+        let bad = |reason| ProtocolError::BadUrl {
+            text: text.to_owned(),
+            reason,
+        };
         let (https, rest) = if let Some(rest) = strip_prefix_ci(text, "https://") {
             (true, rest)
         } else if let Some(rest) = strip_prefix_ci(text, "http://") {
@@ -72,7 +78,11 @@ impl FromStr for HttpUrl {
             let end = v6.find(']').ok_or_else(|| bad("unclosed '[' in host"))?;
             let port = match &v6[end + 1..] {
                 "" => default_port,
-                p => p.strip_prefix(':').ok_or_else(|| bad("junk after IPv6 host"))?.parse().map_err(|_| bad("bad port"))?,
+                p => p
+                    .strip_prefix(':')
+                    .ok_or_else(|| bad("junk after IPv6 host"))?
+                    .parse()
+                    .map_err(|_| bad("bad port"))?,
             };
             (v6[..end].to_owned(), port)
         } else {
@@ -84,19 +94,28 @@ impl FromStr for HttpUrl {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
             return Err(bad("bad character in host"));
         }
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("white space in path"));
         }
-        Ok(HttpUrl { https, host, port, path })
+        Ok(HttpUrl {
+            https,
+            host,
+            port,
+            path,
+        })
     }
 }
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 impl fmt::Display for HttpUrl {
@@ -144,12 +163,17 @@ mod tests {
 
     #[test]
     fn parses_the_provisioned_forms() {
-        let url: HttpUrl = "https://pool.contoso.com:443/RequestHandler/ucdevice.upx".parse().unwrap();
+        let url: HttpUrl = "https://pool.contoso.com:443/RequestHandler/ucdevice.upx"
+            .parse()
+            .unwrap();
         assert!(url.https);
         assert_eq!(url.authority(), "pool.contoso.com:443");
         assert_eq!(url.path, "/RequestHandler/ucdevice.upx");
         let url: HttpUrl = "http://[::1]:8080".parse().unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("::1", 8080, "/"));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 8080, "/")
+        );
         assert_eq!(url.to_string(), "http://[::1]:8080/");
         let url: HttpUrl = "HTTP://h?x=1".parse().unwrap();
         assert_eq!((url.port, url.path.as_str()), (80, "/?x=1"));
@@ -157,7 +181,14 @@ mod tests {
 
     #[test]
     fn refuses_junk() {
-        for text in ["ftp://x/", "https://", "https://:1/", "https://h:99999/", "https://u:p@h/", "https://h/a b"] {
+        for text in [
+            "ftp://x/",
+            "https://",
+            "https://:1/",
+            "https://h:99999/",
+            "https://u:p@h/",
+            "https://h/a b",
+        ] {
             assert!(text.parse::<HttpUrl>().is_err(), "{text}");
         }
     }
@@ -165,7 +196,10 @@ mod tests {
     #[test]
     fn join_and_percent_round_trip() {
         let base: HttpUrl = "http://h/DeviceUpdateFiles_Int/a/".parse().unwrap();
-        assert_eq!(base.join("CPE.nbt").path, "/DeviceUpdateFiles_Int/a/CPE.nbt");
+        assert_eq!(
+            base.join("CPE.nbt").path,
+            "/DeviceUpdateFiles_Int/a/CPE.nbt"
+        );
         let text = "CONTOSO\\alice ü;#";
         assert_eq!(percent_decode(&percent_encode(text)).unwrap(), text);
         assert_eq!(percent_decode("%2"), None);

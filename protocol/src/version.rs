@@ -26,7 +26,10 @@ impl FromStr for FirmwareVersion {
     type Err = ProtocolError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = |reason| ProtocolError::BadVersion { text: text.to_owned(), reason };
+        let bad = |reason| ProtocolError::BadVersion {
+            text: text.to_owned(),
+            reason,
+        };
         let mut parts = [0u32; 4];
         let mut count = 0;
         for piece in text.split('.') {
@@ -39,7 +42,9 @@ impl FromStr for FirmwareVersion {
             if !piece.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("parts must be decimal digits"));
             }
-            parts[count] = piece.parse().map_err(|_| bad("part does not fit 32 bits"))?;
+            parts[count] = piece
+                .parse()
+                .map_err(|_| bad("part does not fit 32 bits"))?;
             count += 1;
         }
         if count != 4 {
@@ -66,7 +71,10 @@ mod tests {
         let new: FirmwareVersion = "1.0.1000.0".parse().unwrap();
         assert!(old < new);
         assert_eq!(new.to_string(), "1.0.1000.0");
-        assert_eq!("01.0.0.7".parse::<FirmwareVersion>().unwrap().to_string(), "1.0.0.7");
+        assert_eq!(
+            "01.0.0.7".parse::<FirmwareVersion>().unwrap().to_string(),
+            "1.0.0.7"
+        );
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub const MAX_MESSAGE_BYTES: usize = Limits::MESSAGE.max_bytes;
 /// Largest device log file the server accepts (the service's documented default).
 pub const MAX_LOG_BYTES: u64 = 1_024_000;
 /// Log file extensions the server accepts by default (lower case, without the dot).
-pub const ALLOWED_LOG_EXTENSIONS: &[&str] =
-    &["dmp", "clg", "clg2", "bak", "kdmp", "dat", "bin", "cat", "xml", "txt", "hex"];
+pub const ALLOWED_LOG_EXTENSIONS: &[&str] = &[
+    "dmp", "clg", "clg2", "bak", "kdmp", "dat", "bin", "cat", "xml", "txt", "hex",
+];
 
 /// The DNS name to look up for `domain`, or `None` for an empty domain.
 pub fn discovery_name(domain: &str) -> Option<String> {
@@ -72,7 +73,11 @@ pub struct CheckRequest {
 impl CheckRequest {
     /// The module a rule with `update_type` applies to.
     pub fn module(&self, update_type: &PathSegment) -> Option<&InstalledModule> {
-        self.modules.iter().find(|m| m.update_type.as_str().eq_ignore_ascii_case(update_type.as_str()))
+        self.modules.iter().find(|m| {
+            m.update_type
+                .as_str()
+                .eq_ignore_ascii_case(update_type.as_str())
+        })
     }
 
     pub fn encode(&self) -> String {
@@ -84,8 +89,17 @@ impl CheckRequest {
         w.leaf("Model", id.model.as_str());
         w.leaf("Revision", id.revision.as_str());
         w.leaf("Locale", id.locale.as_str());
-        w.leaf("MacAddress", &id.mac.map(|m| m.to_string()).unwrap_or_default());
-        w.leaf("SerialNumber", id.serial.as_ref().map(SerialNumber::as_str).unwrap_or_default());
+        w.leaf(
+            "MacAddress",
+            &id.mac.map(|m| m.to_string()).unwrap_or_default(),
+        );
+        w.leaf(
+            "SerialNumber",
+            id.serial
+                .as_ref()
+                .map(SerialNumber::as_str)
+                .unwrap_or_default(),
+        );
         if let Some(user) = &self.user {
             w.leaf("LastSignedInUser", user);
         }
@@ -115,11 +129,22 @@ impl CheckRequest {
             model: segment(&root, "Model")?,
             revision: segment(&root, "Revision")?,
             locale: segment(&root, "Locale")?,
-            mac: root.field("MacAddress").map(MacAddress::from_str).transpose()?,
-            serial: root.field("SerialNumber").map(SerialNumber::from_str).transpose()?,
+            mac: root
+                .field("MacAddress")
+                .map(MacAddress::from_str)
+                .transpose()?,
+            serial: root
+                .field("SerialNumber")
+                .map(SerialNumber::from_str)
+                .transpose()?,
         };
-        let user = root.field("LastSignedInUser").map(checked_text("LastSignedInUser")).transpose()?;
-        let list = root.child("Modules").ok_or(ProtocolError::MissingField("Modules"))?;
+        let user = root
+            .field("LastSignedInUser")
+            .map(checked_text("LastSignedInUser"))
+            .transpose()?;
+        let list = root
+            .child("Modules")
+            .ok_or(ProtocolError::MissingField("Modules"))?;
         let modules = list
             .children_named("Module")
             .map(decode_module)
@@ -127,7 +152,11 @@ impl CheckRequest {
         if modules.is_empty() {
             return Err(ProtocolError::MissingField("Module"));
         }
-        Ok(CheckRequest { identity, modules, user })
+        Ok(CheckRequest {
+            identity,
+            modules,
+            user,
+        })
     }
 }
 
@@ -141,7 +170,10 @@ fn decode_module(el: &Element) -> Result<InstalledModule, ProtocolError> {
         update_type,
         file_name,
         version: required(el, "Version")?.parse()?,
-        timestamp: el.field("Timestamp").map(checked_text("Timestamp")).transpose()?,
+        timestamp: el
+            .field("Timestamp")
+            .map(checked_text("Timestamp"))
+            .transpose()?,
     })
 }
 
@@ -174,10 +206,14 @@ impl OfferStatus {
 impl FromStr for OfferStatus {
     type Err = ProtocolError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [OfferStatus::Approved, OfferStatus::Pending, OfferStatus::Restore]
-            .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(text))
-            .ok_or_else(|| ProtocolError::invalid("Status", format!("{text:?}")))
+        [
+            OfferStatus::Approved,
+            OfferStatus::Pending,
+            OfferStatus::Restore,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        .ok_or_else(|| ProtocolError::invalid("Status", format!("{text:?}")))
     }
 }
 
@@ -195,8 +231,10 @@ impl FromStr for Sha256Digest {
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
-            out[i] = u8::from_str_radix(s, 16).map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
+            let s = std::str::from_utf8(pair)
+                .map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
+            out[i] = u8::from_str_radix(s, 16)
+                .map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
         }
         Ok(Sha256Digest(out))
     }
@@ -286,7 +324,10 @@ impl CheckResponse {
                 for file in &offer.files {
                     let size = file.size.map(|s| s.to_string());
                     let sha = file.sha256.map(|d| d.to_string());
-                    let mut attrs = vec![("Kind", file.kind.as_str()), ("FileName", file.file_name.as_str())];
+                    let mut attrs = vec![
+                        ("Kind", file.kind.as_str()),
+                        ("FileName", file.file_name.as_str()),
+                    ];
                     if let Some(size) = &size {
                         attrs.push(("Size", size));
                     }
@@ -308,22 +349,35 @@ impl CheckResponse {
         expect_root(&root, RESPONSE_ROOT)?;
         let downloads: Option<u64> = root
             .field("Downloads")
-            .map(|d| d.parse().map_err(|_| ProtocolError::invalid("Downloads", format!("{d:?} is not a count"))))
+            .map(|d| {
+                d.parse().map_err(|_| {
+                    ProtocolError::invalid("Downloads", format!("{d:?} is not a count"))
+                })
+            })
             .transpose()?;
         let update = root.child("Update");
         if downloads == Some(0) {
             return Ok(CheckResponse::NoUpdate);
         }
         let Some(update) = update else {
-            if downloads.is_none() && root.field("BaseURL").is_none() && root.field("ExternalBaseURL").is_none() {
+            if downloads.is_none()
+                && root.field("BaseURL").is_none()
+                && root.field("ExternalBaseURL").is_none()
+            {
                 return Ok(CheckResponse::NoUpdate);
             }
             return Err(ProtocolError::MissingField("Update"));
         };
         let base_url = checked_text("BaseURL")(required(&root, "BaseURL")?)?;
-        let external_base_url =
-            root.field("ExternalBaseURL").map(checked_text("ExternalBaseURL")).transpose()?.unwrap_or_default();
-        let files = update.children_named("File").map(decode_file).collect::<Result<Vec<_>, _>>()?;
+        let external_base_url = root
+            .field("ExternalBaseURL")
+            .map(checked_text("ExternalBaseURL"))
+            .transpose()?
+            .unwrap_or_default();
+        let files = update
+            .children_named("File")
+            .map(decode_file)
+            .collect::<Result<Vec<_>, _>>()?;
         if files.is_empty() {
             return Err(ProtocolError::MissingField("File"));
         }
@@ -336,7 +390,10 @@ impl CheckResponse {
             external_base_url,
             update_type: segment(update, "UpdateType")?,
             version: required(update, "Version")?.parse()?,
-            timestamp: update.field("Timestamp").map(checked_text("Timestamp")).transpose()?,
+            timestamp: update
+                .field("Timestamp")
+                .map(checked_text("Timestamp"))
+                .transpose()?,
             status,
             files,
         }))
@@ -346,15 +403,24 @@ impl CheckResponse {
 fn decode_file(el: &Element) -> Result<OfferedFile, ProtocolError> {
     let file_name = FileName::new(required(el, "FileName")?)?;
     let kind = match el.field("Kind") {
-        Some(k) => FileKind::from_wire(k).ok_or_else(|| ProtocolError::invalid("Kind", format!("{k:?}")))?,
+        Some(k) => FileKind::from_wire(k)
+            .ok_or_else(|| ProtocolError::invalid("Kind", format!("{k:?}")))?,
         None => FileKind::of(&file_name),
     };
     let size = el
         .field("Size")
-        .map(|s| s.parse::<u64>().map_err(|_| ProtocolError::invalid("Size", format!("{s:?} is not a byte count"))))
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ProtocolError::invalid("Size", format!("{s:?} is not a byte count")))
+        })
         .transpose()?;
     let sha256 = el.field("SHA256").map(Sha256Digest::from_str).transpose()?;
-    Ok(OfferedFile { kind, file_name, size, sha256 })
+    Ok(OfferedFile {
+        kind,
+        file_name,
+        size,
+        sha256,
+    })
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -407,10 +473,14 @@ impl Provisioning {
                         _ => return Err(ProtocolError::invalid("updatesServerEnabled", value)),
                     };
                 }
-                Some(n) if n.eq_ignore_ascii_case("updatesServerInternalUrl") && !value.is_empty() => {
+                Some(n)
+                    if n.eq_ignore_ascii_case("updatesServerInternalUrl") && !value.is_empty() =>
+                {
                     out.internal_url = Some(checked_url("updatesServerInternalUrl", value)?);
                 }
-                Some(n) if n.eq_ignore_ascii_case("updatesServerExternalUrl") && !value.is_empty() => {
+                Some(n)
+                    if n.eq_ignore_ascii_case("updatesServerExternalUrl") && !value.is_empty() =>
+                {
                     out.external_url = Some(checked_url("updatesServerExternalUrl", value)?);
                 }
                 _ => {}
@@ -424,7 +494,9 @@ impl Provisioning {
 }
 
 fn checked_url(field: &'static str, value: &str) -> Result<String, ProtocolError> {
-    value.parse::<crate::url::HttpUrl>().map_err(|e| ProtocolError::invalid(field, e.to_string()))?;
+    value
+        .parse::<crate::url::HttpUrl>()
+        .map_err(|e| ProtocolError::invalid(field, e.to_string()))?;
     Ok(value.to_owned())
 }
 
@@ -454,7 +526,9 @@ impl FromStr for LogType {
         [LogType::CeLog, LogType::Watson]
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(text))
-            .ok_or_else(|| ProtocolError::invalid("type", format!("{text:?}: expected CELog or Watson")))
+            .ok_or_else(|| {
+                ProtocolError::invalid("type", format!("{text:?}: expected CELog or Watson"))
+            })
     }
 }
 
@@ -471,12 +545,25 @@ pub struct LogUpload {
 }
 
 impl LogUpload {
-    pub fn new(log_type: LogType, file_name: FileName, device: PathSegment) -> Result<Self, ProtocolError> {
-        let allowed = file_name.extension().is_some_and(|e| ALLOWED_LOG_EXTENSIONS.contains(&e.as_str()));
+    pub fn new(
+        log_type: LogType,
+        file_name: FileName,
+        device: PathSegment,
+    ) -> Result<Self, ProtocolError> {
+        let allowed = file_name
+            .extension()
+            .is_some_and(|e| ALLOWED_LOG_EXTENSIONS.contains(&e.as_str()));
         if !allowed {
-            return Err(ProtocolError::invalid("file", format!("{file_name}: extension not allowed")));
+            return Err(ProtocolError::invalid(
+                "file",
+                format!("{file_name}: extension not allowed"),
+            ));
         }
-        Ok(LogUpload { log_type, file_name, device })
+        Ok(LogUpload {
+            log_type,
+            file_name,
+            device,
+        })
     }
 
     /// The query string (without `?`).
@@ -495,7 +582,8 @@ impl LogUpload {
         let (mut log_type, mut file, mut device) = (None, None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value).ok_or_else(|| ProtocolError::invalid("query", "bad percent escape"))?;
+            let value = percent_decode(value)
+                .ok_or_else(|| ProtocolError::invalid("query", "bad percent escape"))?;
             match key.to_ascii_lowercase().as_str() {
                 "action" => action = Some(value),
                 "type" => log_type = Some(value),
@@ -507,7 +595,9 @@ impl LogUpload {
         if !action.is_some_and(|a| a.eq_ignore_ascii_case("logupload")) {
             return Ok(None);
         }
-        let log_type = log_type.ok_or(ProtocolError::MissingField("type"))?.parse()?;
+        let log_type = log_type
+            .ok_or(ProtocolError::MissingField("type"))?
+            .parse()?;
         let file_name = FileName::new(&file.ok_or(ProtocolError::MissingField("file"))?)?;
         let device_text = device.ok_or(ProtocolError::MissingField("device"))?;
         // A MAC in any spelling names the same folder.
@@ -521,7 +611,10 @@ impl LogUpload {
     /// Checks a body length against the cap.
     pub fn check_size(len: u64) -> Result<(), ProtocolError> {
         if len > MAX_LOG_BYTES {
-            return Err(ProtocolError::TooLarge { len: usize::try_from(len).unwrap_or(usize::MAX), cap: MAX_LOG_BYTES as usize });
+            return Err(ProtocolError::TooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                cap: MAX_LOG_BYTES as usize,
+            });
         }
         Ok(())
     }
@@ -535,7 +628,10 @@ fn expect_root(root: &Element, expected: &'static str) -> Result<(), ProtocolErr
     if root.is(expected) {
         Ok(())
     } else {
-        Err(ProtocolError::WrongRoot { expected, found: root.name.clone() })
+        Err(ProtocolError::WrongRoot {
+            expected,
+            found: root.name.clone(),
+        })
     }
 }
 
@@ -554,7 +650,10 @@ fn checked_text(field: &'static str) -> impl Fn(&str) -> Result<String, Protocol
             return Err(ProtocolError::invalid(field, "longer than 1024 bytes"));
         }
         if value.chars().any(char::is_control) {
-            return Err(ProtocolError::invalid(field, "contains a control character"));
+            return Err(ProtocolError::invalid(
+                field,
+                "contains a control character",
+            ));
         }
         Ok(value.to_owned())
     }

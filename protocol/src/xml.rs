@@ -21,7 +21,11 @@ pub struct Limits {
 
 impl Limits {
     /// The caps for every message this protocol exchanges (they are all a few KiB at most).
-    pub const MESSAGE: Limits = Limits { max_bytes: 64 * 1024, max_depth: 16, max_elements: 2048 };
+    pub const MESSAGE: Limits = Limits {
+        max_bytes: 64 * 1024,
+        max_depth: 16,
+        max_elements: 2048,
+    };
 }
 
 /// One element: local name, attributes (local names), children and concatenated text.
@@ -39,7 +43,10 @@ impl Element {
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn child(&self, name: &str) -> Option<&Element> {
@@ -53,7 +60,9 @@ impl Element {
     /// A field given as an attribute or as a child element's text, trimmed; `None` when absent
     /// or blank.
     pub fn field(&self, name: &str) -> Option<&str> {
-        let raw = self.attr(name).or_else(|| self.child(name).map(|c| c.text.as_str()))?;
+        let raw = self
+            .attr(name)
+            .or_else(|| self.child(name).map(|c| c.text.as_str()))?;
         let trimmed = raw.trim();
         (!trimmed.is_empty()).then_some(trimmed)
     }
@@ -62,10 +71,14 @@ impl Element {
 /// Reads a whole document into its root element.
 pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
     if body.len() > limits.max_bytes {
-        return Err(ProtocolError::TooLarge { len: body.len(), cap: limits.max_bytes });
+        return Err(ProtocolError::TooLarge {
+            len: body.len(),
+            cap: limits.max_bytes,
+        });
     }
-    let text =
-        std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })?;
+    let text = std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 {
+        at: e.valid_up_to(),
+    })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -79,7 +92,9 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
             Event::Start(start) => (start, false),
             Event::Empty(start) => (start, true),
             Event::End(_) => {
-                let done = stack.pop().ok_or_else(|| ProtocolError::Xml("stray end tag".into()))?;
+                let done = stack
+                    .pop()
+                    .ok_or_else(|| ProtocolError::Xml("stray end tag".into()))?;
                 close(&mut stack, &mut root, done);
                 continue;
             }
@@ -93,11 +108,14 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
                 continue;
             }
             Event::CData(data) => {
-                let value = std::str::from_utf8(&data)
-                    .map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })?;
+                let value = std::str::from_utf8(&data).map_err(|e| ProtocolError::BadUtf8 {
+                    at: e.valid_up_to(),
+                })?;
                 match stack.last_mut() {
                     Some(open) => open.text.push_str(value),
-                    None => return Err(ProtocolError::Xml("CDATA outside the root element".into())),
+                    None => {
+                        return Err(ProtocolError::Xml("CDATA outside the root element".into()))
+                    }
                 }
                 continue;
             }
@@ -119,7 +137,10 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
         }
         let element = open_element(&start)?;
         if stack.len() + 1 > limits.max_depth {
-            return Err(ProtocolError::XmlLimit { what: "nesting depth", limit: limits.max_depth });
+            return Err(ProtocolError::XmlLimit {
+                what: "nesting depth",
+                limit: limits.max_depth,
+            });
         }
         if empty {
             close(&mut stack, &mut root, element);
@@ -134,20 +155,25 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
 }
 
 fn open_element(start: &BytesStart<'_>) -> Result<Element, ProtocolError> {
-    let mut element = Element { name: local_name(start.name().as_ref())?, ..Element::default() };
+    let mut element = Element {
+        name: local_name(start.name().as_ref())?,
+        ..Element::default()
+    };
     for attr in start.attributes() {
         let attr = attr.map_err(|e| ProtocolError::Xml(e.to_string()))?;
         let key = local_name(attr.key.as_ref())?;
         if attr.key.as_ref().starts_with(b"xmlns") {
             continue;
         }
-        let value = attr.unescape_value().map_err(|e| ProtocolError::Xml(e.to_string()))?;
+        let value = attr
+            .unescape_value()
+            .map_err(|e| ProtocolError::Xml(e.to_string()))?;
         element.attrs.push((key, value.into_owned()));
     }
     Ok(element)
 }
 
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, done: Element) {
+fn close(stack: &mut [Element], root: &mut Option<Element>, done: Element) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(done),
         None => *root = Some(done),
@@ -161,7 +187,9 @@ fn local_name(qualified: &[u8]) -> Result<String, ProtocolError> {
     };
     std::str::from_utf8(local)
         .map(str::to_owned)
-        .map_err(|e| ProtocolError::BadUtf8 { at: e.valid_up_to() })
+        .map_err(|e| ProtocolError::BadUtf8 {
+            at: e.valid_up_to(),
+        })
 }
 
 /// Builds a document as text. Attribute values and text are escaped; names are ours and fixed.
@@ -172,7 +200,10 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Self {
-        Writer { out: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"), open: Vec::new() }
+        Writer {
+            out: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"),
+            open: Vec::new(),
+        }
     }
 
     fn indent(&mut self) {
@@ -295,25 +326,54 @@ mod tests {
     fn refuses_dtds_and_entity_bombs() {
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><r>&lol2;</r>"#;
         assert!(matches!(read(bomb), Err(ProtocolError::Xml(m)) if m.contains("DTD")));
-        assert!(matches!(read("<r>&custom;</r>"), Err(ProtocolError::Xml(_))));
+        assert!(matches!(
+            read("<r>&custom;</r>"),
+            Err(ProtocolError::Xml(_))
+        ));
     }
 
     #[test]
     fn enforces_caps() {
         let deep = "<a>".repeat(17) + &"</a>".repeat(17);
-        assert!(matches!(read(&deep), Err(ProtocolError::XmlLimit { what: "nesting depth", .. })));
+        assert!(matches!(
+            read(&deep),
+            Err(ProtocolError::XmlLimit {
+                what: "nesting depth",
+                ..
+            })
+        ));
         let wide = format!("<a>{}</a>", "<b/>".repeat(2048));
-        assert!(matches!(read(&wide), Err(ProtocolError::XmlLimit { what: "element count", .. })));
+        assert!(matches!(
+            read(&wide),
+            Err(ProtocolError::XmlLimit {
+                what: "element count",
+                ..
+            })
+        ));
         let big = vec![b' '; 64 * 1024 + 1];
-        assert!(matches!(parse(&big, Limits::MESSAGE), Err(ProtocolError::TooLarge { .. })));
+        assert!(matches!(
+            parse(&big, Limits::MESSAGE),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn refuses_broken_documents() {
-        for text in ["", "<a>", "<a></b>", "<a/><b/>", "text", "<a/>trailing", "<a x='1' x='2'/>"] {
+        for text in [
+            "",
+            "<a>",
+            "<a></b>",
+            "<a/><b/>",
+            "text",
+            "<a/>trailing",
+            "<a x='1' x='2'/>",
+        ] {
             assert!(read(text).is_err(), "{text:?} accepted");
         }
-        assert!(matches!(parse(b"<a>\xff</a>", Limits::MESSAGE), Err(ProtocolError::BadUtf8 { .. })));
+        assert!(matches!(
+            parse(b"<a>\xff</a>", Limits::MESSAGE),
+            Err(ProtocolError::BadUtf8 { .. })
+        ));
     }
 
     #[test]
