@@ -1,0 +1,778 @@
+//! The service's state as plain data and the pure functions over it: update rules (pending,
+//! approved, restore), test devices, the file catalog of each imported version, the device
+//! inventory, and [`decide`], which turns a [`CheckRequest`] into a [`CheckResponse`].
+//!
+//! Nothing here does I/O or reads a clock; `now` is an argument. The rule semantics follow the
+//! Lync `CsDeviceUpdateRule` model described in `shared/research/protocol-facts.md`:
+//! - import makes a version **pending** (test devices only);
+//! - approve: pending becomes approved, the previous approved becomes the restore version;
+//! - restore: the restore version becomes the approved one again (offered with status
+//!   `restore`); a rule with no restore version refuses (the wire has no "uninstall");
+//! - reset: the pending version is cancelled, test devices fall back to the approved one;
+//! - a device is offered the approved version whenever it differs from what it runs, older
+//!   included; a test device is offered the pending one when there is one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use ucupdate_protocol::{
+    CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, FirmwareVersion, HttpUrl,
+    MacAddress, Offer, OfferStatus, OfferedFile, SerialNumber, Sha256Digest, StoreKind, StorePath,
+    UpdateKey,
+};
+
+/// Why a rule transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// No rule exists for the key (nothing was ever imported for it).
+    #[error("no rule for {0}")]
+    UnknownRule(UpdateKey),
+    /// Approve or reset with no pending version.
+    #[error("{0}: no pending version")]
+    NothingPending(UpdateKey),
+    /// Restore with no restore version.
+    #[error("{0}: no restore version")]
+    NothingToRestore(UpdateKey),
+    /// A version was named whose files were never stored.
+    #[error("{key}: version {version} has no stored files")]
+    NoFiles {
+        key: UpdateKey,
+        version: FirmwareVersion,
+    },
+}
+
+/// One update rule: which version each class of device should run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    #[serde(with = "text::opt", default)]
+    pub pending: Option<FirmwareVersion>,
+    #[serde(with = "text::opt", default)]
+    pub approved: Option<FirmwareVersion>,
+    #[serde(with = "text::opt", default)]
+    pub restore: Option<FirmwareVersion>,
+    /// Set by restore: the approved version is a rollback and is offered with status `restore`.
+    #[serde(default)]
+    pub rolled_back: bool,
+}
+
+impl Rule {
+    /// A new version arrived (import or publish): it is pending. With `deploy`, it is approved
+    /// at once (R2's RoundTable rule).
+    pub fn import(&mut self, version: FirmwareVersion, deploy: bool) {
+        self.pending = Some(version);
+        if deploy {
+            self.promote();
+        }
+    }
+
+    pub fn approve(&mut self, key: &UpdateKey) -> Result<(), RuleError> {
+        if self.pending.is_none() {
+            return Err(RuleError::NothingPending(key.clone()));
+        }
+        self.promote();
+        Ok(())
+    }
+
+    fn promote(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            // Approving the running approved version again must not lose the restore point.
+            if self.approved != Some(pending) {
+                self.restore = self.approved.or(self.restore);
+            }
+            self.approved = Some(pending);
+            self.rolled_back = false;
+        }
+    }
+
+    pub fn restore(&mut self, key: &UpdateKey) -> Result<(), RuleError> {
+        let restore = self
+            .restore
+            .take()
+            .ok_or_else(|| RuleError::NothingToRestore(key.clone()))?;
+        self.approved = Some(restore);
+        self.rolled_back = true;
+        Ok(())
+    }
+
+    pub fn reset(&mut self, key: &UpdateKey) -> Result<(), RuleError> {
+        self.pending
+            .take()
+            .map(|_| ())
+            .ok_or_else(|| RuleError::NothingPending(key.clone()))
+    }
+
+    /// The version a device should run, if any, and the status it is offered with.
+    pub fn target(&self, test_device: bool) -> Option<(FirmwareVersion, OfferStatus)> {
+        if test_device {
+            if let Some(pending) = self.pending {
+                return Some((pending, OfferStatus::Pending));
+            }
+        }
+        let status = if self.rolled_back {
+            OfferStatus::Restore
+        } else {
+            OfferStatus::Approved
+        };
+        self.approved.map(|v| (v, status))
+    }
+}
+
+/// A test device, named by MAC address or serial number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TestDevice {
+    Mac(MacAddress),
+    Serial(SerialNumber),
+}
+
+impl TestDevice {
+    pub fn matches(&self, identity: &DeviceIdentity) -> bool {
+        match self {
+            TestDevice::Mac(mac) => identity.mac.as_ref() == Some(mac),
+            TestDevice::Serial(serial) => identity.serial.as_ref() == Some(serial),
+        }
+    }
+}
+
+impl FromStr for TestDevice {
+    type Err = ucupdate_protocol::ProtocolError;
+    /// A MAC in any accepted spelling, else a serial number. A 12-hex-digit serial number
+    /// reads as a MAC; write it as `serial:<SN>` to force the serial reading.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(serial) = text.strip_prefix("serial:") {
+            return serial.parse().map(TestDevice::Serial);
+        }
+        match text.parse::<MacAddress>() {
+            Ok(mac) => Ok(TestDevice::Mac(mac)),
+            Err(_) => text.parse().map(TestDevice::Serial),
+        }
+    }
+}
+
+impl fmt::Display for TestDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TestDevice::Mac(mac) => write!(f, "{mac}"),
+            TestDevice::Serial(serial) => write!(f, "serial:{serial}"),
+        }
+    }
+}
+
+/// One stored file of a version, hashed once when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    #[serde(with = "text")]
+    pub name: FileName,
+    pub size: u64,
+    #[serde(with = "text")]
+    pub sha256: Sha256Digest,
+}
+
+/// What the server last saw of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    /// The MAC address (canonical form), else `serial:<SN>`.
+    pub device: String,
+    pub device_type: String,
+    pub brand: String,
+    pub model: String,
+    pub revision: String,
+    pub locale: String,
+    /// Update type -> the version the device reported running.
+    pub versions: BTreeMap<String, String>,
+    pub last_user: Option<String>,
+    pub last_check_unix: u64,
+    pub last_client: String,
+    /// `none`, or `<status> <UpdateType> <version>` of the last offer.
+    pub last_offer: String,
+}
+
+/// The inventory key of a device, or `None` when it sent neither MAC nor serial number.
+pub fn device_id(identity: &DeviceIdentity) -> Option<String> {
+    match (&identity.mac, &identity.serial) {
+        (Some(mac), _) => Some(mac.to_string()),
+        (None, Some(serial)) => Some(format!("serial:{serial}")),
+        (None, None) => None,
+    }
+}
+
+/// The whole service state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    pub rules: BTreeMap<UpdateKey, Rule>,
+    pub test_devices: BTreeSet<TestDevice>,
+    pub catalog: BTreeMap<(UpdateKey, FirmwareVersion), Vec<FileMeta>>,
+    pub inventory: BTreeMap<String, InventoryEntry>,
+}
+
+/// Where offered files are downloaded from: the scheme, authority and optional path prefix of
+/// the internal and external listeners (or their public names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseUrls {
+    pub internal: Option<HttpUrl>,
+    pub external: Option<HttpUrl>,
+}
+
+impl BaseUrls {
+    fn url(base: Option<&HttpUrl>, path: &StorePath) -> String {
+        match base {
+            Some(base) => {
+                let prefix = base.path.trim_end_matches('/');
+                base.with_path(&format!("{prefix}{}", path.url_path()))
+                    .to_string()
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// The outcome of a check: the reply and the short text the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub response: CheckResponse,
+    pub outcome: String,
+}
+
+impl Model {
+    /// Whether any test-device entry names this device.
+    pub fn is_test_device(&self, identity: &DeviceIdentity) -> bool {
+        self.test_devices.iter().any(|t| t.matches(identity))
+    }
+
+    /// Records a new version (files already stored) and makes it pending.
+    pub fn import(
+        &mut self,
+        key: UpdateKey,
+        version: FirmwareVersion,
+        files: Vec<FileMeta>,
+        deploy: bool,
+    ) {
+        self.catalog.insert((key.clone(), version), files);
+        self.rules.entry(key).or_default().import(version, deploy);
+    }
+
+    /// Adds or replaces one file of a version and makes that version pending.
+    pub fn publish_file(
+        &mut self,
+        key: UpdateKey,
+        version: FirmwareVersion,
+        file: FileMeta,
+        deploy: bool,
+    ) {
+        let files = self.catalog.entry((key.clone(), version)).or_default();
+        files.retain(|f| f.name != file.name);
+        files.push(file);
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        self.rules.entry(key).or_default().import(version, deploy);
+    }
+
+    fn rule_mut(&mut self, key: &UpdateKey) -> Result<&mut Rule, RuleError> {
+        self.rules
+            .get_mut(key)
+            .ok_or_else(|| RuleError::UnknownRule(key.clone()))
+    }
+
+    pub fn approve(&mut self, key: &UpdateKey) -> Result<Rule, RuleError> {
+        let rule = self.rule_mut(key)?;
+        rule.approve(key)?;
+        Ok(rule.clone())
+    }
+
+    pub fn restore(&mut self, key: &UpdateKey) -> Result<Rule, RuleError> {
+        let rule = self.rule_mut(key)?;
+        rule.restore(key)?;
+        Ok(rule.clone())
+    }
+
+    pub fn reset(&mut self, key: &UpdateKey) -> Result<Rule, RuleError> {
+        let rule = self.rule_mut(key)?;
+        rule.reset(key)?;
+        Ok(rule.clone())
+    }
+
+    /// The pure decision: the first of the device's modules (in request order) whose rule
+    /// targets a version other than the one it runs is offered; one update per check.
+    pub fn decide(&self, request: &CheckRequest, bases: &BaseUrls) -> Decision {
+        let test = self.is_test_device(&request.identity);
+        for module in &request.modules {
+            let key = UpdateKey::for_device(&request.identity, module.update_type.clone());
+            let Some(rule) = self.rules.get(&key) else {
+                continue;
+            };
+            let Some((version, status)) = rule.target(test) else {
+                continue;
+            };
+            if version == module.version {
+                continue;
+            }
+            let Some(files) = self
+                .catalog
+                .get(&(key.clone(), version))
+                .filter(|f| !f.is_empty())
+            else {
+                tracing::warn!(%key, %version, "rule names a version with no stored files; not offered");
+                continue;
+            };
+            let path = |kind| StorePath {
+                kind,
+                key: key.clone(),
+                version,
+            };
+            let offer = Offer {
+                base_url: BaseUrls::url(bases.internal.as_ref(), &path(StoreKind::Internal)),
+                external_base_url: BaseUrls::url(
+                    bases.external.as_ref(),
+                    &path(StoreKind::External),
+                ),
+                update_type: key.update_type.clone(),
+                version,
+                timestamp: None,
+                status,
+                files: files
+                    .iter()
+                    .map(|f| OfferedFile {
+                        kind: FileKind::of(&f.name),
+                        file_name: f.name.clone(),
+                        size: Some(f.size),
+                        sha256: Some(f.sha256),
+                    })
+                    .collect(),
+            };
+            let outcome = format!("{} {} {}", status.as_str(), key.update_type, version);
+            return Decision {
+                response: CheckResponse::Update(offer),
+                outcome,
+            };
+        }
+        Decision {
+            response: CheckResponse::NoUpdate,
+            outcome: "none".to_owned(),
+        }
+    }
+
+    /// Records a check in the inventory (devices with neither MAC nor serial are not tracked).
+    pub fn record_check(
+        &mut self,
+        request: &CheckRequest,
+        client: &str,
+        outcome: &str,
+        now_unix: u64,
+    ) {
+        let Some(device) = device_id(&request.identity) else {
+            return;
+        };
+        let id = &request.identity;
+        let entry = InventoryEntry {
+            device: device.clone(),
+            device_type: id.device_type.to_string(),
+            brand: id.brand.to_string(),
+            model: id.model.to_string(),
+            revision: id.revision.to_string(),
+            locale: id.locale.to_string(),
+            versions: request
+                .modules
+                .iter()
+                .map(|m| (m.update_type.to_string(), m.version.to_string()))
+                .collect(),
+            // A check without a user keeps the last one known: the device's screen does too.
+            last_user: request.user.clone().or_else(|| {
+                self.inventory
+                    .get(&device)
+                    .and_then(|e| e.last_user.clone())
+            }),
+            last_check_unix: now_unix,
+            last_client: client.to_owned(),
+            last_offer: outcome.to_owned(),
+        };
+        self.inventory.insert(device, entry);
+    }
+}
+
+/// Serde through `Display` / `FromStr`, for the protocol crate's types (which carry no serde).
+pub(crate) mod text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+
+    pub mod opt {
+        use super::*;
+
+        pub fn serialize<T: Display, S: Serializer>(
+            value: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+        where
+            T: FromStr,
+            T::Err: Display,
+            D: Deserializer<'de>,
+        {
+            Option::<String>::deserialize(d)?
+                .map(|s| s.parse().map_err(D::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ucupdate_protocol::{InstalledModule, PathSegment};
+
+    fn v(text: &str) -> FirmwareVersion {
+        text.parse().unwrap()
+    }
+
+    fn key() -> UpdateKey {
+        "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
+    }
+
+    const MAC: &str = "00-04-F2-00-01-76";
+
+    fn request(running: &str, mac: &str, serial: Option<&str>) -> CheckRequest {
+        CheckRequest {
+            identity: DeviceIdentity {
+                device_type: "UCPhone".parse().unwrap(),
+                brand: PathSegment::new("Polycom").unwrap(),
+                model: PathSegment::new("CX700").unwrap(),
+                revision: PathSegment::new("A").unwrap(),
+                locale: PathSegment::new("ENU").unwrap(),
+                mac: Some(mac.parse().unwrap()),
+                serial: serial.map(|s| s.parse().unwrap()),
+            },
+            modules: vec![InstalledModule {
+                update_type: PathSegment::new("CPE").unwrap(),
+                file_name: FileName::new("CPE.nbt").unwrap(),
+                version: v(running),
+                timestamp: None,
+            }],
+            user: None,
+        }
+    }
+
+    fn files() -> Vec<FileMeta> {
+        vec![FileMeta {
+            name: FileName::new("CPE.nbt").unwrap(),
+            size: 3,
+            sha256: Sha256Digest([7; 32]),
+        }]
+    }
+
+    fn bases() -> BaseUrls {
+        BaseUrls {
+            internal: Some("http://127.0.0.1:8080".parse().unwrap()),
+            external: None,
+        }
+    }
+
+    /// What a device running `running` is offered: `(status, version)` or `None`.
+    fn offered(model: &Model, running: &str, mac: &str) -> Option<(OfferStatus, String)> {
+        match model
+            .decide(&request(running, mac, None), &bases())
+            .response
+        {
+            CheckResponse::NoUpdate => None,
+            CheckResponse::Update(o) => Some((o.status, o.version.to_string())),
+        }
+    }
+
+    enum Step {
+        Import(&'static str),
+        Approve,
+        Restore,
+        Reset,
+        AddTest,
+    }
+
+    /// Every rule transition, as (steps, running version, device is test?, expected offer,
+    /// expected rule afterwards as (pending, approved, restore)).
+    #[test]
+    fn rule_transitions_table() {
+        use OfferStatus::{Approved, Pending};
+        use Step::*;
+        const ROLLBACK: OfferStatus = OfferStatus::Restore;
+        type Expect = Option<(OfferStatus, &'static str)>;
+        let table: Vec<(&str, Vec<Step>, &str, bool, Expect, [Option<&str>; 3])> = vec![
+            (
+                "import is pending: normal device gets nothing",
+                vec![Import("2.0.0.0")],
+                "1.0.0.0",
+                false,
+                None,
+                [Some("2.0.0.0"), None, None],
+            ),
+            (
+                "import is pending: test device gets it",
+                vec![Import("2.0.0.0"), AddTest],
+                "1.0.0.0",
+                true,
+                Some((Pending, "2.0.0.0")),
+                [Some("2.0.0.0"), None, None],
+            ),
+            (
+                "test device already on pending: nothing",
+                vec![Import("2.0.0.0"), AddTest],
+                "2.0.0.0",
+                true,
+                None,
+                [Some("2.0.0.0"), None, None],
+            ),
+            (
+                "approve: everyone gets it",
+                vec![Import("2.0.0.0"), Approve],
+                "1.0.0.0",
+                false,
+                Some((Approved, "2.0.0.0")),
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "approved equals running: nothing",
+                vec![Import("2.0.0.0"), Approve],
+                "2.0.0.0",
+                false,
+                None,
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "approved older than running is still offered",
+                vec![Import("2.0.0.0"), Approve],
+                "3.0.0.0",
+                false,
+                Some((Approved, "2.0.0.0")),
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "second approve keeps a restore point",
+                vec![Import("2.0.0.0"), Approve, Import("3.0.0.0"), Approve],
+                "2.0.0.0",
+                false,
+                Some((Approved, "3.0.0.0")),
+                [None, Some("3.0.0.0"), Some("2.0.0.0")],
+            ),
+            (
+                "pending over approved: normal device stays on approved",
+                vec![Import("2.0.0.0"), Approve, Import("3.0.0.0")],
+                "2.0.0.0",
+                false,
+                None,
+                [Some("3.0.0.0"), Some("2.0.0.0"), None],
+            ),
+            (
+                "pending over approved: test device gets pending",
+                vec![Import("2.0.0.0"), Approve, Import("3.0.0.0"), AddTest],
+                "2.0.0.0",
+                true,
+                Some((Pending, "3.0.0.0")),
+                [Some("3.0.0.0"), Some("2.0.0.0"), None],
+            ),
+            (
+                "restore: back to the restore version",
+                vec![
+                    Import("2.0.0.0"),
+                    Approve,
+                    Import("3.0.0.0"),
+                    Approve,
+                    Restore,
+                ],
+                "3.0.0.0",
+                false,
+                Some((ROLLBACK, "2.0.0.0")),
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "after restore a device on it gets nothing",
+                vec![
+                    Import("2.0.0.0"),
+                    Approve,
+                    Import("3.0.0.0"),
+                    Approve,
+                    Restore,
+                ],
+                "2.0.0.0",
+                false,
+                None,
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "reset cancels pending for test devices",
+                vec![
+                    Import("2.0.0.0"),
+                    Approve,
+                    Import("3.0.0.0"),
+                    AddTest,
+                    Reset,
+                ],
+                "3.0.0.0",
+                true,
+                Some((Approved, "2.0.0.0")),
+                [None, Some("2.0.0.0"), None],
+            ),
+            (
+                "reset with nothing approved: nothing",
+                vec![Import("2.0.0.0"), AddTest, Reset],
+                "1.0.0.0",
+                true,
+                None,
+                [None, None, None],
+            ),
+            (
+                "approve after restore offers approved again",
+                vec![
+                    Import("2.0.0.0"),
+                    Approve,
+                    Import("3.0.0.0"),
+                    Approve,
+                    Restore,
+                    Import("4.0.0.0"),
+                    Approve,
+                ],
+                "2.0.0.0",
+                false,
+                Some((Approved, "4.0.0.0")),
+                [None, Some("4.0.0.0"), Some("2.0.0.0")],
+            ),
+        ];
+        for (name, steps, running, test, expect, rule) in table {
+            let mut model = Model::default();
+            for step in steps {
+                match step {
+                    Import(ver) => model.import(key(), v(ver), files(), false),
+                    Approve => {
+                        model.approve(&key()).unwrap();
+                    }
+                    Restore => {
+                        model.restore(&key()).unwrap();
+                    }
+                    Reset => {
+                        model.reset(&key()).unwrap();
+                    }
+                    AddTest => {
+                        model.test_devices.insert(MAC.parse().unwrap());
+                    }
+                }
+            }
+            assert_eq!(
+                model.is_test_device(&request(running, MAC, None).identity),
+                test,
+                "{name}"
+            );
+            let got = offered(&model, running, MAC);
+            assert_eq!(got, expect.map(|(s, ver)| (s, ver.to_owned())), "{name}");
+            let r = &model.rules[&key()];
+            let show = |o: Option<FirmwareVersion>| o.map(|x| x.to_string());
+            assert_eq!(
+                [show(r.pending), show(r.approved), show(r.restore)],
+                rule.map(|o| o.map(str::to_owned)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_transitions() {
+        let mut model = Model::default();
+        assert_eq!(model.approve(&key()), Err(RuleError::UnknownRule(key())));
+        model.import(key(), v("2.0.0.0"), files(), false);
+        assert_eq!(
+            model.restore(&key()),
+            Err(RuleError::NothingToRestore(key()))
+        );
+        model.approve(&key()).unwrap();
+        assert_eq!(model.approve(&key()), Err(RuleError::NothingPending(key())));
+        assert_eq!(model.reset(&key()), Err(RuleError::NothingPending(key())));
+    }
+
+    #[test]
+    fn deploy_on_import_approves_at_once() {
+        let mut model = Model::default();
+        model.import(key(), v("2.0.0.0"), files(), true);
+        assert_eq!(
+            offered(&model, "1.0.0.0", MAC),
+            Some((OfferStatus::Approved, "2.0.0.0".into()))
+        );
+    }
+
+    #[test]
+    fn test_devices_by_serial_and_any_mac_spelling() {
+        let mut model = Model::default();
+        model.import(key(), v("2.0.0.0"), files(), false);
+        model.test_devices.insert("serial:PCX-1".parse().unwrap());
+        let req = request("1.0.0.0", MAC, Some("PCX-1"));
+        assert!(matches!(
+            model.decide(&req, &bases()).response,
+            CheckResponse::Update(_)
+        ));
+        model.test_devices.clear();
+        model.test_devices.insert("0004f2000176".parse().unwrap());
+        assert!(model.is_test_device(&req.identity));
+        assert_eq!(
+            "PCX-1".parse::<TestDevice>().unwrap().to_string(),
+            "serial:PCX-1"
+        );
+    }
+
+    #[test]
+    fn offer_carries_urls_hashes_and_sizes() {
+        let mut model = Model::default();
+        model.import(key(), v("2.0.0.0"), files(), true);
+        let bases = BaseUrls {
+            internal: Some("http://pool01.contoso.com".parse().unwrap()),
+            external: Some("https://ext.contoso.com:4443/".parse().unwrap()),
+        };
+        let CheckResponse::Update(offer) = model
+            .decide(&request("1.0.0.0", MAC, None), &bases)
+            .response
+        else {
+            panic!("no offer")
+        };
+        assert_eq!(offer.base_url, "http://pool01.contoso.com:80/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/2.0.0.0/CPE");
+        assert_eq!(offer.external_base_url, "https://ext.contoso.com:4443/DeviceUpdateFiles_Ext/UCPhone/Polycom/CX700/A/ENU/2.0.0.0/CPE");
+        assert_eq!(offer.files[0].size, Some(3));
+        assert_eq!(offer.files[0].sha256, Some(Sha256Digest([7; 32])));
+    }
+
+    #[test]
+    fn version_without_files_is_not_offered() {
+        let mut model = Model::default();
+        model.import(key(), v("2.0.0.0"), Vec::new(), true);
+        assert_eq!(offered(&model, "1.0.0.0", MAC), None);
+    }
+
+    #[test]
+    fn inventory_keeps_last_user() {
+        let mut model = Model::default();
+        let mut req = request("1.0.0.0", MAC, None);
+        req.user = Some("CONTOSO\\alice".into());
+        model.record_check(&req, "127.0.0.1", "none", 10);
+        req.user = None;
+        model.record_check(&req, "127.0.0.1", "none", 20);
+        let e = &model.inventory[MAC];
+        assert_eq!(
+            (e.last_user.as_deref(), e.last_check_unix),
+            (Some("CONTOSO\\alice"), 20)
+        );
+        assert_eq!(e.versions["CPE"], "1.0.0.0");
+    }
+}

@@ -1,0 +1,201 @@
+//! The update files on disk: `DATA/store/<StorePath::relative_dir>/<file>`.
+//!
+//! A file is first written under `DATA/tmp/`, hashed while it is written, fsynced and then
+//! renamed into the store, so that a reader never sees half a file and the SHA-256 and size in
+//! the catalog are exactly those of the bytes served. Paths are only ever built from
+//! [`StorePath`] and [`FileName`], which cannot escape the store.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use ucupdate_protocol::{FileName, FirmwareVersion, Sha256Digest, StoreKind, StorePath, UpdateKey};
+
+use crate::model::FileMeta;
+
+/// The directory of one version (`DATA/store/UCPhone/Polycom/CX700/A/ENU/1.0.522.101/CPE`).
+pub fn version_dir(data_dir: &Path, key: &UpdateKey, version: FirmwareVersion) -> PathBuf {
+    let path = StorePath {
+        kind: StoreKind::Internal,
+        key: key.clone(),
+        version,
+    };
+    data_dir.join("store").join(path.relative_dir())
+}
+
+/// Where a parsed store URL lives on disk (the same directory for both shares).
+pub fn file_path(data_dir: &Path, path: &StorePath, file: &FileName) -> PathBuf {
+    data_dir
+        .join("store")
+        .join(path.relative_dir())
+        .join(file.as_str())
+}
+
+/// A file being written under `DATA/tmp/`, hashed as it goes.
+pub struct StagedFile {
+    file: File,
+    path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+}
+
+static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl StagedFile {
+    pub fn new(data_dir: &Path) -> io::Result<Self> {
+        let dir = data_dir.join("tmp");
+        fs::create_dir_all(&dir)?;
+        let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(
+            "stage-{}-{n}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(StagedFile {
+            file,
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn copy_from(&mut self, reader: &mut dyn Read) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.write(&buf[..n])?;
+        }
+    }
+
+    /// Makes the file durable and moves it to `target`, replacing what was there.
+    pub fn commit(mut self, target: &Path, name: FileName) -> io::Result<FileMeta> {
+        self.file.flush()?;
+        self.file.sync_all()?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent"))?;
+        fs::create_dir_all(dir)?;
+        fs::rename(&self.path, target)?;
+        sync_dir(dir)?;
+        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        self.path = PathBuf::new();
+        Ok(FileMeta {
+            name,
+            size: self.size,
+            sha256: Sha256Digest(digest),
+        })
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        // An abandoned upload leaves nothing behind.
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Stores one file of a version from a reader.
+pub fn store_file(
+    data_dir: &Path,
+    key: &UpdateKey,
+    version: FirmwareVersion,
+    name: FileName,
+    reader: &mut dyn Read,
+) -> io::Result<FileMeta> {
+    let mut staged = StagedFile::new(data_dir)?;
+    staged.copy_from(reader)?;
+    staged.commit(
+        &version_dir(data_dir, key, version).join(name.as_str()),
+        name,
+    )
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
+/// temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Makes a rename durable (the directory entry itself is data on POSIX file systems).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_file_is_hashed_and_placed_in_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
+        let version = "1.0.522.101".parse().unwrap();
+        let meta = store_file(
+            dir.path(),
+            &key,
+            version,
+            FileName::new("CPE.nbt").unwrap(),
+            &mut &b"abc"[..],
+        )
+        .unwrap();
+        assert_eq!(meta.size, 3);
+        assert_eq!(
+            meta.sha256.to_string(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let on_disk = dir
+            .path()
+            .join("store/UCPhone/Polycom/CX700/A/ENU/1.0.522.101/CPE/CPE.nbt");
+        assert_eq!(fs::read(on_disk).unwrap(), b"abc");
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "staging left a file behind"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
