@@ -1,9 +1,14 @@
-//! [`Acceptor`]: the server side of one NTLM handshake on one connection. sspi builds the
-//! Type 2 and checks the MIC; this module adds what sspi lacks (see docs/NTLM.md).
+//! [`Acceptor`]: the server side of one NTLM handshake on one connection. It answers a
+//! Type 1 with a Type 2 built from the caller's challenge and time, then checks the Type 3:
+//! NTLMv2 only, the user looked up by the name the client sent, the NTLMv2 proof verified
+//! against that user's password, and the MIC verified whenever the client says it sent one.
+//! Why this is not sspi: see docs/NTLM.md ("Why not sspi").
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::crypto;
+use crate::message::{self, av, flags, AvPair, Builder};
 use crate::UserDb;
 
 /// What the acceptor answers to one client token.
@@ -13,12 +18,13 @@ pub enum AcceptStep {
     Challenge(Vec<u8>),
     /// The connection is authenticated as this user.
     Accepted {
-        /// Domain the client named (may be empty).
+        /// Domain as the client sent it (may be empty).
         domain: String,
         /// User name as the client sent it.
         user: String,
     },
-    /// Authentication failed; answer 401 and forget this handshake.
+    /// Authentication failed; answer 401. This acceptor is spent: a retry needs a new one
+    /// (with a fresh challenge).
     Rejected(RejectReason),
 }
 
@@ -40,8 +46,6 @@ pub enum RejectReason {
     Anonymous,
     /// An NTLMv1 or LM-only response, which this acceptor refuses.
     NtlmV1,
-    /// sspi refused the exchange for another reason.
-    Internal,
 }
 
 impl fmt::Display for RejectReason {
@@ -54,9 +58,35 @@ impl fmt::Display for RejectReason {
             RejectReason::MicMismatch => "MIC mismatch",
             RejectReason::Anonymous => "anonymous authentication refused",
             RejectReason::NtlmV1 => "NTLMv1/LM response refused",
-            RejectReason::Internal => "NTLM acceptor failure",
         })
     }
+}
+
+impl std::error::Error for RejectReason {}
+
+/// Flags the Type 2 echoes when the client asked for them. Echoing SIGN/SEAL/KEY_EXCH is
+/// what Windows does; refusing them makes some clients (pyspnego) give up.
+const ECHOED_FLAGS: u32 = flags::SIGN
+    | flags::SEAL
+    | flags::ALWAYS_SIGN
+    | flags::EXTENDED_SESSION_SECURITY
+    | flags::VERSION
+    | flags::N128
+    | flags::KEY_EXCH
+    | flags::N56;
+
+/// Smallest NTLMv2 response: NTProofStr (16) + blob header (28) + MsvAvEOL (4).
+const MIN_NTLMV2_RESPONSE: usize = 16 + 28 + 4;
+
+#[derive(Debug)]
+enum State {
+    ExpectNegotiate,
+    /// Type 1 and our Type 2, both needed for the MIC.
+    ExpectAuthenticate {
+        negotiate: Vec<u8>,
+        challenge: Vec<u8>,
+    },
+    Done,
 }
 
 /// One NTLM handshake on one connection, from the server's side.
@@ -65,6 +95,7 @@ pub struct Acceptor {
     server_challenge: [u8; 8],
     now_filetime: u64,
     target_name: String,
+    state: State,
 }
 
 impl fmt::Debug for Acceptor {
@@ -72,13 +103,15 @@ impl fmt::Debug for Acceptor {
         f.debug_struct("Acceptor")
             .field("users", &self.users.len())
             .field("target_name", &self.target_name)
+            .field("state", &self.state_name())
             .finish_non_exhaustive()
     }
 }
 
 impl Acceptor {
     /// An acceptor for one connection. `server_challenge` must be fresh random bytes for each
-    /// connection; `now_filetime` goes into the Type 2's MsvAvTimestamp.
+    /// acceptor (it is what makes a captured Type 3 useless elsewhere); `now_filetime` goes
+    /// into the Type 2's MsvAvTimestamp; `target_name` names the domain and server.
     pub fn new(
         users: Arc<UserDb>,
         server_challenge: [u8; 8],
@@ -90,16 +123,196 @@ impl Acceptor {
             server_challenge,
             now_filetime,
             target_name: target_name.to_string(),
+            state: State::ExpectNegotiate,
         }
     }
 
     /// Feed each client token in order. Type 1 -> Challenge(type2 bytes); Type 3 after a Type 1 on
     /// this acceptor -> Accepted or Rejected; anything else -> Rejected.
     pub fn step(&mut self, token: &[u8]) -> AcceptStep {
-        let _ = (self.server_challenge, self.now_filetime);
-        match crate::message_type(token) {
-            None => AcceptStep::Rejected(RejectReason::Malformed),
-            Some(_) => AcceptStep::Rejected(RejectReason::Internal),
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let ty = message::message_type(token);
+        match (state, ty) {
+            (_, None) => AcceptStep::Rejected(RejectReason::Malformed),
+            (State::ExpectNegotiate, Some(1)) => match message::parse_negotiate(token) {
+                Ok(client_flags) => match self.challenge(client_flags) {
+                    Some(challenge) => {
+                        self.state = State::ExpectAuthenticate {
+                            negotiate: token.to_vec(),
+                            challenge: challenge.clone(),
+                        };
+                        AcceptStep::Challenge(challenge)
+                    }
+                    None => AcceptStep::Rejected(RejectReason::Malformed),
+                },
+                Err(_) => AcceptStep::Rejected(RejectReason::Malformed),
+            },
+            (
+                State::ExpectAuthenticate {
+                    negotiate,
+                    challenge,
+                },
+                Some(3),
+            ) => match self.verify(&negotiate, &challenge, token) {
+                Ok((domain, user)) => AcceptStep::Accepted { domain, user },
+                Err(reason) => AcceptStep::Rejected(reason),
+            },
+            _ => AcceptStep::Rejected(RejectReason::UnexpectedMessage),
         }
     }
+
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            State::ExpectNegotiate => "expect-negotiate",
+            State::ExpectAuthenticate { .. } => "expect-authenticate",
+            State::Done => "done",
+        }
+    }
+
+    /// The Type 2. Always UNICODE, whatever the client asked: curl's Type 1 offers only OEM
+    /// yet follows a UNICODE Type 2, and every string we then parse is UTF-16LE.
+    fn challenge(&self, client_flags: u32) -> Option<Vec<u8>> {
+        let name = crypto::utf16le(&self.target_name);
+        let time = self.now_filetime.to_le_bytes();
+        let pairs = [
+            AvPair {
+                id: av::NB_DOMAIN_NAME,
+                value: &name,
+            },
+            AvPair {
+                id: av::NB_COMPUTER_NAME,
+                value: &name,
+            },
+            AvPair {
+                id: av::DNS_DOMAIN_NAME,
+                value: &name,
+            },
+            AvPair {
+                id: av::DNS_COMPUTER_NAME,
+                value: &name,
+            },
+            AvPair {
+                id: av::TIMESTAMP,
+                value: &time,
+            },
+        ];
+        let target_info = message::encode_av_pairs(&pairs)?;
+        let flags = flags::UNICODE
+            | flags::REQUEST_TARGET
+            | flags::NTLM
+            | flags::TARGET_TYPE_DOMAIN
+            | flags::TARGET_INFO
+            | flags::VERSION
+            | (client_flags & ECHOED_FLAGS);
+        let mut b = Builder::new(2);
+        b.field(&name);
+        b.u32(flags);
+        b.bytes(&self.server_challenge);
+        b.bytes(&[0; 8]);
+        b.field(&target_info);
+        b.bytes(&message::VERSION);
+        b.finish()
+    }
+
+    /// Every check a Type 3 must pass; the order makes the reason the most specific one.
+    fn verify(
+        &self,
+        negotiate: &[u8],
+        challenge: &[u8],
+        token: &[u8],
+    ) -> Result<(String, String), RejectReason> {
+        let auth = message::parse_authenticate(token).map_err(|_| RejectReason::Malformed)?;
+        let unicode = auth.flags & flags::UNICODE != 0;
+        let user = decode_string(auth.user, unicode)?;
+        let domain = decode_string(auth.domain, unicode)?;
+        if user.is_empty() {
+            return Err(RejectReason::Anonymous);
+        }
+        // A 24-byte NT response is NTLMv1 (or NTLM2 session response); none means LM only.
+        if auth.nt_response.len() <= 24 {
+            return Err(RejectReason::NtlmV1);
+        }
+        if auth.nt_response.len() < MIN_NTLMV2_RESPONSE {
+            return Err(RejectReason::Malformed);
+        }
+        let (proof, blob) = auth.nt_response.split_at(16);
+        if blob.get(..2) != Some(&[1, 1][..]) {
+            return Err(RejectReason::Malformed);
+        }
+        let blob_pairs = blob
+            .get(28..)
+            .map(message::parse_av_pairs)
+            .ok_or(RejectReason::Malformed)?
+            .map_err(|_| RejectReason::Malformed)?;
+
+        let entry = self
+            .users
+            .get(&user)
+            .or_else(|| {
+                // "user@dns.domain" with an empty domain is a UPN; the file names "user".
+                let (local, _) = user.split_once('@')?;
+                self.users.get(local)
+            })
+            .ok_or(RejectReason::UnknownUser)?;
+
+        // Windows also tries the account's own domain and the empty domain, because clients
+        // disagree on which domain goes into NTOWFv2; the user name stays the client's.
+        let mut domains = vec![domain.as_str()];
+        if let Some(d) = entry.domain.as_deref() {
+            domains.push(d);
+        }
+        domains.push("");
+        domains.dedup();
+        let ntowf = domains
+            .iter()
+            .map(|d| crypto::ntowfv2(&entry.password, &user, d))
+            .find(|ntowf| {
+                crypto::ct_eq(
+                    &crypto::nt_proof(ntowf, &self.server_challenge, blob),
+                    proof,
+                )
+            })
+            .ok_or(RejectReason::BadProof)?;
+
+        let av_flags = blob_pairs
+            .iter()
+            .find(|p| p.id == av::FLAGS)
+            .and_then(|p| message::u32_at(p.value, 0))
+            .unwrap_or(0);
+        if av_flags & av::FLAG_MIC_PRESENT != 0 {
+            let sent_mic = auth.mic.ok_or(RejectReason::MicMismatch)?;
+            let proof: [u8; 16] = proof.try_into().map_err(|_| RejectReason::Malformed)?;
+            let key_exchange_key = crypto::session_base_key(&ntowf, &proof);
+            let exported = if auth.flags & flags::KEY_EXCH != 0 {
+                let key = crypto::rc4(&key_exchange_key, auth.encrypted_session_key);
+                key.as_slice()
+                    .try_into()
+                    .map_err(|_| RejectReason::Malformed)?
+            } else {
+                key_exchange_key
+            };
+            let mut zeroed = token.to_vec();
+            zeroed[message::MIC_OFFSET..message::AUTH_HEADER_WITH_MIC].fill(0);
+            let mic = crypto::mic(&exported, negotiate, challenge, &zeroed);
+            if !crypto::ct_eq(&mic, &sent_mic) {
+                return Err(RejectReason::MicMismatch);
+            }
+        }
+        Ok((domain, user))
+    }
+}
+
+/// A Type 3 string: UTF-16LE under UNICODE, else OEM, read as Latin-1 (it is ASCII in practice).
+fn decode_string(bytes: &[u8], unicode: bool) -> Result<String, RejectReason> {
+    if !unicode {
+        return Ok(bytes.iter().copied().map(char::from).collect());
+    }
+    if bytes.len() % 2 != 0 {
+        return Err(RejectReason::Malformed);
+    }
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).map_err(|_| RejectReason::Malformed)
 }

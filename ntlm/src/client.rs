@@ -1,30 +1,59 @@
 //! [`Client`]: the device side of one NTLMv2 handshake (Type 1 out, Type 2 in, Type 3 out).
+//! Small on purpose, for firmware: NTLMv2 only, UNICODE only, no key exchange (so no RC4);
+//! target info is copied from the Type 2 with MsvAvFlags saying a MIC is present, and the
+//! MIC is always sent, binding all three messages together.
 
+use crate::crypto;
+use crate::message::{self, av, flags, AvPair, Builder};
 use crate::{Credentials, NtlmError};
+
+/// Flags this client asks for in its Type 1. No SIGN/SEAL/KEY_EXCH: HTTP does not use
+/// NTLM session security, and leaving them out keeps RC4 off the device.
+const CLIENT_FLAGS: u32 = flags::UNICODE
+    | flags::REQUEST_TARGET
+    | flags::NTLM
+    | flags::ALWAYS_SIGN
+    | flags::EXTENDED_SESSION_SECURITY
+    | flags::VERSION
+    | flags::N128
+    | flags::N56;
+
+#[derive(Debug)]
+enum State {
+    Start,
+    /// Type 1 sent; its bytes go into the MIC.
+    Negotiated(Vec<u8>),
+    Done,
+}
 
 /// One NTLM handshake on one connection, from the device's side.
 #[derive(Debug)]
 pub struct Client {
     credentials: Credentials,
     workstation: String,
-    negotiate: Option<Vec<u8>>,
+    state: State,
 }
 
 impl Client {
-    /// A client for `credentials`, naming itself `workstation` in its messages.
+    /// A client for `credentials`, naming itself `workstation` in its Type 3.
     pub fn new(credentials: Credentials, workstation: &str) -> Client {
         Client {
             credentials,
             workstation: workstation.to_string(),
-            negotiate: None,
+            state: State::Start,
         }
     }
 
-    /// The Type 1 (negotiate) message.
+    /// The Type 1 (negotiate) message. Calling it again starts the handshake over.
     pub fn negotiate(&mut self) -> Vec<u8> {
-        let _ = (&self.credentials, &self.workstation);
-        let msg = Vec::new();
-        self.negotiate = Some(msg.clone());
+        let mut b = Builder::new(1);
+        b.u32(CLIENT_FLAGS);
+        b.field(&[]); // domain: not supplied
+        b.field(&[]); // workstation: not supplied
+        b.bytes(&message::VERSION);
+        // Two empty fields cannot exceed the u16 length limit.
+        let msg = b.finish().unwrap_or_default();
+        self.state = State::Negotiated(msg.clone());
         msg
     }
 
@@ -36,7 +65,81 @@ impl Client {
         client_challenge: [u8; 8],
         now_filetime: u64,
     ) -> Result<Vec<u8>, NtlmError> {
-        let _ = (challenge, client_challenge, now_filetime);
-        Err(NtlmError::Unsupported("not written yet"))
+        let negotiate = match std::mem::replace(&mut self.state, State::Done) {
+            State::Negotiated(n) => n,
+            State::Start => return Err(NtlmError::OutOfOrder("authenticate before negotiate")),
+            State::Done => return Err(NtlmError::OutOfOrder("authenticate called twice")),
+        };
+        let parsed = message::parse_challenge(challenge).map_err(NtlmError::Malformed)?;
+        if parsed.flags & flags::UNICODE == 0 {
+            return Err(NtlmError::Unsupported("server did not accept UNICODE"));
+        }
+        let pairs = message::parse_av_pairs_or_empty(parsed.target_info)?;
+
+        // With a server timestamp the client must use it and send a zero LM response
+        // (MS-NLMP 3.1.5.1.2): the server's clock, not ours, is what it will check.
+        let server_time = pairs
+            .iter()
+            .find(|p| p.id == av::TIMESTAMP)
+            .and_then(|p| message::u64_at(p.value, 0));
+        let time = server_time.unwrap_or(now_filetime);
+
+        let av_flags = pairs
+            .iter()
+            .find(|p| p.id == av::FLAGS)
+            .and_then(|p| message::u32_at(p.value, 0))
+            .unwrap_or(0)
+            | av::FLAG_MIC_PRESENT;
+        let av_flags = av_flags.to_le_bytes();
+        let mut out_pairs: Vec<AvPair<'_>> = pairs
+            .iter()
+            .copied()
+            .filter(|p| p.id != av::FLAGS)
+            .collect();
+        out_pairs.push(AvPair {
+            id: av::FLAGS,
+            value: &av_flags,
+        });
+        let target_info = message::encode_av_pairs(&out_pairs)
+            .ok_or(NtlmError::Malformed("target info too long"))?;
+
+        let mut blob = vec![1, 1, 0, 0, 0, 0, 0, 0];
+        blob.extend_from_slice(&time.to_le_bytes());
+        blob.extend_from_slice(&client_challenge);
+        blob.extend_from_slice(&[0; 4]);
+        blob.extend_from_slice(&target_info);
+        blob.extend_from_slice(&[0; 4]);
+
+        let creds = &self.credentials;
+        let ntowf = crypto::ntowfv2(&creds.password, &creds.user, &creds.domain);
+        let proof = crypto::nt_proof(&ntowf, &parsed.server_challenge, &blob);
+        let mut nt_response = proof.to_vec();
+        nt_response.extend_from_slice(&blob);
+        let lm_response = if server_time.is_some() {
+            [0u8; 24]
+        } else {
+            crypto::lmv2_response(&ntowf, &parsed.server_challenge, &client_challenge)
+        };
+        // Without KEY_EXCH the exported session key is the session base key.
+        let session_key = crypto::session_base_key(&ntowf, &proof);
+
+        let negotiated = (CLIENT_FLAGS & parsed.flags) | flags::UNICODE | flags::NTLM;
+        let negotiated = negotiated | (parsed.flags & flags::TARGET_INFO);
+        let mut b = Builder::new(3);
+        b.field(&lm_response);
+        b.field(&nt_response);
+        b.field(&crypto::utf16le(&creds.domain));
+        b.field(&crypto::utf16le(&creds.user));
+        b.field(&crypto::utf16le(&self.workstation));
+        b.field(&[]); // no encrypted random session key: no KEY_EXCH
+        b.u32(negotiated);
+        b.bytes(&message::VERSION);
+        b.bytes(&[0; 16]); // MIC, filled in below
+        let mut msg = b.finish().ok_or(NtlmError::Unsupported(
+            "a credential or target info field is longer than 65535 bytes",
+        ))?;
+        let mic = crypto::mic(&session_key, &negotiate, challenge, &msg);
+        msg[message::MIC_OFFSET..message::AUTH_HEADER_WITH_MIC].copy_from_slice(&mic);
+        Ok(msg)
     }
 }

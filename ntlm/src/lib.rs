@@ -35,7 +35,10 @@ use base64::Engine as _;
 
 /// `Authorization` / `WWW-Authenticate` value for a token: `NTLM <base64>`.
 pub fn to_header(token: &[u8]) -> String {
-    format!("NTLM {}", base64::engine::general_purpose::STANDARD.encode(token))
+    format!(
+        "NTLM {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
 }
 
 /// The token in an `NTLM <base64>` header value (scheme case-insensitive).

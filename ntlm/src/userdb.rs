@@ -8,6 +8,7 @@ use crate::NtlmError;
 
 /// One user the acceptor knows.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
 pub(crate) struct UserEntry {
     /// Domain from the file, if any.
     pub(crate) domain: Option<String>,
@@ -32,7 +33,10 @@ impl UserDb {
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
-            let err = |reason| NtlmError::UserFile { line: i + 1, reason };
+            let err = |reason| NtlmError::UserFile {
+                line: i + 1,
+                reason,
+            };
             let (spec, password) = line.split_once(':').ok_or(err("expected user:password"))?;
             let spec = spec.trim();
             let (domain, user) = match spec.split_once('\\') {
