@@ -1,1 +1,36 @@
-//! Being written.
+//! The agent's HTTP(S) client, shared by the driver and the fleet simulator.
+//!
+//! Every call opens its own **pinned** connection (our `TcpStream`, TLS via tokio-rustls,
+//! hyper's connection-level HTTP/1.1 client) and keeps every request of the call on it: that is
+//! what NTLM needs, and what a pooled client (reqwest) does not guarantee. The [`Client`] holds
+//! only fleet-wide state (an `Arc`'d rustls config, timeouts); thousands of calls can run at
+//! once in one process.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], [`ClientSettings`], [`Timeouts`], [`RequestShaping`],
+//!   [`RequestStats`].
+//! - [`tls`]: [`TlsOptions`] -> the shared `Arc<rustls::ClientConfig>`.
+//! - [`error`]: [`NetError`] and its [`ErrorClass`].
+//! - [`check`]: [`check()`] and [`upload_log`].
+//! - [`download`]: [`download()`] and [`download_to`] (resume, SHA-256, verification).
+//! - `exchange`: one request with optional NTLM (anonymous, then Type 1/2/3 on one connection).
+//! - `conn`: one pinned connection with its timeouts.
+//! - `shaping`: the simulator's per-device latency and rate cap.
+//!
+//! See `docs/AGENT-NET.md` for the error classes, timeouts and TLS options.
+
+pub mod check;
+pub mod client;
+mod conn;
+pub mod download;
+pub mod error;
+mod exchange;
+mod shaping;
+pub mod tls;
+
+pub use check::{check, check_with_stats, upload_log};
+pub use client::{Client, ClientSettings, RequestShaping, RequestStats, Timeouts};
+pub use download::{download, download_to, DownloadSink, DownloadedFile};
+pub use error::{AuthStage, ErrorClass, NetError, TimeoutPhase};
+pub use tls::TlsOptions;
+pub use ucupdate_ntlm::Credentials;
