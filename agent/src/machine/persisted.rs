@@ -1,0 +1,314 @@
+//! [`PersistedState`]: everything the machine needs after a power cut, and its versioned JSON
+//! encoding. The driver writes it atomically whenever the machine emits `Action::Persist`;
+//! a power cut is `Machine::new` with the last state written.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use ucupdate_protocol::{
+    FileKind, FileName, FirmwareVersion, OfferedFile, Provisioning, Sha256Digest,
+};
+
+/// The `format` this build writes and reads.
+pub const PERSIST_FORMAT: u32 = 1;
+
+/// What survives a restart. Wall times are Unix milliseconds (the machine's own `Instant`
+/// restarts at every boot and means nothing on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedState {
+    /// Always [`PERSIST_FORMAT`] when written by this build; checked by [`PersistedState::decode`].
+    pub format: u32,
+    /// The version the device runs (the System Information screen's "current version").
+    #[serde(with = "text")]
+    pub current_version: FirmwareVersion,
+    /// The version before the last update, kept as the fallback image.
+    #[serde(default, with = "opt_text", skip_serializing_if = "Option::is_none")]
+    pub fallback_version: Option<FirmwareVersion>,
+    /// When the last update was confirmed installed (the screen's "date of the last update").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_unix_ms: Option<u64>,
+    /// A user has signed in at least once: discovery by DNS is no longer used.
+    #[serde(default)]
+    pub ever_signed_in: bool,
+    /// The update-service URLs from in-band provisioning at the last sign-in that carried them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<Box<ProvisionedUrls>>,
+    /// A download in progress, so that it resumes (with `Range`) after a cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Box<PartialDownload>>,
+    /// Every file of `version` is downloaded and verified; it is to be installed. Written
+    /// before `Action::Install`, cleared in the same write that makes `version` current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Box<InstallMarker>>,
+}
+
+/// The provisioned update-service URLs (`updatesServer*` of in-band provisioning).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedUrls {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
+}
+
+impl From<Provisioning> for ProvisionedUrls {
+    fn from(p: Provisioning) -> Self {
+        ProvisionedUrls {
+            enabled: p.enabled,
+            internal_url: p.internal_url,
+            external_url: p.external_url,
+        }
+    }
+}
+
+/// How far a download got: files `0..completed` of the offer (image first) are complete and
+/// verified; `file` at `url` has `bytes` kept on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialDownload {
+    #[serde(with = "text")]
+    pub version: FirmwareVersion,
+    pub url: String,
+    #[serde(with = "text")]
+    pub file: FileName,
+    pub completed: u32,
+    pub bytes: u64,
+}
+
+/// The pending-install marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallMarker {
+    #[serde(with = "text")]
+    pub version: FirmwareVersion,
+    /// With their digests, so the install re-verifies what a power cut may have touched.
+    #[serde(with = "offered_files")]
+    pub files: Vec<OfferedFile>,
+}
+
+/// Why a persisted state could not be read back.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// Not JSON, or a field has the wrong type or an invalid value (a bad version, file name).
+    #[error("persisted state is malformed: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Written by a newer (or unknown) build.
+    #[error("persisted state has format {found}; this build reads format {PERSIST_FORMAT}")]
+    UnsupportedFormat { found: u32 },
+}
+
+impl PersistedState {
+    /// A device's first state: it runs `current_version` and knows nothing else.
+    pub fn new(current_version: FirmwareVersion) -> Self {
+        PersistedState {
+            format: PERSIST_FORMAT,
+            current_version,
+            fallback_version: None,
+            last_update_unix_ms: None,
+            ever_signed_in: false,
+            provisioning: None,
+            download: None,
+            install: None,
+        }
+    }
+
+    /// Pretty JSON (a human reads it when a device misbehaves).
+    pub fn encode(&self) -> String {
+        // Every field is a plain string, number, bool, list or object: this cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn decode(text: &str) -> Result<Self, PersistError> {
+        // Read `format` first so a newer layout gives `UnsupportedFormat`, not a field error.
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        let probe: Probe = serde_json::from_str(text)?;
+        if probe.format != PERSIST_FORMAT {
+            return Err(PersistError::UnsupportedFormat {
+                found: probe.format,
+            });
+        }
+        Ok(serde_json::from_str(text)?)
+    }
+}
+
+impl fmt::Display for PersistedState {
+    /// `v1.0.0.1 fallback=- download=v2.0.0.0#0@4096 install=-` for a trace line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.current_version)?;
+        match &self.fallback_version {
+            Some(v) => write!(f, " fallback={v}")?,
+            None => write!(f, " fallback=-")?,
+        }
+        match &self.download {
+            Some(d) => write!(f, " download=v{}#{}@{}", d.version, d.completed, d.bytes)?,
+            None => write!(f, " download=-")?,
+        }
+        match &self.install {
+            Some(i) => write!(f, " install=v{}", i.version),
+            None => write!(f, " install=-"),
+        }
+    }
+}
+
+/// Types with `Display` + `FromStr` (versions, file names) as JSON strings.
+mod text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+mod opt_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        Option::<String>::deserialize(d)?
+            .map(|s| s.parse().map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+/// `OfferedFile` lives in the protocol crate, which has no serde; mirror it here.
+mod offered_files {
+    use super::*;
+    use serde::{de::Error, Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Repr {
+        kind: String,
+        #[serde(with = "super::text")]
+        file_name: FileName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(
+            default,
+            with = "super::opt_text",
+            skip_serializing_if = "Option::is_none"
+        )]
+        sha256: Option<Sha256Digest>,
+    }
+
+    pub fn serialize<S: Serializer>(files: &[OfferedFile], s: S) -> Result<S::Ok, S::Error> {
+        let reprs: Vec<Repr> = files
+            .iter()
+            .map(|f| Repr {
+                kind: f.kind.as_str().to_owned(),
+                file_name: f.file_name.clone(),
+                size: f.size,
+                sha256: f.sha256,
+            })
+            .collect();
+        reprs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OfferedFile>, D::Error> {
+        Vec::<Repr>::deserialize(d)?
+            .into_iter()
+            .map(|r| {
+                let kind = FileKind::from_wire(&r.kind)
+                    .ok_or_else(|| D::Error::custom(format!("unknown file kind {:?}", r.kind)))?;
+                Ok(OfferedFile {
+                    kind,
+                    file_name: r.file_name,
+                    size: r.size,
+                    sha256: r.sha256,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> PersistedState {
+        let v = |s: &str| s.parse::<FirmwareVersion>().unwrap();
+        PersistedState {
+            fallback_version: Some(v("1.0.0.1")),
+            last_update_unix_ms: Some(1_700_000_000_000),
+            ever_signed_in: true,
+            provisioning: Some(Box::new(ProvisionedUrls {
+                enabled: true,
+                internal_url: Some("https://pool.contoso.com/RequestHandler/ucdevice.upx".into()),
+                external_url: None,
+            })),
+            download: Some(Box::new(PartialDownload {
+                version: v("3.0.0.0"),
+                url: "http://h/DeviceUpdateFiles_Int/x/CPE.nbt".into(),
+                file: FileName::new("CPE.nbt").unwrap(),
+                completed: 0,
+                bytes: 4096,
+            })),
+            install: Some(Box::new(InstallMarker {
+                version: v("3.0.0.0"),
+                files: vec![OfferedFile {
+                    kind: FileKind::Image,
+                    file_name: FileName::new("CPE.nbt").unwrap(),
+                    size: Some(10),
+                    sha256: Some(Sha256Digest([7; 32])),
+                }],
+            })),
+            ..PersistedState::new(v("2.0.0.0"))
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        for state in [PersistedState::new("1.2.3.4".parse().unwrap()), full()] {
+            let text = state.encode();
+            assert_eq!(PersistedState::decode(&text).unwrap(), state, "{text}");
+        }
+        assert!(full().encode().contains("\"current_version\": \"2.0.0.0\""));
+    }
+
+    #[test]
+    fn decode_errors_are_typed() {
+        assert!(matches!(
+            PersistedState::decode("{\"format\": 2, \"whatever\": 1}"),
+            Err(PersistError::UnsupportedFormat { found: 2 })
+        ));
+        for bad in [
+            "",
+            "{}",
+            "{\"format\": 1}",
+            "{\"format\": 1, \"current_version\": \"1.2.3\"}",
+            "{\"format\": 1, \"current_version\": \"1.2.3.4\", \"download\": {\"version\": \"1.0.0.0\", \
+             \"url\": \"u\", \"file\": \"../x\", \"completed\": 0, \"bytes\": 0}}",
+        ] {
+            assert!(matches!(PersistedState::decode(bad), Err(PersistError::Malformed(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! What the machine shows the outside: [`Phase`] (for traces and per-phase metrics), [`Status`]
+//! (what `ucupdate-agent status` and the System Information screen show) and [`MachineError`].
+
+use std::fmt;
+
+use thiserror::Error;
+use ucupdate_protocol::{FileName, FirmwareVersion};
+
+use super::event::FailureClass;
+use super::time::Instant;
+
+/// Where the machine is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Waiting for the next check.
+    Idle,
+    /// `Resolve` in flight.
+    Discovering,
+    /// `Check` in flight.
+    Checking,
+    /// `Download` in flight.
+    Downloading,
+    /// Waiting to retry after a failure.
+    Backoff,
+    /// An update is staged; waiting for the device to be idle long enough.
+    WaitingIdle,
+    /// `Install` in flight.
+    Installing,
+    /// `Reboot` emitted; nothing more happens until the next `Machine::new`.
+    Rebooting,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Idle,
+        Phase::Discovering,
+        Phase::Checking,
+        Phase::Downloading,
+        Phase::Backoff,
+        Phase::WaitingIdle,
+        Phase::Installing,
+        Phase::Rebooting,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Discovering => "discovering",
+            Phase::Checking => "checking",
+            Phase::Downloading => "downloading",
+            Phase::Backoff => "backoff",
+            Phase::WaitingIdle => "waiting-idle",
+            Phase::Installing => "installing",
+            Phase::Rebooting => "rebooting",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the last check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    NoUpdate,
+    /// The server offered this version (different from the current one).
+    Offered(FirmwareVersion),
+    /// External check with no signed-in user: the server's 401 ended the attempt.
+    DeniedNoUser,
+    Failed(FailureClass),
+    /// No update server is known (never provisioned, no domain) or provisioning disabled it.
+    NoServer,
+}
+
+impl fmt::Display for CheckOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckOutcome::NoUpdate => f.write_str("no update"),
+            CheckOutcome::Offered(v) => write!(f, "update {v} offered"),
+            CheckOutcome::DeniedNoUser => f.write_str("denied: no user signed in"),
+            CheckOutcome::Failed(c) => write!(f, "failed: {c}"),
+            CheckOutcome::NoServer => f.write_str("no update server known"),
+        }
+    }
+}
+
+/// A snapshot for `ucupdate-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub phase: Phase,
+    pub current_version: FirmwareVersion,
+    pub fallback_version: Option<FirmwareVersion>,
+    pub last_update_unix_ms: Option<u64>,
+    /// The version being downloaded or waiting to be installed.
+    pub target_version: Option<FirmwareVersion>,
+    /// The check URL the next check uses (or the name it will look up first).
+    pub server: Option<String>,
+    pub signed_in: bool,
+    /// Using the external URL (configured, or detected this cycle).
+    pub external: bool,
+    pub last_check: Option<Instant>,
+    pub last_outcome: Option<CheckOutcome>,
+    /// The most recent failure of any step (cleared by the next success of that step).
+    pub last_error: Option<FailureClass>,
+    pub consecutive_failures: u32,
+    /// When the machine next acts on its own.
+    pub next_deadline: Option<Instant>,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+        writeln!(f, "current version: {}", self.current_version)?;
+        writeln!(
+            f,
+            "fallback version: {}",
+            opt(self.fallback_version.map(|v| v.to_string()))
+        )?;
+        writeln!(
+            f,
+            "last update (unix ms): {}",
+            opt(self.last_update_unix_ms.map(|t| t.to_string()))
+        )?;
+        writeln!(f, "phase: {}", self.phase)?;
+        writeln!(
+            f,
+            "target version: {}",
+            opt(self.target_version.map(|v| v.to_string()))
+        )?;
+        writeln!(f, "server: {}", opt(self.server.clone()))?;
+        writeln!(
+            f,
+            "path: {}",
+            if self.external {
+                "external"
+            } else {
+                "internal"
+            }
+        )?;
+        writeln!(f, "signed in: {}", self.signed_in)?;
+        writeln!(
+            f,
+            "last check: {}",
+            opt(self.last_check.map(|t| t.to_string()))
+        )?;
+        writeln!(
+            f,
+            "last outcome: {}",
+            opt(self.last_outcome.map(|o| o.to_string()))
+        )?;
+        writeln!(
+            f,
+            "last error: {}",
+            opt(self.last_error.map(|e| e.to_string()))
+        )?;
+        writeln!(f, "consecutive failures: {}", self.consecutive_failures)?;
+        write!(
+            f,
+            "next deadline: {}",
+            opt(self.next_deadline.map(|t| t.to_string()))
+        )
+    }
+}
+
+/// An event the machine cannot accept in its current phase. The machine is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MachineError {
+    /// A completion for an action that is not in flight (a driver bug, or a late answer after
+    /// the machine's watchdog gave up on it).
+    #[error("unexpected {event} while {phase}")]
+    Unexpected { event: &'static str, phase: Phase },
+    /// A download completion names another file than the one requested.
+    #[error("download of {got} completed, but {expected} was requested")]
+    WrongFile { expected: FileName, got: FileName },
+}
