@@ -143,3 +143,142 @@ impl Client {
         Ok(msg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client::new(Credentials::parse_user("CORP\\alice", "secret"), "PHONE")
+    }
+
+    /// A Type 2 as an old server sends it: UNICODE, no target info.
+    fn bare_type2(server_flags: u32) -> Vec<u8> {
+        let mut b = Builder::new(2);
+        b.field(&[]);
+        b.u32(server_flags);
+        b.bytes(&[5; 8]);
+        b.bytes(&[0; 8]);
+        b.finish().unwrap_or_default()
+    }
+
+    #[test]
+    fn type1_asks_for_unicode_and_ntlm_and_has_no_names() {
+        let t1 = client().negotiate();
+        assert_eq!(t1.len(), 40);
+        let Ok(f) = message::parse_negotiate(&t1) else {
+            panic!("our Type 1 does not parse");
+        };
+        assert_eq!(
+            f & (flags::UNICODE | flags::NTLM),
+            flags::UNICODE | flags::NTLM
+        );
+        assert_eq!(f & flags::KEY_EXCH, 0, "the device build carries no RC4");
+    }
+
+    #[test]
+    fn authenticate_needs_one_negotiate_first() {
+        let mut c = client();
+        assert_eq!(
+            c.authenticate(&bare_type2(flags::UNICODE), [1; 8], 0),
+            Err(NtlmError::OutOfOrder("authenticate before negotiate"))
+        );
+        c.negotiate();
+        assert!(c
+            .authenticate(&bare_type2(flags::UNICODE), [1; 8], 0)
+            .is_ok());
+        assert_eq!(
+            c.authenticate(&bare_type2(flags::UNICODE), [1; 8], 0),
+            Err(NtlmError::OutOfOrder("authenticate called twice"))
+        );
+    }
+
+    #[test]
+    fn without_a_server_timestamp_the_clock_argument_and_lmv2_are_used() {
+        let mut c = client();
+        c.negotiate();
+        let now: u64 = 0x0123_4567_89ab_cdef;
+        let t3 = c
+            .authenticate(&bare_type2(flags::UNICODE), [0xcc; 8], now)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Ok(auth) = message::parse_authenticate(&t3) else {
+            panic!("our Type 3 does not parse");
+        };
+        // Blob: proof(16) + 1,1 + 6 reserved + time.
+        assert_eq!(auth.nt_response.get(24..32), Some(&now.to_le_bytes()[..]));
+        let ntowf = crypto::ntowfv2("secret", "alice", "CORP");
+        let lm = crypto::lmv2_response(&ntowf, &[5; 8], &[0xcc; 8]);
+        assert!(t3.windows(24).any(|w| w == lm));
+        assert_eq!(auth.user, crypto::utf16le("alice"));
+        assert_eq!(auth.domain, crypto::utf16le("CORP"));
+        assert!(auth.mic.is_some_and(|m| m != [0; 16]));
+    }
+
+    #[test]
+    fn the_blob_keeps_server_av_pairs_and_says_a_mic_is_present() {
+        let name = crypto::utf16le("SRV");
+        let pairs = [AvPair {
+            id: av::NB_COMPUTER_NAME,
+            value: &name,
+        }];
+        let info = message::encode_av_pairs(&pairs).unwrap_or_default();
+        let mut b = Builder::new(2);
+        b.field(&[]);
+        b.u32(flags::UNICODE | flags::TARGET_INFO);
+        b.bytes(&[5; 8]);
+        b.bytes(&[0; 8]);
+        b.field(&info);
+        let t2 = b.finish().unwrap_or_default();
+        let mut c = client();
+        c.negotiate();
+        let t3 = c
+            .authenticate(&t2, [1; 8], 9)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Ok(auth) = message::parse_authenticate(&t3) else {
+            panic!("our Type 3 does not parse");
+        };
+        let blob_pairs = auth
+            .nt_response
+            .get(44..)
+            .map(message::parse_av_pairs)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        assert!(blob_pairs
+            .iter()
+            .any(|p| p.id == av::NB_COMPUTER_NAME && p.value == name));
+        let flags_value = blob_pairs
+            .iter()
+            .find(|p| p.id == av::FLAGS)
+            .map(|p| p.value);
+        assert_eq!(flags_value, Some(&av::FLAG_MIC_PRESENT.to_le_bytes()[..]));
+    }
+
+    #[test]
+    fn bad_type2s_are_errors() {
+        for (t2, want) in [
+            (b"garbage".to_vec(), "no NTLMSSP signature"),
+            (b"NTLMSSP\0\x03\0\0\0".to_vec(), "unexpected message type"),
+            (b"NTLMSSP\0\x02\0\0\0".to_vec(), "header truncated"),
+        ] {
+            let mut c = client();
+            c.negotiate();
+            assert_eq!(
+                c.authenticate(&t2, [1; 8], 0),
+                Err(NtlmError::Malformed(want))
+            );
+        }
+        let mut c = client();
+        c.negotiate();
+        assert!(matches!(
+            c.authenticate(&bare_type2(0x0000_0002), [1; 8], 0),
+            Err(NtlmError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let text = format!("{:?}", client());
+        assert!(text.contains("alice"));
+        assert!(!text.contains("secret"));
+    }
+}

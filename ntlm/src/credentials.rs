@@ -41,3 +41,29 @@ impl fmt::Debug for Credentials {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_spellings_split_into_domain_and_user() {
+        let c = Credentials::parse_user("CORP\\alice", "pw");
+        assert_eq!((c.domain.as_str(), c.user.as_str()), ("CORP", "alice"));
+        let c = Credentials::parse_user("alice@corp.example", "pw");
+        assert_eq!(
+            (c.domain.as_str(), c.user.as_str()),
+            ("corp.example", "alice")
+        );
+        let c = Credentials::parse_user("alice", "pw");
+        assert_eq!((c.domain.as_str(), c.user.as_str()), ("", "alice"));
+        assert_eq!(c.password, "pw");
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let text = format!("{:?}", Credentials::parse_user("CORP\\alice", "hunter2"));
+        assert!(text.contains("CORP") && text.contains("alice"));
+        assert!(!text.contains("hunter2"));
+    }
+}

@@ -71,3 +71,30 @@ pub fn filetime_from_unix_millis(ms: u64) -> u64 {
         .saturating_mul(10_000_000)
         .saturating_add(ms.saturating_mul(10_000))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_reject_other_schemes() {
+        let token = b"NTLMSSP\0\x01\0\0\0".to_vec();
+        let header = to_header(&token);
+        assert_eq!(header, "NTLM TlRMTVNTUAABAAAA");
+        assert_eq!(from_header(&header), Ok(token.clone()));
+        assert_eq!(from_header("ntlm   TlRMTVNTUAABAAAA "), Ok(token));
+        assert!(from_header("Negotiate TlRMTVNTUAABAAAA").is_err());
+        assert!(from_header("NTLM").is_err());
+        assert!(from_header("NTLM !!!").is_err());
+        assert!(from_header("").is_err());
+    }
+
+    #[test]
+    fn filetime_counts_100ns_ticks_from_1601() {
+        assert_eq!(filetime_from_unix_millis(0), 116_444_736_000_000_000);
+        assert_eq!(
+            filetime_from_unix_millis(1_500),
+            116_444_736_000_000_000 + 15_000_000
+        );
+    }
+}

@@ -265,3 +265,55 @@ pub(crate) fn parse_av_pairs_or_empty(b: &[u8]) -> Result<Vec<AvPair<'_>>, crate
     }
     parse_av_pairs(b).map_err(crate::NtlmError::Malformed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn av_pairs_round_trip_and_need_an_eol() {
+        let pairs = [
+            AvPair {
+                id: av::NB_DOMAIN_NAME,
+                value: b"D\0",
+            },
+            AvPair {
+                id: av::TIMESTAMP,
+                value: &[1; 8],
+            },
+        ];
+        let Some(encoded) = encode_av_pairs(&pairs) else {
+            panic!("small pairs must encode");
+        };
+        let Ok(back) = parse_av_pairs(&encoded) else {
+            panic!("encoded pairs must parse");
+        };
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[1].id, back[1].value), (av::TIMESTAMP, &[1u8; 8][..]));
+        assert!(parse_av_pairs(&encoded[..encoded.len() - 4]).is_err());
+        assert!(parse_av_pairs(&[2, 0, 9, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn fields_pointing_outside_the_message_are_errors() {
+        let mut msg = SIGNATURE.to_vec();
+        msg.extend_from_slice(&2u32.to_le_bytes());
+        msg.extend_from_slice(&[4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(field(&msg, 12), Err("field points outside the message"));
+        assert_eq!(field(&msg, 20), Err("header truncated"));
+    }
+
+    #[test]
+    fn builder_lays_payloads_after_the_header() {
+        let mut b = Builder::new(1);
+        b.u32(7);
+        b.field(b"abc");
+        let Some(msg) = b.finish() else {
+            panic!("small message must build");
+        };
+        assert_eq!(field(&msg, 16), Ok((&b"abc"[..], 24)));
+        let mut big = Builder::new(1);
+        big.field(&vec![0; 70_000]);
+        assert!(big.finish().is_none());
+    }
+}

@@ -89,3 +89,53 @@ impl fmt::Debug for UserDb {
         f.debug_struct("UserDb").field("users", &names).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_users_with_and_without_domain_skipping_comments() {
+        let db = UserDb::parse("# users\r\n\r\nCORP\\alice:s3:cret\r\n  # indented\nbob:\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(db.len(), 2);
+        let alice = db
+            .get("ALICE")
+            .map(|e| (e.domain.clone(), e.password.clone()));
+        assert_eq!(alice, Some((Some("CORP".into()), "s3:cret".into())));
+        let bob = db
+            .get("bob")
+            .map(|e| (e.domain.clone(), e.password.clone()));
+        assert_eq!(bob, Some((None, String::new())));
+    }
+
+    #[test]
+    fn bad_lines_name_their_line_number() {
+        assert_eq!(
+            UserDb::parse("ok:1\nno-colon\n").map(|d| d.len()),
+            Err(NtlmError::UserFile {
+                line: 2,
+                reason: "expected user:password"
+            })
+        );
+        assert!(matches!(
+            UserDb::parse(":pw"),
+            Err(NtlmError::UserFile { line: 1, .. })
+        ));
+        assert!(matches!(
+            UserDb::parse("\\bob:pw"),
+            Err(NtlmError::UserFile { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn insert_replaces_case_insensitively_and_debug_hides_passwords() {
+        let mut db = UserDb::default();
+        assert!(db.is_empty());
+        db.insert(None, "Bob", "one");
+        db.insert(Some("CORP"), "BOB", "two");
+        assert_eq!(db.len(), 1);
+        assert_eq!(db.get("bob").map(|e| e.password.as_str()), Some("two"));
+        assert!(!format!("{db:?}").contains("two"));
+    }
+}

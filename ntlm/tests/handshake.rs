@@ -1,11 +1,14 @@
 //! Client <-> Acceptor handshakes through the public API only: who gets in, who does not,
 //! and that replayed, misordered or mangled tokens are refused without panicking.
 
+// They drive the acceptor, which the device build leaves out.
+#![cfg(feature = "acceptor")]
+
 use std::sync::Arc;
 
 use ucupdate_ntlm::{
-    filetime_from_unix_millis, from_header, message_type, to_header, AcceptStep, Acceptor, Client,
-    Credentials, RejectReason, UserDb,
+    from_header, message_type, to_header, AcceptStep, Acceptor, Client, Credentials, RejectReason,
+    UserDb,
 };
 
 const NOW: u64 = 133_500_000_000_000_000;
@@ -187,19 +190,6 @@ fn the_client_takes_the_servers_timestamp_and_is_deterministic() {
 }
 
 #[test]
-fn headers_round_trip_and_reject_other_schemes() {
-    let token = b"NTLMSSP\0\x01\0\0\0".to_vec();
-    let header = to_header(&token);
-    assert_eq!(header, "NTLM TlRMTVNTUAABAAAA");
-    assert_eq!(from_header(&header), Ok(token.clone()));
-    assert_eq!(from_header("ntlm   TlRMTVNTUAABAAAA "), Ok(token));
-    assert!(from_header("Negotiate TlRMTVNTUAABAAAA").is_err());
-    assert!(from_header("NTLM").is_err());
-    assert!(from_header("NTLM !!!").is_err());
-    assert!(from_header("").is_err());
-}
-
-#[test]
 fn message_types_are_recognised() {
     let mut client = Client::new(Credentials::parse_user("bob", "hunter2"), "PHONE");
     let t1 = client.negotiate();
@@ -216,13 +206,4 @@ fn message_types_are_recognised() {
     assert_eq!(message_type(b"NTLMSSP\0\x04\0\0\0"), None);
     assert_eq!(message_type(b"NTLMSSP\0\x01\0"), None);
     assert_eq!(message_type(b"HTTP/1.1"), None);
-}
-
-#[test]
-fn filetime_counts_100ns_ticks_from_1601() {
-    assert_eq!(filetime_from_unix_millis(0), 116_444_736_000_000_000);
-    assert_eq!(
-        filetime_from_unix_millis(1_500),
-        116_444_736_000_000_000 + 15_000_000
-    );
 }
