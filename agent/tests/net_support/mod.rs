@@ -58,7 +58,15 @@ pub struct ConnState {
 pub enum TestBody {
     Full(Option<Bytes>),
     Cut(Option<Bytes>),
+    /// Internal: the cut's bytes are out; one more poll lets hyper flush them before the error.
+    Cutting,
     Stall(Option<Bytes>),
+}
+
+impl TestBody {
+    pub fn cut(bytes: Bytes) -> TestBody {
+        TestBody::Cut(Some(bytes))
+    }
 }
 
 impl Body for TestBody {
@@ -67,14 +75,25 @@ impl Body for TestBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             TestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             TestBody::Cut(b) => match b.take() {
-                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Some(b) => {
+                    *this = TestBody::Cutting;
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
                 None => Poll::Ready(Some(Err(io::Error::other("cut on purpose")))),
             },
+            TestBody::Cutting => {
+                // Pending once so hyper writes out what it holds; then the error kills the
+                // connection with those bytes delivered.
+                *this = TestBody::Cut(None);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             TestBody::Stall(b) => match b.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Poll::Pending,
