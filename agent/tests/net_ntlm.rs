@@ -1,0 +1,229 @@
+//! NTLM on one pinned connection, against the real `ucupdate_ntlm::Acceptor` kept per
+//! connection in a real TLS server: right password, wrong password (exactly three requests,
+//! no loop), no credentials, a server that closes after the anonymous 401, and a download.
+
+mod net_support;
+
+use std::sync::Arc;
+
+use net_support::*;
+use ucupdate_agent::net::{self, AuthStage, Credentials, ErrorClass, NetError};
+use ucupdate_ntlm::{AcceptStep, Acceptor, UserDb};
+use ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH;
+use ucupdate_protocol::{CheckRequest, CheckResponse, FileKind, FileName, OfferedFile};
+
+fn sample_request() -> CheckRequest {
+    CheckRequest::decode(
+        br#"<DeviceUpdateRequest><DeviceType>UCPhone</DeviceType><Brand>Polycom</Brand>
+        <Model>CX700</Model><Revision>A</Revision><Locale>ENU</Locale>
+        <MacAddress>00-04-F2-00-01-76</MacAddress>
+        <Modules><Module FileName="CPE.nbt" Version="1.0.522.101"/></Modules>
+        </DeviceUpdateRequest>"#,
+    )
+    .unwrap()
+}
+
+fn challenge(token: Option<&[u8]>, close: bool) -> http::Response<TestBody> {
+    let mut r = respond(401, "anonymous access is not supported");
+    let value = match token {
+        Some(t) => ucupdate_ntlm::to_header(t),
+        None => "NTLM".to_owned(),
+    };
+    r.headers_mut()
+        .append("www-authenticate", value.parse().unwrap());
+    r.headers_mut()
+        .append("www-authenticate", "Negotiate".parse().unwrap());
+    if close {
+        r.headers_mut()
+            .insert("connection", "close".parse().unwrap());
+    }
+    r
+}
+
+/// The external listener: anonymous requests get 401; NTLM state lives with the connection.
+/// `close_anonymous` makes the first 401 close the connection (some proxies do).
+fn ntlm_server(close_anonymous: bool, ok: fn(&Req) -> http::Response<TestBody>) -> Handler {
+    let mut users = UserDb::default();
+    users.insert(Some("CORP"), "alice", "correct horse");
+    let users = Arc::new(users);
+    handler(move |req, st| {
+        if st.user.is_some() {
+            return ok(req);
+        }
+        let Some(token) = req
+            .header("authorization")
+            .and_then(|h| ucupdate_ntlm::from_header(h).ok())
+        else {
+            return challenge(None, close_anonymous);
+        };
+        let acceptor = st.ntlm.get_or_insert_with(|| {
+            Acceptor::new(
+                users.clone(),
+                [0x5A; 8],
+                ucupdate_ntlm::filetime_from_unix_millis(1_780_000_000_000),
+                "CORP",
+            )
+        });
+        match acceptor.step(&token) {
+            AcceptStep::Challenge(type2) => challenge(Some(&type2), false),
+            AcceptStep::Accepted { user, .. } => {
+                st.user = Some(user);
+                ok(req)
+            }
+            AcceptStep::Rejected(_) => {
+                st.ntlm = None;
+                challenge(None, false)
+            }
+        }
+    })
+}
+
+fn no_update(_: &Req) -> http::Response<TestBody> {
+    respond(200, CheckResponse::NoUpdate.encode())
+}
+
+fn alice(password: &str) -> Credentials {
+    Credentials::parse_user("CORP\\alice", password)
+}
+
+#[tokio::test]
+async fn right_password_authenticates_on_one_connection() {
+    let pki = Pki::new();
+    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let (got, stats) = net::check_with_stats(
+        &pki.client(),
+        &server.url(EXTERNAL_HANDLER_PATH),
+        &sample_request(),
+        Some(&alice("correct horse")),
+    )
+    .await;
+    assert_eq!(got.unwrap(), CheckResponse::NoUpdate);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "anonymous, Type 1, Type 3");
+    assert!(seen.iter().all(|r| r.conn == 0), "all on one connection");
+    assert!(seen[0].header("authorization").is_none());
+    assert_eq!(
+        CheckRequest::decode(&seen[2].body).unwrap(),
+        sample_request()
+    );
+    assert_eq!(
+        (stats.connections, stats.requests, stats.status),
+        (1, 3, Some(200))
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_is_unauthorized_after_exactly_one_handshake() {
+    let pki = Pki::new();
+    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let err = net::check(
+        &pki.client(),
+        &server.url(EXTERNAL_HANDLER_PATH),
+        &sample_request(),
+        Some(&alice("wrong")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Unauthorized {
+                stage: AuthStage::Authenticate,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Unauthorized);
+    assert_eq!(server.seen().len(), 3, "no retry loop");
+    let err = net::check(
+        &pki.client(),
+        &server.url(EXTERNAL_HANDLER_PATH),
+        &sample_request(),
+        Some(&Credentials::parse_user("CORP\\mallory", "x")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Unauthorized);
+}
+
+#[tokio::test]
+async fn without_credentials_the_first_401_ends_it() {
+    let pki = Pki::new();
+    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let err = net::check(
+        &pki.client(),
+        &server.url(EXTERNAL_HANDLER_PATH),
+        &sample_request(),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Unauthorized {
+                stage: AuthStage::Anonymous,
+                ntlm_offered: true
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_closed_anonymous_connection_is_replaced_before_type_1() {
+    let pki = Pki::new();
+    let server = TestServer::tls(&pki, ntlm_server(true, no_update)).await;
+    let (got, stats) = net::check_with_stats(
+        &pki.client(),
+        &server.url(EXTERNAL_HANDLER_PATH),
+        &sample_request(),
+        Some(&alice("correct horse")),
+    )
+    .await;
+    assert_eq!(got.unwrap(), CheckResponse::NoUpdate);
+    let conns: Vec<usize> = server.seen().iter().map(|r| r.conn).collect();
+    assert_eq!(
+        conns,
+        vec![0, 1, 1],
+        "Type 1 and Type 3 share the second connection"
+    );
+    assert_eq!(stats.connections, 2);
+}
+
+#[tokio::test]
+async fn downloads_authenticate_the_same_way() {
+    fn file(req: &Req) -> http::Response<TestBody> {
+        serve_file(req, &file_bytes(5000))
+    }
+    let pki = Pki::new();
+    let server = TestServer::tls(&pki, ntlm_server(false, file)).await;
+    let data = file_bytes(5000);
+    let expected = OfferedFile {
+        kind: FileKind::Image,
+        file_name: FileName::new("CPE.nbt").unwrap(),
+        size: Some(5000),
+        sha256: Some(sha256(&data)),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("CPE.nbt");
+    let url = server.url("/DeviceUpdateFiles_Ext/CPE.nbt");
+    let got = net::download(
+        &pki.client(),
+        &url,
+        &expected,
+        &dest,
+        0,
+        Some(&alice("correct horse")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.size, 5000);
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    let err = net::download(&pki.client(), &url, &expected, &dest, 0, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Unauthorized);
+}
