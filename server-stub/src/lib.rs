@@ -1,15 +1,36 @@
 //! A minimal but faithful Device Update Service (OCS 2007 R2 / Lync) for tests, demos and load
 //! tests: update rules, test devices, an update store, log upload, an audit log and a device
-//! inventory, served over plain HTTP, HTTPS and NTLM-protected HTTPS.
+//! inventory, served over plain HTTP, HTTPS and NTLM-protected HTTPS, plus a loopback admin API.
 //!
 //! # Layout
 //! - [`model`]: rules, test devices, catalog and inventory as plain data, and the pure
 //!   decision function ([`model::Model::decide`]).
 //! - [`state`]: the model behind a lock, persisted atomically to `DATA/state.json`.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
+//! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
+//! - [`audit`]: the daily request-handler audit log.
+//! - [`metrics`]: counters and the Prometheus text format.
+//! - [`tls`]: rustls configuration, generated or from PEM files.
+//! - `http`: listeners, connections, device endpoints, files, NTLM, admin API.
+//! - [`server`]: [`ServerConfig`], [`start`], [`RunningServer`], [`Control`].
 //! - `clock`: the one module that reads a clock.
 
+pub mod audit;
 mod clock;
+mod http;
+pub mod metrics;
 pub mod model;
+pub mod package;
+pub mod server;
 pub mod state;
 pub mod store;
+pub mod tls;
+
+pub use http::Limits;
+pub use metrics::MetricsSnapshot;
+pub use model::{InventoryEntry, Rule, RuleError, TestDevice};
+pub use package::{PackageEntry, PackageError};
+pub use server::{start, Control, RunningServer, ServerConfig, ServerError};
+pub use state::{RuleRecord, State, StateError, StateOptions};
+pub use tls::{TlsMaterial, TlsSource};
+pub use ucupdate_ntlm::UserDb;

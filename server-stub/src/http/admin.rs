@@ -1,0 +1,254 @@
+//! The admin API (bind it to loopback) and `/metrics`. JSON in and out; every change is
+//! written to the state file before it is answered.
+//!
+//! | Method | Path | Does |
+//! |---|---|---|
+//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/admin/rules` | list rules |
+//! | POST | `/admin/rules/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<UpdateType>/{approve,restore,reset}` | change a rule |
+//! | GET | `/admin/test-devices` | list |
+//! | PUT, DELETE | `/admin/test-devices/<MAC or serial:SN>` | add, remove |
+//! | GET | `/admin/inventory` | device inventory |
+//! | GET | `/admin/versions` | stored versions and their files |
+//! | POST | `/admin/import` | `{"path": "<server-side .cab or directory>"}` |
+//! | PUT | `/admin/files/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<UpdateType>/<Version>/<FileName>` | publish one file; the version becomes pending |
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Serialize;
+use ucupdate_protocol::url::percent_decode;
+use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
+
+use super::{full, json, read_capped, refuse_declared, text, Body, Ctx};
+use crate::model::{RuleError, TestDevice};
+use crate::state::{State, StateError};
+use crate::store::StagedFile;
+
+pub(crate) async fn route(
+    ctx: &Arc<Ctx>,
+    req: Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    let path = req.uri().path().to_owned();
+    if path == "/metrics" {
+        if req.method() != Method::GET {
+            return ("metrics", text(StatusCode::METHOD_NOT_ALLOWED, "GET only"));
+        }
+        let mut r = Response::new(full(ctx.metrics.render()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return ("metrics", r);
+    }
+    let Some(rest) = path.strip_prefix("/admin/") else {
+        return ("other", text(StatusCode::NOT_FOUND, "no such endpoint"));
+    };
+    let Some(decoded) = percent_decode(rest) else {
+        return ("admin", text(StatusCode::BAD_REQUEST, "bad percent escape"));
+    };
+    let parts: Vec<&str> = decoded.split('/').collect();
+    let method = req.method().clone();
+    let response = match (&method, parts.as_slice()) {
+        (&Method::GET, ["rules"]) => json(StatusCode::OK, &ctx.state.rules()),
+        (&Method::POST, ["rules", dt, brand, model, rev, locale, ut, action]) => {
+            let key = match format!("{dt}/{brand}/{model}/{rev}/{locale}/{ut}").parse::<UpdateKey>()
+            {
+                Ok(k) => k,
+                Err(e) => return ("admin", text(StatusCode::BAD_REQUEST, e.to_string())),
+            };
+            let action = action.to_string();
+            let state = ctx.state.clone();
+            let outcome = blocking(move || match action.as_str() {
+                "approve" => state.approve(&key),
+                "restore" => state.restore(&key),
+                "reset" => state.reset(&key),
+                other => Err(StateError::Invalid(format!(
+                    "unknown rule action {other:?}: approve, restore or reset"
+                ))),
+            })
+            .await;
+            reply(outcome)
+        }
+        (&Method::GET, ["test-devices"]) => {
+            let list: Vec<String> = ctx
+                .state
+                .test_devices()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            json(StatusCode::OK, &list)
+        }
+        (&Method::PUT | &Method::DELETE, ["test-devices", id]) => {
+            let device = match id.parse::<TestDevice>() {
+                Ok(d) => d,
+                Err(e) => {
+                    return (
+                        "admin",
+                        text(StatusCode::BAD_REQUEST, format!("bad test device: {e}")),
+                    )
+                }
+            };
+            let state = ctx.state.clone();
+            let add = method == Method::PUT;
+            let shown = device.to_string();
+            let outcome = blocking(move || {
+                let changed = if add {
+                    state.add_test_device(device)?
+                } else {
+                    state.remove_test_device(&device)?
+                };
+                Ok(serde_json::json!({ "device": shown, "changed": changed }))
+            })
+            .await;
+            reply(outcome)
+        }
+        (&Method::GET, ["inventory"]) => json(StatusCode::OK, &ctx.state.inventory()),
+        (&Method::GET, ["versions"]) => json(StatusCode::OK, &versions(&ctx.state)),
+        (&Method::POST, ["import"]) => import(ctx, req).await,
+        (&Method::PUT, ["files", dt, brand, model, rev, locale, ut, version, name]) => {
+            let key = format!("{dt}/{brand}/{model}/{rev}/{locale}/{ut}").parse::<UpdateKey>();
+            let version = version.parse::<FirmwareVersion>();
+            let name = FileName::new(name);
+            match (key, version, name) {
+                (Ok(key), Ok(version), Ok(name)) => publish(ctx, key, version, name, req).await,
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    tracing::warn!(error = %e, "refused publish path");
+                    text(StatusCode::BAD_REQUEST, format!("bad publish path: {e}"))
+                }
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "no such admin endpoint"),
+    };
+    ("admin", response)
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    key: String,
+    version: String,
+    files: Vec<crate::model::FileMeta>,
+}
+
+fn versions(state: &State) -> Vec<VersionView> {
+    state.read(|m| {
+        m.catalog
+            .iter()
+            .map(|((key, version), files)| VersionView {
+                key: key.to_string(),
+                version: version.to_string(),
+                files: files.clone(),
+            })
+            .collect()
+    })
+}
+
+/// Runs a state-file write off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StateError::Invalid(format!("admin task failed: {e}"))))
+}
+
+fn reply<T: Serialize>(outcome: Result<T, StateError>) -> Response<Body> {
+    match outcome {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(e) => error_response(&e),
+    }
+}
+
+pub(crate) fn error_response(e: &StateError) -> Response<Body> {
+    let status = match e {
+        StateError::Rule(RuleError::UnknownRule(_)) => StatusCode::NOT_FOUND,
+        StateError::Rule(_) => StatusCode::CONFLICT,
+        StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StateError::Io { .. } | StateError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, "admin request failed");
+    } else {
+        tracing::warn!(error = %e, "admin request refused");
+    }
+    json(status, &serde_json::json!({ "error": e.to_string() }))
+}
+
+async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+    let body = match read_capped(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "expected a small JSON body"),
+    };
+    #[derive(serde::Deserialize)]
+    struct ImportRequest {
+        path: std::path::PathBuf,
+    }
+    let request: ImportRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"path\": ...}}: {e}"),
+            )
+        }
+    };
+    let state = ctx.state.clone();
+    let outcome = blocking(move || {
+        crate::package::import_path(&state, &request.path).map_err(|e| match e {
+            crate::package::PackageError::State(s) => s,
+            other => StateError::Invalid(other.to_string()),
+        })
+    })
+    .await;
+    reply(outcome)
+}
+
+async fn publish(
+    ctx: &Arc<Ctx>,
+    key: UpdateKey,
+    version: FirmwareVersion,
+    name: FileName,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let cap = ctx.limits.max_publish_bytes;
+    if let Some(r) = refuse_declared(req.headers(), cap) {
+        return r;
+    }
+    let data_dir = ctx.state.data_dir().to_owned();
+    let mut staged = match StagedFile::new(&data_dir) {
+        Ok(s) => s,
+        Err(e) => return error_response(&StateError::io(&data_dir, e)),
+    };
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+        };
+        if let Some(chunk) = frame.data_ref() {
+            if staged.size() + chunk.len() as u64 > cap {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("file exceeds the {cap}-byte publish cap"),
+                );
+            }
+            // Admin uploads are rare; a page-cache write per frame does not stall the workers
+            // noticeably, and the fsync happens off them below.
+            if let Err(e) = staged.write(chunk) {
+                return error_response(&StateError::io(&data_dir, e));
+            }
+        }
+    }
+    let state = ctx.state.clone();
+    let target = crate::store::version_dir(&data_dir, &key, version).join(name.as_str());
+    let outcome = blocking(move || {
+        let meta = staged.commit(&target, name).map_err(|e| StateError::io(&target, e))?;
+        let rule = state.publish_meta(&key, version, meta.clone())?;
+        tracing::info!(%key, %version, file = %meta.name, size = meta.size, "published");
+        Ok(serde_json::json!({ "key": key.to_string(), "version": version.to_string(), "file": meta, "rule": rule }))
+    })
+    .await;
+    reply(outcome)
+}

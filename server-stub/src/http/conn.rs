@@ -1,0 +1,326 @@
+//! Listeners and connections: the accept loop, the TLS handshake (bounded by the header
+//! timeout), the idle timeout, the connection cap (503 beyond it), graceful shutdown, and the
+//! per-connection NTLM state of the external listener.
+//!
+//! One task per connection, serving it with `hyper::server::conn::http1`; the shutdown signal
+//! is a `watch` channel passed in, as in mini-redis's `server::run(listener, shutdown)`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
+use ucupdate_protocol::wire::MAX_MESSAGE_BYTES;
+use ucupdate_protocol::StoreKind;
+
+use super::auth::{self, ConnAuth};
+use super::{admin, device, read_capped, Body, Ctx};
+use crate::clock;
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `/RequestHandler/...` and `/DeviceUpdateFiles_Int/...`, anonymous (plain or TLS).
+    Internal,
+    /// `/RequestHandlerExt/...` and `/DeviceUpdateFiles_Ext/...`, TLS and NTLM.
+    External,
+    /// The admin API and `/metrics` (not counted against the device connection cap).
+    Admin,
+}
+
+/// Resolves once the shutdown signal is set (also when it was set before the call).
+pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections until shutdown, then waits for open connections to finish their
+/// in-flight request (idle keep-alive connections close at once).
+pub(crate) async fn run(
+    listener: TcpListener,
+    role: Role,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<Ctx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown_signalled(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(connection(stream, peer, role, tls.clone(), ctx.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Counts an open device connection; dropping it uncounts.
+struct Slot {
+    ctx: Arc<Ctx>,
+    counted: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.counted {
+            self.ctx
+                .open_device_connections
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+        self.ctx.metrics.connection_closed();
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<Ctx>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    ctx.metrics.connection_opened();
+    let counted = role != Role::Admin;
+    let over_cap = counted
+        && ctx.open_device_connections.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections;
+    let _slot = Slot {
+        ctx: ctx.clone(),
+        counted,
+    };
+    match tls {
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(tls_stream)) => serve(tls_stream, peer, role, ctx, over_cap, shutdown).await,
+                Ok(Err(e)) => {
+                    ctx.metrics.tls_handshake_failed();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    ctx.metrics.tls_handshake_failed();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+        None => serve(stream, peer, role, ctx, over_cap, shutdown).await,
+    }
+}
+
+async fn serve<IO>(
+    mut io: IO,
+    peer: SocketAddr,
+    role: Role,
+    ctx: Arc<Ctx>,
+    over_cap: bool,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if over_cap {
+        ctx.metrics.connection_rejected();
+        ctx.metrics.request("other", 503);
+        tracing::warn!(%peer, cap = ctx.limits.max_connections, "connection cap reached: 503");
+        let body = "server busy: connection cap reached\n";
+        let head = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(ctx.limits.header_read_timeout, async {
+            let _ = io.write_all(head.as_bytes()).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    let io = IdleIo::new(io, ctx.limits.idle_timeout);
+    // Per-connection NTLM state: created here, dropped when this connection ends.
+    let conn_auth = Arc::new(Mutex::new(ConnAuth::default()));
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let ctx = service_ctx.clone();
+        let conn_auth = conn_auth.clone();
+        async move { Ok::<_, Infallible>(dispatch(&ctx, role, req, peer, &conn_auth).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.limits.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = shutdown_signalled(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    role: Role,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    conn_auth: &Mutex<ConnAuth>,
+) -> Response<Body> {
+    let (endpoint, response) = match role {
+        Role::Internal => device::route(ctx, StoreKind::Internal, req, peer, None).await,
+        Role::Admin => admin::route(ctx, req).await,
+        Role::External => {
+            let verdict = {
+                let mut auth = conn_auth.lock().unwrap_or_else(PoisonError::into_inner);
+                auth::gate(ctx, &mut auth, &req)
+            };
+            match verdict {
+                Ok(user) => device::route(ctx, StoreKind::External, req, peer, Some(user)).await,
+                Err(refusal) => {
+                    // Read (a bounded amount of) the body so the connection stays usable for
+                    // the next leg of the handshake.
+                    let _ =
+                        read_capped(req.into_body().map_err(io::Error::other), MAX_MESSAGE_BYTES)
+                            .await;
+                    ("auth", refusal)
+                }
+            }
+        }
+    };
+    ctx.metrics.request(endpoint, response.status().as_u16());
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%peer, endpoint, "request failed");
+    }
+    response
+}
+
+/// An I/O stream that fails with `TimedOut` when no byte has moved either way for `timeout`
+/// while the server waits on it: the idle timeout of keep-alive connections and of clients
+/// that stop reading.
+struct IdleIo<IO> {
+    inner: IO,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<IO> IdleIo<IO> {
+    fn new(inner: IO, timeout: Duration) -> Self {
+        IdleIo {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        let next = clock::tokio_now() + self.timeout;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn idle_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "idle connection timeout")
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for IdleIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

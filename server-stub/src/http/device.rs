@@ -1,0 +1,173 @@
+//! The device endpoints of one site (internal or external): the check handler (which also
+//! takes log uploads, `?action=logupload`) and the update files. Every refusal is a 4xx with a
+//! one-line reason, logged at `warn`, and leaves the connection and the server serving.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ucupdate_protocol::wire::{
+    CONTENT_TYPE_XML, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES,
+    MAX_MESSAGE_BYTES,
+};
+use ucupdate_protocol::{AuditRecord, CheckRequest, DeviceType, LogUpload, StoreKind};
+
+use super::{files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx};
+use crate::clock;
+
+/// Routes one request of a device site. `user` is the NTLM user of the connection (external).
+/// Returns the metrics endpoint name with the response.
+pub(crate) async fn route(
+    ctx: &Arc<Ctx>,
+    share: StoreKind,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    user: Option<String>,
+) -> (&'static str, Response<Body>) {
+    let handler = match share {
+        StoreKind::Internal => INTERNAL_HANDLER_PATH,
+        StoreKind::External => EXTERNAL_HANDLER_PATH,
+    };
+    let path = req.uri().path();
+    if path.eq_ignore_ascii_case(handler) {
+        if req.method() != Method::POST {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the check handler accepts POST only",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return ("check", r);
+        }
+        return match LogUpload::from_query(req.uri().query().unwrap_or("")) {
+            Ok(Some(upload)) => ("log_upload", log_upload(ctx, upload, req).await),
+            Ok(None) => ("check", check(ctx, req, peer, user).await),
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad log upload query");
+                (
+                    "log_upload",
+                    text(StatusCode::BAD_REQUEST, format!("bad log upload: {e}")),
+                )
+            }
+        };
+    }
+    if path.len() > 1
+        && path[1..]
+            .to_ascii_lowercase()
+            .starts_with("deviceupdatefiles_")
+    {
+        let response = files::serve(ctx, share, &req).await;
+        return ("files", response);
+    }
+    ("other", text(StatusCode::NOT_FOUND, "no such endpoint"))
+}
+
+async fn check(
+    ctx: &Arc<Ctx>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    user: Option<String>,
+) -> Response<Body> {
+    if let Some(r) = refuse_declared(req.headers(), MAX_MESSAGE_BYTES as u64) {
+        tracing::warn!(%peer, "check body declared too large");
+        return r;
+    }
+    let body = match read_capped(req.into_body(), MAX_MESSAGE_BYTES).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            tracing::warn!(%peer, "check body too large");
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("check body exceeds {MAX_MESSAGE_BYTES} bytes"),
+            );
+        }
+        Err(BodyError::Io(e)) => {
+            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+        }
+    };
+    let mut request = match CheckRequest::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "bad check request");
+            return text(StatusCode::BAD_REQUEST, format!("bad check request: {e}"));
+        }
+    };
+    if !ctx.accept_unknown_device_types
+        && matches!(request.identity.device_type, DeviceType::Other(_))
+    {
+        tracing::warn!(%peer, device_type = %request.identity.device_type, "unknown device type");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown device type {:?}: expected UCPhone or RoundTable",
+                request.identity.device_type.as_str()
+            ),
+        );
+    }
+    // The external site knows who signed in even when the request does not say.
+    if request.user.is_none() {
+        request.user = user;
+    }
+    let decision = ctx.state.read(|m| m.decide(&request, &ctx.bases));
+    let now = clock::unix_secs();
+    let client = peer.ip().to_string();
+    ctx.state
+        .record(|m| m.record_check(&request, &client, &decision.outcome, now));
+    tracing::debug!(%peer, device_type = %request.identity.device_type, outcome = %decision.outcome, "check");
+    let record = AuditRecord {
+        unix_secs: now,
+        client,
+        request,
+        outcome: decision.outcome,
+    };
+    if let Err(e) = ctx.audit.append(&record) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    let mut response = Response::new(full(decision.response.encode()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE_XML),
+    );
+    response
+}
+
+async fn log_upload(ctx: &Arc<Ctx>, upload: LogUpload, req: Request<Incoming>) -> Response<Body> {
+    if let Some(r) = refuse_declared(req.headers(), MAX_LOG_BYTES) {
+        tracing::warn!(device = %upload.device, "log upload declared too large");
+        return r;
+    }
+    let body = match read_capped(req.into_body(), MAX_LOG_BYTES as usize).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            tracing::warn!(device = %upload.device, "log upload too large");
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("log exceeds {MAX_LOG_BYTES} bytes"),
+            );
+        }
+        Err(BodyError::Io(e)) => {
+            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+        }
+    };
+    // Every component is a PathSegment / FileName: the joined path stays under DATA/logs.
+    let path = ctx
+        .state
+        .data_dir()
+        .join("logs")
+        .join(upload.device.as_str())
+        .join(upload.log_type.as_str())
+        .join(upload.file_name.as_str());
+    let target = path.clone();
+    match tokio::task::spawn_blocking(move || crate::store::write_atomic(&target, &body)).await {
+        Ok(Ok(())) => {
+            tracing::info!(device = %upload.device, file = %upload.file_name, "device log stored");
+            text(StatusCode::OK, "log stored")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot store device log");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store log")
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store log"),
+    }
+}

@@ -1,0 +1,147 @@
+//! The HTTP side: one context shared by all listeners, the response helpers, and the route
+//! modules.
+//! - [`conn`]: listeners, TLS handshakes, per-connection timeouts, the connection cap.
+//! - [`device`]: the device endpoints (check, log upload) of the internal and external sites.
+//! - [`files`]: `GET`/`HEAD` of update files with single `Range`s, streamed from disk.
+//! - [`auth`]: NTLM on the external listener, state per connection.
+//! - [`admin`]: the loopback admin API and `/metrics`.
+
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod conn;
+pub(crate) mod device;
+pub(crate) mod files;
+
+use std::io;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, Limited};
+use ucupdate_ntlm::UserDb;
+
+use crate::audit::AuditLog;
+use crate::metrics::Metrics;
+use crate::model::BaseUrls;
+use crate::state::State;
+
+/// Every response body: small ones from memory, files streamed from disk.
+pub type Body = BoxBody<Bytes, io::Error>;
+
+/// Per-connection and per-request limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has to send a request's header (and to finish a TLS handshake).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Device connections (all device listeners together) beyond this get a 503.
+    pub max_connections: usize,
+    /// Largest file body the admin publish endpoint accepts.
+    pub max_publish_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_publish_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What every request handler can reach.
+pub(crate) struct Ctx {
+    pub state: Arc<State>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub bases: BaseUrls,
+    pub limits: Limits,
+    pub users: Arc<UserDb>,
+    /// NTLM target name (the `DOMAIN` the Type 2 names) and audit-log server name.
+    pub server_name: String,
+    pub accept_unknown_device_types: bool,
+    pub open_device_connections: AtomicUsize,
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A short plain-text answer: errors say why in one line.
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut message = message.into();
+    message.push('\n');
+    let mut response = Response::new(full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    TooLarge,
+    Io(String),
+}
+
+/// Reads at most `cap` bytes of a body: a larger one is refused as soon as it passes the cap,
+/// so a client cannot make the server buffer more than `cap + one frame`.
+pub(crate) async fn read_capped<B>(body: B, cap: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, cap).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Io(e.to_string())),
+    }
+}
+
+/// The declared `Content-Length`, if any and readable.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Refuses a body that declares more than `cap` bytes before reading any of it.
+pub(crate) fn refuse_declared(headers: &http::HeaderMap, cap: u64) -> Option<Response<Body>> {
+    match content_length(headers) {
+        Some(len) if len > cap => Some(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body of {len} bytes exceeds the {cap}-byte cap"),
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,434 @@
+//! Starting and stopping a server in-process: [`ServerConfig`] -> [`start`] ->
+//! [`RunningServer`], plus [`Control`], the handle the simulator and tests script the server
+//! with (publish, approve, restore, reset, test devices, inventory, metrics).
+//!
+//! The shutdown signal is a `watch` channel handed to every listener; [`RunningServer::shutdown`]
+//! sets it, waits for the listeners and their in-flight requests, and flushes the state file.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use ucupdate_ntlm::UserDb;
+use ucupdate_protocol::{FileName, FirmwareVersion, HttpUrl, UpdateKey};
+
+use crate::audit::AuditLog;
+use crate::http::conn::{self, Role};
+use crate::http::{Ctx, Limits};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::model::{BaseUrls, InventoryEntry, Rule, TestDevice};
+use crate::state::{RuleRecord, State, StateError, StateOptions};
+use crate::tls::{self, TlsError, TlsSource};
+use crate::{package, store};
+
+/// Everything a server needs. [`ServerConfig::loopback`] gives all four listeners on
+/// `127.0.0.1` with OS-chosen ports and a generated certificate.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// State file, update store, logs and audit logs live here.
+    pub data_dir: PathBuf,
+    /// Internal plain HTTP listener (the port-80 path of real phones).
+    pub internal: Option<SocketAddr>,
+    /// Internal HTTPS listener (anonymous).
+    pub internal_tls: Option<SocketAddr>,
+    /// External HTTPS listener (NTLM).
+    pub external: Option<SocketAddr>,
+    /// Admin API and `/metrics` (keep it on loopback: it has no authentication).
+    pub admin: Option<SocketAddr>,
+    /// NTLM users of the external listener.
+    pub users: UserDb,
+    pub tls: TlsSource,
+    /// Where to write the PEM clients should trust (default `DATA/ca.pem`).
+    pub ca_out: Option<PathBuf>,
+    /// `BaseURL` root in check replies (default: the internal listener, plain if enabled).
+    pub public_internal_url: Option<HttpUrl>,
+    /// `ExternalBaseURL` root in check replies (default: the external listener).
+    pub public_external_url: Option<HttpUrl>,
+    /// The audit-log file's server name and the NTLM target name.
+    pub server_name: String,
+    pub deploy_roundtable_on_import: bool,
+    /// Accept device types other than `UCPhone` and `RoundTable` in checks (default: 400).
+    pub accept_unknown_device_types: bool,
+    pub limits: Limits,
+    /// How often inventory changes from checks are written to the state file.
+    pub flush_interval: Duration,
+}
+
+impl ServerConfig {
+    /// All listeners on `127.0.0.1:0`, a generated certificate, no users.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        let any = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        ServerConfig {
+            data_dir: data_dir.into(),
+            internal: any,
+            internal_tls: any,
+            external: any,
+            admin: any,
+            users: UserDb::default(),
+            tls: TlsSource::default(),
+            ca_out: None,
+            public_internal_url: None,
+            public_external_url: None,
+            server_name: "ucupdate".to_owned(),
+            deploy_roundtable_on_import: false,
+            accept_unknown_device_types: false,
+            limits: Limits::default(),
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a server could not start or an operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding a listener or writing the CA file failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Package(#[from] package::PackageError),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// A started server.
+pub struct RunningServer {
+    internal: Option<SocketAddr>,
+    internal_tls: Option<SocketAddr>,
+    external: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    ca_pem: String,
+    control: Control,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds every configured listener, then serves until [`RunningServer::shutdown`].
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let options = StateOptions {
+        deploy_roundtable_on_import: config.deploy_roundtable_on_import,
+    };
+    let data_dir = config.data_dir.clone();
+    let state = tokio::task::spawn_blocking(move || State::open(&data_dir, options))
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))??;
+    let state = Arc::new(state);
+
+    let bind = |addr: Option<SocketAddr>, what: &'static str| async move {
+        match addr {
+            Some(a) => TcpListener::bind(a)
+                .await
+                .map(Some)
+                .map_err(|e| ServerError::Io {
+                    what: format!("bind {what} listener {a}"),
+                    source: e,
+                }),
+            None => Ok(None),
+        }
+    };
+    let internal = bind(config.internal, "internal").await?;
+    let internal_tls = bind(config.internal_tls, "internal TLS").await?;
+    let external = bind(config.external, "external").await?;
+    let admin = bind(config.admin, "admin").await?;
+    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (internal_addr, internal_tls_addr, external_addr, admin_addr) = (
+        local(&internal),
+        local(&internal_tls),
+        local(&external),
+        local(&admin),
+    );
+
+    let needs_tls = internal_tls.is_some() || external.is_some();
+    let (acceptor, ca_pem) = if needs_tls {
+        let material = tls::load(&config.tls)?;
+        let ca_path = config
+            .ca_out
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("ca.pem"));
+        store::write_atomic(&ca_path, material.ca_pem.as_bytes()).map_err(|e| ServerError::Io {
+            what: format!("write {}", ca_path.display()),
+            source: e,
+        })?;
+        (Some(TlsAcceptor::from(material.config)), material.ca_pem)
+    } else {
+        (None, String::new())
+    };
+
+    let bases = BaseUrls {
+        internal: config
+            .public_internal_url
+            .clone()
+            .or_else(|| internal_addr.map(|a| url_of(false, a)))
+            .or_else(|| internal_tls_addr.map(|a| url_of(true, a))),
+        external: config
+            .public_external_url
+            .clone()
+            .or_else(|| external_addr.map(|a| url_of(true, a))),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Ctx {
+        state: state.clone(),
+        metrics: metrics.clone(),
+        audit: AuditLog::new(config.data_dir.join("audit"), &config.server_name),
+        bases,
+        limits: config.limits,
+        users: Arc::new(config.users.clone()),
+        server_name: config.server_name.clone(),
+        accept_unknown_device_types: config.accept_unknown_device_types,
+        open_device_connections: AtomicUsize::new(0),
+    });
+
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut spawn = |listener: Option<TcpListener>, role: Role, tls: Option<TlsAcceptor>| {
+        if let Some(listener) = listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, ?role, tls = tls.is_some(), "listening");
+            }
+            tasks.push(tokio::spawn(conn::run(
+                listener,
+                role,
+                tls,
+                ctx.clone(),
+                rx.clone(),
+            )));
+        }
+    };
+    spawn(internal, Role::Internal, None);
+    spawn(internal_tls, Role::Internal, acceptor.clone());
+    spawn(external, Role::External, acceptor.clone());
+    spawn(admin, Role::Admin, None);
+    tasks.push(tokio::spawn(flusher(
+        state.clone(),
+        config.flush_interval,
+        rx,
+    )));
+
+    Ok(RunningServer {
+        internal: internal_addr,
+        internal_tls: internal_tls_addr,
+        external: external_addr,
+        admin: admin_addr,
+        ca_pem,
+        control: Control { state, metrics },
+        shutdown,
+        tasks,
+    })
+}
+
+fn url_of(https: bool, addr: SocketAddr) -> HttpUrl {
+    let ip = if addr.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
+    HttpUrl {
+        https,
+        host: ip.to_string(),
+        port: addr.port(),
+        path: "/".to_owned(),
+    }
+}
+
+/// Writes inventory changes from checks in batches, so a check never waits for fsync.
+async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = conn::shutdown_signalled(&mut shutdown) => break,
+        }
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || s.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state file"),
+            Err(e) => tracing::error!(error = %e, "state flush task failed"),
+        }
+    }
+}
+
+impl RunningServer {
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal
+    }
+
+    pub fn internal_tls_addr(&self) -> Option<SocketAddr> {
+        self.internal_tls
+    }
+
+    pub fn external_addr(&self) -> Option<SocketAddr> {
+        self.external
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// `http://127.0.0.1:<port>/RequestHandler/ucdevice.upx`.
+    pub fn internal_url(&self) -> Option<HttpUrl> {
+        self.internal
+            .map(|a| url_of(false, a).with_path(ucupdate_protocol::wire::INTERNAL_HANDLER_PATH))
+    }
+
+    /// `https://127.0.0.1:<port>/RequestHandler/ucdevice.upx`.
+    pub fn internal_tls_url(&self) -> Option<HttpUrl> {
+        self.internal_tls
+            .map(|a| url_of(true, a).with_path(ucupdate_protocol::wire::INTERNAL_HANDLER_PATH))
+    }
+
+    /// `https://127.0.0.1:<port>/RequestHandlerExt/ucdevice.upx`.
+    pub fn external_url(&self) -> Option<HttpUrl> {
+        self.external
+            .map(|a| url_of(true, a).with_path(ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH))
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn admin_url(&self) -> Option<HttpUrl> {
+        self.admin.map(|a| url_of(false, a))
+    }
+
+    /// The PEM that clients should trust (empty when no TLS listener is configured).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and writes the state file.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.map_err(|e| ServerError::Task(e.to_string()))?;
+        }
+        let state = self.control.state.clone();
+        tokio::task::spawn_blocking(move || state.persist())
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// Scripting handle for a running server (cheap to clone). Changes are on disk when the
+/// returned future resolves.
+#[derive(Debug, Clone)]
+pub struct Control {
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+}
+
+impl Control {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State) -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, ServerError> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+    }
+
+    /// Stores `files` as `version` of `key` (replacing that version's file list) and makes it
+    /// pending, or approved for a RoundTable with deploy-on-import.
+    pub async fn publish(
+        &self,
+        key: &UpdateKey,
+        version: FirmwareVersion,
+        files: Vec<(FileName, Vec<u8>)>,
+    ) -> Result<Rule, ServerError> {
+        let key = key.clone();
+        self.blocking(move |state| {
+            let mut metas = Vec::new();
+            for (name, bytes) in files {
+                let dir = store::version_dir(state.data_dir(), &key, version);
+                metas.push(
+                    store::store_file(state.data_dir(), &key, version, name, &mut &bytes[..])
+                        .map_err(|e| StateError::io(&dir, e))?,
+                );
+            }
+            Ok(state.import_version(key, version, metas)?)
+        })
+        .await
+    }
+
+    /// Imports a package directory or cabinet.
+    pub async fn import(
+        &self,
+        path: impl Into<PathBuf>,
+    ) -> Result<Vec<package::Imported>, ServerError> {
+        let path = path.into();
+        self.blocking(move |state| Ok(package::import_path(state, &path)?))
+            .await
+    }
+
+    pub async fn approve(&self, key: &UpdateKey) -> Result<Rule, ServerError> {
+        let key = key.clone();
+        self.blocking(move |state| Ok(state.approve(&key)?)).await
+    }
+
+    pub async fn restore(&self, key: &UpdateKey) -> Result<Rule, ServerError> {
+        let key = key.clone();
+        self.blocking(move |state| Ok(state.restore(&key)?)).await
+    }
+
+    pub async fn reset(&self, key: &UpdateKey) -> Result<Rule, ServerError> {
+        let key = key.clone();
+        self.blocking(move |state| Ok(state.reset(&key)?)).await
+    }
+
+    pub async fn add_test_device(&self, device: TestDevice) -> Result<bool, ServerError> {
+        self.blocking(move |state| Ok(state.add_test_device(device)?))
+            .await
+    }
+
+    pub async fn remove_test_device(&self, device: TestDevice) -> Result<bool, ServerError> {
+        self.blocking(move |state| Ok(state.remove_test_device(&device)?))
+            .await
+    }
+
+    pub fn rules(&self) -> Vec<RuleRecord> {
+        self.state.rules()
+    }
+
+    pub fn rule(&self, key: &UpdateKey) -> Option<Rule> {
+        self.state.read(|m| m.rules.get(key).cloned())
+    }
+
+    pub fn test_devices(&self) -> Vec<TestDevice> {
+        self.state.test_devices()
+    }
+
+    pub fn inventory(&self) -> Vec<InventoryEntry> {
+        self.state.inventory()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Requests to `endpoint` (`check`, `log_upload`, `files`, `auth`, `admin`, ...), any status.
+    pub fn hits(&self, endpoint: &str) -> u64 {
+        self.metrics.snapshot().hits(endpoint)
+    }
+
+    /// Writes pending inventory changes now.
+    pub async fn flush(&self) -> Result<(), ServerError> {
+        self.blocking(|state| Ok(state.flush()?)).await
+    }
+}
