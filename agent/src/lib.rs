@@ -9,8 +9,10 @@
 //! - [`persist`]: atomic state and file writes (write-temp, fsync, rename).
 //! - [`device`]: the firmware boundary (`Device` trait) and its Linux hook-command implementation.
 //! - [`driver`]: the tokio loop that runs the machine against the real world.
+//! - [`bridge`]: net results -> machine events, shared by the driver and the simulator.
 //! - [`clock`]: the one place this crate reads the wall clock.
 
+pub mod bridge;
 pub mod clock;
 pub mod device;
 pub mod dns;

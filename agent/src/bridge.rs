@@ -1,0 +1,96 @@
+//! The glue between the I/O layer and the state machine, shared by the agent's driver and the
+//! fleet simulator so both turn network results into machine events the same way: an error
+//! [`ErrorClass`] becomes the machine's [`FailureClass`], and a finished call becomes the one
+//! completion [`Event`] its action expects.
+
+use ucupdate_protocol::{CheckResponse, FileName};
+
+use crate::machine::{DownloadFailure, DownloadedFile, Event, FailureClass};
+use crate::net::{self, ErrorClass, NetError};
+
+/// How the machine schedules around a network failure class.
+pub fn failure_class(class: ErrorClass) -> FailureClass {
+    match class {
+        ErrorClass::Dns => FailureClass::Dns,
+        ErrorClass::Connect => FailureClass::Connect,
+        ErrorClass::Tls => FailureClass::Tls,
+        ErrorClass::Timeout => FailureClass::Timeout,
+        // A connection that dies mid-exchange looks like an unreachable server to scheduling.
+        ErrorClass::Transport => FailureClass::Connect,
+        ErrorClass::Http4xx => FailureClass::Client4xx,
+        ErrorClass::Http5xx => FailureClass::Server5xx,
+        ErrorClass::Unauthorized => FailureClass::Unauthorized,
+        ErrorClass::Protocol => FailureClass::Protocol,
+        ErrorClass::HashMismatch => FailureClass::HashMismatch,
+        ErrorClass::Io | ErrorClass::Config => FailureClass::Io,
+        // `ErrorClass` is non-exhaustive: a class added later is a local failure until mapped.
+        _ => FailureClass::Io,
+    }
+}
+
+/// The `CheckDone` event for a finished check.
+pub fn check_event(result: Result<CheckResponse, NetError>) -> Event {
+    Event::CheckDone(result.map_err(|e| failure_class(e.class())))
+}
+
+/// The `DownloadDone` event for a finished download of `file_name`. A failure keeps the bytes
+/// the net layer left on disk (for a ranged resume); a hash mismatch keeps none.
+pub fn download_event(
+    file_name: &FileName,
+    result: Result<net::DownloadedFile, NetError>,
+) -> Event {
+    Event::DownloadDone(match result {
+        Ok(done) => Ok(DownloadedFile { file_name: file_name.clone(), size: done.size }),
+        Err(e) => {
+            let class = failure_class(e.class());
+            let bytes_kept = match class {
+                FailureClass::HashMismatch => 0,
+                _ => e.bytes_on_disk().unwrap_or(0),
+            };
+            Err(DownloadFailure { class, bytes_kept })
+        }
+    })
+}
+
+/// The `LogUploaded` event for a finished log upload.
+pub fn log_event(result: Result<(), NetError>) -> Event {
+    Event::LogUploaded(result.map_err(|e| failure_class(e.class())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_maps_and_the_outside_signals_survive() {
+        for class in ErrorClass::ALL {
+            let _ = failure_class(class);
+        }
+        assert!(failure_class(ErrorClass::Dns).suggests_outside());
+        assert!(failure_class(ErrorClass::Connect).suggests_outside());
+        assert!(!failure_class(ErrorClass::Unauthorized).suggests_outside());
+        assert_eq!(failure_class(ErrorClass::Http5xx), FailureClass::Server5xx);
+    }
+
+    #[test]
+    fn hash_mismatch_keeps_no_bytes_and_a_cut_keeps_its_bytes() {
+        let name = FileName::new("CPE.nbt").unwrap();
+        let cut = NetError::Partial {
+            on_disk: 4096,
+            source: Box::new(NetError::Timeout { phase: net::TimeoutPhase::BodyIdle }),
+        };
+        match download_event(&name, Err(cut)) {
+            Event::DownloadDone(Err(f)) => {
+                assert_eq!((f.class, f.bytes_kept), (FailureClass::Timeout, 4096))
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = NetError::SizeMismatch { expected: 1, actual: 2 };
+        match download_event(&name, Err(bad)) {
+            Event::DownloadDone(Err(f)) => {
+                assert_eq!((f.class, f.bytes_kept), (FailureClass::HashMismatch, 0))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
