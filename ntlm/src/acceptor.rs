@@ -89,7 +89,9 @@ enum State {
     Done,
 }
 
-/// One NTLM handshake on one connection, from the server's side.
+/// One NTLM handshake on one connection, from the server's side. Create one per connection,
+/// and a new one (with a new challenge) whenever a Type 1 arrives on a connection whose
+/// acceptor has already answered one: an acceptor never issues its challenge twice.
 pub struct Acceptor {
     users: Arc<UserDb>,
     server_challenge: [u8; 8],
@@ -258,11 +260,11 @@ impl Acceptor {
         // Windows also tries the account's own domain and the empty domain, because clients
         // disagree on which domain goes into NTOWFv2; the user name stays the client's.
         let mut domains = vec![domain.as_str()];
-        if let Some(d) = entry.domain.as_deref() {
-            domains.push(d);
+        for d in [entry.domain.as_deref().unwrap_or(""), ""] {
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
         }
-        domains.push("");
-        domains.dedup();
         let ntowf = domains
             .iter()
             .map(|d| crypto::ntowfv2(&entry.password, &user, d))
@@ -568,6 +570,29 @@ mod tests {
                 user: "alice".into()
             }
         );
+
+        // And over the empty domain, the other thing clients put into NTOWFv2.
+        let mut acc = acceptor();
+        let AcceptStep::Challenge(challenge) = acc.step(&negotiate) else {
+            panic!("expected a challenge");
+        };
+        let empty = Craft {
+            domain: "",
+            ..Craft::new()
+        }
+        .build(&negotiate, &challenge);
+        let nt = message::parse_authenticate(&empty)
+            .map(|a| a.nt_response.to_vec())
+            .unwrap_or_default();
+        let sent = Craft {
+            domain: "OTHER",
+            nt_response: Some(nt),
+            ..Craft::new()
+        };
+        assert!(matches!(
+            acc.step(&sent.build(&negotiate, &challenge)),
+            AcceptStep::Accepted { .. }
+        ));
 
         // Another user's password never proves "alice".
         let mut db = UserDb::default();
