@@ -95,14 +95,33 @@ enum Step {
 /// The phase with the data that only exists in it (the deadline of what is awaited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Idle { at: Instant },
-    Discovering { deadline: Instant },
-    Checking { external: bool, deadline: Instant },
-    Downloading { deadline: Instant },
-    Backoff { at: Instant, step: Step },
-    WaitingIdle { since: Instant },
-    Installing { deadline: Instant },
-    Rebooting,
+    Idle {
+        at: Instant,
+    },
+    Discovering {
+        deadline: Instant,
+    },
+    Checking {
+        external: bool,
+        deadline: Instant,
+    },
+    Downloading {
+        deadline: Instant,
+    },
+    Backoff {
+        at: Instant,
+        step: Step,
+    },
+    WaitingIdle {
+        since: Instant,
+    },
+    Installing {
+        deadline: Instant,
+    },
+    /// `at`: re-emit `Reboot` if the device is still running then.
+    Rebooting {
+        at: Instant,
+    },
 }
 
 /// An accepted offer being downloaded. Boxed: an idle machine pays one pointer for it.
@@ -316,6 +335,13 @@ impl Machine {
             {
                 self.install(now)
             }
+            // A reboot hook that did not reboot: ask again rather than sit forever.
+            State::Rebooting { at } if at <= now => {
+                self.outbox.push_back(Action::Reboot);
+                self.state = State::Rebooting {
+                    at: now + self.config.install_timeout,
+                };
+            }
             _ => {}
         }
     }
@@ -330,7 +356,7 @@ impl Machine {
             | State::Installing { deadline } => Some(deadline),
             State::WaitingIdle { .. } if self.in_call => None,
             State::WaitingIdle { since } => Some(since + self.config.idle_before_restart),
-            State::Rebooting => None,
+            State::Rebooting { at } => Some(at),
         }
     }
 
@@ -353,7 +379,7 @@ impl Machine {
             State::Backoff { .. } => Phase::Backoff,
             State::WaitingIdle { .. } => Phase::WaitingIdle,
             State::Installing { .. } => Phase::Installing,
-            State::Rebooting => Phase::Rebooting,
+            State::Rebooting { .. } => Phase::Rebooting,
         }
     }
 
@@ -412,7 +438,7 @@ impl Machine {
                 let wanted = now + self.rng.jitter(window);
                 *at = (*at).min(wanted);
             }
-            State::Rebooting => {}
+            State::Rebooting { .. } => {}
             // Never a second request in flight: the check runs once the current work is done.
             _ => self.due = Some(trigger),
         }
@@ -528,8 +554,12 @@ impl Machine {
         }
     }
 
-    /// The internal check URL, by precedence: configured, provisioned, discovered (only when
-    /// nobody ever signed in). `Err(name)` means it must be discovered under `name`.
+    /// The internal check URL, by precedence: configured, provisioned, discovered.
+    /// `Err(name)` means it must be discovered under `name`.
+    ///
+    /// Discovery is for a device that was never provisioned: nobody ever signed in, or the
+    /// sign-ins carried no update-service properties. In the second case the documentation is
+    /// silent; going on with discovery beats never checking again.
     fn internal_source(&self) -> Option<Result<&str, String>> {
         let cfg = &self.config;
         if let Some(url) = &cfg.server_url {
@@ -537,10 +567,7 @@ impl Machine {
         }
         match self.persisted.provisioning.as_deref() {
             Some(p) => p.internal_url.as_deref().filter(|_| p.enabled).map(Ok),
-            None if !self.persisted.ever_signed_in => {
-                cfg.discovery_domain().and_then(discovery_name).map(Err)
-            }
-            None => None,
+            None => cfg.discovery_domain().and_then(discovery_name).map(Err),
         }
     }
 
@@ -626,8 +653,9 @@ impl Machine {
             }
             Err(class) => self.fail(now, class, Step::Check),
             Ok(response) => {
+                self.failures = 0;
                 self.last_error = None;
-                self.maybe_upload_log(now, external);
+                self.maybe_upload_log(now);
                 match response {
                     CheckResponse::Update(offer)
                         if offer.version != self.persisted.current_version =>
@@ -649,7 +677,7 @@ impl Machine {
         }
     }
 
-    fn maybe_upload_log(&mut self, now: Instant, external: bool) {
+    fn maybe_upload_log(&mut self, now: Instant) {
         let in_flight = self
             .log_started
             .is_some_and(|t| now < t + self.config.request_timeout);
@@ -667,8 +695,7 @@ impl Machine {
         if in_flight || !due {
             return;
         }
-        if let Route::Check { url, external: e } = self.route() {
-            debug_assert_eq!(e, external);
+        if let Route::Check { url, external } = self.route() {
             self.outbox.push_back(Action::UploadLog { url, external });
             self.log_started = Some(now);
         }
@@ -879,13 +906,18 @@ impl Machine {
                 self.persisted.download = None;
                 self.persist();
                 self.outbox.push_back(Action::Reboot);
-                self.state = State::Rebooting;
+                self.state = State::Rebooting {
+                    at: now + self.config.install_timeout,
+                };
             }
             (Ok(()), None) => self.go_idle(now),
             (Err(class), _) => {
-                // The staged files are suspect; start over from a fresh check and download.
+                // A local failure (hook, flash, staged bytes that no longer verify). Retrying
+                // within minutes would re-download the image each time; the next regular check
+                // starts the whole update again from verified bytes.
                 self.persist();
-                self.fail(now, class, Step::Check);
+                self.last_error = Some(class);
+                self.go_idle(now);
             }
         }
     }

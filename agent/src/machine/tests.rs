@@ -1,2 +1,1362 @@
 //! Table-driven tests of the machine: time jumps straight to `poll_timeout()`, every instant is
 //! asserted exactly, power cuts are `Machine::new` from the last `Persist`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ucupdate_protocol::{
+    CheckResponse, FileKind, FileName, FirmwareVersion, Offer, OfferStatus, OfferedFile,
+    PathSegment, Provisioning, Sha256Digest,
+};
+
+use super::*;
+
+const SEC: u64 = 1000;
+const MIN: u64 = 60 * SEC;
+const HOUR: u64 = 60 * MIN;
+const DAY: u64 = 24 * HOUR;
+
+const INTERNAL: &str = "http://pool.contoso.com/RequestHandler/ucdevice.upx";
+const EXTERNAL: &str = "https://ext.contoso.com/RequestHandlerExt/ucdevice.upx";
+
+fn v(text: &str) -> FirmwareVersion {
+    text.parse().unwrap()
+}
+
+/// A URL as the machine emits it (`HttpUrl` always writes the port).
+fn canon(url: &str) -> String {
+    url.parse::<ucupdate_protocol::HttpUrl>()
+        .unwrap()
+        .to_string()
+}
+
+fn old() -> FirmwareVersion {
+    v("1.0.522.101")
+}
+
+fn new_version() -> FirmwareVersion {
+    v("3.5.6907.35")
+}
+
+/// Jitter off, so every instant is exact; a configured internal server unless changed.
+fn config(change: impl FnOnce(&mut MachineConfig)) -> Arc<MachineConfig> {
+    let mut c = MachineConfig {
+        poll_jitter: Duration::ZERO,
+        power_on_jitter: Duration::ZERO,
+        sign_in_jitter: Duration::ZERO,
+        check_now_jitter: Duration::ZERO,
+        server_url: Some(INTERNAL.into()),
+        ..MachineConfig::default()
+    };
+    change(&mut c);
+    Arc::new(c)
+}
+
+fn file(kind: FileKind, name: &str, size: u64) -> OfferedFile {
+    OfferedFile {
+        kind,
+        file_name: FileName::new(name).unwrap(),
+        size: Some(size),
+        sha256: Some(Sha256Digest([size as u8; 32])),
+    }
+}
+
+/// An offer that lists the catalog before the image, to prove the image goes first.
+fn offer(version: FirmwareVersion) -> Offer {
+    let dir = format!("UCPhone/Polycom/CX700/A/ENU/{version}/CPE");
+    Offer {
+        base_url: format!("http://pool.contoso.com/DeviceUpdateFiles_Int/{dir}"),
+        external_base_url: format!("https://ext.contoso.com/DeviceUpdateFiles_Ext/{dir}"),
+        update_type: PathSegment::new("CPE").unwrap(),
+        version,
+        timestamp: None,
+        status: OfferStatus::Approved,
+        files: vec![
+            file(FileKind::Catalog, "CPE.cat", 100),
+            file(FileKind::Image, "CPE.nbt", 5000),
+        ],
+    }
+}
+
+fn update(version: FirmwareVersion) -> Event {
+    Event::CheckDone(Ok(CheckResponse::Update(offer(version))))
+}
+
+fn no_update() -> Event {
+    Event::CheckDone(Ok(CheckResponse::NoUpdate))
+}
+
+fn got(name: &str, size: u64) -> Event {
+    Event::DownloadDone(Ok(DownloadedFile {
+        file_name: FileName::new(name).unwrap(),
+        size,
+    }))
+}
+
+fn cut(class: FailureClass, bytes_kept: u64) -> Event {
+    Event::DownloadDone(Err(DownloadFailure { class, bytes_kept }))
+}
+
+fn ip() -> Event {
+    Event::Resolved(Ok(vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5))]))
+}
+
+fn provisioning(internal: Option<&str>, external: Option<&str>) -> Provisioning {
+    Provisioning {
+        enabled: true,
+        internal_url: internal.map(str::to_owned),
+        external_url: external.map(str::to_owned),
+    }
+}
+
+/// A machine, its clock, and the actions it emitted.
+struct Rig {
+    m: Machine,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(config: Arc<MachineConfig>, state: PersistedState) -> Rig {
+        Rig::at(config, state, 1, Instant(0))
+    }
+
+    fn at(config: Arc<MachineConfig>, state: PersistedState, seed: u64, now: Instant) -> Rig {
+        Rig {
+            m: Machine::new(config, state, seed, now),
+            now,
+        }
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.m.poll_action()).collect()
+    }
+
+    fn send(&mut self, event: Event) -> Vec<Action> {
+        self.m.handle(event, self.now).unwrap();
+        self.actions()
+    }
+
+    /// Jumps to the next deadline (asserting it is `expected`) and fires it.
+    fn tick_at(&mut self, expected: u64) -> Vec<Action> {
+        assert_eq!(
+            self.m.poll_timeout(),
+            Some(Instant(expected)),
+            "next deadline"
+        );
+        self.now = Instant(expected);
+        self.m.handle_timeout(self.now);
+        self.actions()
+    }
+
+    fn tick(&mut self) -> Vec<Action> {
+        let t = self.m.poll_timeout().expect("a deadline");
+        assert!(t >= self.now, "deadline in the past");
+        self.now = t;
+        self.m.handle_timeout(t);
+        self.actions()
+    }
+
+    fn wait(&mut self, ms: u64) {
+        self.now = Instant(self.now.0 + ms);
+    }
+
+    /// Runs until `until` with `respond` answering each I/O action at the instant it is emitted.
+    /// Returns every action with its instant.
+    fn serve(
+        &mut self,
+        until: u64,
+        mut respond: impl FnMut(Instant, &Action) -> Option<Event>,
+    ) -> Vec<(Instant, Action)> {
+        let mut log = Vec::new();
+        let mut pending: Vec<Action> = self.actions();
+        loop {
+            while !pending.is_empty() {
+                for a in std::mem::take(&mut pending) {
+                    let reply = respond(self.now, &a);
+                    log.push((self.now, a));
+                    if let Some(event) = reply {
+                        self.m.handle(event, self.now).unwrap();
+                        pending.extend(self.actions());
+                    }
+                }
+            }
+            match self.m.poll_timeout() {
+                Some(t) if t.0 <= until => {
+                    assert!(t >= self.now, "deadline in the past");
+                    self.now = t;
+                    self.m.handle_timeout(t);
+                    pending = self.actions();
+                }
+                _ => return log,
+            }
+        }
+    }
+}
+
+fn names(actions: &[Action]) -> Vec<&'static str> {
+    actions.iter().map(Action::name).collect()
+}
+
+fn requests(log: &[(Instant, Action)]) -> Vec<Instant> {
+    log.iter()
+        .filter(|(_, a)| {
+            matches!(
+                a,
+                Action::Resolve { .. } | Action::Check { .. } | Action::Download { .. }
+            )
+        })
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+/// The most requests in any window of one hour.
+fn max_per_hour(times: &[Instant]) -> usize {
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.0 < times[i].0 + HOUR)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn check_url(a: &Action) -> (String, bool, Option<String>) {
+    match a {
+        Action::Check {
+            url,
+            external,
+            user,
+            ..
+        } => (url.to_string(), *external, user.clone()),
+        other => panic!("expected a check, got {other}"),
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Discovery and routing
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn power_on_check_and_regular_poll_at_exact_instants() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    assert_eq!(r.m.phase(), Phase::Idle);
+    let a = r.tick_at(0);
+    assert_eq!(names(&a), ["check"]);
+    assert_eq!(check_url(&a[0]), (canon(INTERNAL), false, None));
+    assert!(matches!(&a[0], Action::Check { current_version, .. } if *current_version == old()));
+    assert_eq!(r.m.phase(), Phase::Checking);
+    r.wait(1500);
+    assert_eq!(names(&r.send(no_update())), Vec::<&str>::new());
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.tick_at(1500 + DAY).len(), 1);
+    r.wait(700);
+    r.send(no_update());
+    assert_eq!(r.m.poll_timeout(), Some(Instant(2200 + 2 * DAY)));
+    assert_eq!(r.m.status().last_outcome, Some(CheckOutcome::NoUpdate));
+}
+
+#[test]
+fn discovery_builds_the_internal_url_from_the_dhcp_or_sip_domain() {
+    let table = [
+        (
+            Some("corp.contoso.com"),
+            Some("contoso.com"),
+            "ucupdates-r2.corp.contoso.com",
+        ),
+        (None, Some("contoso.com."), "ucupdates-r2.contoso.com"),
+    ];
+    for (dhcp, sip, name) in table {
+        let cfg = config(|c| {
+            c.server_url = None;
+            c.dhcp_domain = dhcp.map(str::to_owned);
+            c.sip_domain = sip.map(str::to_owned);
+        });
+        let mut r = Rig::new(cfg, PersistedState::new(old()));
+        assert_eq!(r.tick_at(0), [Action::Resolve { name: name.into() }]);
+        assert_eq!(r.m.phase(), Phase::Discovering);
+        r.wait(20);
+        let a = r.send(ip());
+        assert_eq!(
+            check_url(&a[0]).0,
+            format!("http://{name}:80/RequestHandler/ucdevice.upx")
+        );
+    }
+    // Scheme and port are configurable.
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.sip_domain = Some("contoso.com".into());
+        c.discovery_https = true;
+        c.discovery_port = 443;
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    assert_eq!(
+        check_url(&r.send(ip())[0]).0,
+        "https://ucupdates-r2.contoso.com:443/RequestHandler/ucdevice.upx"
+    );
+}
+
+#[test]
+fn provisioned_urls_replace_discovery_and_are_persisted_first() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.dhcp_domain = Some("contoso.com".into());
+        c.power_on_jitter = Duration::from_secs(3600);
+    });
+    let mut r = Rig::new(cfg.clone(), PersistedState::new(old()));
+    assert!(r.m.poll_timeout().unwrap().0 > 5);
+    let prov = provisioning(
+        Some("https://pool.contoso.com:443/RequestHandler/ucdevice.upx"),
+        Some(EXTERNAL),
+    );
+    r.wait(5);
+    let a = r.send(Event::SignedIn {
+        user: "sip:alice@contoso.com".into(),
+        provisioning: Some(prov),
+    });
+    let [Action::Persist(saved)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert!(saved.ever_signed_in);
+    assert_eq!(
+        saved.provisioning.as_ref().unwrap().external_url.as_deref(),
+        Some(EXTERNAL)
+    );
+    // The sign-in pulled the power-on check to now (sign-in jitter is 0 here).
+    let a = r.tick_at(5);
+    assert_eq!(
+        check_url(&a[0]),
+        (
+            "https://pool.contoso.com:443/RequestHandler/ucdevice.upx".into(),
+            false,
+            Some("sip:alice@contoso.com".into())
+        )
+    );
+    // After a power cut the provisioned URL is used without DNS, even with nobody signed in.
+    let mut r = Rig::new(config(|c| c.server_url = None), saved.clone());
+    assert_eq!(
+        check_url(&r.tick_at(0)[0]).0,
+        "https://pool.contoso.com:443/RequestHandler/ucdevice.upx"
+    );
+}
+
+#[test]
+fn configured_server_skips_discovery_and_provisioning() {
+    let cfg = config(|c| c.dhcp_domain = Some("contoso.com".into()));
+    let mut state = PersistedState::new(old());
+    state.provisioning = Some(Box::new(
+        provisioning(Some("https://other/RequestHandler/ucdevice.upx"), None).into(),
+    ));
+    let mut r = Rig::new(cfg, state);
+    assert_eq!(check_url(&r.tick_at(0)[0]).0, canon(INTERNAL));
+}
+
+#[test]
+fn no_server_known_or_updates_disabled_sends_nothing_and_polls_again() {
+    let none = config(|c| c.server_url = None);
+    let mut r = Rig::new(none, PersistedState::new(old()));
+    assert!(r.tick_at(0).is_empty());
+    assert_eq!(r.m.status().last_outcome, Some(CheckOutcome::NoServer));
+    assert_eq!(r.m.poll_timeout(), Some(Instant(DAY)));
+
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.dhcp_domain = Some("contoso.com".into());
+    });
+    let mut state = PersistedState::new(old());
+    state.provisioning = Some(Box::new(ProvisionedUrls {
+        enabled: false,
+        internal_url: Some(INTERNAL.into()),
+        external_url: None,
+    }));
+    let mut r = Rig::new(cfg, state);
+    assert!(r.tick_at(0).is_empty());
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.m.poll_timeout(), Some(Instant(DAY)));
+}
+
+// ----------------------------------------------------------------------------------------------
+// Scheduling, jitter, no duplicates
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn a_simulated_week_checks_once_a_day() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let log = r.serve(7 * DAY, |_, a| {
+        matches!(a, Action::Check { .. }).then(no_update)
+    });
+    let times = requests(&log);
+    let expected: Vec<Instant> = (0..=7).map(|d| Instant(d * DAY)).collect();
+    assert_eq!(times, expected);
+}
+
+#[test]
+fn poll_jitter_stays_in_its_window_and_follows_the_seed() {
+    let cfg = config(|c| c.poll_jitter = Duration::from_secs(24 * 360));
+    let run = |seed| {
+        let mut r = Rig::at(cfg.clone(), PersistedState::new(old()), seed, Instant(0));
+        let log = r.serve(30 * DAY, |_, a| {
+            matches!(a, Action::Check { .. }).then(no_update)
+        });
+        requests(&log)
+    };
+    let a = run(1);
+    assert_eq!(a, run(1), "same seed, same instants");
+    assert_ne!(a, run(2), "another seed, other instants");
+    for pair in a.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            (DAY - DAY / 20..=DAY + DAY / 20).contains(&gap),
+            "gap {gap}"
+        );
+    }
+    assert!(
+        a.windows(2).any(|p| p[1].0 - p[0].0 != DAY),
+        "jitter applied"
+    );
+}
+
+#[test]
+fn a_fleet_powered_on_at_once_spreads_its_checks() {
+    let cfg = Arc::new(MachineConfig {
+        server_url: Some(INTERNAL.into()),
+        ..MachineConfig::default()
+    });
+    let start = Instant(5 * HOUR);
+    let first: Vec<Instant> = (0..1000u64)
+        .map(|seed| {
+            Machine::new(cfg.clone(), PersistedState::new(old()), seed, start)
+                .poll_timeout()
+                .unwrap()
+        })
+        .collect();
+    let window = start.0..=start.0 + 10 * MIN;
+    assert!(first.iter().all(|t| window.contains(&t.0)));
+    let distinct: HashSet<Instant> = first.iter().copied().collect();
+    assert!(distinct.len() > 990, "{} distinct instants", distinct.len());
+    // No minute of the window holds more than 3x its fair share.
+    let mut per_minute = [0usize; 11];
+    for t in &first {
+        per_minute[((t.0 - start.0) / MIN) as usize] += 1;
+    }
+    assert!(per_minute[..10].iter().all(|&n| n < 300), "{per_minute:?}");
+    // Reproducible from the seed.
+    let again = Machine::new(cfg.clone(), PersistedState::new(old()), 42, start).poll_timeout();
+    assert_eq!(again, Some(first[42]));
+}
+
+#[test]
+fn a_check_in_flight_is_never_duplicated() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    assert_eq!(r.tick_at(0).len(), 1);
+    for step in 1..=5 {
+        r.wait(10 * SEC);
+        assert!(r.send(Event::CheckNow).is_empty(), "step {step}");
+        r.m.handle_timeout(r.now);
+        assert!(r.actions().is_empty());
+    }
+    let a = r.send(Event::SignedIn {
+        user: "alice".into(),
+        provisioning: None,
+    });
+    assert_eq!(names(&a), ["persist"], "ever_signed_in recorded, no check");
+    assert_eq!(r.m.phase(), Phase::Checking);
+    // The answer arrives; exactly one more check is due, at once (jitter 0), with the user.
+    r.send(no_update());
+    let a = r.tick_at(50 * SEC);
+    assert_eq!(a.len(), 1);
+    assert_eq!(check_url(&a[0]).2.as_deref(), Some("alice"));
+    r.send(no_update());
+    assert_eq!(
+        r.m.poll_timeout(),
+        Some(Instant(50 * SEC + DAY)),
+        "no further due check"
+    );
+}
+
+#[test]
+fn sign_in_during_a_check_uses_the_new_provisioning_afterwards() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.dhcp_domain = Some("contoso.com".into());
+        c.sign_in_jitter = Duration::from_secs(30);
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(ip());
+    assert_eq!(r.m.phase(), Phase::Checking);
+    r.wait(100);
+    let prov = provisioning(
+        Some("https://pool.contoso.com/RequestHandler/ucdevice.upx"),
+        None,
+    );
+    let a = r.send(Event::SignedIn {
+        user: "alice".into(),
+        provisioning: Some(prov),
+    });
+    assert_eq!(names(&a), ["persist"]);
+    r.wait(100);
+    r.send(no_update());
+    let next = r.m.poll_timeout().unwrap();
+    assert!((200..=200 + 30 * SEC).contains(&next.0), "{next}");
+    let a = r.tick();
+    assert_eq!(
+        check_url(&a[0]),
+        (
+            "https://pool.contoso.com:443/RequestHandler/ucdevice.upx".into(),
+            false,
+            Some("alice".into())
+        )
+    );
+}
+
+#[test]
+fn check_now_in_idle_and_in_backoff_pulls_the_check_forward() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(no_update());
+    r.wait(HOUR);
+    r.send(Event::CheckNow);
+    assert_eq!(r.tick_at(HOUR).len(), 1);
+    r.send(Event::CheckDone(Err(FailureClass::Server5xx)));
+    assert_eq!(r.m.phase(), Phase::Backoff);
+    r.wait(5 * SEC);
+    r.send(Event::CheckNow);
+    assert_eq!(r.tick_at(HOUR + 5 * SEC).len(), 1);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Failures and back-off
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn back_off_caps_requests_per_hour_on_every_failure_class() {
+    let classes = [
+        FailureClass::Dns,
+        FailureClass::Connect,
+        FailureClass::Tls,
+        FailureClass::Timeout,
+        FailureClass::Server5xx,
+        FailureClass::Client4xx,
+        FailureClass::Unauthorized,
+        FailureClass::Protocol,
+        FailureClass::Io,
+    ];
+    for class in classes {
+        for seed in 0..20 {
+            // Default timings (2 min base, 1 h cap, power-on jitter), a signed-in user so a
+            // 401 is a credentials loop and not the no-user denial.
+            let cfg = Arc::new(MachineConfig {
+                server_url: Some(INTERNAL.into()),
+                outside_firewall: Some(false),
+                ..MachineConfig::default()
+            });
+            let mut r = Rig::at(cfg, PersistedState::new(old()), seed, Instant(0));
+            r.send(Event::SignedIn {
+                user: "alice".into(),
+                provisioning: None,
+            });
+            let log = r.serve(2 * DAY, |_, a| match a {
+                Action::Check { .. } => Some(Event::CheckDone(Err(class))),
+                _ => None,
+            });
+            let times = requests(&log);
+            assert!(
+                max_per_hour(&times) <= 6,
+                "{class} seed {seed}: {} per hour",
+                max_per_hour(&times)
+            );
+            // Never gives up: at the cap, at least one try per hour for two days.
+            assert!(
+                times.len() >= 2 * 24,
+                "{class}: only {} requests",
+                times.len()
+            );
+            assert_eq!(r.m.phase(), Phase::Backoff);
+            assert!(r.m.poll_timeout().is_some());
+        }
+    }
+}
+
+#[test]
+fn dns_failure_backs_off_exactly_within_its_bounds_and_retries_discovery() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.dhcp_domain = Some("contoso.com".into());
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    let mut at = 0;
+    for failures in 1..=8u32 {
+        assert!(r.send(Event::Resolved(Err(FailureClass::Dns))).is_empty());
+        assert_eq!(r.m.phase(), Phase::Backoff);
+        assert_eq!(r.m.status().consecutive_failures, failures);
+        let ceiling = ((2 * MIN) << (failures - 1)).min(HOUR);
+        let next = r.m.poll_timeout().unwrap().0;
+        assert!(
+            (at + ceiling / 2..=at + ceiling).contains(&next),
+            "failure {failures}: {next}"
+        );
+        at = next;
+        assert!(matches!(&r.tick()[..], [Action::Resolve { .. }]));
+    }
+    // An empty answer is a DNS failure too; a good one resets the count at the check.
+    r.send(Event::Resolved(Ok(vec![])));
+    assert_eq!(r.m.status().consecutive_failures, 9);
+    r.tick();
+    r.send(ip());
+    r.send(no_update());
+    assert_eq!(r.m.status().consecutive_failures, 0);
+    assert_eq!(r.m.phase(), Phase::Idle);
+}
+
+#[test]
+fn watchdog_turns_a_lost_answer_into_a_timeout_and_refuses_the_late_one() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    assert!(r.tick_at(10 * MIN).is_empty());
+    assert_eq!(r.m.phase(), Phase::Backoff);
+    assert_eq!(r.m.status().last_error, Some(FailureClass::Timeout));
+    let late = r.m.handle(no_update(), r.now);
+    assert_eq!(
+        late,
+        Err(MachineError::Unexpected {
+            event: "check-done",
+            phase: Phase::Backoff
+        })
+    );
+}
+
+#[test]
+fn outside_the_firewall_is_detected_and_external_is_tried_at_once() {
+    let cfg = config(|c| c.external_server_url = Some(EXTERNAL.into()));
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.send(Event::SignedIn {
+        user: "alice".into(),
+        provisioning: None,
+    });
+    assert!(!check_url(&r.tick_at(0)[0]).1);
+    r.wait(3 * SEC);
+    let a = r.send(Event::CheckDone(Err(FailureClass::Connect)));
+    assert_eq!(
+        check_url(&a[0]),
+        (canon(EXTERNAL), true, Some("alice".into()))
+    );
+    assert_eq!(
+        r.m.status().consecutive_failures,
+        0,
+        "the switch is not a failure"
+    );
+    // A failure of the external check backs off and retries external.
+    r.send(Event::CheckDone(Err(FailureClass::Server5xx)));
+    assert!(check_url(&r.tick()[0]).1);
+    r.send(no_update());
+    // The next regular cycle tries internal again (the device may be back inside).
+    assert!(!check_url(&r.tick()[0]).1);
+    // A 5xx of the internal server is not "outside": back off, do not switch.
+    r.send(Event::CheckDone(Err(FailureClass::Server5xx)));
+    assert_eq!(r.m.phase(), Phase::Backoff);
+}
+
+#[test]
+fn external_without_a_user_is_denied_once_per_regular_check() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.outside_firewall = Some(true);
+        c.external_server_url = Some(EXTERNAL.into());
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    let log = r.serve(3 * DAY, |_, a| match a {
+        Action::Check {
+            external: true,
+            user: None,
+            ..
+        } => Some(Event::CheckDone(Err(FailureClass::Unauthorized))),
+        other => panic!("unexpected {other}"),
+    });
+    assert_eq!(
+        requests(&log),
+        [Instant(0), Instant(DAY), Instant(2 * DAY), Instant(3 * DAY)]
+    );
+    let s = r.m.status();
+    assert_eq!(s.last_outcome, Some(CheckOutcome::DeniedNoUser));
+    assert_eq!(
+        s.last_outcome.unwrap().to_string(),
+        "denied: no user signed in"
+    );
+    assert!(s.external);
+}
+
+#[test]
+fn sign_out_drops_the_user_so_external_checks_are_denied_again() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.outside_firewall = Some(true);
+        c.external_server_url = Some(EXTERNAL.into());
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.send(Event::SignedIn {
+        user: "alice".into(),
+        provisioning: None,
+    });
+    assert_eq!(check_url(&r.tick_at(0)[0]).2.as_deref(), Some("alice"));
+    r.send(Event::CheckDone(Err(FailureClass::Unauthorized)));
+    assert_eq!(
+        r.m.phase(),
+        Phase::Backoff,
+        "a refused user is a 401 loop: back off"
+    );
+    r.send(Event::SignedOut);
+    assert_eq!(r.m.user(), None);
+    assert_eq!(check_url(&r.tick()[0]).2, None);
+    r.send(Event::CheckDone(Err(FailureClass::Unauthorized)));
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.m.poll_timeout(), Some(Instant(r.now.0 + DAY)));
+}
+
+// ----------------------------------------------------------------------------------------------
+// Download, install, reboot
+// ----------------------------------------------------------------------------------------------
+
+fn download_of(a: &Action) -> (String, String, u64, bool) {
+    match a {
+        Action::Download {
+            url,
+            file,
+            resume_from,
+            external,
+            ..
+        } => (
+            url.to_string(),
+            file.file_name.to_string(),
+            *resume_from,
+            *external,
+        ),
+        other => panic!("expected a download, got {other}"),
+    }
+}
+
+#[test]
+fn a_whole_update_with_exact_instants_and_persist_before_each_dependent_action() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.send(Event::WallClock {
+        unix_ms: 1_700_000_000_000,
+    });
+    r.tick_at(0);
+    r.wait(2 * SEC);
+    let a = r.send(update(new_version()));
+    assert_eq!(names(&a), ["persist", "download"]);
+    let Action::Persist(s) = &a[0] else {
+        unreachable!()
+    };
+    let partial = s.download.as_deref().unwrap();
+    assert_eq!(
+        (
+            partial.version,
+            partial.file.as_str(),
+            partial.completed,
+            partial.bytes
+        ),
+        (new_version(), "CPE.nbt", 0, 0)
+    );
+    let (url, name, from, ext) = download_of(&a[1]);
+    assert_eq!(url, "http://pool.contoso.com:80/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/3.5.6907.35/CPE/CPE.nbt");
+    assert_eq!((name.as_str(), from, ext), ("CPE.nbt", 0, false));
+    assert_eq!(r.m.phase(), Phase::Downloading);
+    assert_eq!(
+        r.m.poll_timeout(),
+        Some(Instant(2 * SEC + 4 * HOUR)),
+        "download watchdog"
+    );
+
+    r.wait(60 * SEC);
+    let a = r.send(got("CPE.nbt", 5000));
+    assert_eq!(names(&a), ["persist", "download"]);
+    assert_eq!(download_of(&a[1]).1, "CPE.cat");
+    r.wait(SEC);
+    let a = r.send(got("CPE.cat", 100));
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(s.download, None);
+    assert_eq!(s.install.as_ref().unwrap().version, new_version());
+    assert_eq!(r.m.phase(), Phase::WaitingIdle);
+    let staged_at = 63 * SEC;
+    assert_eq!(r.m.status().target_version, Some(new_version()));
+
+    let a = r.tick_at(staged_at + 5 * MIN);
+    let [Action::Install { version, files }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*version, new_version());
+    assert_eq!(files.len(), 2);
+    assert!(
+        files.iter().all(|f| f.sha256.is_some()),
+        "the driver can re-verify"
+    );
+    assert_eq!(r.m.phase(), Phase::Installing);
+
+    r.wait(30 * SEC);
+    let a = r.send(Event::InstallDone(Ok(())));
+    assert_eq!(names(&a), ["persist", "reboot"]);
+    let Action::Persist(after) = &a[0] else {
+        unreachable!()
+    };
+    assert_eq!(after.current_version, new_version());
+    assert_eq!(after.fallback_version, Some(old()));
+    assert_eq!(
+        after.last_update_unix_ms,
+        Some(1_700_000_000_000 + staged_at + 5 * MIN + 30 * SEC)
+    );
+    assert_eq!(
+        (after.install.as_ref(), after.download.as_ref()),
+        (None, None)
+    );
+    assert_eq!(r.m.phase(), Phase::Rebooting);
+    // A reboot hook that did not reboot is asked again, not forgotten.
+    assert_eq!(
+        names(&r.tick_at(staged_at + 5 * MIN + 30 * SEC + HOUR)),
+        ["reboot"]
+    );
+
+    // After the reboot: the new version is current and the old one the fallback.
+    let mut booted = Rig::new(config(|_| {}), after.clone());
+    let s = booted.m.status();
+    assert_eq!(
+        (s.current_version, s.fallback_version),
+        (new_version(), Some(old()))
+    );
+    assert!(
+        matches!(&booted.tick_at(0)[0], Action::Check { current_version, .. } if *current_version == new_version())
+    );
+    booted.send(update(new_version()));
+    assert_eq!(
+        booted.m.phase(),
+        Phase::Idle,
+        "the running version is not downloaded again"
+    );
+}
+
+#[test]
+fn a_differing_older_version_is_installed_too() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(new_version()));
+    r.tick_at(0);
+    let a = r.send(update(old()));
+    assert_eq!(names(&a), ["persist", "download"]);
+    assert_eq!(
+        r.m.status().last_outcome,
+        Some(CheckOutcome::Offered(old()))
+    );
+}
+
+#[test]
+fn external_check_downloads_from_the_external_base() {
+    let cfg = config(|c| {
+        c.outside_firewall = Some(true);
+        c.external_server_url = Some(EXTERNAL.into());
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.send(Event::SignedIn {
+        user: "alice".into(),
+        provisioning: None,
+    });
+    r.tick_at(0);
+    let a = r.send(update(new_version()));
+    let (url, _, _, ext) = download_of(&a[1]);
+    assert!(ext);
+    assert!(
+        url.starts_with("https://ext.contoso.com:443/DeviceUpdateFiles_Ext/"),
+        "{url}"
+    );
+    // A blank base on the check's side falls back to the other one.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    let mut o = offer(new_version());
+    o.base_url = String::new();
+    let a = r.send(Event::CheckDone(Ok(CheckResponse::Update(o))));
+    assert!(download_of(&a[1]).3);
+    // Both blank: a protocol failure, backed off.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    let mut o = offer(new_version());
+    o.base_url = String::new();
+    o.external_base_url = " ".into();
+    assert!(r
+        .send(Event::CheckDone(Ok(CheckResponse::Update(o))))
+        .is_empty());
+    assert_eq!(r.m.status().last_error, Some(FailureClass::Protocol));
+    assert_eq!(r.m.phase(), Phase::Backoff);
+}
+
+#[test]
+fn a_cut_download_resumes_from_the_bytes_kept_also_after_a_power_cut() {
+    let cfg = config(|_| {});
+    let mut r = Rig::new(cfg.clone(), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.wait(10 * SEC);
+    let a = r.send(cut(FailureClass::Connect, 1200));
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(s.download.as_ref().unwrap().bytes, 1200);
+    assert_eq!(r.m.phase(), Phase::Backoff);
+    let a = r.tick();
+    assert_eq!(
+        names(&a),
+        ["download"],
+        "no new check, no redundant persist"
+    );
+    assert_eq!(download_of(&a[0]).2, 1200);
+
+    // Power cut now; the driver's partial file has grown to 3000 bytes and it says so.
+    let mut state = s.clone();
+    state.download.as_mut().unwrap().bytes = 3000;
+    let mut r = Rig::new(cfg, state);
+    assert_eq!(names(&r.tick_at(0)), ["check"]);
+    let a = r.send(update(new_version()));
+    assert_eq!(names(&a), ["download"]);
+    assert_eq!(download_of(&a[0]).1, "CPE.nbt");
+    assert_eq!(download_of(&a[0]).2, 3000);
+    // The server meanwhile approved something else: the partial is dropped.
+    let a = r.send(cut(FailureClass::Timeout, 3500));
+    assert_eq!(names(&a), ["persist"]);
+    r.tick();
+    let other = v("4.0.7577.4066");
+    let a = r.send(got("CPE.nbt", 5000));
+    assert_eq!(download_of(&a[1]).1, "CPE.cat");
+    // Power cut after the image completed: only the catalog is fetched again.
+    let Action::Persist(s) = &a[0] else {
+        unreachable!()
+    };
+    let mut r = Rig::new(config(|_| {}), s.clone());
+    r.tick_at(0);
+    let a = r.send(update(new_version()));
+    assert_eq!(
+        (download_of(&a[0]).1.as_str(), download_of(&a[0]).2),
+        ("CPE.cat", 0)
+    );
+    let mut r = Rig::new(config(|_| {}), s.clone());
+    r.tick_at(0);
+    let a = r.send(update(other));
+    let Action::Persist(fresh) = &a[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(fresh.download.as_ref().unwrap().version, other);
+    assert_eq!(
+        download_of(&a[1]),
+        (download_of(&a[1]).0, "CPE.nbt".into(), 0, false)
+    );
+}
+
+#[test]
+fn a_hash_mismatch_discards_the_bytes_and_counts_until_the_update_is_given_up() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    for attempt in 1..=4 {
+        let a = r.send(cut(FailureClass::HashMismatch, 5000));
+        if attempt == 1 {
+            assert_eq!(
+                names(&a),
+                Vec::<&str>::new(),
+                "bytes were 0 already: nothing to persist"
+            );
+        }
+        assert_eq!(r.m.phase(), Phase::Backoff);
+        assert_eq!(r.m.status().consecutive_failures, attempt);
+        let a = r.tick();
+        assert_eq!(download_of(&a[0]).2, 0, "never resumes unverified bytes");
+    }
+    // The fifth failed attempt gives the offer up until the next regular check.
+    let t = r.now.0;
+    r.send(cut(FailureClass::HashMismatch, 5000));
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.m.poll_timeout(), Some(Instant(t + DAY)));
+    assert_eq!(r.m.status().last_error, Some(FailureClass::HashMismatch));
+    // A resumable cut persists the kept bytes; a later mismatch resets them to 0.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.send(cut(FailureClass::Server5xx, 700));
+    r.tick();
+    let a = r.send(cut(FailureClass::HashMismatch, 5000));
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(s.download.as_ref().unwrap().bytes, 0);
+    // A completed file whose size differs from the offer is a mismatch too.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.send(got("CPE.nbt", 4999));
+    assert_eq!(r.m.status().last_error, Some(FailureClass::HashMismatch));
+    assert_eq!(r.m.phase(), Phase::Backoff);
+}
+
+#[test]
+fn download_failures_are_capped_per_hour_too() {
+    let cfg = Arc::new(MachineConfig {
+        server_url: Some(INTERNAL.into()),
+        ..MachineConfig::default()
+    });
+    for seed in 0..20 {
+        let mut r = Rig::at(cfg.clone(), PersistedState::new(old()), seed, Instant(0));
+        let log = r.serve(3 * DAY, |_, a| match a {
+            Action::Check { .. } => Some(update(new_version())),
+            Action::Download { .. } => Some(cut(FailureClass::Server5xx, 0)),
+            _ => None,
+        });
+        let times = requests(&log);
+        assert!(
+            max_per_hour(&times) <= 6,
+            "seed {seed}: {}",
+            max_per_hour(&times)
+        );
+        let checks = log
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Check { .. }))
+            .count();
+        assert!(
+            (3..=4).contains(&checks),
+            "one give-up per day, then a fresh check: {checks}"
+        );
+    }
+}
+
+#[test]
+fn idle_wait_is_restarted_by_activity_and_calls() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.send(got("CPE.nbt", 5000));
+    r.send(got("CPE.cat", 100));
+    assert_eq!(r.m.poll_timeout(), Some(Instant(5 * MIN)));
+    r.wait(4 * MIN);
+    r.send(Event::UserActivity);
+    assert_eq!(r.m.poll_timeout(), Some(Instant(9 * MIN)));
+    r.wait(MIN);
+    r.send(Event::CallStarted);
+    assert_eq!(r.m.poll_timeout(), None, "never installs during a call");
+    r.wait(HOUR);
+    r.m.handle_timeout(r.now);
+    assert!(r.actions().is_empty());
+    r.send(Event::CallEnded);
+    let ended = r.now.0;
+    assert_eq!(r.m.poll_timeout(), Some(Instant(ended + 5 * MIN)));
+    // A check-now while an update waits does not start a second request.
+    assert!(r.send(Event::CheckNow).is_empty());
+    assert_eq!(names(&r.tick_at(ended + 5 * MIN)), ["install"]);
+}
+
+#[test]
+fn a_failed_install_drops_the_marker_and_polls_again() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.send(got("CPE.nbt", 5000));
+    r.send(got("CPE.cat", 100));
+    r.tick_at(5 * MIN);
+    let a = r.send(Event::InstallDone(Err(FailureClass::HashMismatch)));
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!((s.install.as_ref(), s.current_version), (None, old()));
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.m.poll_timeout(), Some(Instant(5 * MIN + DAY)));
+    // A hung install hook hits the watchdog the same way.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    r.send(got("CPE.nbt", 5000));
+    r.send(got("CPE.cat", 100));
+    r.tick_at(5 * MIN);
+    assert_eq!(names(&r.tick_at(5 * MIN + HOUR)), ["persist"]);
+    assert_eq!(r.m.status().last_error, Some(FailureClass::Timeout));
+}
+
+#[test]
+fn power_on_with_a_marker_installs_after_idle_and_stale_records_are_dropped() {
+    let mut state = PersistedState::new(old());
+    state.install = Some(Box::new(InstallMarker {
+        version: new_version(),
+        files: offer(new_version()).files,
+    }));
+    let mut r = Rig::at(config(|_| {}), state.clone(), 1, Instant(100));
+    assert_eq!(r.m.phase(), Phase::WaitingIdle);
+    assert_eq!(names(&r.tick_at(100 + 5 * MIN)), ["install"]);
+    // A marker for the version already running (cut after the confirming write) is dropped.
+    let mut state = PersistedState::new(new_version());
+    state.install = Some(Box::new(InstallMarker {
+        version: new_version(),
+        files: vec![],
+    }));
+    let mut r = Rig::new(config(|_| {}), state);
+    let a = r.actions();
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(s.install, None);
+    assert_eq!(r.m.phase(), Phase::Idle);
+}
+
+/// What the driver's disk holds across power cuts: fully verified files per version.
+#[derive(Default)]
+struct Disk {
+    verified: HashSet<(FirmwareVersion, String)>,
+}
+
+/// A cooperative server and driver; records verified files and checks each install.
+fn cooperate(disk: &mut Disk, a: &Action) -> Option<Event> {
+    match a {
+        Action::Check { .. } => Some(update(new_version())),
+        Action::Download { version, file, .. } => {
+            disk.verified.insert((*version, file.file_name.to_string()));
+            Some(got(file.file_name.as_str(), file.size.unwrap_or(0)))
+        }
+        Action::Install { version, files } => {
+            for f in files {
+                assert!(
+                    disk.verified.contains(&(*version, f.file_name.to_string())),
+                    "installing unverified {}",
+                    f.file_name
+                );
+            }
+            assert_eq!(*version, new_version());
+            Some(Event::InstallDone(Ok(())))
+        }
+        Action::Resolve { .. } => Some(ip()),
+        Action::Persist(_) | Action::Reboot | Action::UploadLog { .. } => None,
+    }
+}
+
+#[test]
+fn a_power_cut_after_any_action_ends_on_the_target_and_never_installs_unverified_bytes() {
+    let cfg = config(|_| {});
+    // The uninterrupted run, for its length.
+    let mut disk = Disk::default();
+    let mut r = Rig::new(cfg.clone(), PersistedState::new(old()));
+    let full = r.serve(DAY, |_, a| cooperate(&mut disk, a));
+    assert!(full.iter().any(|(_, a)| matches!(a, Action::Reboot)));
+    for cut_after in 0..full.len() {
+        let mut disk = Disk::default();
+        let mut r = Rig::new(cfg.clone(), PersistedState::new(old()));
+        let mut seen = 0;
+        let mut last = PersistedState::new(old());
+        let mut done = false;
+        // Run until `cut_after` actions were performed, remembering the last state written.
+        r.serve(DAY, |_, a| {
+            if done {
+                return None;
+            }
+            seen += 1;
+            if seen > cut_after {
+                done = true;
+                return None;
+            }
+            if let Action::Persist(s) = a {
+                last = s.clone();
+            }
+            cooperate(&mut disk, a)
+        });
+        // Power comes back: a new machine from what was on disk.
+        let mut r = Rig::at(cfg.clone(), last.clone(), 9, Instant(0));
+        let mut final_state = last;
+        let mut rebooted = false;
+        r.serve(2 * DAY, |_, a| {
+            if rebooted {
+                return None;
+            }
+            if let Action::Persist(s) = a {
+                final_state = s.clone();
+            }
+            if matches!(a, Action::Reboot) {
+                rebooted = true;
+            }
+            cooperate(&mut disk, a)
+        });
+        if final_state.current_version != new_version() {
+            // The cut came after the confirming write: that state already names the target.
+            panic!(
+                "cut after action {cut_after}: ended on {}",
+                final_state.current_version
+            );
+        }
+        assert_eq!(
+            final_state.fallback_version,
+            Some(old()),
+            "cut after {cut_after}"
+        );
+        assert_eq!(
+            (final_state.install.as_ref(), final_state.download.as_ref()),
+            (None, None)
+        );
+    }
+}
+
+#[test]
+fn install_is_only_emitted_after_its_marker_was_persisted() {
+    let mut disk = Disk::default();
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let mut marker_written = false;
+    r.serve(DAY, |_, a| {
+        match a {
+            Action::Persist(s) => marker_written |= s.install.is_some(),
+            Action::Install { .. } => assert!(marker_written, "install before its marker"),
+            Action::Reboot => return None,
+            _ => {}
+        }
+        cooperate(&mut disk, a)
+    });
+    assert!(marker_written);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Logs
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn logs_upload_after_checks_without_blocking_them() {
+    let cfg = config(|c| c.log_upload = LogPolicy::AfterCheck);
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    let a = r.send(no_update());
+    assert_eq!(
+        a,
+        [Action::UploadLog {
+            url: INTERNAL.parse().unwrap(),
+            external: false
+        }]
+    );
+    // Still in flight at the next check: not duplicated, and the check is not held up.
+    assert_eq!(names(&r.tick_at(DAY)), ["check"]);
+    r.send(no_update());
+    let a = r.send(Event::LogUploaded(Err(FailureClass::Server5xx)));
+    assert!(a.is_empty());
+    assert_eq!(r.m.poll_timeout(), Some(Instant(2 * DAY)));
+    r.tick();
+    assert_eq!(
+        names(&r.send(no_update())),
+        ["upload-log"],
+        "retried at the next check"
+    );
+    // Daily: one per day even with extra checks in between.
+    let cfg = config(|c| c.log_upload = LogPolicy::Daily);
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    assert_eq!(names(&r.send(no_update())), ["upload-log"]);
+    r.send(Event::LogUploaded(Ok(())));
+    r.send(Event::CheckNow);
+    r.tick();
+    assert!(r.send(no_update()).is_empty());
+    // Never is the default.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    assert!(r.send(no_update()).is_empty());
+}
+
+// ----------------------------------------------------------------------------------------------
+// Errors, traces, size
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn illegal_events_are_errors_that_change_nothing() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let table: Vec<(Event, &str)> = vec![
+        (no_update(), "check-done"),
+        (ip(), "resolved"),
+        (got("CPE.nbt", 1), "download-done"),
+        (Event::InstallDone(Ok(())), "install-done"),
+        (Event::LogUploaded(Ok(())), "log-uploaded"),
+    ];
+    for (event, name) in table {
+        let before = (r.m.phase(), r.m.poll_timeout(), r.m.persisted().clone());
+        assert_eq!(
+            r.m.handle(event, r.now),
+            Err(MachineError::Unexpected {
+                event: name,
+                phase: Phase::Idle
+            })
+        );
+        assert_eq!(
+            before,
+            (r.m.phase(), r.m.poll_timeout(), r.m.persisted().clone())
+        );
+        assert!(r.actions().is_empty());
+    }
+    r.tick_at(0);
+    assert!(matches!(
+        r.m.handle(got("CPE.nbt", 1), r.now),
+        Err(MachineError::Unexpected {
+            phase: Phase::Checking,
+            ..
+        })
+    ));
+    r.send(update(new_version()));
+    assert_eq!(
+        r.m.handle(got("CPE.cat", 100), r.now),
+        Err(MachineError::WrongFile {
+            expected: FileName::new("CPE.nbt").unwrap(),
+            got: FileName::new("CPE.cat").unwrap()
+        })
+    );
+    assert_eq!(r.m.phase(), Phase::Downloading);
+    assert!(r.m.handle(no_update(), r.now).is_err());
+    assert!(r.m.handle(Event::InstallDone(Ok(())), r.now).is_err());
+}
+
+#[test]
+fn traces_are_one_line_each() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let mut lines = Vec::new();
+    let mut disk = Disk::default();
+    let log = r.serve(DAY, |_, a| cooperate(&mut disk, a));
+    for (t, a) in &log {
+        lines.push(format!("{t} {a}"));
+    }
+    lines.push(update(new_version()).to_string());
+    lines.push(cut(FailureClass::Connect, 5).to_string());
+    lines.push(
+        Event::SignedIn {
+            user: "alice".into(),
+            provisioning: Some(provisioning(None, None)),
+        }
+        .to_string(),
+    );
+    lines.push(r.m.phase().to_string());
+    assert!(lines.iter().all(|l| !l.contains('\n')), "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "0d00:00:00.000 check internal {} v1.0.522.101 user=-",
+            canon(INTERNAL)
+        )
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("0d00:00:00.000 download internal http://pool.contoso.com:80/")));
+    assert!(lines.contains(&"check-done update 3.5.6907.35 (2 files)".to_owned()));
+    assert!(lines.contains(&"download-done failed: connect (5 bytes kept)".to_owned()));
+    assert!(r
+        .m
+        .status()
+        .to_string()
+        .contains("current version: 3.5.6907.35"));
+}
+
+#[test]
+fn an_idle_machine_is_small() {
+    let size = std::mem::size_of::<Machine>();
+    println!("size_of::<Machine>() = {size} bytes");
+    assert!(size <= 320, "Machine grew to {size} bytes");
+    // An idle machine owns no heap beyond its persisted strings: the outbox is released.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(no_update());
+    assert_eq!(r.m.outbox.capacity(), 0);
+    assert!(r.m.update.is_none());
+}
