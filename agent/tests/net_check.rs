@@ -204,7 +204,7 @@ async fn log_upload_posts_the_file_with_the_query() {
     )
     .unwrap();
     let body = Bytes::from_static(b"log line\n");
-    let (status, _) = net::upload_log(
+    let (status, _) = net::upload_log_with_stats(
         &client,
         &server.url(INTERNAL_HANDLER_PATH),
         &upload,
@@ -222,15 +222,16 @@ async fn log_upload_posts_the_file_with_the_query() {
         0u8;
         ucupdate_protocol::wire::MAX_LOG_BYTES as usize + 1
     ]);
-    let (err, _) = net::upload_log(
+    let err = net::upload_log(
         &client,
         &server.url(INTERNAL_HANDLER_PATH),
         &upload,
         too_big,
         None,
     )
-    .await;
-    assert_eq!(err.unwrap_err().class(), ErrorClass::Protocol);
+    .await
+    .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Protocol);
     assert_eq!(server.seen().len(), 1, "an oversized log is never sent");
 }
 

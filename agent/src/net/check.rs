@@ -81,8 +81,22 @@ async fn check_inner(
 }
 
 /// Uploads one device log file (at most [`ucupdate_protocol::wire::MAX_LOG_BYTES`]) to the check
-/// handler at `handler_url`, with the query of `upload`. Returns the server's status (2xx).
+/// handler at `handler_url`, with the query of `upload`. Any 2xx is success.
 pub async fn upload_log(
+    client: &Client,
+    handler_url: &HttpUrl,
+    upload: &LogUpload,
+    contents: Bytes,
+    auth: Option<&Credentials>,
+) -> Result<(), NetError> {
+    upload_log_with_stats(client, handler_url, upload, contents, auth)
+        .await
+        .0
+        .map(|_| ())
+}
+
+/// [`upload_log`] plus the server's status and the call's timing and volume.
+pub async fn upload_log_with_stats(
     client: &Client,
     handler_url: &HttpUrl,
     upload: &LogUpload,

@@ -11,7 +11,7 @@
 //!   [`RequestStats`].
 //! - [`tls`]: [`TlsOptions`] -> the shared `Arc<rustls::ClientConfig>`.
 //! - [`error`]: [`NetError`] and its [`ErrorClass`].
-//! - [`check`]: [`check()`] and [`upload_log`].
+//! - [`check`]: [`check()`] and [`upload_log`] (each with a `*_with_stats` twin).
 //! - [`download`]: [`download()`] and [`download_to`] (resume, SHA-256, verification).
 //! - `exchange`: one request with optional NTLM (anonymous, then Type 1/2/3 on one connection).
 //! - `conn`: one pinned connection with its timeouts.
@@ -28,7 +28,7 @@ mod exchange;
 mod shaping;
 pub mod tls;
 
-pub use check::{check, check_with_stats, upload_log};
+pub use check::{check, check_with_stats, upload_log, upload_log_with_stats};
 pub use client::{Client, ClientSettings, RequestShaping, RequestStats, Timeouts};
 pub use download::{download, download_to, DownloadSink, DownloadedFile};
 pub use error::{AuthStage, ErrorClass, NetError, TimeoutPhase};
