@@ -4,11 +4,8 @@
 
 mod net_support;
 
-use std::sync::Arc;
-
 use net_support::*;
 use ucupdate_agent::net::{self, AuthStage, Credentials, ErrorClass, NetError};
-use ucupdate_ntlm::{AcceptStep, Acceptor, UserDb};
 use ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH;
 use ucupdate_protocol::{CheckRequest, CheckResponse, FileKind, FileName, OfferedFile};
 
@@ -23,61 +20,6 @@ fn sample_request() -> CheckRequest {
     .unwrap()
 }
 
-fn challenge(token: Option<&[u8]>, close: bool) -> http::Response<TestBody> {
-    let mut r = respond(401, "anonymous access is not supported");
-    let value = match token {
-        Some(t) => ucupdate_ntlm::to_header(t),
-        None => "NTLM".to_owned(),
-    };
-    r.headers_mut()
-        .append("www-authenticate", value.parse().unwrap());
-    r.headers_mut()
-        .append("www-authenticate", "Negotiate".parse().unwrap());
-    if close {
-        r.headers_mut()
-            .insert("connection", "close".parse().unwrap());
-    }
-    r
-}
-
-/// The external listener: anonymous requests get 401; NTLM state lives with the connection.
-/// `close_anonymous` makes the first 401 close the connection (some proxies do).
-fn ntlm_server(close_anonymous: bool, ok: fn(&Req) -> http::Response<TestBody>) -> Handler {
-    let mut users = UserDb::default();
-    users.insert(Some("CORP"), "alice", "correct horse");
-    let users = Arc::new(users);
-    handler(move |req, st| {
-        if st.user.is_some() {
-            return ok(req);
-        }
-        let Some(token) = req
-            .header("authorization")
-            .and_then(|h| ucupdate_ntlm::from_header(h).ok())
-        else {
-            return challenge(None, close_anonymous);
-        };
-        let acceptor = st.ntlm.get_or_insert_with(|| {
-            Acceptor::new(
-                users.clone(),
-                [0x5A; 8],
-                ucupdate_ntlm::filetime_from_unix_millis(1_780_000_000_000),
-                "CORP",
-            )
-        });
-        match acceptor.step(&token) {
-            AcceptStep::Challenge(type2) => challenge(Some(&type2), false),
-            AcceptStep::Accepted { user, .. } => {
-                st.user = Some(user);
-                ok(req)
-            }
-            AcceptStep::Rejected(_) => {
-                st.ntlm = None;
-                challenge(None, false)
-            }
-        }
-    })
-}
-
 fn no_update(_: &Req) -> http::Response<TestBody> {
     respond(200, CheckResponse::NoUpdate.encode())
 }
@@ -89,7 +31,7 @@ fn alice(password: &str) -> Credentials {
 #[tokio::test]
 async fn right_password_authenticates_on_one_connection() {
     let pki = Pki::new();
-    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let server = TestServer::tls(&pki, ntlm_handler(false, no_update)).await;
     let (got, stats) = net::check_with_stats(
         &pki.client(),
         &server.url(EXTERNAL_HANDLER_PATH),
@@ -115,7 +57,7 @@ async fn right_password_authenticates_on_one_connection() {
 #[tokio::test]
 async fn wrong_password_is_unauthorized_after_exactly_one_handshake() {
     let pki = Pki::new();
-    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let server = TestServer::tls(&pki, ntlm_handler(false, no_update)).await;
     let err = net::check(
         &pki.client(),
         &server.url(EXTERNAL_HANDLER_PATH),
@@ -150,7 +92,7 @@ async fn wrong_password_is_unauthorized_after_exactly_one_handshake() {
 #[tokio::test]
 async fn without_credentials_the_first_401_ends_it() {
     let pki = Pki::new();
-    let server = TestServer::tls(&pki, ntlm_server(false, no_update)).await;
+    let server = TestServer::tls(&pki, ntlm_handler(false, no_update)).await;
     let err = net::check(
         &pki.client(),
         &server.url(EXTERNAL_HANDLER_PATH),
@@ -175,7 +117,7 @@ async fn without_credentials_the_first_401_ends_it() {
 #[tokio::test]
 async fn a_closed_anonymous_connection_is_replaced_before_type_1() {
     let pki = Pki::new();
-    let server = TestServer::tls(&pki, ntlm_server(true, no_update)).await;
+    let server = TestServer::tls(&pki, ntlm_handler(true, no_update)).await;
     let (got, stats) = net::check_with_stats(
         &pki.client(),
         &server.url(EXTERNAL_HANDLER_PATH),
@@ -199,7 +141,7 @@ async fn downloads_authenticate_the_same_way() {
         serve_file(req, &file_bytes(5000))
     }
     let pki = Pki::new();
-    let server = TestServer::tls(&pki, ntlm_server(false, file)).await;
+    let server = TestServer::tls(&pki, ntlm_handler(false, file)).await;
     let data = file_bytes(5000);
     let expected = OfferedFile {
         kind: FileKind::Image,

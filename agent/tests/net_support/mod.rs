@@ -22,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use ucupdate_agent::net::{Client, ClientSettings, TlsOptions};
+use ucupdate_ntlm::{AcceptStep, Acceptor, UserDb};
 use ucupdate_protocol::HttpUrl;
 
 /// The name the test certificate is for; clients resolve it to 127.0.0.1 by override.
@@ -326,4 +327,60 @@ pub fn file_bytes(len: usize) -> Bytes {
 pub fn sha256(data: &[u8]) -> ucupdate_protocol::Sha256Digest {
     use sha2::Digest;
     ucupdate_protocol::Sha256Digest(sha2::Sha256::digest(data).into())
+}
+
+pub fn challenge(token: Option<&[u8]>, close: bool) -> http::Response<TestBody> {
+    let mut r = respond(401, "anonymous access is not supported");
+    let value = match token {
+        Some(t) => ucupdate_ntlm::to_header(t),
+        None => "NTLM".to_owned(),
+    };
+    r.headers_mut()
+        .append("www-authenticate", value.parse().unwrap());
+    r.headers_mut()
+        .append("www-authenticate", "Negotiate".parse().unwrap());
+    if close {
+        r.headers_mut()
+            .insert("connection", "close".parse().unwrap());
+    }
+    r
+}
+
+/// The external listener (user `CORP\alice`, password `correct horse`): anonymous requests
+/// get 401; NTLM state lives with the connection.
+/// `close_anonymous` makes the first 401 close the connection (some proxies do).
+pub fn ntlm_handler(close_anonymous: bool, ok: fn(&Req) -> http::Response<TestBody>) -> Handler {
+    let mut users = UserDb::default();
+    users.insert(Some("CORP"), "alice", "correct horse");
+    let users = Arc::new(users);
+    handler(move |req, st| {
+        if st.user.is_some() {
+            return ok(req);
+        }
+        let Some(token) = req
+            .header("authorization")
+            .and_then(|h| ucupdate_ntlm::from_header(h).ok())
+        else {
+            return challenge(None, close_anonymous);
+        };
+        let acceptor = st.ntlm.get_or_insert_with(|| {
+            Acceptor::new(
+                users.clone(),
+                [0x5A; 8],
+                ucupdate_ntlm::filetime_from_unix_millis(1_780_000_000_000),
+                "CORP",
+            )
+        });
+        match acceptor.step(&token) {
+            AcceptStep::Challenge(type2) => challenge(Some(&type2), false),
+            AcceptStep::Accepted { user, .. } => {
+                st.user = Some(user);
+                ok(req)
+            }
+            AcceptStep::Rejected(_) => {
+                st.ntlm = None;
+                challenge(None, false)
+            }
+        }
+    })
 }
