@@ -192,12 +192,13 @@ impl Conn {
         super::shaping::delay(client.shaping).await;
         let body_len = request.body().size_hint().exact().unwrap_or(0);
         let head_timeout = client.settings.timeouts.response_head;
+        // The body is in memory; pacing it before the send models a capped uplink. It stays
+        // outside the head timeout, which is about the server, not our own link.
+        super::shaping::Pacer::new(client.shaping)
+            .pace(body_len)
+            .await;
         let exchange = async {
             self.sender.ready().await.map_err(NetError::Transport)?;
-            // The body is in memory; pacing it before the send models a capped uplink.
-            super::shaping::Pacer::new(client.shaping)
-                .pace(body_len)
-                .await;
             self.sender
                 .send_request(request)
                 .await

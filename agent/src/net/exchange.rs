@@ -89,6 +89,21 @@ fn ntlm_challenge(
     (offered, None)
 }
 
+/// Whether the server lets this connection carry another request. Read from the head rather
+/// than from hyper's state, which learns of the close only after its task runs again.
+fn keeps_alive(response: &Response<Incoming>) -> bool {
+    let says_close = response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+                .unwrap_or(false)
+        });
+    !says_close && response.version() != http::Version::HTTP_10
+}
+
 pub(crate) async fn exchange(
     client: &Client,
     spec: &RequestSpec<'_>,
@@ -117,9 +132,10 @@ pub(crate) async fn exchange(
 
     // The anonymous round may be answered with `Connection: close`; NTLM only has to hold
     // from Type 1 on, so a fresh connection is fine here (but not later).
+    let reusable = keeps_alive(&response);
     conn::drain(client, response.body_mut(), MAX_DRAIN_BYTES).await?;
     drop(response);
-    if !conn.is_open() {
+    if !reusable || !conn.is_open() {
         conn = Conn::open(client, spec.url, stats).await?;
     }
 
@@ -150,9 +166,10 @@ pub(crate) async fn exchange(
             })
         }
     };
+    let reusable = keeps_alive(&response);
     conn::drain(client, response.body_mut(), MAX_DRAIN_BYTES).await?;
     drop(response);
-    if !conn.is_open() {
+    if !reusable || !conn.is_open() {
         return Err(NetError::Unexpected(
             "server closed the connection in the middle of NTLM".into(),
         ));

@@ -42,6 +42,12 @@ impl TlsOptions {
         }
     }
 
+    /// Trust only the CAs in the PEM file at `path`.
+    pub fn with_ca_file(path: &std::path::Path) -> Result<Self, NetError> {
+        let pem = std::fs::read(path).map_err(NetError::io("read CA bundle", path))?;
+        Ok(Self::with_ca_pem(pem))
+    }
+
     /// Builds the config. Fails when the bundle holds no certificate or nothing is trusted.
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {
         let mut roots = RootCertStore::empty();
