@@ -246,7 +246,9 @@ fn url_of(https: bool, addr: SocketAddr) -> HttpUrl {
 
 /// Writes inventory changes from checks in batches, so a check never waits for fsync.
 async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    let every = every.max(Duration::from_millis(10));
+    // The first write is one period after start: nothing has changed before then.
+    let mut tick = tokio::time::interval_at(crate::clock::tokio_now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

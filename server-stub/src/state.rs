@@ -158,6 +158,11 @@ impl State {
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.persist_locked()
+    }
+
+    /// The write itself; the caller holds `write_lock`.
+    fn persist_locked(&self) -> Result<(), StateError> {
         self.dirty.store(false, Ordering::Release);
         let bytes = self.read(encode);
         let path = self.data_dir.join(STATE_FILE);
@@ -169,8 +174,14 @@ impl State {
 
     /// Writes the state file if something changed since the last write.
     pub fn flush(&self) -> Result<(), StateError> {
+        // Under the lock, so that a write already in progress has finished (renamed) when
+        // this returns, even if it is that write which cleared the dirty flag.
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.dirty.load(Ordering::Acquire) {
-            self.persist()?;
+            self.persist_locked()?;
         }
         Ok(())
     }

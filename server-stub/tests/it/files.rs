@@ -1,0 +1,132 @@
+//! Update file downloads: single ranges (206, 416), HEAD, `Accept-Ranges`, `Content-Length`,
+//! the content type per kind (the missing `.nbt` mapping was a real field failure), and each
+//! share served only by its own listener.
+
+use http::{Method, StatusCode};
+
+use crate::common::*;
+
+const DIR: &str = "/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/2.0.0.0/CPE";
+
+async fn published() -> (TestServer, Vec<u8>) {
+    let t = start().await;
+    let f = files("v2");
+    let image = f[0].1.clone();
+    t.server
+        .control()
+        .publish(&key(), v("2.0.0.0"), f)
+        .await
+        .unwrap();
+    (t, image)
+}
+
+#[tokio::test]
+async fn ranges_and_heads() {
+    let (t, image) = published().await;
+    let len = image.len();
+    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let path = format!("{DIR}/CPE.nbt");
+
+    let full = c.get(&path, &[]).await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_eq!(full.body, image);
+    assert_eq!(full.header("accept-ranges").as_deref(), Some("bytes"));
+    assert_eq!(full.header("content-length"), Some(len.to_string()));
+
+    let part = c.get(&path, &[("range", "bytes=10-19")]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&part.body[..], &image[10..20]);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 10-19/{len}"))
+    );
+    assert_eq!(part.header("content-length").as_deref(), Some("10"));
+
+    let resume = c
+        .get(&path, &[("range", &format!("bytes={}-", len - 5))])
+        .await;
+    assert_eq!(
+        (resume.status, &resume.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &image[len - 5..])
+    );
+
+    let suffix = c.get(&path, &[("range", "bytes=-7")]).await;
+    assert_eq!(&suffix.body[..], &image[len - 7..]);
+
+    let beyond = c.get(&path, &[("range", &format!("bytes={len}-"))]).await;
+    assert_eq!(beyond.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        beyond.header("content-range"),
+        Some(format!("bytes */{len}"))
+    );
+
+    let multi = c.get(&path, &[("range", "bytes=0-1,5-6")]).await;
+    assert_eq!(
+        (multi.status, multi.body.len()),
+        (StatusCode::OK, len),
+        "multiple ranges get the whole file"
+    );
+
+    let head = c.send(Method::HEAD, &path, &[], "").await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), Some(len.to_string()));
+    assert!(head.body.is_empty());
+
+    // The connection survived all of that.
+    assert_eq!(c.get(&path, &[("range", "bytes=0-0")]).await.body.len(), 1);
+    let served = t.server.control().metrics().bytes_served;
+    assert_eq!(served, (len + 10 + 5 + 7 + len + 1) as u64);
+}
+
+#[tokio::test]
+async fn content_type_per_kind() {
+    let (t, _) = published().await;
+    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    for (name, expected) in [
+        ("CPE.nbt", "application/octet-stream"),
+        ("CPE.cat", "application/vnd.ms-pki.seccat"),
+        ("CPE.xml", "text/xml"),
+    ] {
+        let r = c.get(&format!("{DIR}/{name}"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}");
+        assert!(!r.body.is_empty(), "{name} came back empty");
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some(expected),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_share_only_on_its_listener_and_missing_files() {
+    let (t, _) = published().await;
+    let mut internal = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let ext_path = DIR.replace("_Int", "_Ext") + "/CPE.nbt";
+    assert_eq!(
+        internal.get(&ext_path, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        internal
+            .get(&format!("{DIR}/Missing.nbt"), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let other_version = DIR.replace("2.0.0.0", "9.9.9.9") + "/CPE.nbt";
+    assert_eq!(
+        internal.get(&other_version, &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let post = internal
+        .send(Method::POST, &format!("{DIR}/CPE.nbt"), &[], "")
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    // The internal HTTPS listener serves the same share.
+    let mut tls = Conn::tls(t.server.internal_tls_addr().unwrap(), t.server.ca_pem()).await;
+    assert_eq!(
+        tls.get(&format!("{DIR}/CPE.cat"), &[]).await.body,
+        &b"catalog v2"[..]
+    );
+}
