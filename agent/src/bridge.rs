@@ -23,8 +23,6 @@ pub fn failure_class(class: ErrorClass) -> FailureClass {
         ErrorClass::Protocol => FailureClass::Protocol,
         ErrorClass::HashMismatch => FailureClass::HashMismatch,
         ErrorClass::Io | ErrorClass::Config => FailureClass::Io,
-        // `ErrorClass` is non-exhaustive: a class added later is a local failure until mapped.
-        _ => FailureClass::Io,
     }
 }
 

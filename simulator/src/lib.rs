@@ -1,1 +1,23 @@
-//! Placeholder: filled in by its issue.
+//! Fleets of virtual Phone Edition and RoundTable devices, each driven by the agent's own
+//! state machine, against a Device Update server — with compressed time, scenarios, per-device
+//! verdicts, latency histograms and reports that merge across shards.
+//!
+//! # Layout
+//! - [`profile`]: device models and fleet mixes.
+//! - [`fleet`]: each device's identity derived from its global index and the seed; shards.
+//! - [`scenario`]: scenarios as data (TOML), the built-ins in `scenarios/`.
+//! - [`engine`]: the deadline queues, the virtual clock, requests in flight.
+//! - [`admin`]: how a run publishes / approves / restores on the server.
+//! - [`embedded`]: the in-process server stub a run uses when no server is given.
+//! - [`report`]: the mergeable report and its text, JSON and HTML forms.
+//! - [`clock`]: the one place the wall clock is read.
+
+pub mod admin;
+pub mod clock;
+pub mod duration;
+pub mod embedded;
+pub mod engine;
+pub mod fleet;
+pub mod profile;
+pub mod report;
+pub mod scenario;

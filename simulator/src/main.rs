@@ -1,1 +1,442 @@
-fn main() {}
+//! `ucupdate-sim`: run a fleet of virtual devices against a Device Update server, merge shard
+//! reports, list scenarios and profiles. Exit codes: 0 every expectation met, 1 a scenario's
+//! expectations failed, 2 the run could not be carried out.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
+use ucupdate_protocol::HttpUrl;
+use ucupdate_simulator::admin::Admin;
+use ucupdate_simulator::embedded::{self, ControlAdmin, HttpAdmin};
+use ucupdate_simulator::engine::{Engine, Progress, RunConfig, Target, TimeScale};
+use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
+use ucupdate_simulator::profile::{self, Mix};
+use ucupdate_simulator::report::{html, text, Report};
+use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
+use ucupdate_simulator::{clock, duration};
+
+/// Fleets of virtual Communicator Phone Edition and RoundTable devices against a Device Update
+/// server. With no --server, a server stub runs in-process.
+#[derive(Parser)]
+#[command(name = "ucupdate-sim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (the default: 1000 mixed devices through `rollout` on the embedded server).
+    Run(RunArgs),
+    /// Merge shard reports (JSON from `run --report`) into the report of the whole fleet.
+    Merge(MergeArgs),
+    /// List the built-in scenarios.
+    Scenarios,
+    /// List the device profiles a fleet mix can name.
+    Profiles,
+    /// Print the simulated users (`DOMAIN\user:password`), for a remote server's --users file.
+    Users(UsersArgs),
+}
+
+#[derive(Args, Clone)]
+struct FleetArgs {
+    /// Devices in the whole fleet [default: the scenario's, 1000 for the built-ins].
+    #[arg(long)]
+    devices: Option<u64>,
+    /// Seed of every device's identity, jitter and activity: same seed, same run.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fleet mix as NAME=PERCENT,... (see `ucupdate-sim profiles`) [default: the scenario's].
+    #[arg(long)]
+    mix: Option<String>,
+    /// Share of devices outside the firewall (external URL, NTLM) [default: the scenario's].
+    #[arg(long)]
+    external_share: Option<f64>,
+    /// Share of devices with a signed-in user [default: the scenario's].
+    #[arg(long)]
+    signed_in_share: Option<f64>,
+    /// Devices with the lowest global indices that are test devices [default: the scenario's].
+    #[arg(long)]
+    test_devices: Option<u64>,
+    /// `DOMAIN` of the simulated users.
+    #[arg(long, default_value = "SIMCORP")]
+    user_domain: String,
+    /// Secret the simulated users' passwords derive from.
+    #[arg(long, default_value = "ucupdate-sim")]
+    password_secret: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A built-in scenario name or a scenario TOML file.
+    #[arg(long, default_value = "rollout")]
+    scenario: String,
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Internal check URL of the server under test (`http://pool/RequestHandler/ucdevice.upx`,
+    /// or just `http://host:port`). Absent: the embedded server stub.
+    #[arg(long)]
+    server: Option<String>,
+    /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`).
+    #[arg(long)]
+    external_server: Option<String>,
+    /// Admin API of a remote `ucupdate-server` (for scenarios that publish/approve/restore).
+    #[arg(long)]
+    admin: Option<String>,
+    /// PEM bundle of CAs to trust for the server's certificate [default: web roots].
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Keep the embedded server's data here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Virtual seconds per wall second (3600: a 24 h poll period lasts 24 s), or `max`.
+    #[arg(long, default_value = "max")]
+    time_scale: String,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// Run only shard I of N (global indices I, I+N, ...); merge the reports with `merge`.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Print this device's timeline (virtual time, phase, event or action).
+    #[arg(long)]
+    trace_device: Option<u64>,
+    /// The DHCP domain devices discover `ucupdates-r2.<domain>` in.
+    #[arg(long, default_value = "sim.example")]
+    domain: String,
+    /// Turn TLS session resumption off (every connection a full handshake).
+    #[arg(long)]
+    no_tls_resumption: bool,
+    /// No live progress line.
+    #[arg(long)]
+    no_progress: bool,
+    /// Shorter scenario: override its virtual duration (e.g. `12h`).
+    #[arg(long, value_parser = scenario::duration_arg)]
+    duration: Option<std::time::Duration>,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Shard reports (JSON).
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
+    /// Write the merged JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the merged HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct UsersArgs {
+    /// A built-in scenario name or file (its fleet defaults apply).
+    #[arg(long, default_value = "external")]
+    scenario: String,
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UCUPDATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Some(c) => c,
+        None => match Cli::parse_from(["ucupdate-sim", "run"]).command {
+            Some(c) => c,
+            None => return ExitCode::from(2),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run(args) => run(args).await,
+        Command::Merge(args) => merge(args),
+        Command::Scenarios => {
+            for (name, toml) in BUILT_IN {
+                let s = Scenario::parse(name, toml)?;
+                println!(
+                    "{name:<14} {} ({} virtual, {} devices)",
+                    s.description,
+                    duration::format_duration(s.duration),
+                    s.fleet.devices
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Profiles => {
+            for p in profile::all() {
+                println!(
+                    "{:<14} {:<34} starts on {}, updates to {}",
+                    p.name,
+                    p.key.to_string(),
+                    p.initial,
+                    p.target()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users(args) => {
+            let scenario = Scenario::load(&args.scenario)?;
+            let fleet = fleet_spec(&args.fleet, &scenario)?;
+            for index in 0..fleet.devices {
+                let spec = DeviceSpec::derive(index, &fleet);
+                if spec.external && spec.signed_in {
+                    println!(
+                        "{}:{}",
+                        spec.user(&args.fleet.user_domain),
+                        spec.password(&args.fleet.password_secret)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn fleet_spec(args: &FleetArgs, scenario: &Scenario) -> Result<FleetSpec> {
+    let mix = match args.mix.as_deref().or(scenario.fleet.mix.as_deref()) {
+        Some(text) => text.parse::<Mix>()?,
+        None => Mix::default_fleet(),
+    };
+    let share = |v: Option<f64>, default: f64, what: &str| -> Result<f64> {
+        let v = v.unwrap_or(default);
+        if !(0.0..=1.0).contains(&v) {
+            bail!("{what} must be between 0 and 1");
+        }
+        Ok(v)
+    };
+    Ok(FleetSpec {
+        devices: args.devices.unwrap_or(scenario.fleet.devices),
+        mix,
+        external_share: share(
+            args.external_share,
+            scenario.fleet.external_share,
+            "--external-share",
+        )?,
+        signed_in_share: share(
+            args.signed_in_share,
+            scenario.fleet.signed_in_share,
+            "--signed-in-share",
+        )?,
+        test_devices: args.test_devices.unwrap_or(scenario.fleet.test_devices),
+        seed: args.seed,
+    })
+}
+
+fn handler_url(text: &str, path: &str) -> Result<HttpUrl> {
+    let url: HttpUrl = text.parse().with_context(|| format!("--server {text}"))?;
+    Ok(if url.path == "/" {
+        url.with_path(path)
+    } else {
+        url
+    })
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(d) = args.duration {
+        scenario.duration = d;
+        scenario.phases.retain(|p| p.at <= d);
+    }
+    let fleet = fleet_spec(&args.fleet, &scenario)?;
+    let shard = match &args.shard {
+        Some(s) => s.parse::<Shard>().map_err(anyhow::Error::msg)?,
+        None => Shard::WHOLE,
+    };
+    let time_scale: TimeScale = args.time_scale.parse().map_err(anyhow::Error::msg)?;
+    let ca = match &args.ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("--ca {}", path.display()))?)
+        }
+        None => None,
+    };
+
+    let mut embedded = None;
+    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
+        match &args.server {
+            None => {
+                let e = embedded::start(
+                    &fleet,
+                    &args.fleet.user_domain,
+                    &args.fleet.password_secret,
+                    args.data_dir.clone(),
+                )
+                .await?;
+                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+                let t = (
+                    e.target.clone(),
+                    Some(admin),
+                    Some(e.ca_pem.clone().into_bytes()),
+                );
+                embedded = Some(e);
+                t
+            }
+            Some(server) => {
+                let internal = handler_url(server, INTERNAL_HANDLER_PATH)?;
+                let external = args
+                    .external_server
+                    .as_deref()
+                    .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
+                    .transpose()?;
+                let addrs = tokio::net::lookup_host(internal.authority())
+                    .await
+                    .with_context(|| format!("resolving {}", internal.host))?
+                    .map(|a| a.ip())
+                    .collect();
+                let admin = match &args.admin {
+                    Some(url) => Some(Arc::new(HttpAdmin {
+                        base: url.parse().with_context(|| format!("--admin {url}"))?,
+                    }) as Arc<dyn Admin>),
+                    None => None,
+                };
+                (
+                    Target {
+                        label: internal.to_string(),
+                        internal,
+                        external,
+                        addrs,
+                    },
+                    admin,
+                    ca,
+                )
+            }
+        };
+    let client = embedded::client(
+        &target,
+        &args.domain,
+        ca_pem.as_deref(),
+        !args.no_tls_resumption,
+    )?;
+
+    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
+    let progress: Option<Box<dyn FnMut(&Progress) + Send>> = show_progress.then(|| {
+        let bar = indicatif::ProgressBar::new(scenario.duration.as_millis() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let started = clock::now();
+        Box::new(move |p: &Progress| {
+            bar.set_position(p.virtual_ms);
+            let secs = clock::now()
+                .duration_since(started)
+                .as_secs_f64()
+                .max(0.001);
+            let phases: Vec<String> = p
+                .by_phase
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect();
+            bar.set_message(format!(
+                "{:.0} req/s, {} errors, {} in flight | {}",
+                p.requests as f64 / secs,
+                p.errors,
+                p.in_flight,
+                phases.join(" ")
+            ));
+        }) as Box<dyn FnMut(&Progress) + Send>
+    });
+
+    let config = RunConfig {
+        scenario,
+        fleet,
+        shard,
+        time_scale,
+        max_in_flight: args.max_in_flight,
+        target,
+        client,
+        admin,
+        trace_device: args.trace_device,
+        user_domain: args.fleet.user_domain.clone(),
+        password_secret: args.fleet.password_secret.clone(),
+        dhcp_domain: args.domain.clone(),
+        start_unix_ms: clock::unix_millis(),
+        collect_digests: false,
+        progress,
+    };
+    let outcome = Engine::new(config).run().await?;
+    if let Some(e) = embedded {
+        e.server.shutdown().await?;
+    }
+    if let Some(index) = args.trace_device {
+        println!("timeline of device {index}:");
+        for line in &outcome.trace {
+            println!("{line}");
+        }
+        println!();
+    }
+    write_outputs(&outcome.report, args.report.as_ref(), args.html.as_ref())?;
+    print!("{}", text::render(&outcome.report));
+    Ok(if outcome.report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_outputs(report: &Report, json: Option<&PathBuf>, page: Option<&PathBuf>) -> Result<()> {
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = page {
+        std::fs::write(path, html::render(report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: Report =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        reports.push(report);
+    }
+    let merged = Report::merge(reports)?;
+    write_outputs(&merged, args.report.as_ref(), args.html.as_ref())?;
+    print!("{}", text::render(&merged));
+    Ok(if merged.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

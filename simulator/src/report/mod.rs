@@ -1,0 +1,328 @@
+//! The run report: everything a run measured, in a form that merges exactly across shards.
+//! Counts add, histograms merge, per-minute and per-bucket arrays add element-wise, verdict
+//! lists concatenate. Renderers: [`text`] (stdout summary), JSON (serde), [`html`] (a
+//! self-contained page with SVG plots).
+
+pub mod hist;
+pub mod html;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use hist::{Hist, Summary};
+
+/// The report format this build writes and merges.
+pub const REPORT_FORMAT: u32 = 1;
+
+/// Failed devices listed one by one (the rest are counted by reason).
+pub const MAX_LISTED_FAILURES: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    pub scenario: String,
+    pub description: String,
+    pub seed: u64,
+    /// Devices in the whole fleet (all shards).
+    pub fleet_devices: u64,
+    /// Devices this report covers.
+    pub devices: u64,
+    /// The shards merged into this report, as `I/N`.
+    pub shards: Vec<String>,
+    pub time_scale: String,
+    pub server: String,
+    pub virtual_duration_ms: u64,
+    /// Wall time of the run (the longest shard's, after a merge).
+    pub wall_ms: u64,
+    /// Requests by endpoint (`check-internal`, `check-external`, `download`, `log-upload`) and
+    /// outcome (`200`, `401`, `error:connect`...).
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Failed calls by error class as the devices saw them.
+    pub errors: BTreeMap<String, u64>,
+    /// Service time per endpoint, microseconds: from sending to the end of the reply.
+    pub latency_us: BTreeMap<String, Hist>,
+    /// Per endpoint, microseconds from when the device *meant* to send (its virtual deadline on
+    /// the wall clock) to the end of the reply: includes waiting for a free slot under the
+    /// in-flight cap, so a slow server cannot hide behind fewer requests (coordinated omission).
+    pub latency_intended_us: BTreeMap<String, Hist>,
+    pub tls_handshake_us: Hist,
+    pub bytes_downloaded: u64,
+    /// Device-milliseconds of virtual time spent in each lifecycle phase.
+    pub phase_ms: BTreeMap<String, u64>,
+    /// Virtual ms from the scenario's last offer change to each device reaching its final
+    /// version (only devices whose final version differs from the one they had then).
+    pub convergence_ms: Hist,
+    /// Check arrivals per virtual minute.
+    pub arrivals_per_minute: Vec<u64>,
+    /// Width of one rollout-curve bucket, virtual ms.
+    pub curve_bucket_ms: u64,
+    /// Net change per bucket of devices running the target / the initial version.
+    pub curve_target_delta: Vec<i64>,
+    pub curve_initial_delta: Vec<i64>,
+    pub verdicts: Verdicts,
+    /// The scenario phases as run: (virtual ms, action).
+    pub phases: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdicts {
+    pub passed: u64,
+    pub failed: u64,
+    pub by_reason: BTreeMap<String, u64>,
+    /// The failed devices with the lowest indices.
+    pub failures: Vec<DeviceVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceVerdict {
+    pub device: u64,
+    pub profile: String,
+    pub expected: String,
+    pub reached: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("reports differ in {0}: they are not shards of one run")]
+    Mismatch(&'static str),
+    #[error("shard {0} appears twice")]
+    DuplicateShard(String),
+    #[error("report format {0} is not {REPORT_FORMAT}")]
+    Format(u32),
+}
+
+impl Report {
+    /// Whether every device met the scenario's expectations.
+    pub fn passed(&self) -> bool {
+        self.verdicts.failed == 0 && self.verdicts.passed == self.devices
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().flat_map(|m| m.values()).sum()
+    }
+
+    /// Peak-to-mean of check arrivals per virtual minute, over the minutes from the first
+    /// arrival to the last: 1.0 is perfectly even; a large value means devices checking in
+    /// lock-step.
+    pub fn bunching(&self) -> (u64, f64, f64) {
+        let first = self.arrivals_per_minute.iter().position(|&n| n > 0);
+        let last = self.arrivals_per_minute.iter().rposition(|&n| n > 0);
+        let (Some(first), Some(last)) = (first, last) else {
+            return (0, 0.0, 0.0);
+        };
+        let span = &self.arrivals_per_minute[first..=last];
+        let peak = span.iter().copied().max().unwrap_or(0);
+        let mean = span.iter().sum::<u64>() as f64 / span.len() as f64;
+        (
+            peak,
+            mean,
+            if mean > 0.0 { peak as f64 / mean } else { 0.0 },
+        )
+    }
+
+    /// Devices on the target and the initial version at the end of each curve bucket.
+    pub fn curve(&self) -> Vec<(u64, i64, i64)> {
+        let mut target = 0i64;
+        let mut initial = 0i64;
+        self.curve_target_delta
+            .iter()
+            .zip(&self.curve_initial_delta)
+            .enumerate()
+            .map(|(i, (dt, di))| {
+                target += dt;
+                initial += di;
+                ((i as u64 + 1) * self.curve_bucket_ms, target, initial)
+            })
+            .collect()
+    }
+
+    /// Virtual ms until `share` of the devices that converged had converged.
+    pub fn convergence_at(&self, share: f64) -> Option<u64> {
+        (!self.convergence_ms.0.is_empty()).then(|| self.convergence_ms.0.value_at_quantile(share))
+    }
+
+    /// Combines shard reports of one run into the report of the whole fleet.
+    pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
+        let mut iter = reports.into_iter();
+        let mut out = iter.next().ok_or(MergeError::Empty)?;
+        if out.format != REPORT_FORMAT {
+            return Err(MergeError::Format(out.format));
+        }
+        for r in iter {
+            out.absorb(r)?;
+        }
+        out.shards.sort();
+        out.verdicts.failures.sort_by_key(|v| v.device);
+        out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
+        Ok(out)
+    }
+
+    fn absorb(&mut self, r: Report) -> Result<(), MergeError> {
+        if r.format != REPORT_FORMAT {
+            return Err(MergeError::Format(r.format));
+        }
+        let same: [(&'static str, bool); 6] = [
+            ("scenario", r.scenario == self.scenario),
+            ("seed", r.seed == self.seed),
+            ("fleet size", r.fleet_devices == self.fleet_devices),
+            ("time scale", r.time_scale == self.time_scale),
+            (
+                "virtual duration",
+                r.virtual_duration_ms == self.virtual_duration_ms,
+            ),
+            ("curve buckets", r.curve_bucket_ms == self.curve_bucket_ms),
+        ];
+        if let Some((what, _)) = same.iter().find(|(_, ok)| !ok) {
+            return Err(MergeError::Mismatch(what));
+        }
+        for shard in &r.shards {
+            if self.shards.contains(shard) {
+                return Err(MergeError::DuplicateShard(shard.clone()));
+            }
+        }
+        self.shards.extend(r.shards);
+        self.devices += r.devices;
+        self.wall_ms = self.wall_ms.max(r.wall_ms);
+        for (endpoint, outcomes) in r.requests {
+            let mine = self.requests.entry(endpoint).or_default();
+            for (outcome, n) in outcomes {
+                *mine.entry(outcome).or_default() += n;
+            }
+        }
+        add_counts(&mut self.errors, r.errors);
+        add_hists(&mut self.latency_us, r.latency_us);
+        add_hists(&mut self.latency_intended_us, r.latency_intended_us);
+        self.tls_handshake_us.add(&r.tls_handshake_us);
+        self.bytes_downloaded += r.bytes_downloaded;
+        add_counts(&mut self.phase_ms, r.phase_ms);
+        self.convergence_ms.add(&r.convergence_ms);
+        add_elementwise(&mut self.arrivals_per_minute, &r.arrivals_per_minute);
+        add_elementwise(&mut self.curve_target_delta, &r.curve_target_delta);
+        add_elementwise(&mut self.curve_initial_delta, &r.curve_initial_delta);
+        self.verdicts.passed += r.verdicts.passed;
+        self.verdicts.failed += r.verdicts.failed;
+        add_counts(&mut self.verdicts.by_reason, r.verdicts.by_reason);
+        self.verdicts.failures.extend(r.verdicts.failures);
+        Ok(())
+    }
+}
+
+fn add_counts(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k).or_default() += v;
+    }
+}
+
+fn add_hists(into: &mut BTreeMap<String, Hist>, from: BTreeMap<String, Hist>) {
+    for (k, h) in from {
+        into.entry(k).or_default().add(&h);
+    }
+}
+
+fn add_elementwise<T: Copy + Default + std::ops::AddAssign>(into: &mut Vec<T>, from: &[T]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), T::default());
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += *b;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample(shard: &str, devices: u64, failed: u64) -> Report {
+        let mut latency = Hist::new();
+        latency.record(1000 + devices);
+        Report {
+            format: REPORT_FORMAT,
+            scenario: "rollout".into(),
+            description: "d".into(),
+            seed: 1,
+            fleet_devices: 10,
+            devices,
+            shards: vec![shard.into()],
+            time_scale: "max".into(),
+            server: "embedded".into(),
+            virtual_duration_ms: 3_600_000,
+            wall_ms: 100 * devices,
+            requests: BTreeMap::from([(
+                "check-internal".into(),
+                BTreeMap::from([("200".into(), devices * 2)]),
+            )]),
+            errors: BTreeMap::from([("connect".into(), 1)]),
+            latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),
+            latency_intended_us: BTreeMap::from([("check-internal".into(), latency)]),
+            tls_handshake_us: Hist::new(),
+            bytes_downloaded: 10 * devices,
+            phase_ms: BTreeMap::from([("idle".into(), 5)]),
+            convergence_ms: Hist::new(),
+            arrivals_per_minute: vec![devices, 1],
+            curve_bucket_ms: 60_000,
+            curve_target_delta: vec![devices as i64],
+            curve_initial_delta: vec![-(devices as i64)],
+            verdicts: Verdicts {
+                passed: devices - failed,
+                failed,
+                by_reason: BTreeMap::from([("stuck".into(), failed)]),
+                failures: (0..failed)
+                    .map(|i| DeviceVerdict {
+                        device: i * 7 + devices,
+                        profile: "CX700".into(),
+                        expected: "1".into(),
+                        reached: "0".into(),
+                        reason: "stuck".into(),
+                    })
+                    .collect(),
+            },
+            phases: vec![(0, "power-on".into())],
+        }
+    }
+
+    #[test]
+    fn merge_adds_everything_exactly() {
+        let merged = Report::merge(vec![sample("1/2", 4, 1), sample("0/2", 6, 0)]).unwrap();
+        assert_eq!(merged.devices, 10);
+        assert_eq!(merged.shards, ["0/2", "1/2"]);
+        assert_eq!(merged.requests["check-internal"]["200"], 20);
+        assert_eq!(merged.errors["connect"], 2);
+        assert_eq!(merged.latency_us["check-internal"].0.len(), 2);
+        assert_eq!(merged.arrivals_per_minute, [10, 2]);
+        assert_eq!(merged.curve(), [(60_000, 10, -10)]);
+        assert_eq!((merged.verdicts.passed, merged.verdicts.failed), (9, 1));
+        assert_eq!(merged.wall_ms, 600);
+        assert!(!merged.passed());
+    }
+
+    #[test]
+    fn merge_refuses_reports_of_different_runs() {
+        let mut other = sample("1/2", 4, 0);
+        other.seed = 2;
+        assert_eq!(
+            Report::merge(vec![sample("0/2", 6, 0), other]),
+            Err(MergeError::Mismatch("seed"))
+        );
+        assert_eq!(
+            Report::merge(vec![sample("0/2", 6, 0), sample("0/2", 6, 0)]),
+            Err(MergeError::DuplicateShard("0/2".into()))
+        );
+        assert_eq!(Report::merge(vec![]), Err(MergeError::Empty));
+    }
+
+    #[test]
+    fn bunching_is_peak_over_mean_of_the_active_span() {
+        let mut r = sample("0/1", 1, 0);
+        r.arrivals_per_minute = vec![0, 2, 2, 8, 0];
+        let (peak, mean, ratio) = r.bunching();
+        assert_eq!(peak, 8);
+        assert!((mean - 3.0).abs() < 1e-9);
+        assert!((ratio - 8.0 / 3.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,149 @@
+//! The human summary printed at the end of a run.
+
+use std::fmt::Write as _;
+
+use super::{Hist, Report};
+use crate::duration::format_duration;
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn vtime(ms: u64) -> String {
+    format_duration(std::time::Duration::from_millis(ms))
+}
+
+fn latency_row(out: &mut String, name: &str, h: &Hist) {
+    let s = h.summary();
+    let _ = writeln!(
+        out,
+        "  {name:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        s.count,
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.p99),
+        ms(s.p999),
+        ms(s.max)
+    );
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
+    let _ = writeln!(
+        out,
+        "{verdict}: {} of {} devices met expectations ({} failed); seed {}, shards {}, server {}",
+        r.verdicts.passed,
+        r.devices,
+        r.verdicts.failed,
+        r.seed,
+        r.shards.join(","),
+        r.server
+    );
+    let wall = r.wall_ms as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "virtual time {} in {wall:.1} s wall (time scale {}); {} requests ({:.0}/s wall); {:.1} MiB downloaded",
+        vtime(r.virtual_duration_ms),
+        r.time_scale,
+        r.total_requests(),
+        if wall > 0.0 { r.total_requests() as f64 / wall } else { 0.0 },
+        r.bytes_downloaded as f64 / (1024.0 * 1024.0)
+    );
+
+    let _ = writeln!(out, "\nrequests by endpoint and outcome:");
+    for (endpoint, outcomes) in &r.requests {
+        let parts: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
+        let _ = writeln!(out, "  {endpoint:<16} {}", parts.join("  "));
+    }
+
+    let _ = writeln!(out, "\nlatency, ms (service time: send to end of reply)");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "endpoint", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for (name, h) in &r.latency_us {
+        latency_row(&mut out, name, h);
+    }
+    let _ = writeln!(
+        out,
+        "latency, ms, from the intended send time (coordinated omission corrected)"
+    );
+    for (name, h) in &r.latency_intended_us {
+        latency_row(&mut out, name, h);
+    }
+    if !r.tls_handshake_us.0.is_empty() {
+        latency_row(&mut out, "tls handshake", &r.tls_handshake_us);
+    }
+
+    if !r.errors.is_empty() {
+        let parts: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}={n}")).collect();
+        let _ = writeln!(out, "\nerrors by class: {}", parts.join("  "));
+    }
+
+    let total_phase: u64 = r.phase_ms.values().sum();
+    if total_phase > 0 {
+        let _ = writeln!(
+            out,
+            "\ntime in each lifecycle phase (share of device-time):"
+        );
+        for (phase, t) in &r.phase_ms {
+            let _ = writeln!(
+                out,
+                "  {phase:<16} {:>6.2}%",
+                *t as f64 * 100.0 / total_phase as f64
+            );
+        }
+    }
+
+    if !r.convergence_ms.0.is_empty() {
+        let q = |s: f64| r.convergence_at(s).map(vtime).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "\nconvergence after the last offer change ({} devices): 50% {}  90% {}  99% {}  100% {}",
+            r.convergence_ms.0.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        );
+    }
+    let (peak, mean, ratio) = r.bunching();
+    let _ = writeln!(
+        out,
+        "check arrivals per virtual minute: peak {peak}, mean {mean:.2}, peak-to-mean {ratio:.1}"
+    );
+
+    if r.verdicts.failed > 0 {
+        let reasons: Vec<String> = r
+            .verdicts
+            .by_reason
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let _ = writeln!(out, "\nfailed verdicts by reason: {}", reasons.join("  "));
+        for v in r.verdicts.failures.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  device {} ({}): expected {}, reached {} — {}  (explain: --trace-device {})",
+                v.device, v.profile, v.expected, v.reached, v.reason, v.device
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_the_verdict_and_the_failed_devices() {
+        let text = render(&crate::report::tests::sample("0/1", 5, 1));
+        assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
+        assert!(text.contains("--trace-device 5"), "{text}");
+        assert!(text.contains("check-internal"), "{text}");
+    }
+}
