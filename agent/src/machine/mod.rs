@@ -307,8 +307,20 @@ impl Machine {
         Ok(())
     }
 
-    /// Acts on every deadline at or before `now`; a no-op before the next deadline.
+    /// Acts on every deadline at or before `now` (a due check can land at `now` itself); a
+    /// no-op before the next deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Every transition either waits for an answer or moves its deadline past `now`, so
+        // this ends in one or two rounds; the bound only guards against a future mistake.
+        for _ in 0..8 {
+            match self.poll_timeout() {
+                Some(at) if at <= now => self.step_timeout(now),
+                _ => return,
+            }
+        }
+    }
+
+    fn step_timeout(&mut self, now: Instant) {
         match self.state {
             State::Idle { at } if at <= now => self.begin_cycle(now),
             State::Backoff { at, step } if at <= now => match step {

@@ -1004,19 +1004,31 @@ fn download_failures_are_capped_per_hour_too() {
         server_url: Some(INTERNAL.into()),
         ..MachineConfig::default()
     });
-    for seed in 0..20 {
+    let classes = [
+        FailureClass::HashMismatch,
+        FailureClass::Connect,
+        FailureClass::Timeout,
+        FailureClass::Server5xx,
+        FailureClass::Unauthorized,
+        FailureClass::Io,
+    ];
+    for (class, seed) in classes
+        .into_iter()
+        .flat_map(|c| (0..10).map(move |s| (c, s)))
+    {
         let mut r = Rig::at(cfg.clone(), PersistedState::new(old()), seed, Instant(0));
+        r.send(Event::SignedIn {
+            user: "alice".into(),
+            provisioning: None,
+        });
         let log = r.serve(3 * DAY, |_, a| match a {
             Action::Check { .. } => Some(update(new_version())),
-            Action::Download { .. } => Some(cut(FailureClass::Server5xx, 0)),
+            Action::Download { .. } => Some(cut(class, 0)),
             _ => None,
         });
         let times = requests(&log);
-        assert!(
-            max_per_hour(&times) <= 6,
-            "seed {seed}: {}",
-            max_per_hour(&times)
-        );
+        let most = max_per_hour(&times);
+        assert!(most <= 6, "{class} seed {seed}: {most} per hour");
         let checks = log
             .iter()
             .filter(|(_, a)| matches!(a, Action::Check { .. }))
