@@ -169,3 +169,61 @@ async fn downloads_authenticate_the_same_way() {
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Unauthorized);
 }
+
+#[tokio::test]
+async fn a_server_without_ntlm_or_without_a_challenge_ends_the_attempt() {
+    let pki = Pki::new();
+    // Offers only Basic: credentials are never sent.
+    let basic = TestServer::tls(
+        &pki,
+        handler(|_, _| {
+            let mut r = respond(401, "");
+            r.headers_mut()
+                .insert("www-authenticate", "Basic realm=\"x\"".parse().unwrap());
+            r
+        }),
+    )
+    .await;
+    let err = net::check(
+        &pki.client(),
+        &basic.url("/"),
+        &sample_request(),
+        Some(&alice("correct horse")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Unauthorized {
+                stage: AuthStage::Anonymous,
+                ntlm_offered: false
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(basic.seen().len(), 1);
+    assert!(basic.seen()[0].header("authorization").is_none());
+
+    // Offers NTLM but answers the Type 1 with a bare `NTLM` again: no loop, two requests.
+    let stubborn = TestServer::tls(&pki, handler(|_, _| challenge(None, false))).await;
+    let err = net::check(
+        &pki.client(),
+        &stubborn.url("/"),
+        &sample_request(),
+        Some(&alice("correct horse")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Unauthorized {
+                stage: AuthStage::Negotiate,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(stubborn.seen().len(), 2);
+}
