@@ -9,7 +9,7 @@ use ucupdate_protocol::{FirmwareVersion, HttpUrl, OfferedFile};
 use super::persisted::PersistedState;
 
 /// Work for the driver, in the order it must be done.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write this state atomically (write-temp, fsync, rename) before performing any action
     /// that follows it. Answered by nothing: a failed write is the driver's to report.

@@ -86,7 +86,7 @@ pub struct DownloadFailure {
 }
 
 /// Everything the machine reacts to, besides the passage of time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The wall clock now reads `unix_ms` (send after construction and after each NTP step).
     /// Only the install date uses it; all scheduling runs on the monotonic [`super::Instant`].

@@ -748,10 +748,15 @@ impl Machine {
             return;
         };
         files.sort_by_key(|f| f.kind != FileKind::Image);
+        // Resume only where the record and the offer agree on the file at that position;
+        // anything else starts over (and `Install` re-verifies every file regardless).
         let (next, resume_from) = match self.persisted.download.as_deref() {
-            Some(p) if p.version == version && (p.completed as usize) < files.len() => {
-                let same_file = files[p.completed as usize].file_name == p.file;
-                (p.completed as usize, if same_file { p.bytes } else { 0 })
+            Some(p) if p.version == version => {
+                let index = usize::try_from(p.completed).unwrap_or(usize::MAX);
+                match files.get(index) {
+                    Some(f) if f.file_name == p.file => (index, p.bytes),
+                    _ => (0, 0),
+                }
             }
             _ => (0, 0),
         };

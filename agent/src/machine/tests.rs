@@ -1650,3 +1650,91 @@ mod random {
         }
     }
 }
+
+// ----------------------------------------------------------------------------------------------
+// Smaller rules
+// ----------------------------------------------------------------------------------------------
+
+#[test]
+fn a_withdrawn_offer_drops_the_partial_download() {
+    let mut state = PersistedState::new(old());
+    state.download = Some(Box::new(PartialDownload {
+        version: new_version(),
+        url: "http://pool.contoso.com/x/CPE.nbt".into(),
+        file: FileName::new("CPE.nbt").unwrap(),
+        completed: 0,
+        bytes: 77,
+    }));
+    let mut r = Rig::new(config(|_| {}), state.clone());
+    r.tick_at(0);
+    let a = r.send(no_update());
+    let [Action::Persist(s)] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(s.download, None);
+    // A record whose position names another file than the offer's starts over.
+    state.download.as_mut().unwrap().completed = 1;
+    let mut r = Rig::new(config(|_| {}), state);
+    r.tick_at(0);
+    let a = r.send(update(new_version()));
+    assert_eq!(names(&a), ["persist", "download"]);
+    assert_eq!(
+        (download_of(&a[1]).1.as_str(), download_of(&a[1]).2),
+        ("CPE.nbt", 0)
+    );
+}
+
+#[test]
+fn rebooting_ignores_requests_and_repeats_an_unanswered_reboot() {
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let mut disk = Disk::default();
+    let log = r.serve(HOUR, |_, a| cooperate(&mut disk, a));
+    assert!(matches!(log.last(), Some((_, Action::Reboot))));
+    let rebooted_at = r.now.0;
+    assert_eq!(r.m.phase(), Phase::Rebooting);
+    assert!(r.send(Event::CheckNow).is_empty());
+    assert!(r.send(Event::UserActivity).is_empty());
+    assert_eq!(names(&r.tick_at(rebooted_at + HOUR)), ["reboot"]);
+    assert_eq!(names(&r.tick_at(rebooted_at + 2 * HOUR)), ["reboot"]);
+}
+
+#[test]
+fn status_names_the_server_and_the_step() {
+    let cfg = config(|c| {
+        c.server_url = None;
+        c.sip_domain = Some("contoso.com".into());
+    });
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    let s = r.m.status();
+    assert_eq!(
+        s.server.as_deref(),
+        Some("ucupdates-r2.contoso.com (to be resolved)")
+    );
+    assert_eq!(
+        (s.phase, s.next_deadline, s.signed_in),
+        (Phase::Idle, Some(Instant(0)), false)
+    );
+    r.tick_at(0);
+    r.send(ip());
+    let s = r.m.status();
+    assert_eq!(
+        s.server.as_deref(),
+        Some("http://ucupdates-r2.contoso.com:80/RequestHandler/ucdevice.upx")
+    );
+    r.send(Event::CheckDone(Err(FailureClass::Server5xx)));
+    let text = r.m.status().to_string();
+    assert!(text.contains("last outcome: failed: server-5xx"), "{text}");
+    assert!(text.contains("consecutive failures: 1"), "{text}");
+    // A repeated sign-in with the same provisioning writes nothing new.
+    let prov = provisioning(Some(INTERNAL), None);
+    let first = r.send(Event::SignedIn {
+        user: "a".into(),
+        provisioning: Some(prov.clone()),
+    });
+    assert_eq!(names(&first), ["persist"]);
+    let again = r.send(Event::SignedIn {
+        user: "a".into(),
+        provisioning: Some(prov),
+    });
+    assert!(again.is_empty());
+}
