@@ -27,10 +27,11 @@
 //!   │                  │ idle for idle_before_restart
 //!   │                  ▼
 //!   │               Installing ── Ok ─► Persist(new current, fallback, date) ► Reboot ► Rebooting
+//!   │                  └── Err / watchdog ─► Persist(marker dropped) ► Idle(+poll)
 //!   │
-//!   └── Backoff ◄── any failure of Discovering / Checking / Downloading / Installing (or their
-//!         │         watchdog): retry after U[c/2, c], c = min(cap, base·2^(n-1))
-//!         └──► retries the same step (check: from discovery; download: resume; install: re-check)
+//!   └── Backoff ◄── any failure of Discovering / Checking / Downloading (or their watchdog):
+//!         │         retry after U[c/2, c], c = min(cap, base·2^(n-1))
+//!         └──► retries the same step (check: from discovery if needed; download: resumes)
 //! ```
 //!
 //! # Layout
