@@ -1,1 +1,462 @@
-fn main() {}
+//! `ucupdate-server`: the command line of the server stub. `serve` runs the listeners; the
+//! other commands (`import`, `rules`, `test-devices`, `inventory`) work offline on a data
+//! directory's state file (stop the server first, or use the admin API while it runs).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ucupdate_protocol::{HttpUrl, UpdateKey};
+use ucupdate_server_stub::{
+    package, Limits, ServerConfig, State, StateOptions, TestDevice, TlsSource, UserDb,
+};
+
+/// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and
+/// load tests.
+#[derive(Parser, Debug)]
+#[command(name = "ucupdate-server", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the internal (HTTP and HTTPS), external (HTTPS + NTLM) and admin listeners.
+    Serve(Box<ServeArgs>),
+    /// Import a vendor-style package (a .cab or a directory with updateInfo.xml); every
+    /// version in it becomes pending.
+    Import {
+        #[command(flatten)]
+        data: DataArg,
+        /// Approve RoundTable updates on import (the R2 rule).
+        #[arg(long)]
+        deploy_roundtable_on_import: bool,
+        /// The package: FILE.cab or a directory.
+        package: PathBuf,
+    },
+    /// List or change update rules.
+    Rules {
+        #[command(subcommand)]
+        action: RulesAction,
+    },
+    /// List, add or remove test devices (they are offered pending versions).
+    TestDevices {
+        #[command(subcommand)]
+        action: TestDevicesAction,
+    },
+    /// Show the device inventory (last seen version, model, user, check time).
+    Inventory {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct DataArg {
+    /// The data directory (state.json, store/, logs/, audit/).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+}
+
+/// A rule key: DeviceType/Brand/Model/Revision/Locale/UpdateType.
+#[derive(Args, Debug)]
+struct KeyArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// The rule key, e.g. UCPhone/Polycom/CX700/A/ENU/CPE.
+    key: UpdateKey,
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesAction {
+    /// List every rule with its pending, approved and restore versions.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pending becomes approved; the previous approved becomes the restore version.
+    Approve(KeyArgs),
+    /// Roll back: the restore version becomes the approved one again.
+    Restore(KeyArgs),
+    /// Cancel the pending version (test devices fall back to the approved one).
+    Reset(KeyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum TestDevicesAction {
+    /// Add a test device by MAC (any of 010203040506, 01-02-..., 01:02:...) or serial
+    /// number (`serial:SN` forces the serial reading).
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        device: TestDevice,
+    },
+    /// Remove a test device.
+    Remove {
+        #[command(flatten)]
+        data: DataArg,
+        device: TestDevice,
+    },
+    /// List test devices.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A listen address, or `off` to disable that listener.
+#[derive(Clone, Copy, Debug)]
+struct Listen(Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Listen(None));
+        }
+        text.parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|e| format!("{text:?}: {e} (expected IP:PORT or off)"))
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Internal plain-HTTP listener (anonymous), or `off`. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    internal: Listen,
+    /// Internal HTTPS listener (anonymous), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    internal_tls: Listen,
+    /// External HTTPS listener (NTLM required), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4443")]
+    external: Listen,
+    /// Admin API and /metrics (no authentication: keep it on loopback), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9080")]
+    admin: Listen,
+    /// NTLM users of the external listener: `DOMAIN\user:password` or `user:password` lines.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// PEM certificate chain for the TLS listeners (default: generate one at start).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Extra DNS names or IPs for the generated certificate (besides localhost, 127.0.0.1, ::1).
+    #[arg(long = "tls-name", value_name = "NAME", conflicts_with = "cert")]
+    tls_names: Vec<String>,
+    /// Where to write the PEM that clients should trust (default DIR/ca.pem).
+    #[arg(long, value_name = "FILE")]
+    ca_out: Option<PathBuf>,
+    /// BaseURL root in check replies, e.g. http://pool01.contoso.com (default: the
+    /// internal listener, plain HTTP if enabled).
+    #[arg(long, value_name = "URL")]
+    public_internal_url: Option<HttpUrl>,
+    /// ExternalBaseURL root in check replies (default: the external listener).
+    #[arg(long, value_name = "URL")]
+    public_external_url: Option<HttpUrl>,
+    /// Server name in audit-log file names and the NTLM target name.
+    #[arg(long, value_name = "NAME", default_value = "ucupdate")]
+    server_name: String,
+    /// Approve RoundTable updates on import (the R2 rule).
+    #[arg(long)]
+    deploy_roundtable_on_import: bool,
+    /// Accept device types other than UCPhone and RoundTable in checks (default: 400).
+    #[arg(long)]
+    accept_unknown_device_types: bool,
+    /// Seconds a client has to send a request header (and finish a TLS handshake).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Open device connections beyond this get a 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Largest file the admin publish endpoint accepts, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    max_publish_bytes: u64,
+    /// Milliseconds between batched writes of inventory changes to the state file.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    flush_interval_ms: u64,
+    /// Log format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ucupdate-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(*args),
+        Command::Import {
+            data,
+            deploy_roundtable_on_import,
+            package: path,
+        } => {
+            let options = StateOptions {
+                deploy_roundtable_on_import,
+            };
+            let state = open(&data.data, options)?;
+            let imported = package::import_path(&state, &path)
+                .with_context(|| format!("import {}", path.display()))?;
+            for i in imported {
+                println!(
+                    "{} {} ({} files): {}",
+                    i.key,
+                    i.version,
+                    i.files,
+                    describe(&i.rule)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules { action } => rules(action),
+        Command::TestDevices { action } => test_devices(action),
+        Command::Inventory { data, json } => {
+            let state = open(&data.data, StateOptions::default())?;
+            let inventory = state.inventory();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inventory)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "DEVICE\tTYPE\tBRAND/MODEL\tVERSIONS\tLAST USER\tLAST CHECK (UTC)\tLAST OFFER"
+            );
+            for e in inventory {
+                let versions: Vec<String> =
+                    e.versions.iter().map(|(t, v)| format!("{t}={v}")).collect();
+                println!(
+                    "{}\t{}\t{}/{}\t{}\t{}\t{}\t{}",
+                    e.device,
+                    e.device_type,
+                    e.brand,
+                    e.model,
+                    versions.join(","),
+                    e.last_user.as_deref().unwrap_or("-"),
+                    ucupdate_protocol::audit::format_time(e.last_check_unix),
+                    e.last_offer
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open(dir: &Path, options: StateOptions) -> anyhow::Result<State> {
+    State::open(dir, options).with_context(|| format!("open data directory {}", dir.display()))
+}
+
+fn describe(rule: &ucupdate_server_stub::Rule) -> String {
+    let show = |v: Option<ucupdate_protocol::FirmwareVersion>| {
+        v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
+    };
+    format!(
+        "pending {} approved {}{} restore {}",
+        show(rule.pending),
+        show(rule.approved),
+        if rule.rolled_back {
+            " (rolled back)"
+        } else {
+            ""
+        },
+        show(rule.restore)
+    )
+}
+
+fn rules(action: RulesAction) -> anyhow::Result<ExitCode> {
+    let (args, verb): (KeyArgs, &str) = match action {
+        RulesAction::List { data, json } => {
+            let state = open(&data.data, StateOptions::default())?;
+            let rules = state.rules();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rules)?);
+            } else {
+                for r in rules {
+                    println!("{} {}", r.key, describe(&r.rule));
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        RulesAction::Approve(a) => (a, "approve"),
+        RulesAction::Restore(a) => (a, "restore"),
+        RulesAction::Reset(a) => (a, "reset"),
+    };
+    let state = open(&args.data.data, StateOptions::default())?;
+    let rule = match verb {
+        "approve" => state.approve(&args.key),
+        "restore" => state.restore(&args.key),
+        _ => state.reset(&args.key),
+    }
+    .with_context(|| format!("{verb} {}", args.key))?;
+    println!("{} {}", args.key, describe(&rule));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test_devices(action: TestDevicesAction) -> anyhow::Result<ExitCode> {
+    match action {
+        TestDevicesAction::Add { data, device } => {
+            let state = open(&data.data, StateOptions::default())?;
+            let added = state.add_test_device(device.clone())?;
+            println!(
+                "{device}: {}",
+                if added {
+                    "added"
+                } else {
+                    "already a test device"
+                }
+            );
+        }
+        TestDevicesAction::Remove { data, device } => {
+            let state = open(&data.data, StateOptions::default())?;
+            if !state.remove_test_device(&device)? {
+                bail!("{device} is not a test device");
+            }
+            println!("{device}: removed");
+        }
+        TestDevicesAction::List { data } => {
+            for device in open(&data.data, StateOptions::default())?.test_devices() {
+                println!("{device}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let users = match &args.users {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read users file {}", path.display()))?;
+            UserDb::parse(&text).with_context(|| format!("users file {}", path.display()))?
+        }
+        None => UserDb::default(),
+    };
+    if args.external.0.is_some() && users.is_empty() {
+        tracing::warn!("the external listener has no users (--users): every login will fail");
+    }
+    let tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => TlsSource::SelfSigned {
+            extra_names: args.tls_names.clone(),
+        },
+    };
+    let config = ServerConfig {
+        data_dir: args.data.data.clone(),
+        internal: args.internal.0,
+        internal_tls: args.internal_tls.0,
+        external: args.external.0,
+        admin: args.admin.0,
+        users,
+        tls,
+        ca_out: args.ca_out.clone(),
+        public_internal_url: args.public_internal_url.clone(),
+        public_external_url: args.public_external_url.clone(),
+        server_name: args.server_name.clone(),
+        deploy_roundtable_on_import: args.deploy_roundtable_on_import,
+        accept_unknown_device_types: args.accept_unknown_device_types,
+        limits: Limits {
+            header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            max_connections: args.max_connections,
+            max_publish_bytes: args.max_publish_bytes,
+        },
+        flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    runtime.block_on(async move {
+        let server = ucupdate_server_stub::start(config).await?;
+        // One line per listener on stdout, so scripts can use port 0 and read the ports.
+        let lines = [
+            ("internal", server.internal_url()),
+            ("internal-tls", server.internal_tls_url()),
+            ("external", server.external_url()),
+            ("admin", server.admin_url()),
+        ];
+        for (name, url) in lines {
+            if let Some(url) = url {
+                println!("{name} {url}");
+            }
+        }
+        if !server.ca_pem().is_empty() {
+            let ca = args
+                .ca_out
+                .clone()
+                .unwrap_or_else(|| args.data.data.join("ca.pem"));
+            println!("ca {}", ca.display());
+        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -29,19 +29,13 @@ use ucupdate_protocol::{
 pub enum RuleError {
     /// No rule exists for the key (nothing was ever imported for it).
     #[error("no rule for {0}")]
-    UnknownRule(UpdateKey),
+    UnknownRule(Box<UpdateKey>),
     /// Approve or reset with no pending version.
     #[error("{0}: no pending version")]
-    NothingPending(UpdateKey),
+    NothingPending(Box<UpdateKey>),
     /// Restore with no restore version.
     #[error("{0}: no restore version")]
-    NothingToRestore(UpdateKey),
-    /// A version was named whose files were never stored.
-    #[error("{key}: version {version} has no stored files")]
-    NoFiles {
-        key: UpdateKey,
-        version: FirmwareVersion,
-    },
+    NothingToRestore(Box<UpdateKey>),
 }
 
 /// One update rule: which version each class of device should run.
@@ -70,7 +64,7 @@ impl Rule {
 
     pub fn approve(&mut self, key: &UpdateKey) -> Result<(), RuleError> {
         if self.pending.is_none() {
-            return Err(RuleError::NothingPending(key.clone()));
+            return Err(RuleError::NothingPending(Box::new(key.clone())));
         }
         self.promote();
         Ok(())
@@ -91,7 +85,7 @@ impl Rule {
         let restore = self
             .restore
             .take()
-            .ok_or_else(|| RuleError::NothingToRestore(key.clone()))?;
+            .ok_or_else(|| RuleError::NothingToRestore(Box::new(key.clone())))?;
         self.approved = Some(restore);
         self.rolled_back = true;
         Ok(())
@@ -101,7 +95,7 @@ impl Rule {
         self.pending
             .take()
             .map(|_| ())
-            .ok_or_else(|| RuleError::NothingPending(key.clone()))
+            .ok_or_else(|| RuleError::NothingPending(Box::new(key.clone())))
     }
 
     /// The version a device should run, if any, and the status it is offered with.
@@ -271,7 +265,7 @@ impl Model {
     fn rule_mut(&mut self, key: &UpdateKey) -> Result<&mut Rule, RuleError> {
         self.rules
             .get_mut(key)
-            .ok_or_else(|| RuleError::UnknownRule(key.clone()))
+            .ok_or_else(|| RuleError::UnknownRule(Box::new(key.clone())))
     }
 
     pub fn approve(&mut self, key: &UpdateKey) -> Result<Rule, RuleError> {
@@ -514,7 +508,15 @@ mod tests {
         use Step::*;
         const ROLLBACK: OfferStatus = OfferStatus::Restore;
         type Expect = Option<(OfferStatus, &'static str)>;
-        let table: Vec<(&str, Vec<Step>, &str, bool, Expect, [Option<&str>; 3])> = vec![
+        type Row = (
+            &'static str,
+            Vec<Step>,
+            &'static str,
+            bool,
+            Expect,
+            [Option<&'static str>; 3],
+        );
+        let table: Vec<Row> = vec![
             (
                 "import is pending: normal device gets nothing",
                 vec![Import("2.0.0.0")],
@@ -693,15 +695,24 @@ mod tests {
     #[test]
     fn refused_transitions() {
         let mut model = Model::default();
-        assert_eq!(model.approve(&key()), Err(RuleError::UnknownRule(key())));
+        assert_eq!(
+            model.approve(&key()),
+            Err(RuleError::UnknownRule(Box::new(key())))
+        );
         model.import(key(), v("2.0.0.0"), files(), false);
         assert_eq!(
             model.restore(&key()),
-            Err(RuleError::NothingToRestore(key()))
+            Err(RuleError::NothingToRestore(Box::new(key())))
         );
         model.approve(&key()).unwrap();
-        assert_eq!(model.approve(&key()), Err(RuleError::NothingPending(key())));
-        assert_eq!(model.reset(&key()), Err(RuleError::NothingPending(key())));
+        assert_eq!(
+            model.approve(&key()),
+            Err(RuleError::NothingPending(Box::new(key())))
+        );
+        assert_eq!(
+            model.reset(&key()),
+            Err(RuleError::NothingPending(Box::new(key())))
+        );
     }
 
     #[test]

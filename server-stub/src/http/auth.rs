@@ -26,7 +26,7 @@ pub(crate) fn gate<B>(
     ctx: &Arc<Ctx>,
     auth: &mut ConnAuth,
     req: &Request<B>,
-) -> Result<String, Response<Body>> {
+) -> Result<String, Box<Response<Body>>> {
     if let Some(user) = &auth.user {
         return Ok(user.clone());
     }
@@ -101,7 +101,7 @@ pub(crate) fn gate<B>(
     }
 }
 
-fn unauthorized(type2: Option<&[u8]>, reason: &str) -> Response<Body> {
+fn unauthorized(type2: Option<&[u8]>, reason: &str) -> Box<Response<Body>> {
     let mut response = text(StatusCode::UNAUTHORIZED, reason);
     let value = match type2 {
         Some(token) => ucupdate_ntlm::to_header(token),
@@ -110,5 +110,5 @@ fn unauthorized(type2: Option<&[u8]>, reason: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
-    response
+    Box::new(response)
 }

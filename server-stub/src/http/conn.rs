@@ -210,7 +210,7 @@ async fn dispatch(
                     let _ =
                         read_capped(req.into_body().map_err(io::Error::other), MAX_MESSAGE_BYTES)
                             .await;
-                    ("auth", refusal)
+                    ("auth", *refusal)
                 }
             }
         }

@@ -1,0 +1,174 @@
+//! The `ucupdate-server` binary: offline commands on a data directory, and `serve` with
+//! port 0 printing its URLs, serving a check, and stopping cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use ucupdate_server_stub::PackageEntry;
+
+use crate::common::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = bin().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn offline_commands_work_on_the_state_file() {
+    let data = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    let cab = pkg.path().join("UCUpdates.cab");
+    ucupdate_server_stub::package::write_cab(
+        &cab,
+        &[PackageEntry {
+            key: key(),
+            version: v("2.0.0.0"),
+            files: files("cli"),
+        }],
+    )
+    .unwrap();
+    let d = data.path().to_str().unwrap();
+
+    let (ok, out, err) = run(&["import", "--data", d, cab.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("UCPhone/Polycom/CX700/A/ENU/CPE 2.0.0.0 (3 files): pending 2.0.0.0"),
+        "{out}"
+    );
+
+    let (ok, out, _) = run(&["rules", "list", "--data", d]);
+    assert!(ok && out.contains("pending 2.0.0.0 approved -"), "{out}");
+    let (ok, out, _) = run(&[
+        "rules",
+        "approve",
+        "--data",
+        d,
+        "UCPhone/Polycom/CX700/A/ENU/CPE",
+    ]);
+    assert!(ok && out.contains("approved 2.0.0.0"), "{out}");
+    let (ok, _, err) = run(&[
+        "rules",
+        "approve",
+        "--data",
+        d,
+        "UCPhone/Polycom/CX700/A/ENU/CPE",
+    ]);
+    assert!(!ok && err.contains("no pending version"), "{err}");
+    let (ok, _, err) = run(&[
+        "rules",
+        "restore",
+        "--data",
+        d,
+        "UCPhone/Polycom/CX700/A/ENU/CPE",
+    ]);
+    assert!(!ok && err.contains("no restore version"), "{err}");
+    let (ok, _, err) = run(&["rules", "reset", "--data", d, "not/a/key"]);
+    assert!(!ok && err.contains("DeviceType/Brand"), "{err}");
+    let (ok, out, _) = run(&["rules", "list", "--json", "--data", d]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok);
+    assert_eq!(json[0]["approved"], "2.0.0.0");
+
+    assert!(run(&["test-devices", "add", "--data", d, "0004f2000176"]).0);
+    assert!(run(&["test-devices", "add", "--data", d, "PCX-1"]).0);
+    let (_, out, _) = run(&["test-devices", "list", "--data", d]);
+    assert_eq!(out, format!("{MAC}\nserial:PCX-1\n"));
+    assert!(run(&["test-devices", "remove", "--data", d, "00:04:f2:00:01:76"]).0);
+    let (ok, _, err) = run(&["test-devices", "remove", "--data", d, MAC]);
+    assert!(!ok && err.contains("not a test device"), "{err}");
+
+    let (ok, out, _) = run(&["inventory", "--data", d]);
+    assert!(ok && out.starts_with("DEVICE\t"), "{out}");
+    let (_, help, _) = run(&["serve", "--help"]);
+    for flag in [
+        "--internal",
+        "--internal-tls",
+        "--external",
+        "--admin",
+        "--users",
+        "--cert",
+        "--key",
+        "--public-internal-url",
+        "--public-external-url",
+        "--log-format",
+        "--tls-name",
+        "--ca-out",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_urls_serves_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let users = data.path().join("users.txt");
+    std::fs::write(&users, "CONTOSO\\alice:Secret1!\n").unwrap();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--internal",
+            "127.0.0.1:0",
+            "--internal-tls",
+            "off",
+            "--external",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(4)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        lines[0].starts_with("internal http://127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("external https://127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(lines[3].starts_with("ca "), "{lines:?}");
+    let url: ucupdate_protocol::HttpUrl = lines[0].split_once(' ').unwrap().1.parse().unwrap();
+    let addr = format!("127.0.0.1:{}", url.port).parse().unwrap();
+    let mut c = Conn::plain(addr).await;
+    assert_eq!(offered(&c.check("1.0.0.0", MAC).await), None);
+    drop(c);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let state = std::fs::read_to_string(data.path().join("state.json")).unwrap();
+    assert!(state.contains(MAC), "inventory flushed at shutdown");
+}
