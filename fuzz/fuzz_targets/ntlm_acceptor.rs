@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use ucupdate_ntlm::{AcceptStep, Acceptor, Client, Credentials, UserDb};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, token)) = data.split_first() else { return };
+    let Some((&mode, token)) = data.split_first() else {
+        return;
+    };
     let mut users = UserDb::default();
     users.insert(Some("CORP"), "alice", "secret");
     let mut acceptor = Acceptor::new(Arc::new(users), [7; 8], 1, "CORP");
@@ -18,9 +20,15 @@ fuzz_target!(|data: &[u8]| {
             let _ = acceptor.step(token);
         }
         1 => {
-            assert!(matches!(acceptor.step(&client.negotiate()), AcceptStep::Challenge(_)));
+            assert!(matches!(
+                acceptor.step(&client.negotiate()),
+                AcceptStep::Challenge(_)
+            ));
             let step = acceptor.step(token);
-            assert!(matches!(step, AcceptStep::Rejected(_)), "forged token accepted: {step:?}");
+            assert!(
+                matches!(step, AcceptStep::Rejected(_)),
+                "forged token accepted: {step:?}"
+            );
         }
         _ => {
             client.negotiate();

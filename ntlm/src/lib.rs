@@ -11,7 +11,7 @@
 //! - `message`: the wire layout of Type 1/2/3 messages and target-info AV pairs.
 //! - `client`: [`Client`], the device side.
 //! - `userdb`: [`UserDb`], the acceptor's user file.
-//! - `acceptor`: [`Acceptor`], [`AcceptStep`], [`RejectReason`] (docs/NTLM.md says what it checks).
+//! - `acceptor`: [`Acceptor`], [`AcceptStep`], [`RejectReason`] (see docs/NTLM.md).
 //! - this file: HTTP header helpers, [`message_type`] and [`filetime_from_unix_millis`].
 
 mod client;
