@@ -339,3 +339,88 @@ async fn shaping_adds_latency_per_connection_and_request() {
     // Once before connecting, once before the request.
     assert_eq!(stats.total, Duration::from_millis(300));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_cap_paces_an_upload_too() {
+    let server = TestServer::plain(handler(|_, _| respond(200, ""))).await;
+    let client = Pki::new().client().shaped(net::RequestShaping {
+        bytes_per_sec: std::num::NonZeroU64::new(1000),
+        added_latency: Duration::ZERO,
+    });
+    let upload = LogUpload::new(
+        LogType::Watson,
+        FileName::new("crash.dmp").unwrap(),
+        PathSegment::new("00-04-F2-00-01-76").unwrap(),
+    )
+    .unwrap();
+    let (status, stats) = net::upload_log_with_stats(
+        &client,
+        &server.url(INTERNAL_HANDLER_PATH),
+        &upload,
+        Bytes::from(vec![7u8; 5000]),
+        None,
+    )
+    .await;
+    assert_eq!(status.unwrap(), 200);
+    assert_eq!(
+        (stats.bytes_sent, stats.total),
+        (5000, Duration::from_secs(5))
+    );
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs.
+async fn black_hole(
+    ip: std::net::Ipv4Addr,
+    port: u16,
+) -> (tokio::net::TcpListener, tokio::net::TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((ip, port).into()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let filler = tokio::net::TcpStream::connect((ip, port)).await.unwrap();
+    (listener, filler)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_address_gets_its_share_of_the_connect_timeout_then_the_next_is_tried() {
+    let good = TestServer::plain(handler(|_, _| {
+        respond(200, CheckResponse::NoUpdate.encode())
+    }))
+    .await;
+    let port = good.addr.port();
+    let dead_ip = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let _hole = black_hole(dead_ip, port).await;
+    let pki = Pki::new();
+    let client = pki.client_with(|s| {
+        s.timeouts = timeouts();
+        s.resolve_overrides.insert(
+            HOST.to_owned(),
+            vec![dead_ip.into(), std::net::Ipv4Addr::LOCALHOST.into()],
+        );
+    });
+    let url = format!("http://{HOST}:{port}/").parse().unwrap();
+    let (result, stats) = net::check_with_stats(&client, &url, &sample_request(), None).await;
+    assert_eq!(result.unwrap(), CheckResponse::NoUpdate);
+    // Seven seconds for two addresses: the dead one is given up after three and a half.
+    assert_eq!(stats.connect_time, Duration::from_millis(3500));
+
+    // Only the dead address: the whole budget, then a connect timeout.
+    let client = pki.client_with(|s| {
+        s.timeouts = timeouts();
+        s.resolve_overrides
+            .insert(HOST.to_owned(), vec![dead_ip.into()]);
+    });
+    let start = clock::monotonic();
+    let err = net::check(&client, &url, &sample_request(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::Timeout {
+                phase: TimeoutPhase::Connect
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(clock::elapsed(start), Duration::from_secs(7));
+}

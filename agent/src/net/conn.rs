@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -219,18 +220,29 @@ impl Conn {
 
 async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<TcpStream, NetError> {
     let addrs = resolve(client, url).await?;
+    // Discovery often yields A and AAAA; one black-holed family must not eat the whole
+    // connect budget, so each address gets its share (but at least half a second).
+    let total = client.settings.timeouts.connect;
+    let share = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
+    let per_addr = (total / share).max(Duration::from_millis(500)).min(total);
     let mut last = None;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(tcp) => {
+        match timeout(per_addr, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
                 // Small request heads and NTLM tokens must not wait for Nagle.
                 tcp.set_nodelay(true)
                     .map_err(|source| NetError::Connect { addr, source })?;
                 return Ok(tcp);
             }
-            Err(source) => {
+            Ok(Err(source)) => {
                 tracing::debug!(%addr, error = %source, "connect failed");
                 last = Some(NetError::Connect { addr, source });
+            }
+            Err(_) => {
+                tracing::debug!(%addr, ?per_addr, "connect timed out; trying the next address");
+                last = Some(NetError::Timeout {
+                    phase: TimeoutPhase::Connect,
+                });
             }
         }
     }
