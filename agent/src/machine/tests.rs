@@ -1738,3 +1738,50 @@ fn status_names_the_server_and_the_step() {
     });
     assert!(again.is_empty());
 }
+
+#[test]
+fn early_timeouts_do_nothing_and_wall_time_only_dates_the_install() {
+    let mut r = Rig::new(
+        config(|c| c.power_on_jitter = Duration::from_secs(600)),
+        PersistedState::new(old()),
+    );
+    let first = r.m.poll_timeout().unwrap();
+    assert!(first.0 > 1);
+    r.m.handle_timeout(Instant(first.0 - 1));
+    assert!(r.actions().is_empty());
+    assert_eq!(
+        (r.m.phase(), r.m.poll_timeout()),
+        (Phase::Idle, Some(first))
+    );
+    // No WallClock: the update still happens, its date is unknown.
+    let mut disk = Disk::default();
+    let log = r.serve(DAY, |_, a| cooperate(&mut disk, a));
+    let confirmed = log.iter().rev().find_map(|(_, a)| match a {
+        Action::Persist(s) => Some(s.clone()),
+        _ => None,
+    });
+    let confirmed = confirmed.unwrap();
+    assert_eq!(confirmed.current_version, new_version());
+    assert_eq!(confirmed.last_update_unix_ms, None);
+    // A WallClock sent later (after an NTP step) dates by the offset at that time.
+    let cfg = config(|c| c.power_on_jitter = Duration::from_secs(3600));
+    let mut r = Rig::at(cfg, PersistedState::new(old()), 1, Instant(10 * SEC));
+    assert!(r.m.poll_timeout().unwrap().0 > 15 * SEC);
+    r.send(Event::WallClock { unix_ms: 1_000_000 });
+    r.wait(5 * SEC);
+    r.send(Event::WallClock { unix_ms: 2_000_000 });
+    let mut disk = Disk::default();
+    let log = r.serve(DAY, |_, a| cooperate(&mut disk, a));
+    let (at, _) = log
+        .iter()
+        .find(|(_, a)| matches!(a, Action::Reboot))
+        .unwrap();
+    let Some((_, Action::Persist(s))) = log
+        .iter()
+        .rev()
+        .find(|(_, a)| matches!(a, Action::Persist(_)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(s.last_update_unix_ms, Some(2_000_000 + (at.0 - 15 * SEC)));
+}
