@@ -362,3 +362,37 @@ async fn a_stalled_download_is_a_cut_with_its_bytes() {
     );
     assert_eq!(std::fs::read(&dest).unwrap(), &data[..3000]);
 }
+
+#[tokio::test]
+async fn a_wrong_content_range_drops_the_prefix_so_the_next_attempt_is_whole() {
+    let data = file_bytes(8000);
+    let served = data.clone();
+    let server = TestServer::plain(handler(move |req, _| {
+        if req.header("range").is_some() {
+            // Claims to resume from the wrong place.
+            let mut r = respond(206, served.slice(100..));
+            r.headers_mut()
+                .insert("content-range", "bytes 100-7999/8000".parse().unwrap());
+            return r;
+        }
+        serve_file(req, &served)
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("CPE.nbt");
+    std::fs::write(&dest, &data[..5000]).unwrap();
+    let client = Pki::new().client();
+    let expected = offered(&data, true, true);
+    let err = net::download(&client, &server.url(PATH), &expected, &dest, 5000, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.class(), err.bytes_on_disk()),
+        (ErrorClass::Protocol, Some(0))
+    );
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), 0);
+    let got = net::download(&client, &server.url(PATH), &expected, &dest, 0, None)
+        .await
+        .unwrap();
+    assert_eq!(got.sha256, Some(sha256(&data)));
+}

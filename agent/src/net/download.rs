@@ -304,12 +304,18 @@ async fn run(
                 let range = content_range(response).ok_or_else(|| {
                     NetError::Unexpected("206 without a usable Content-Range".into())
                 });
+                // A server that answers ranges wrongly would answer the next resume wrongly
+                // too: drop the prefix so the next attempt fetches the whole file.
                 let range = match range {
                     Ok(r) => r,
-                    Err(e) => return Err(progress.cut(e).await),
+                    Err(e) => {
+                        progress.restart().await?;
+                        return Err(progress.cut(e).await);
+                    }
                 };
                 if range.start != Some(from) {
                     let e = NetError::Unexpected(format!("asked for bytes {from}-, got {range:?}"));
+                    progress.restart().await?;
                     return Err(progress.cut(e).await);
                 }
                 if let Err(e) = size_matches(expected, range.total) {
