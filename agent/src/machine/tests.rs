@@ -1785,3 +1785,36 @@ fn early_timeouts_do_nothing_and_wall_time_only_dates_the_install() {
     };
     assert_eq!(s.last_update_unix_ms, Some(2_000_000 + (at.0 - 15 * SEC)));
 }
+
+#[test]
+fn a_fleet_does_not_phase_lock_over_ten_days() {
+    let cfg = Arc::new(MachineConfig {
+        server_url: Some(INTERNAL.into()),
+        ..MachineConfig::default()
+    });
+    let mut checks_on_day_ten = Vec::new();
+    for seed in 0..1000u64 {
+        let mut r = Rig::at(cfg.clone(), PersistedState::new(old()), seed, Instant(0));
+        let log = r.serve(11 * DAY, |_, a| {
+            matches!(a, Action::Check { .. }).then(no_update)
+        });
+        checks_on_day_ten.extend(
+            requests(&log)
+                .into_iter()
+                .filter(|t| (10 * DAY..11 * DAY).contains(&t.0)),
+        );
+    }
+    checks_on_day_ten.sort();
+    let spread = checks_on_day_ten.last().unwrap().0 - checks_on_day_ten[0].0;
+    assert!(
+        spread > 3 * HOUR,
+        "day-ten checks spread over only {spread} ms"
+    );
+    // The busiest minute holds a small share of the fleet (all at once would be 1000).
+    let mut per_minute = std::collections::HashMap::<u64, usize>::new();
+    for t in &checks_on_day_ten {
+        *per_minute.entry(t.0 / MIN).or_default() += 1;
+    }
+    let busiest = per_minute.values().max().copied().unwrap_or(0);
+    assert!(busiest < 40, "{busiest} checks in one minute");
+}
