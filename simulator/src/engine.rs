@@ -109,8 +109,11 @@ pub struct RunConfig {
     /// Keep a digest of each device's event sequence (for the reproducibility test).
     pub collect_digests: bool,
     /// Called about every 200 ms of wall time with a progress snapshot.
-    pub progress: Option<Box<dyn FnMut(&Progress) + Send>>,
+    pub progress: Option<ProgressSink>,
 }
+
+/// Receives progress snapshots (the CLI's live line).
+pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
 /// A snapshot for the live progress line.
 #[derive(Debug, Clone, Default)]
@@ -793,11 +796,9 @@ impl Engine {
             } => {
                 let size = file.size.unwrap_or(self.cfg.scenario.fleet.image_size);
                 let bandwidth = self.cfg.scenario.fleet.bandwidth;
-                let transfer = if bandwidth > 0 {
-                    size.saturating_sub(resume_from) * 1000 / bandwidth
-                } else {
-                    10
-                };
+                let transfer = (size.saturating_sub(resume_from) * 1000)
+                    .checked_div(bandwidth)
+                    .unwrap_or(10);
                 let stamp =
                     t + self.cfg.scenario.fleet.latency.as_millis() as u64 + transfer.max(1);
                 let user = self.devices[slot as usize]
@@ -1167,8 +1168,14 @@ impl Engine {
         let phase = phase_name(self.devices[slot as usize].phase as usize);
         let line = format!("{:>14}  {phase:<12} {text}", vtime(t));
         if self.cfg.collect_digests {
+            // The server's ports differ between runs; the sequence is what must not.
+            let mut scrubbed =
+                line.replace(&format!(":{}/", self.cfg.target.internal.port), ":<port>/");
+            if let Some(external) = &self.cfg.target.external {
+                scrubbed = scrubbed.replace(&format!(":{}/", external.port), ":<port-ext>/");
+            }
             let dev = &mut self.devices[slot as usize];
-            for b in line.bytes() {
+            for b in scrubbed.bytes() {
                 dev.digest = (dev.digest ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
             }
         }

@@ -10,6 +10,7 @@
 //! - [`admin`]: how a run publishes / approves / restores on the server.
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
+//! - [`runner`]: one call from a scenario to a report (server, client, engine).
 //! - [`clock`]: the one place the wall clock is read.
 
 pub mod admin;
@@ -20,4 +21,5 @@ pub mod engine;
 pub mod fleet;
 pub mod profile;
 pub mod report;
+pub mod runner;
 pub mod scenario;

@@ -5,18 +5,16 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::HttpUrl;
-use ucupdate_simulator::admin::Admin;
-use ucupdate_simulator::embedded::{self, ControlAdmin, HttpAdmin};
-use ucupdate_simulator::engine::{Engine, Progress, RunConfig, Target, TimeScale};
+use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
 use ucupdate_simulator::report::{html, text, Report};
+use ucupdate_simulator::runner::{self, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
 use ucupdate_simulator::{clock, duration};
 
@@ -32,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario (the default: 1000 mixed devices through `rollout` on the embedded server).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge shard reports (JSON from `run --report`) into the report of the whole fleet.
     Merge(MergeArgs),
     /// List the built-in scenarios.
@@ -184,7 +182,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Merge(args) => merge(args),
         Command::Scenarios => {
             for (name, toml) in BUILT_IN {
@@ -286,114 +284,44 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let mut embedded = None;
-    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
-        match &args.server {
-            None => {
-                let e = embedded::start(
-                    &fleet,
-                    &args.fleet.user_domain,
-                    &args.fleet.password_secret,
-                    args.data_dir.clone(),
-                )
-                .await?;
-                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
-                let t = (
-                    e.target.clone(),
-                    Some(admin),
-                    Some(e.ca_pem.clone().into_bytes()),
-                );
-                embedded = Some(e);
-                t
-            }
-            Some(server) => {
-                let internal = handler_url(server, INTERNAL_HANDLER_PATH)?;
-                let external = args
-                    .external_server
-                    .as_deref()
-                    .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
-                    .transpose()?;
-                let addrs = tokio::net::lookup_host(internal.authority())
-                    .await
-                    .with_context(|| format!("resolving {}", internal.host))?
-                    .map(|a| a.ip())
-                    .collect();
-                let admin = match &args.admin {
-                    Some(url) => Some(Arc::new(HttpAdmin {
-                        base: url.parse().with_context(|| format!("--admin {url}"))?,
-                    }) as Arc<dyn Admin>),
-                    None => None,
-                };
-                (
-                    Target {
-                        label: internal.to_string(),
-                        internal,
-                        external,
-                        addrs,
-                    },
-                    admin,
-                    ca,
-                )
-            }
-        };
-    let client = embedded::client(
-        &target,
-        &args.domain,
-        ca_pem.as_deref(),
-        !args.no_tls_resumption,
-    )?;
+    let server = match &args.server {
+        None => Server::Embedded {
+            data_dir: args.data_dir.clone(),
+        },
+        Some(server) => Server::Remote {
+            internal: handler_url(server, INTERNAL_HANDLER_PATH)?,
+            external: args
+                .external_server
+                .as_deref()
+                .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
+                .transpose()?,
+            admin: args
+                .admin
+                .as_deref()
+                .map(|u| u.parse().with_context(|| format!("--admin {u}")))
+                .transpose()?,
+            ca_pem: ca,
+        },
+    };
 
     let show_progress = !args.no_progress && std::io::stderr().is_terminal();
-    let progress: Option<Box<dyn FnMut(&Progress) + Send>> = show_progress.then(|| {
-        let bar = indicatif::ProgressBar::new(scenario.duration.as_millis() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let started = clock::now();
-        Box::new(move |p: &Progress| {
-            bar.set_position(p.virtual_ms);
-            let secs = clock::now()
-                .duration_since(started)
-                .as_secs_f64()
-                .max(0.001);
-            let phases: Vec<String> = p
-                .by_phase
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|(name, n)| format!("{name}={n}"))
-                .collect();
-            bar.set_message(format!(
-                "{:.0} req/s, {} errors, {} in flight | {}",
-                p.requests as f64 / secs,
-                p.errors,
-                p.in_flight,
-                phases.join(" ")
-            ));
-        }) as Box<dyn FnMut(&Progress) + Send>
-    });
+    let progress: Option<ProgressSink> = show_progress.then(|| progress_bar(scenario.duration));
 
-    let config = RunConfig {
-        scenario,
-        fleet,
+    let spec = RunSpec {
         shard,
         time_scale,
         max_in_flight: args.max_in_flight,
-        target,
-        client,
-        admin,
+        server,
         trace_device: args.trace_device,
         user_domain: args.fleet.user_domain.clone(),
         password_secret: args.fleet.password_secret.clone(),
         dhcp_domain: args.domain.clone(),
+        tls_resumption: !args.no_tls_resumption,
         start_unix_ms: clock::unix_millis(),
-        collect_digests: false,
         progress,
+        ..RunSpec::embedded(scenario, fleet)
     };
-    let outcome = Engine::new(config).run().await?;
-    if let Some(e) = embedded {
-        e.server.shutdown().await?;
-    }
+    let outcome = runner::run(spec).await?;
     if let Some(index) = args.trace_device {
         println!("timeline of device {index}:");
         for line in &outcome.trace {
@@ -407,6 +335,35 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn progress_bar(duration: std::time::Duration) -> ProgressSink {
+    let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = clock::now();
+    Box::new(move |p: &Progress| {
+        bar.set_position(p.virtual_ms);
+        let secs = clock::now()
+            .duration_since(started)
+            .as_secs_f64()
+            .max(0.001);
+        let phases: Vec<String> = p
+            .by_phase
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name}={n}"))
+            .collect();
+        bar.set_message(format!(
+            "{:.0} req/s, {} errors, {} in flight | {}",
+            p.requests as f64 / secs,
+            p.errors,
+            p.in_flight,
+            phases.join(" ")
+        ));
     })
 }
 

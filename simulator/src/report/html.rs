@@ -23,13 +23,11 @@ fn vtime(ms: u64) -> String {
     format_duration(std::time::Duration::from_millis(ms))
 }
 
+/// A named, coloured series of (x, y) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
 /// A polyline plot of one or more series over a shared x range.
-fn line_plot(
-    id: &str,
-    title: &str,
-    series: &[(&str, &str, Vec<(f64, f64)>)],
-    x_label: &str,
-) -> String {
+fn line_plot(id: &str, title: &str, series: &[Series<'_>], x_label: &str) -> String {
     let xs = series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
     let x_max = xs.fold(1.0f64, f64::max);
@@ -215,7 +213,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
         "Change in devices per version over virtual time",
         &[
             ("on target version", "#59a14f", target),
-            ("change on initial version", "#4e79a7", initial),
+            ("on initial version", "#4e79a7", initial),
         ],
         "virtual hours",
     ));

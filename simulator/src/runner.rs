@@ -1,0 +1,140 @@
+//! One call that runs a scenario end to end: start the embedded server (or connect to a remote
+//! one), build the fleet's shared client, run the engine, stop the server. The CLI and the
+//! tests both go through here, so what the tests check is what users run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ucupdate_protocol::HttpUrl;
+
+use crate::admin::Admin;
+use crate::embedded::{self, ControlAdmin, HttpAdmin};
+use crate::engine::{Engine, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
+use crate::fleet::{FleetSpec, Shard};
+use crate::scenario::Scenario;
+
+/// Where the devices go.
+pub enum Server {
+    /// Start the server stub in-process on loopback (data in `data_dir`, or a temporary dir).
+    Embedded { data_dir: Option<PathBuf> },
+    /// A server that is already running.
+    Remote {
+        internal: HttpUrl,
+        external: Option<HttpUrl>,
+        admin: Option<HttpUrl>,
+        ca_pem: Option<Vec<u8>>,
+    },
+}
+
+pub struct RunSpec {
+    pub scenario: Scenario,
+    pub fleet: FleetSpec,
+    pub shard: Shard,
+    pub time_scale: TimeScale,
+    pub max_in_flight: usize,
+    pub server: Server,
+    pub trace_device: Option<u64>,
+    pub user_domain: String,
+    pub password_secret: String,
+    pub dhcp_domain: String,
+    pub tls_resumption: bool,
+    pub start_unix_ms: u64,
+    pub collect_digests: bool,
+    pub progress: Option<ProgressSink>,
+}
+
+impl RunSpec {
+    /// The defaults the CLI uses, for `scenario` with `devices` devices on the embedded server.
+    pub fn embedded(scenario: Scenario, fleet: FleetSpec) -> RunSpec {
+        RunSpec {
+            scenario,
+            fleet,
+            shard: Shard::WHOLE,
+            time_scale: TimeScale::Max,
+            max_in_flight: 256,
+            server: Server::Embedded { data_dir: None },
+            trace_device: None,
+            user_domain: "SIMCORP".into(),
+            password_secret: "ucupdate-sim".into(),
+            dhcp_domain: "sim.example".into(),
+            tls_resumption: true,
+            start_unix_ms: 1_795_600_000_000,
+            collect_digests: false,
+            progress: None,
+        }
+    }
+}
+
+pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
+    let mut embedded = None;
+    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
+        match spec.server {
+            Server::Embedded { data_dir } => {
+                let e = embedded::start(
+                    &spec.fleet,
+                    &spec.user_domain,
+                    &spec.password_secret,
+                    data_dir,
+                )
+                .await?;
+                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+                let parts = (
+                    e.target.clone(),
+                    Some(admin),
+                    Some(e.ca_pem.clone().into_bytes()),
+                );
+                embedded = Some(e);
+                parts
+            }
+            Server::Remote {
+                internal,
+                external,
+                admin,
+                ca_pem,
+            } => {
+                let addrs = tokio::net::lookup_host(internal.authority())
+                    .await?
+                    .map(|a| a.ip())
+                    .collect();
+                let admin = admin.map(|base| Arc::new(HttpAdmin { base }) as Arc<dyn Admin>);
+                (
+                    Target {
+                        label: internal.to_string(),
+                        internal,
+                        external,
+                        addrs,
+                    },
+                    admin,
+                    ca_pem,
+                )
+            }
+        };
+    let client = embedded::client(
+        &target,
+        &spec.dhcp_domain,
+        ca_pem.as_deref(),
+        spec.tls_resumption,
+    )?;
+    let config = RunConfig {
+        scenario: spec.scenario,
+        fleet: spec.fleet,
+        shard: spec.shard,
+        time_scale: spec.time_scale,
+        max_in_flight: spec.max_in_flight,
+        target,
+        client,
+        admin,
+        trace_device: spec.trace_device,
+        user_domain: spec.user_domain,
+        password_secret: spec.password_secret,
+        dhcp_domain: spec.dhcp_domain,
+        start_unix_ms: spec.start_unix_ms,
+        collect_digests: spec.collect_digests,
+        progress: spec.progress,
+    };
+    let outcome = Engine::new(config).run().await;
+    if let Some(e) = embedded {
+        e.server.shutdown().await?;
+    }
+    Ok(outcome?)
+}

@@ -1,0 +1,183 @@
+//! Every built-in scenario runs against the embedded server stub with its verdicts checked, and
+//! a run is reproducible from its seed. Real sockets, real HTTP, the agent's own machine.
+
+use ucupdate_simulator::engine::RunOutcome;
+use ucupdate_simulator::fleet::{FleetSpec, Shard};
+use ucupdate_simulator::profile::Mix;
+use ucupdate_simulator::runner::{self, RunSpec};
+use ucupdate_simulator::scenario::Scenario;
+
+fn fleet(scenario: &Scenario, devices: u64, seed: u64) -> FleetSpec {
+    FleetSpec {
+        devices,
+        mix: Mix::default_fleet(),
+        external_share: scenario.fleet.external_share,
+        signed_in_share: scenario.fleet.signed_in_share,
+        test_devices: scenario.fleet.test_devices.min(devices / 10),
+        seed,
+    }
+}
+
+async fn run(name: &str, devices: u64, seed: u64, digests: bool) -> RunOutcome {
+    let scenario = Scenario::load(name).unwrap();
+    let fleet = fleet(&scenario, devices, seed);
+    let mut spec = RunSpec::embedded(scenario, fleet);
+    spec.collect_digests = digests;
+    runner::run(spec).await.unwrap()
+}
+
+async fn assert_passes(name: &str, devices: u64) -> RunOutcome {
+    let outcome = run(name, devices, 7, false).await;
+    let r = &outcome.report;
+    assert!(
+        r.passed(),
+        "{name}: {}",
+        ucupdate_simulator::report::text::render(r)
+    );
+    assert_eq!(r.verdicts.passed, devices);
+    assert!(
+        r.total_requests() >= devices,
+        "{name}: every device checked"
+    );
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_every_device_polls_and_stays() {
+    let r = assert_passes("steady", 120).await.report;
+    // Powered on over a day, then every 24 h: at least two checks each, no downloads.
+    assert!(r.requests["check-internal"]["200"] >= 240);
+    assert!(!r.requests.contains_key("download"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_storm_checks_once_each_spread_by_jitter() {
+    let r = assert_passes("boot-storm", 150).await.report;
+    let (peak, _, _) = r.bunching();
+    // 150 devices in a 5-minute window plus up to 10 minutes of power-on jitter: no minute
+    // holds a third of them.
+    assert!(peak < 50, "peak {peak} per minute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_wave_adds_a_check_per_device() {
+    let r = assert_passes("sign-in-wave", 100).await.report;
+    assert!(r.requests["check-internal"]["200"] >= 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_converges_and_serves_the_image() {
+    let r = assert_passes("rollout", 120).await.report;
+    let downloads = r.requests["download"]["200"];
+    assert!(
+        downloads >= 120,
+        "image and catalog for every device: {downloads}"
+    );
+    assert!(r.bytes_downloaded >= 120 * 65_536);
+    // Curve: at the end every device runs the target version.
+    let (_, on_target, on_initial) = *r.curve().last().unwrap();
+    assert_eq!((on_target, on_initial), (120, 0));
+    assert!(r.convergence_at(1.0).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_returns_every_device() {
+    let r = assert_passes("rollback", 100).await.report;
+    let (_, on_target, on_initial) = *r.curve().last().unwrap();
+    assert_eq!((on_target, on_initial), (0, 100));
+    let peak_on_target = r.curve().iter().map(|&(_, t, _)| t).max().unwrap();
+    assert_eq!(
+        peak_on_target, 100,
+        "everyone ran the update before the restore"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_devices_update_over_ntlm_or_are_denied() {
+    let r = assert_passes("external", 80).await.report;
+    let external = &r.requests["check-external"];
+    assert!(
+        external.get("401").copied().unwrap_or(0) > 0,
+        "devices without a user are denied: {external:?}"
+    );
+    assert!(
+        external.get("200").copied().unwrap_or(0) > 0,
+        "devices with a user get through: {external:?}"
+    );
+    assert!(
+        !r.requests.contains_key("check-internal"),
+        "outside devices never use the internal URL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_fixes_every_device_sequence() {
+    let a = run("rollout", 60, 11, true).await;
+    let b = run("rollout", 60, 11, true).await;
+    assert_eq!(a.digests.len(), 60);
+    let differ: Vec<u64> = a
+        .digests
+        .iter()
+        .zip(&b.digests)
+        .filter(|(x, y)| x != y)
+        .map(|(x, _)| x.0)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "same seed, same server: same per-device event sequences; differ: {differ:?}"
+    );
+    assert_eq!(a.report.verdicts, b.report.verdicts);
+    assert_eq!(a.report.requests, b.report.requests);
+    let c = run("rollout", 60, 12, true).await;
+    let same = a
+        .digests
+        .iter()
+        .zip(&c.digests)
+        .filter(|(x, y)| x == y)
+        .count();
+    assert!(
+        same < 6,
+        "another seed changes almost every device ({same} equal)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_explains_one_device() {
+    let scenario = Scenario::load("rollout").unwrap();
+    let fleet = fleet(&scenario, 30, 3);
+    let mut spec = RunSpec::embedded(scenario, fleet);
+    spec.trace_device = Some(12);
+    let outcome = runner::run(spec).await.unwrap();
+    let text = outcome.trace.join("\n");
+    for needle in [
+        "power-on (boot 0)",
+        "action check",
+        "event  check-done",
+        "action download",
+        "action install",
+        "action reboot",
+        "power-on (boot 1)",
+        "scenario phase approve",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_in_process_merge_to_the_whole_fleet() {
+    let whole = run("rollout", 40, 5, false).await.report;
+    let mut parts = Vec::new();
+    for i in 0..4 {
+        let scenario = Scenario::load("rollout").unwrap();
+        let fleet = fleet(&scenario, 40, 5);
+        let mut spec = RunSpec::embedded(scenario, fleet);
+        spec.shard = Shard { index: i, count: 4 };
+        parts.push(runner::run(spec).await.unwrap().report);
+    }
+    let merged = ucupdate_simulator::report::Report::merge(parts).unwrap();
+    assert_eq!(merged.devices, whole.devices);
+    assert_eq!(merged.requests, whole.requests);
+    assert_eq!(merged.verdicts, whole.verdicts);
+    assert_eq!(merged.curve(), whole.curve());
+    assert_eq!(merged.arrivals_per_minute, whole.arrivals_per_minute);
+}
