@@ -322,7 +322,7 @@ pub(crate) mod tests {
         r.arrivals_per_minute = vec![0, 2, 2, 8, 0];
         let (peak, mean, ratio) = r.bunching();
         assert_eq!(peak, 8);
-        assert!((mean - 3.0).abs() < 1e-9);
-        assert!((ratio - 8.0 / 3.0).abs() < 1e-9);
+        assert!((mean - 4.0).abs() < 1e-9);
+        assert!((ratio - 2.0).abs() < 1e-9);
     }
 }

@@ -1,0 +1,167 @@
+//! The conformance suite: a catalogue of named checks that ask "does this Device Update server
+//! behave the way devices expect?" of any server, by URL, through its public endpoints only
+//! (plus, optionally, the admin API of a `ucupdate-server` for the rule transitions). The same
+//! checks run against a Lync/SfB pool, the stub, or anything else (as hickory-dns's
+//! conformance suite picks its server under test).
+//!
+//! # Layout
+//! - this file: [`Options`], [`ProbeDevice`], [`CheckResult`], [`Outcome`], [`catalogue`],
+//!   [`run`].
+//! - `checks`: the catalogue itself and one function per check; the shared context that runs
+//!   the admin setup and caches the offer and the downloads between checks.
+//! - `raw`: HTTP/1.1 on one pinned connection, for status codes, headers and NTLM legs.
+//! - `report`: [`render_table`] and [`junit_xml`].
+//!
+//! Names are stable kebab-case (CI pipelines `--skip` them); every skip says why in `detail`.
+//! See `docs/CONFORMANCE.md` for what each check asserts and the field failure behind it.
+
+mod checks;
+mod raw;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use ucupdate_protocol::{
+    DeviceIdentity, DeviceType, FileName, FirmwareVersion, HttpUrl, MacAddress, PathSegment,
+    SerialNumber,
+};
+
+pub use report::{junit_xml, render_table};
+
+/// What to test and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The internal check URL (`http(s)://pool/RequestHandler/ucdevice.upx`).
+    pub target: HttpUrl,
+    /// The external check URL (`https://edge/RequestHandlerExt/ucdevice.upx`), NTLM-protected.
+    pub external_target: Option<HttpUrl>,
+    /// `DOMAIN\user` (or `user@domain`) for the external checks.
+    pub user: Option<String>,
+    /// The user's password (never logged or reported).
+    pub password: Option<String>,
+    /// The admin API of a `ucupdate-server` (`http://127.0.0.1:port/`): enables the checks
+    /// that publish, approve, restore and reset a probe update.
+    pub admin: Option<HttpUrl>,
+    /// PEM CA bundle to trust for `https` (default: the Mozilla roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Run only these checks (empty: all).
+    pub only: Vec<String>,
+    /// Never run these checks.
+    pub skip: Vec<String>,
+    /// The identity and version the probes claim.
+    pub device: ProbeDevice,
+}
+
+impl Options {
+    /// Defaults for everything but the target: no external site, no admin, the default probe.
+    pub fn new(target: HttpUrl) -> Options {
+        Options {
+            target,
+            external_target: None,
+            user: None,
+            password: None,
+            admin: None,
+            ca_pem: None,
+            only: Vec::new(),
+            skip: Vec::new(),
+            device: ProbeDevice::default(),
+        }
+    }
+}
+
+/// The device the probes pretend to be. With `--admin` the suite publishes its probe update
+/// under this identity's rule key, so keep the default (a model no real rule names) there.
+/// Against a pool without admin access, name a real model whose update is approved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeDevice {
+    /// Device type, brand, model, revision, locale, MAC and serial of the probe. It must not
+    /// be a test device on the server (the suite derives a separate test-device MAC).
+    pub identity: DeviceIdentity,
+    /// The module's update type (`CPE`).
+    pub update_type: PathSegment,
+    /// The module's image file name (`CPE.nbt`).
+    pub image: FileName,
+    /// The firmware version the probe claims to run (with `--admin`, the first probe version
+    /// the suite publishes).
+    pub version: FirmwareVersion,
+}
+
+impl Default for ProbeDevice {
+    fn default() -> Self {
+        // Literals, valid by inspection (and built by a unit test).
+        let seg = |s: &str| PathSegment::new(s).expect("valid path segment literal");
+        ProbeDevice {
+            identity: DeviceIdentity {
+                device_type: DeviceType::UcPhone,
+                brand: seg("ucupdate"),
+                model: seg("ConformanceProbe"),
+                revision: seg("A"),
+                locale: seg("ENU"),
+                // Locally administered (bit 1 of the first octet): never a real NIC's address.
+                mac: Some(MacAddress::new([0x02, 0x55, 0x43, 0x00, 0x00, 0x01])),
+                serial: "UCCONF-PROBE-1".parse::<SerialNumber>().ok(),
+            },
+            update_type: seg("CPE"),
+            image: FileName::new("CPE.nbt").expect("valid file name literal"),
+            version: FirmwareVersion::new(1, 0, 100, 1),
+        }
+    }
+}
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Not applicable here (no external target, no admin, nothing offered...); `detail`
+    /// always says why.
+    Skip,
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skip => "SKIP",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub outcome: Outcome,
+    /// What was seen (pass), what was wrong (fail) or why it did not run (skip).
+    pub detail: String,
+    pub duration: Duration,
+}
+
+/// Every check, in the order [`run`] runs them: `(name, one-line description)`.
+pub fn catalogue() -> Vec<(&'static str, &'static str)> {
+    checks::CHECKS
+        .iter()
+        .map(|c| (c.name, c.description))
+        .collect()
+}
+
+/// Names in `only` or `skip` that are not in the catalogue (a typo in CI should be loud).
+pub fn unknown_names(options: &Options) -> Vec<String> {
+    options
+        .only
+        .iter()
+        .chain(&options.skip)
+        .filter(|n| !checks::CHECKS.iter().any(|c| c.name == n.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Runs the selected checks one after another and returns their results in catalogue order.
+/// Checks deselected by `only` / `skip` are left out of the results.
+pub async fn run(options: &Options) -> Vec<CheckResult> {
+    checks::run(options).await
+}
