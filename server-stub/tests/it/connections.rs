@@ -116,3 +116,38 @@ mod test_clock {
         tokio::time::Instant::now()
     }
 }
+
+/// Many devices at once on many connections (a small load test): every check is answered,
+/// and the inventory holds one entry per device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_devices_check_concurrently() {
+    let t = start().await;
+    let control = t.server.control();
+    control
+        .publish(&key(), v("2.0.0.0"), files("v2"))
+        .await
+        .unwrap();
+    control.approve(&key()).await.unwrap();
+    let addr = t.server.internal_addr().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for device in 0..200u32 {
+        tasks.spawn(async move {
+            let mac = format!("02-00-00-00-{:02X}-{:02X}", device >> 8, device & 0xff);
+            let mut c = Conn::plain(addr).await;
+            let mut offers = 0;
+            for _ in 0..5 {
+                if offered(&c.check("1.0.0.0", &mac).await).is_some() {
+                    offers += 1;
+                }
+            }
+            offers
+        });
+    }
+    let mut total = 0;
+    while let Some(offers) = tasks.join_next().await {
+        total += offers.unwrap();
+    }
+    assert_eq!(total, 1000);
+    assert_eq!(control.inventory().len(), 200);
+    assert_eq!(control.metrics().count("check", 200), 1000);
+}
