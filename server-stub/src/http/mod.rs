@@ -33,9 +33,11 @@ pub type Body = BoxBody<Bytes, io::Error>;
 /// Per-connection and per-request limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Time a client has to send a request's header (and to finish a TLS handshake).
+    /// Time a client has to send a request's header (and to finish a TLS handshake). hyper
+    /// also runs this clock while a keep-alive connection waits for its next request.
     pub header_read_timeout: Duration,
-    /// A connection with no bytes moving either way for this long is closed.
+    /// A connection with no bytes moving either way for this long is closed (stalled
+    /// uploads and downloads; quiet keep-alive waits end at the shorter of the two).
     pub idle_timeout: Duration,
     /// Device connections (all device listeners together) beyond this get a 503.
     pub max_connections: usize,
