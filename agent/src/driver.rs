@@ -1,1 +1,826 @@
-//! Being written.
+//! The tokio driver: one device's [`Machine`] run against the real world. It owns the machine,
+//! sleeps until [`Machine::poll_timeout`] (tokio time, so tests can pause it), and performs each
+//! [`Action`]: state writes go to disk in order before anything that follows them, and the long
+//! I/O (DNS, the check, downloads, the install hook, log uploads) runs in spawned tasks whose
+//! results come back over a channel. That is what lets a sign-in, a `check-now` or a touch of
+//! the screen be handled while an image downloads.
+//!
+//! Network results become machine events through [`crate::bridge`] only, so the driver and the
+//! simulator can never disagree on what a failure means.
+//!
+//! # Layout
+//! - [`DriverConfig`], [`Driver`], [`RunOutcome`]: what runs.
+//! - [`DriverHandle`], [`Command`]: how the CLI and tests talk to a running driver.
+//! - [`StatusReport`]: what `ucupdate-agent status` shows, also written to `status.json`.
+//! - `control`: the unix-socket line protocol of the CLI.
+//! - `files`: the state-dir layout, staging, verification of staged files.
+//!
+//! State directory: `state.json` (the machine's [`PersistedState`], atomic writes),
+//! `status.json` (the last [`StatusReport`], for `status` when the daemon is down),
+//! `staging/<version>/<file>` (downloads), `control.sock` (the control socket).
+
+mod control;
+mod files;
+mod status;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use ucupdate_protocol::{
+    CheckRequest, DeviceIdentity, FileKind, FileName, OfferedFile, PathSegment, Provisioning,
+};
+
+use crate::bridge;
+use crate::clock;
+use crate::device::{Device, DeviceError, InstallJob, RebootJob, SignIn};
+use crate::dns::{self, Discovery, DnsError, DnsSettings};
+use crate::machine::{Action, Event, FailureClass, Instant, Machine, MachineConfig, Phase};
+use crate::net::{self, Client};
+use crate::persist;
+
+pub use control::{send_command, ControlError, CONTROL_SOCKET};
+pub use files::{staged_path, STAGING_DIR, STATE_FILE, STATUS_FILE};
+pub use status::{format_unix_ms, read_offline_status, StatusReport};
+
+/// Where discovery asks for `ucupdates-r2.<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsSource {
+    /// The nameservers of `/etc/resolv.conf`.
+    System,
+    /// The nameservers of another resolv.conf.
+    ResolvConf(PathBuf),
+    /// One nameserver at `ip:port` (tests, or a firmware with its own resolver).
+    Nameserver(SocketAddr),
+}
+
+/// Everything the driver needs besides the device.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// `state.json`, `status.json`, `staging/` and `control.sock` live here.
+    pub state_dir: PathBuf,
+    pub machine: MachineConfig,
+    /// The HTTP(S) client (TLS trust, timeouts). Discovery results are layered on top.
+    pub client: Client,
+    pub dns: DnsSource,
+    pub dns_settings: DnsSettings,
+    /// Where the DHCP domain is looked for when `machine.dhcp_domain` is not set.
+    pub resolv_conf: PathBuf,
+    pub lease_paths: Vec<PathBuf>,
+    /// Return from [`Driver::run`] once the reboot hook has run, so a supervisor restarts the
+    /// agent (the new version is then current). Otherwise the agent keeps running and the
+    /// machine asks again after `install_timeout`.
+    pub exit_on_reboot: bool,
+    /// Serve the control socket in the state dir (the CLI's `status`, `check-now`, `sign-in`).
+    pub control_socket: bool,
+    /// How often the device's activity signals are read while an update waits for idle.
+    pub activity_poll: Duration,
+    /// The jitter seed; `None` derives one from the device identity and the time.
+    pub seed: Option<u64>,
+}
+
+impl DriverConfig {
+    /// Defaults for everything but the state dir, the machine config and the client.
+    pub fn new(state_dir: impl Into<PathBuf>, machine: MachineConfig, client: Client) -> Self {
+        DriverConfig {
+            state_dir: state_dir.into(),
+            machine,
+            client,
+            dns: DnsSource::System,
+            dns_settings: DnsSettings::default(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            lease_paths: dns::default_lease_paths(),
+            exit_on_reboot: false,
+            control_socket: true,
+            activity_poll: Duration::from_secs(5),
+            seed: None,
+        }
+    }
+}
+
+/// Why the driver stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    /// The state file was written by a newer build: refuse rather than overwrite it.
+    #[error("{path}: {source}")]
+    State {
+        path: PathBuf,
+        source: crate::machine::PersistError,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}
+
+/// How [`Driver::run`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The reboot hook ran (with `exit_on_reboot`); `version` is current at the next start.
+    Rebooted {
+        version: ucupdate_protocol::FirmwareVersion,
+    },
+    /// [`Command::Shutdown`] (SIGTERM in the daemon).
+    Shutdown,
+}
+
+/// What the CLI and tests can ask of a running driver.
+#[derive(Debug)]
+pub enum Command {
+    CheckNow,
+    SignIn {
+        signin: SignIn,
+        provisioning: Option<Provisioning>,
+    },
+    SignOut,
+    /// Someone touched the device.
+    Activity,
+    CallStarted,
+    CallEnded,
+    Shutdown,
+}
+
+/// A cheap handle on a running (or about to run) driver.
+#[derive(Debug, Clone)]
+pub struct DriverHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<StatusReport>,
+}
+
+impl DriverHandle {
+    /// Queues a command; `false` once the driver has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The latest status (published after every step of the loop).
+    pub fn status(&self) -> StatusReport {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status satisfies `pred` (or the driver stops: then the last status).
+    pub async fn wait_for(&self, mut pred: impl FnMut(&StatusReport) -> bool) -> StatusReport {
+        let mut rx = self.status.clone();
+        let found = rx.wait_for(|s| pred(s)).await.map(|s| s.clone());
+        found.unwrap_or_else(|_| rx.borrow().clone())
+    }
+}
+
+/// The result of a spawned task, tagged with the action generation it answers.
+#[derive(Debug)]
+enum Completion {
+    Event(Event),
+    Resolved {
+        name: String,
+        result: Result<Vec<IpAddr>, DnsError>,
+    },
+}
+
+/// One device's driver. Build with [`Driver::new`], take a [`Driver::handle`], then
+/// [`Driver::run`].
+pub struct Driver<D: Device> {
+    config: DriverConfig,
+    device: Arc<D>,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    status_tx: watch::Sender<StatusReport>,
+    status_rx: watch::Receiver<StatusReport>,
+}
+
+impl<D: Device> Driver<D> {
+    pub fn new(config: DriverConfig, device: D) -> Driver<D> {
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(StatusReport::starting());
+        Driver {
+            config,
+            device: Arc::new(device),
+            commands_tx,
+            commands,
+            status_tx,
+            status_rx,
+        }
+    }
+
+    pub fn handle(&self) -> DriverHandle {
+        DriverHandle {
+            commands: self.commands_tx.clone(),
+            status: self.status_rx.clone(),
+        }
+    }
+
+    /// Runs until shutdown, or until the reboot hook ran with `exit_on_reboot`.
+    pub async fn run(self) -> Result<RunOutcome, DriverError> {
+        let Driver {
+            config,
+            device,
+            commands_tx,
+            commands,
+            status_tx,
+            status_rx,
+        } = self;
+        let run = Running::start(config, device, status_tx).await?;
+        // Dropped (socket removed) when the loop ends.
+        let _control = if run.config.control_socket {
+            Some(control::serve(&run.config.state_dir, commands_tx, status_rx).await?)
+        } else {
+            None
+        };
+        run.main_loop(commands).await
+    }
+}
+
+/// The driver's state while it runs.
+struct Running<D: Device> {
+    config: DriverConfig,
+    device: Arc<D>,
+    identity: DeviceIdentity,
+    machine: Machine,
+    /// Tokio instant of machine time zero.
+    epoch: tokio::time::Instant,
+    /// Wall clock at machine time zero (for the status screen's dates).
+    wall_epoch: u64,
+    client: Client,
+    discovery: Option<Discovery>,
+    sign_in: Option<SignIn>,
+    tasks: JoinSet<()>,
+    in_flight: HashMap<&'static str, (u64, AbortHandle)>,
+    generation: u64,
+    results_tx: mpsc::UnboundedSender<(&'static str, u64, Completion)>,
+    results: mpsc::UnboundedReceiver<(&'static str, u64, Completion)>,
+    status_tx: watch::Sender<StatusReport>,
+    /// Last activity already fed to the machine, and whether a call is up.
+    seen_activity: Option<u64>,
+    in_call: bool,
+    last_written_status: Option<StatusReport>,
+}
+
+impl<D: Device> Running<D> {
+    async fn start(
+        config: DriverConfig,
+        device: Arc<D>,
+        status_tx: watch::Sender<StatusReport>,
+    ) -> Result<Running<D>, DriverError> {
+        let dir = config.state_dir.clone();
+        tokio::fs::create_dir_all(dir.join(STAGING_DIR))
+            .await
+            .map_err(|source| DriverError::Io {
+                what: "create",
+                path: dir.join(STAGING_DIR),
+                source,
+            })?;
+        let (mut state, fresh) = files::load_state(&dir, device.factory_version()).await?;
+        if let Some(running) = device.running_version() {
+            if running != state.current_version {
+                tracing::warn!(
+                    state = %state.current_version, firmware = %running,
+                    "the firmware runs another version than the state file says; trusting the firmware"
+                );
+                state.current_version = running;
+            }
+        }
+        files::raise_resume_point(&dir, &mut state).await;
+        if fresh {
+            persist::write_atomic_async(dir.join(STATE_FILE), state.encode().into_bytes()).await?;
+        }
+
+        let mut machine_config = config.machine.clone();
+        if machine_config.dhcp_domain.is_none() && machine_config.server_url.is_none() {
+            if let Some((domain, source)) =
+                dns::dhcp_domain(None, &config.resolv_conf, &config.lease_paths)
+            {
+                tracing::info!(%domain, ?source, "DHCP domain for discovery");
+                machine_config.dhcp_domain = Some(domain);
+            }
+        }
+        let identity = device.identity();
+        let seed = config.seed.unwrap_or_else(|| seed_from(&identity));
+        let epoch = clock::monotonic();
+        let wall_epoch = clock::unix_millis();
+        let mut machine = Machine::new(Arc::new(machine_config), state, seed, Instant::ZERO);
+        let _ = machine.handle(
+            Event::WallClock {
+                unix_ms: wall_epoch,
+            },
+            Instant::ZERO,
+        );
+        let sign_in = device.initial_sign_in();
+        if let Some(s) = &sign_in {
+            tracing::info!(user = %s.user, "signed in from the device configuration");
+            let _ = machine.handle(
+                Event::SignedIn {
+                    user: s.user.clone(),
+                    provisioning: None,
+                },
+                Instant::ZERO,
+            );
+        }
+        tracing::info!(
+            version = %machine.persisted().current_version,
+            state_dir = %dir.display(),
+            "agent started"
+        );
+        let (results_tx, results) = mpsc::unbounded_channel();
+        let seen_activity = device.activity().last_unix_ms;
+        Ok(Running {
+            client: config.client.clone(),
+            config,
+            device,
+            identity,
+            machine,
+            epoch,
+            wall_epoch,
+            discovery: None,
+            sign_in,
+            tasks: JoinSet::new(),
+            in_flight: HashMap::new(),
+            generation: 0,
+            results_tx,
+            results,
+            status_tx,
+            seen_activity,
+            in_call: false,
+            last_written_status: None,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        let ms = clock::elapsed(self.epoch).as_millis();
+        Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
+        self.epoch + Duration::from_millis(at.as_millis())
+    }
+
+    async fn main_loop(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<RunOutcome, DriverError> {
+        let result = loop {
+            if let Some(outcome) = self.perform_actions().await? {
+                break outcome;
+            }
+            self.publish_status().await;
+            while self.tasks.try_join_next().is_some() {}
+
+            let deadline = self.machine.poll_timeout().map(|at| self.to_tokio(at));
+            let watching = self.machine.phase() == Phase::WaitingIdle;
+            let poll_every = self.config.activity_poll;
+            tokio::select! {
+                () = sleep_until_opt(deadline) => {
+                    if watching {
+                        self.poll_activity();
+                    }
+                    let now = self.now();
+                    self.machine.handle_timeout(now);
+                }
+                () = tokio::time::sleep(poll_every), if watching => self.poll_activity(),
+                Some((kind, generation, completion)) = self.results.recv() => {
+                    self.completed(kind, generation, completion);
+                }
+                // With every sender gone the branch is just disabled: the daemon keeps going.
+                Some(command) = commands.recv() => match command {
+                    Command::Shutdown => break RunOutcome::Shutdown,
+                    command => self.command(command),
+                },
+            }
+        };
+        self.publish_status().await;
+        self.tasks.abort_all();
+        Ok(result)
+    }
+
+    fn feed(&mut self, event: Event) {
+        let now = self.now();
+        tracing::debug!(%event, "event");
+        if let Err(e) = self.machine.handle(event, now) {
+            // A late answer after the machine's watchdog gave up: harmless, but worth a trace.
+            tracing::debug!(error = %e, "event refused by the machine");
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::CheckNow => {
+                tracing::info!("check requested");
+                self.feed(Event::CheckNow);
+            }
+            Command::SignIn {
+                signin,
+                provisioning,
+            } => {
+                tracing::info!(user = %signin.user, "signed in");
+                let user = signin.user.clone();
+                self.sign_in = Some(signin);
+                self.feed(Event::SignedIn { user, provisioning });
+            }
+            Command::SignOut => {
+                tracing::info!("signed out");
+                self.sign_in = None;
+                self.feed(Event::SignedOut);
+            }
+            Command::Activity => self.feed(Event::UserActivity),
+            Command::CallStarted => {
+                self.in_call = true;
+                self.feed(Event::CallStarted);
+            }
+            Command::CallEnded => {
+                self.in_call = false;
+                self.feed(Event::CallEnded);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Reads the device's activity signals and feeds what changed.
+    fn poll_activity(&mut self) {
+        let activity = self.device.activity();
+        if activity.last_unix_ms > self.seen_activity {
+            self.seen_activity = activity.last_unix_ms;
+            tracing::debug!("user activity: the idle wait restarts");
+            self.feed(Event::UserActivity);
+        }
+        if activity.in_call != self.in_call {
+            self.in_call = activity.in_call;
+            self.feed(if activity.in_call {
+                Event::CallStarted
+            } else {
+                Event::CallEnded
+            });
+        }
+    }
+
+    fn completed(&mut self, kind: &'static str, generation: u64, completion: Completion) {
+        match self.in_flight.get(kind) {
+            Some((g, _)) if *g == generation => {
+                self.in_flight.remove(kind);
+            }
+            // Superseded: the machine already moved on (watchdog) and asked again.
+            _ => return,
+        }
+        let event = match completion {
+            Completion::Event(event) => event,
+            Completion::Resolved { name, result } => match result {
+                Ok(addrs) => {
+                    self.client = self.config.client.with_override(&name, addrs.clone());
+                    Event::Resolved(Ok(addrs))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "discovery failed");
+                    Event::Resolved(Err(bridge::failure_class(e.class())))
+                }
+            },
+        };
+        tracing::info!(%event, "completed");
+        self.feed(event);
+    }
+
+    fn spawn(
+        &mut self,
+        kind: &'static str,
+        task: impl std::future::Future<Output = Completion> + Send + 'static,
+    ) {
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some((_, old)) = self.in_flight.remove(kind) {
+            old.abort();
+        }
+        let tx = self.results_tx.clone();
+        let handle = self.tasks.spawn(async move {
+            let completion = task.await;
+            let _ = tx.send((kind, generation, completion));
+        });
+        self.in_flight.insert(kind, (generation, handle));
+    }
+
+    fn credentials(&self, external: bool) -> Option<net::Credentials> {
+        // Internal requests are anonymous; only the external path authenticates.
+        if !external {
+            return None;
+        }
+        self.sign_in.as_ref().and_then(SignIn::credentials)
+    }
+
+    /// Performs every queued action in order. `Some` when the loop must end.
+    async fn perform_actions(&mut self) -> Result<Option<RunOutcome>, DriverError> {
+        while let Some(action) = self.machine.poll_action() {
+            if !matches!(action, Action::Persist(_)) {
+                tracing::info!(%action, "action");
+            }
+            match action {
+                Action::Persist(state) => {
+                    tracing::debug!(%state, "persist");
+                    let dir = self.config.state_dir.clone();
+                    if let Err(e) = files::persist(dir, state).await {
+                        // Nothing answers a Persist; the next write retries the whole state.
+                        tracing::error!(error = %e, "cannot write the state file");
+                    }
+                }
+                Action::Resolve { name } => self.resolve(name),
+                Action::Check {
+                    url,
+                    external,
+                    user,
+                    current_version,
+                } => {
+                    let request = CheckRequest {
+                        identity: self.identity.clone(),
+                        modules: vec![self.device.module(current_version)],
+                        user,
+                    };
+                    let client = self.client.clone();
+                    let auth = self.credentials(external);
+                    self.spawn("check", async move {
+                        let (result, stats) =
+                            net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
+                        tracing::debug!(?stats, "check call");
+                        if let Err(e) = &result {
+                            tracing::warn!(%url, error = %e, "check failed");
+                        }
+                        Completion::Event(bridge::check_event(result))
+                    });
+                }
+                Action::Download {
+                    url,
+                    version,
+                    file,
+                    resume_from,
+                    external,
+                } => {
+                    let dest = staged_path(&self.config.state_dir, version, &file.file_name);
+                    let client = self.client.clone();
+                    let auth = self.credentials(external);
+                    self.spawn("download", async move {
+                        let result = download(&client, &url, &file, &dest, resume_from, auth).await;
+                        Completion::Event(bridge::download_event(&file.file_name, result))
+                    });
+                }
+                Action::Install { version, files } => {
+                    let job = self.install_job(version, &files);
+                    let device = Arc::clone(&self.device);
+                    self.spawn("install", async move {
+                        Completion::Event(Event::InstallDone(install(device, job, files).await))
+                    });
+                }
+                Action::Reboot => {
+                    let state = self.machine.persisted();
+                    let job = RebootJob {
+                        version: state.current_version,
+                        fallback_version: state.fallback_version,
+                    };
+                    self.publish_status().await;
+                    // Awaited in the loop: nothing else should start while the device goes
+                    // down, and the hook's own timeout bounds the wait.
+                    if let Err(e) = self.device.reboot(job.clone()).await {
+                        tracing::error!(error = %e, "reboot hook failed; the machine asks again later");
+                    } else if self.config.exit_on_reboot {
+                        tracing::info!(version = %job.version, "reboot hook ran; exiting for the restart");
+                        return Ok(Some(RunOutcome::Rebooted {
+                            version: job.version,
+                        }));
+                    }
+                }
+                Action::UploadLog { url, external } => {
+                    let client = self.client.clone();
+                    let auth = self.credentials(external);
+                    let logs = self.device.logs();
+                    let device_id = device_segment(&self.identity);
+                    self.spawn("upload-log", async move {
+                        let result = upload_logs(&client, &url, logs, device_id, auth).await;
+                        Completion::Event(bridge::log_event(result))
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn resolve(&mut self, name: String) {
+        if self.discovery.is_none() {
+            let made = match &self.config.dns {
+                DnsSource::System => Discovery::system(&self.config.dns_settings),
+                DnsSource::ResolvConf(path) => {
+                    Discovery::from_resolv_conf(path, &self.config.dns_settings)
+                }
+                DnsSource::Nameserver(addr) => {
+                    Discovery::with_nameserver(*addr, &self.config.dns_settings)
+                }
+            };
+            match made {
+                Ok(d) => self.discovery = Some(d),
+                Err(e) => {
+                    self.spawn("resolve", async move {
+                        Completion::Resolved {
+                            name,
+                            result: Err(e),
+                        }
+                    });
+                    return;
+                }
+            }
+        }
+        let Some(discovery) = self.discovery.clone() else {
+            return;
+        };
+        self.spawn("resolve", async move {
+            let result = discovery.lookup(&name).await;
+            Completion::Resolved { name, result }
+        });
+    }
+
+    fn install_job(
+        &self,
+        version: ucupdate_protocol::FirmwareVersion,
+        files: &[OfferedFile],
+    ) -> InstallJob {
+        let dir = &self.config.state_dir;
+        let paths: Vec<PathBuf> = files
+            .iter()
+            .map(|f| staged_path(dir, version, &f.file_name))
+            .collect();
+        let image = files
+            .iter()
+            .find(|f| f.kind == FileKind::Image)
+            .map(|f| staged_path(dir, version, &f.file_name));
+        InstallJob {
+            version,
+            current_version: self.machine.persisted().current_version,
+            staging_dir: files::staging_dir(dir, version),
+            files: paths,
+            image,
+        }
+    }
+
+    /// Publishes the status to handles and the control socket; writes `status.json` when
+    /// something a person would look at changed.
+    async fn publish_status(&mut self) {
+        let report = StatusReport::from_machine(
+            &self.machine,
+            self.wall_epoch,
+            self.sign_in.as_ref().map(|s| s.user.clone()),
+        );
+        self.status_tx.send_if_modified(|old| {
+            if *old == report {
+                false
+            } else {
+                *old = report.clone();
+                true
+            }
+        });
+        let durable = report.durable();
+        if self.last_written_status.as_ref() != Some(&durable) {
+            let path = self.config.state_dir.join(STATUS_FILE);
+            let text = serde_json::to_vec_pretty(&durable).unwrap_or_default();
+            if let Err(e) = persist::write_atomic_async(path, text).await {
+                tracing::warn!(error = %e, "cannot write status.json");
+            }
+            self.last_written_status = Some(durable);
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A per-device seed: identity plus the boot time, so a fleet powered on together spreads out.
+fn seed_from(identity: &DeviceIdentity) -> u64 {
+    let text = format!(
+        "{:?}{:?}{}",
+        identity.mac,
+        identity.serial.as_ref().map(|s| s.as_str()),
+        clock::unix_millis()
+    );
+    // FNV-1a: tiny, and the seed only has to differ between devices.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The MAC (canonical) or serial number that names the device's log folder on the server.
+fn device_segment(identity: &DeviceIdentity) -> Option<PathSegment> {
+    let text = identity
+        .mac
+        .map(|m| m.to_string())
+        .or_else(|| identity.serial.as_ref().map(|s| s.as_str().to_owned()))?;
+    PathSegment::new(&text).ok()
+}
+
+async fn download(
+    client: &Client,
+    url: &ucupdate_protocol::HttpUrl,
+    file: &OfferedFile,
+    dest: &std::path::Path,
+    resume_from: u64,
+    auth: Option<net::Credentials>,
+) -> Result<net::DownloadedFile, net::NetError> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| net::NetError::Io {
+                op: "create staging dir",
+                path: parent.display().to_string(),
+                source,
+            })?;
+    }
+    let (result, stats) = net::download_to(
+        client,
+        url,
+        file,
+        net::DownloadSink::File(dest),
+        resume_from,
+        auth.as_ref(),
+    )
+    .await;
+    tracing::debug!(?stats, "download call");
+    match &result {
+        Ok(done) => {
+            tracing::info!(file = %file.file_name, size = done.size, resumed_from = done.resumed_from, "downloaded and verified")
+        }
+        Err(e) => tracing::warn!(file = %file.file_name, error = %e, "download failed"),
+    }
+    result
+}
+
+/// Re-verifies every staged file, then runs the install hook. Bytes that no longer match the
+/// offer never reach the hook.
+async fn install<D: Device>(
+    device: Arc<D>,
+    job: InstallJob,
+    files: Vec<OfferedFile>,
+) -> Result<(), FailureClass> {
+    for (path, file) in job.files.iter().zip(&files) {
+        if let Err(e) = files::verify(path.clone(), file.clone()).await {
+            tracing::error!(file = %file.file_name, error = %e, "staged file does not verify; not installing");
+            return Err(FailureClass::HashMismatch);
+        }
+    }
+    match device.install(job).await {
+        Ok(()) => Ok(()),
+        Err(DeviceError::HookTimeout { .. }) => Err(FailureClass::Timeout),
+        Err(e) => {
+            tracing::error!(error = %e, "install failed");
+            Err(FailureClass::Io)
+        }
+    }
+}
+
+/// Uploads each device log (its last `MAX_LOG_BYTES`) as CELog/Watson to the check handler.
+async fn upload_logs(
+    client: &Client,
+    url: &ucupdate_protocol::HttpUrl,
+    logs: Vec<crate::device::LogFile>,
+    device: Option<PathSegment>,
+    auth: Option<net::Credentials>,
+) -> Result<(), net::NetError> {
+    let Some(device) = device else {
+        tracing::warn!("no MAC or serial number: logs cannot be named on the server");
+        return Ok(());
+    };
+    for log in logs {
+        let name = log
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| FileName::new(n).ok());
+        let Some(name) = name else {
+            tracing::warn!(path = %log.path.display(), "log file name not usable");
+            continue;
+        };
+        let upload = match ucupdate_protocol::LogUpload::new(log.log_type, name, device.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(path = %log.path.display(), error = %e, "log not uploadable");
+                continue;
+            }
+        };
+        let bytes = match tokio::fs::read(&log.path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(path = %log.path.display(), error = %e, "log missing");
+                continue;
+            }
+        };
+        // The server refuses larger files; its tail is the part worth reading.
+        let max = usize::try_from(ucupdate_protocol::wire::MAX_LOG_BYTES).unwrap_or(usize::MAX);
+        let start = bytes.len().saturating_sub(max);
+        let contents = Bytes::from(bytes).slice(start..);
+        net::upload_log(client, url, &upload, contents, auth.as_ref()).await?;
+    }
+    Ok(())
+}
