@@ -39,7 +39,7 @@ use crate::clock;
 use crate::fleet::{splitmix64, unit, DeviceSpec, FleetSpec, Shard};
 use crate::profile::{self, Profile};
 use crate::report::{DeviceVerdict, Hist, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT};
-use crate::scenario::{FinalVersion, PhaseAction, Scenario};
+use crate::scenario::{FinalVersion, Link, PhaseAction, Scenario};
 
 /// How virtual time relates to wall time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,6 +252,8 @@ struct Metrics {
 pub struct Engine {
     cfg: RunConfig,
     profiles: Vec<Profile>,
+    /// Each profile's link, by profile index.
+    links: Vec<Link>,
     configs: [Arc<MachineConfig>; 2],
     devices: Vec<Device>,
     wakes: BinaryHeap<Reverse<(u64, u32)>>,
@@ -338,8 +340,13 @@ impl Engine {
         };
         let mut metrics = metrics;
         metrics.phase_count[OFF] = slots as u64;
+        let links = profiles
+            .iter()
+            .map(|p| cfg.scenario.link_for(p.name))
+            .collect();
         Engine {
             profiles,
+            links,
             configs: [Arc::new(base), Arc::new(external)],
             devices,
             wakes: BinaryHeap::new(),
@@ -772,14 +779,15 @@ impl Engine {
                     user: user.clone(),
                 };
                 let creds = self.credentials(&spec, external, user.as_deref());
-                let stamp =
-                    t + (CHECK_LATENCY + self.cfg.scenario.fleet.latency).as_millis() as u64;
+                let stamp = t
+                    + (CHECK_LATENCY + self.links[spec.profile as usize].latency).as_millis()
+                        as u64;
                 let endpoint = if external {
                     "check-external"
                 } else {
                     "check-internal"
                 };
-                let client = self.client();
+                let client = self.client(spec.profile);
                 self.spawn(slot, t, stamp, endpoint, async move {
                     let (result, stats) =
                         net::check_with_stats(&client, &url, &request, creds.as_ref()).await;
@@ -795,18 +803,18 @@ impl Engine {
                 ..
             } => {
                 let size = file.size.unwrap_or(self.cfg.scenario.fleet.image_size);
-                let bandwidth = self.cfg.scenario.fleet.bandwidth;
+                let link = self.links[spec.profile as usize];
+                let bandwidth = link.bandwidth;
                 let transfer = (size.saturating_sub(resume_from) * 1000)
                     .checked_div(bandwidth)
                     .unwrap_or(10);
-                let stamp =
-                    t + self.cfg.scenario.fleet.latency.as_millis() as u64 + transfer.max(1);
+                let stamp = t + link.latency.as_millis() as u64 + transfer.max(1);
                 let user = self.devices[slot as usize]
                     .machine
                     .as_ref()
                     .and_then(|m| m.user().map(str::to_owned));
                 let creds = self.credentials(&spec, external, user.as_deref());
-                let client = self.client();
+                let client = self.client(spec.profile);
                 self.spawn(slot, t, stamp, "download", async move {
                     let (result, stats) = net::download_to(
                         &client,
@@ -843,9 +851,10 @@ impl Engine {
                     .as_ref()
                     .and_then(|m| m.user().map(str::to_owned));
                 let creds = self.credentials(&spec, external, user.as_deref());
-                let stamp =
-                    t + (CHECK_LATENCY + self.cfg.scenario.fleet.latency).as_millis() as u64;
-                let client = self.client();
+                let stamp = t
+                    + (CHECK_LATENCY + self.links[spec.profile as usize].latency).as_millis()
+                        as u64;
+                let client = self.client(spec.profile);
                 let device =
                     PathSegment::new(&spec.mac().to_string()).expect("MAC is a safe segment");
                 let name = format!(
@@ -889,20 +898,21 @@ impl Engine {
         ))
     }
 
-    fn client(&self) -> net::Client {
-        let fleet = &self.cfg.scenario.fleet;
-        if fleet.bandwidth == 0 && fleet.latency.is_zero() {
+    fn client(&self, profile: u8) -> net::Client {
+        let link = self.links[profile as usize];
+        if link.bandwidth == 0 && link.latency.is_zero() {
             return self.cfg.client.clone();
         }
-        // The link is shaped in wall time: a virtual second lasts 1/scale wall seconds.
+        // The link is shaped in wall time: a virtual second lasts 1/scale wall seconds. At
+        // `max` there is no wall time to shape; the modelled latency still stamps the reply.
         let scale = match self.cfg.time_scale {
             TimeScale::Factor(f) => f,
             TimeScale::Max => return self.cfg.client.clone(),
         };
-        let rate = (fleet.bandwidth as f64 * scale) as u64;
+        let rate = (link.bandwidth as f64 * scale) as u64;
         self.cfg.client.shaped(RequestShaping {
             bytes_per_sec: NonZeroU64::new(rate),
-            added_latency: Duration::from_secs_f64(fleet.latency.as_secs_f64() / scale),
+            added_latency: Duration::from_secs_f64(link.latency.as_secs_f64() / scale),
         })
     }
 

@@ -3,6 +3,7 @@
 //! restore, sign-in waves...) and expectations that give every device a verdict. The built-in
 //! scenarios are TOML files in `simulator/scenarios/`, compiled in.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -75,6 +76,17 @@ pub struct FleetDefaults {
     pub bandwidth: u64,
     #[serde(with = "duration::text")]
     pub latency: Duration,
+    /// Per-profile links that override `bandwidth` and `latency` (`[fleet.links.CX700]`).
+    pub links: BTreeMap<String, Link>,
+}
+
+/// A device's network link: bytes per second (0 = no cap) and latency added to each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Link {
+    pub bandwidth: u64,
+    #[serde(with = "duration::text")]
+    pub latency: Duration,
 }
 
 impl Default for FleetDefaults {
@@ -88,6 +100,7 @@ impl Default for FleetDefaults {
             image_size: 64 * 1024,
             bandwidth: 0,
             latency: Duration::ZERO,
+            links: BTreeMap::new(),
         }
     }
 }
@@ -282,6 +295,19 @@ impl Scenario {
         Ok(())
     }
 
+    /// The link of a profile: its own entry in `[fleet.links]`, else the fleet's.
+    pub fn link_for(&self, profile: &str) -> Link {
+        self.fleet
+            .links
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(profile))
+            .map(|(_, link)| *link)
+            .unwrap_or(Link {
+                bandwidth: self.fleet.bandwidth,
+                latency: self.fleet.latency,
+            })
+    }
+
     /// Whether the scenario publishes an update (so devices have a target version).
     pub fn publishes(&self) -> bool {
         self.phases.iter().any(|p| p.action == PhaseAction::Publish)
@@ -323,6 +349,30 @@ mod tests {
     }
 
     #[test]
+    fn links_are_per_profile_with_the_fleet_as_default() {
+        let s = Scenario::parse(
+            "x",
+            "name='x'\ndescription='d'\nduration='1h'\n[fleet]\nbandwidth=1000\nlatency='50ms'\n\
+             [fleet.links.RoundTable]\nbandwidth=125000\nlatency='5ms'\n[[phase]]\nat='0s'\naction='power-on'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.link_for("roundtable"),
+            Link {
+                bandwidth: 125_000,
+                latency: Duration::from_millis(5)
+            }
+        );
+        assert_eq!(
+            s.link_for("CX700"),
+            Link {
+                bandwidth: 1000,
+                latency: Duration::from_millis(50)
+            }
+        );
+    }
+
+    #[test]
     fn refuses_bad_scenarios_with_a_reason() {
         let base = "name='x'\ndescription='d'\nduration='1h'\n";
         let cases = [
@@ -337,6 +387,10 @@ mod tests {
                 "between 0 and 1",
             ),
             ("[[phase]]\nat='0s'\naction='explode'\n", "explode"),
+            (
+                "[fleet.links.Nokia]\nbandwidth=1\n[[phase]]\nat='0s'\naction='power-on'\n",
+                "unknown profile",
+            ),
         ];
         for (extra, needle) in cases {
             let err = Scenario::parse("x", &format!("{base}{extra}"))
