@@ -292,6 +292,14 @@ impl Scenario {
         self.agent
             .validate()
             .map_err(|e| invalid(format!("agent: {e}")))?;
+        if let Some(name) = self
+            .fleet
+            .links
+            .keys()
+            .find(|n| crate::profile::index_of(n).is_none())
+        {
+            return Err(invalid(format!("fleet.links: unknown profile {name:?}")));
+        }
         Ok(())
     }
 
