@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod clock;
+pub mod conformance;
 pub mod duration;
 pub mod embedded;
 pub mod engine;
