@@ -1371,3 +1371,18 @@ fn vtime(ms: u64) -> String {
         rest % 1000
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_device_stays_small() {
+        // The fleet-size target is 1 KiB of RSS per device; the inline part is what every
+        // device pays even when its machine holds nothing on the heap.
+        let device = std::mem::size_of::<Device>();
+        let machine = std::mem::size_of::<Machine>();
+        println!("Device {device} bytes (Machine {machine} bytes inline)");
+        assert!(device <= 512, "Device is {device} bytes");
+    }
+}

@@ -54,7 +54,7 @@ fn line_plot(id: &str, title: &str, series: &[Series<'_>], x_label: &str) -> Str
     );
     let _ = write!(
         svg,
-        r#"<text x="{}" y="{}" class="label" text-anchor="end">{}</text>"#,
+        r#"<text x="{}" y="{}" class="label" text-anchor="end">{x_max:.0} {}</text>"#,
         W - PAD,
         H - PAD + 14.0,
         esc(x_label)
@@ -133,6 +133,15 @@ fn latency_plot(r: &Report) -> String {
         PAD + 4.0,
         y_max / 1000.0
     );
+    for (i, label) in ["p50", "p90", "p99", "p99.9"].iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" class="legend" fill="{}">{label}</text>"#,
+            W - PAD - 60.0,
+            PAD + 14.0 * i as f64,
+            colors[i]
+        );
+    }
     svg.push_str("</svg>");
     svg
 }
