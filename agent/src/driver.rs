@@ -12,6 +12,7 @@
 //! - [`DriverConfig`], [`Driver`], [`RunOutcome`]: what runs.
 //! - [`DriverHandle`], [`Command`]: how the CLI and tests talk to a running driver.
 //! - [`StatusReport`]: what `ucupdate-agent status` shows, also written to `status.json`.
+//! - [`config`]: [`config::AgentConfig`], the agent's TOML file.
 //! - `control`: the unix-socket line protocol of the CLI.
 //! - `files`: the state-dir layout, staging, verification of staged files.
 //!
@@ -19,6 +20,7 @@
 //! `status.json` (the last [`StatusReport`], for `status` when the daemon is down),
 //! `staging/<version>/<file>` (downloads), `control.sock` (the control socket).
 
+pub mod config;
 mod control;
 mod files;
 mod status;
@@ -44,6 +46,7 @@ use crate::machine::{Action, Event, FailureClass, Instant, Machine, MachineConfi
 use crate::net::{self, Client};
 use crate::persist;
 
+pub use config::{AgentConfig, AgentConfigError};
 pub use control::{send_command, ControlError, CONTROL_SOCKET};
 pub use files::{staged_path, STAGING_DIR, STATE_FILE, STATUS_FILE};
 pub use status::{format_unix_ms, read_offline_status, StatusReport};

@@ -1,1 +1,289 @@
-fn main() {}
+//! `ucupdate-agent`: the device side of the Device Update Service. `run` is the daemon (a TOML
+//! config plus flags for its key fields); `status`, `check-now`, `sign-in`, `sign-out` and
+//! `activity` talk to the running daemon over its control socket (`status` falls back to the
+//! state directory when the daemon is down). See `docs/AGENT.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ucupdate_agent::device::read_password;
+use ucupdate_agent::driver::config::DEFAULT_STATE_DIR;
+use ucupdate_agent::driver::{
+    read_offline_status, send_command, AgentConfig, Command as DriverCommand, ControlError, Driver,
+    RunOutcome, StatusReport,
+};
+
+/// The device side of the OCS 2007 R2 / Lync Device Update Service: discovery, checks,
+/// downloads, idle wait, install and reboot hooks.
+#[derive(Parser, Debug)]
+#[command(name = "ucupdate-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct Global {
+    /// The agent's TOML configuration (see agent.example.toml).
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "FILE",
+        env = "UCUPDATE_AGENT_CONFIG"
+    )]
+    config: Option<PathBuf>,
+    /// State directory (state.json, status.json, staging/, control.sock); overrides the
+    /// config's `state_dir` [default: /var/lib/ucupdate-agent].
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent daemon.
+    Run(Box<RunArgs>),
+    /// Show the current version, the date of the last update, the server, the last check
+    /// and the last error (from the daemon, or from the state directory when it is down).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to check for an update now.
+    CheckNow,
+    /// Sign a user in (what the phone's sign-in screen does); outside the firewall the
+    /// checks and downloads then authenticate with NTLM as this user.
+    SignIn {
+        /// `DOMAIN\user`, `user@domain` or `user`.
+        user: String,
+        /// File whose first line is the password (`-` reads standard input). Without it the
+        /// user is known but cannot authenticate.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Provisioned internal check URL (what in-band provisioning would carry).
+        #[arg(long, value_name = "URL")]
+        internal_url: Option<String>,
+        /// Provisioned external check URL.
+        #[arg(long, value_name = "URL")]
+        external_url: Option<String>,
+    },
+    /// Sign the user out: external checks are denied again.
+    SignOut,
+    /// Report user activity (restarts the idle wait before an install).
+    Activity,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Internal check URL, e.g. http://pool.contoso.com/RequestHandler/ucdevice.upx
+    /// (`[machine] server_url`; skips discovery, as a RoundTable is configured).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// External check URL (`[machine] external_server_url`).
+    #[arg(long, value_name = "URL")]
+    external_server: Option<String>,
+    /// The DHCP domain to discover ucupdates-r2.<domain> in (`[machine] dhcp_domain`).
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Ask this DNS server for discovery instead of resolv.conf (`[dns] nameserver`).
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<SocketAddr>,
+    /// PEM bundle of the CAs to trust (`[tls] ca_bundle`); verification is always on.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Exit after the reboot hook so a supervisor restarts the agent (`[agent]
+    /// exit_on_reboot`).
+    #[arg(long)]
+    exit_on_reboot: bool,
+    /// Log format on standard error (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ucupdate-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(daemon(&cli.global, *args)),
+        other => runtime.block_on(client(&cli.global, other)),
+    }
+}
+
+fn load_config(global: &Global) -> anyhow::Result<AgentConfig> {
+    let path = global
+        .config
+        .as_deref()
+        .context("`run` needs --config FILE (see agent.example.toml)")?;
+    let mut config = AgentConfig::load(path)?;
+    if let Some(dir) = &global.state_dir {
+        config.state_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// The state dir the client commands talk to: the flag, else the config's, else the default.
+fn state_dir(global: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &global.state_dir {
+        return Ok(dir.clone());
+    }
+    match &global.config {
+        Some(path) => Ok(AgentConfig::load(path)?.state_dir),
+        None => Ok(PathBuf::from(DEFAULT_STATE_DIR)),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn daemon(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let mut config = load_config(global)?;
+    if let Some(url) = args.server {
+        config.machine.server_url = Some(url);
+    }
+    if let Some(url) = args.external_server {
+        config.machine.external_server_url = Some(url);
+    }
+    if let Some(domain) = args.domain {
+        config.machine.dhcp_domain = Some(domain);
+    }
+    if let Some(ns) = args.dns_server {
+        config.dns.nameserver = Some(ns);
+    }
+    if let Some(ca) = args.ca {
+        config.tls.ca_bundle = Some(ca);
+    }
+    if args.exit_on_reboot {
+        config.agent.exit_on_reboot = true;
+    }
+    let device = config.device()?;
+    let driver = Driver::new(config.driver_config()?, device);
+    let handle = driver.handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.send(DriverCommand::Shutdown);
+    });
+    match driver.run().await? {
+        RunOutcome::Rebooted { version } => {
+            tracing::info!(%version, "exiting for the restart");
+            Ok(ExitCode::SUCCESS)
+        }
+        RunOutcome::Shutdown => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn client(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
+    let dir = state_dir(global)?;
+    match command {
+        Command::Run(_) => unreachable!("handled by daemon()"),
+        Command::Status { json } => status(&dir, json).await,
+        Command::CheckNow => simple(&dir, "check-now").await,
+        Command::SignOut => simple(&dir, "sign-out").await,
+        Command::Activity => simple(&dir, "activity").await,
+        Command::SignIn {
+            user,
+            password_file,
+            internal_url,
+            external_url,
+        } => {
+            if user.split_whitespace().count() != 1 {
+                bail!("the user name must be one word (DOMAIN\\user or user@domain)");
+            }
+            let password = match password_file.as_deref() {
+                None => String::new(),
+                Some(p) if p == Path::new("-") => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+                Some(p) => read_password(p)?.expose().to_owned(),
+            };
+            let url = |u: &Option<String>| u.clone().unwrap_or_else(|| "-".into());
+            let first = format!(
+                "sign-in {user} {} {}",
+                url(&internal_url),
+                url(&external_url)
+            );
+            send_command(&dir, &[&first, &password]).await?;
+            println!("signed in as {user}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn simple(dir: &Path, verb: &str) -> anyhow::Result<ExitCode> {
+    send_command(dir, &[verb]).await?;
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = match send_command(dir, &["status"]).await {
+        Ok(text) => serde_json::from_str::<StatusReport>(&text)
+            .context("the agent sent an unreadable status")?,
+        Err(ControlError::NotRunning { .. }) => match read_offline_status(dir) {
+            Ok(Some(report)) => report,
+            Ok(None) => bail!("no agent is running and {} holds no state", dir.display()),
+            Err(e) => bail!("{e}"),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

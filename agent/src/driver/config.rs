@@ -1,0 +1,187 @@
+//! [`AgentConfig`]: the agent's TOML file (`agent.example.toml` documents every field) and how
+//! it becomes a [`DriverConfig`] plus a [`HookDevice`]. Lives in the library so the example
+//! file is tested and the simulator or a firmware's own binary can reuse it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{DnsSource, DriverConfig};
+use crate::device::{DeviceConfig, DeviceError, HookDevice, HooksConfig};
+use crate::dns::DnsSettings;
+use crate::machine::config::duration_text;
+use crate::machine::MachineConfig;
+use crate::net::{Client, ClientSettings, NetError, TlsOptions};
+
+/// Where the agent keeps its state unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucupdate-agent";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("[machine]: {0}")]
+    Machine(#[from] crate::machine::ConfigError),
+    #[error("[tls]: {0}")]
+    Tls(#[from] NetError),
+    #[error("[device]/[hooks]: {0}")]
+    Device(#[from] DeviceError),
+}
+
+/// `[tls]`: verification is always on; this only says whom to trust.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM bundle of the CAs to trust (the corporate CA that signed the pool's certificate).
+    pub ca_bundle: Option<PathBuf>,
+    /// Also trust the public web roots. Default: only when no `ca_bundle` is given.
+    pub webpki_roots: Option<bool>,
+    /// TLS session resumption (fewer full handshakes on a slow link).
+    pub resumption: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            ca_bundle: None,
+            webpki_roots: None,
+            resumption: true,
+        }
+    }
+}
+
+/// `[dns]`: where discovery asks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// One nameserver `IP:PORT`; otherwise the `nameserver` lines of `resolv_conf`.
+    pub nameserver: Option<SocketAddr>,
+    pub resolv_conf: PathBuf,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    pub retries: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameserver: None,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            timeout: Duration::from_secs(5),
+            retries: 1,
+        }
+    }
+}
+
+/// `[agent]`: the daemon itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Exit after the reboot hook (a supervisor restarts the agent).
+    pub exit_on_reboot: bool,
+    /// Serve `state_dir/control.sock` for the CLI.
+    pub control_socket: bool,
+    /// How often activity/call files are read while an update waits for idle.
+    #[serde(with = "duration_text")]
+    pub activity_poll: Duration,
+    /// Fixed jitter seed (tests); default: from the MAC and the boot time.
+    pub seed: Option<u64>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            exit_on_reboot: false,
+            control_socket: true,
+            activity_poll: Duration::from_secs(5),
+            seed: None,
+        }
+    }
+}
+
+/// The whole agent file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    pub device: DeviceConfig,
+    #[serde(default)]
+    pub machine: MachineConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    #[serde(default)]
+    pub agent: DaemonConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+impl AgentConfig {
+    pub fn from_toml(text: &str) -> Result<AgentConfig, AgentConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn load(path: &Path) -> Result<AgentConfig, AgentConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// The HTTP(S) client: TLS verification on, trusting `[tls]`.
+    pub fn client(&self) -> Result<Client, AgentConfigError> {
+        let mut tls = match &self.tls.ca_bundle {
+            Some(path) => TlsOptions::with_ca_file(path)?,
+            None => TlsOptions::default(),
+        };
+        if let Some(web) = self.tls.webpki_roots {
+            tls.webpki_roots = web;
+        }
+        tls.resumption = self.tls.resumption;
+        Ok(Client::with_settings(ClientSettings {
+            tls: Some(tls.build()?),
+            ..ClientSettings::default()
+        }))
+    }
+
+    /// The device: identity plus hooks (reads the password file, if any).
+    pub fn device(&self) -> Result<HookDevice, AgentConfigError> {
+        Ok(HookDevice::new(&self.device, self.hooks.clone())?.with_state_dir(&self.state_dir))
+    }
+
+    /// Everything the driver needs (validates `[machine]`).
+    pub fn driver_config(&self) -> Result<DriverConfig, AgentConfigError> {
+        self.machine.validate()?;
+        let mut config = DriverConfig::new(&self.state_dir, self.machine.clone(), self.client()?);
+        config.dns = match self.dns.nameserver {
+            Some(addr) => DnsSource::Nameserver(addr),
+            None => DnsSource::ResolvConf(self.dns.resolv_conf.clone()),
+        };
+        config.dns_settings = DnsSettings {
+            timeout: self.dns.timeout,
+            retries: self.dns.retries,
+        };
+        config.resolv_conf = self.dns.resolv_conf.clone();
+        config.exit_on_reboot = self.agent.exit_on_reboot;
+        config.control_socket = self.agent.control_socket;
+        config.activity_poll = self.agent.activity_poll;
+        config.seed = self.agent.seed;
+        Ok(config)
+    }
+}
