@@ -299,6 +299,16 @@ impl<D: Device> Running<D> {
         }
 
         let mut machine_config = config.machine.clone();
+        // DNS is case-blind but the URL host (and so the certificate check and the status
+        // screen) is not: one spelling, as `dns::discover` uses.
+        for domain in [
+            &mut machine_config.dhcp_domain,
+            &mut machine_config.sip_domain,
+        ] {
+            if let Some(d) = domain.as_mut() {
+                d.make_ascii_lowercase();
+            }
+        }
         if machine_config.dhcp_domain.is_none() && machine_config.server_url.is_none() {
             if let Some((domain, source)) =
                 dns::dhcp_domain(None, &config.resolv_conf, &config.lease_paths)
