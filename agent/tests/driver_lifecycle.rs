@@ -232,6 +232,51 @@ async fn activity_restarts_the_idle_wait() {
     assert_eq!(dev.state().current_version, v("2.0.0.0"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_logs_are_uploaded_after_a_check_when_configured() {
+    let stub = Stub::start().await;
+    let dev = Dev::new();
+    let log = dev
+        .dir
+        .path()
+        .join("UCPhone_0004F2000176-20261125-CELOG080000_1.clg");
+    let mut contents = b"head that does not fit\n".to_vec();
+    contents.extend(std::iter::repeat_n(b'x', 1_024_000));
+    std::fs::write(&log, &contents).unwrap();
+    let machine = ucupdate_agent::machine::MachineConfig {
+        log_upload: ucupdate_agent::machine::LogPolicy::AfterCheck,
+        ..internal(&stub)
+    };
+    let device = dev.device_with(
+        "1.0.0.0",
+        false,
+        &format!("log_files = [\"{}\"]\n", log.display()),
+    );
+    let run = spawn(driver_config(&stub, &dev, machine), device);
+    run.wait_for(|s| s.last_outcome.as_deref() == Some("no update"))
+        .await;
+    let stored = stub
+        .dir
+        .path()
+        .join("logs")
+        .join(MAC)
+        .join("CELog")
+        .join(log.file_name().unwrap());
+    // The upload runs beside the check; the stub's counter says when it is done.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while stub.hits("log_upload") == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("no log upload");
+    run.shutdown().await;
+    let uploaded = read(&stored);
+    // Only the tail fits the server's limit; the head is what is dropped.
+    assert_eq!(uploaded.len(), 1_024_000);
+    assert_eq!(uploaded[..], contents[contents.len() - 1_024_000..]);
+}
+
 #[test]
 fn the_example_config_parses_and_builds() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");

@@ -134,9 +134,14 @@ impl Dev {
     }
 
     pub fn device(&self, initial: &str, with_commands: bool) -> HookDevice {
+        self.device_with(initial, with_commands, "")
+    }
+
+    /// [`Dev::device`] with more `[device]` lines.
+    pub fn device_with(&self, initial: &str, with_commands: bool, extra: &str) -> HookDevice {
         let config: DeviceConfig = toml::from_str(&format!(
             "brand = \"Polycom\"\nmodel = \"CX700\"\nmac = \"{MAC}\"\ninitial_version = \"{initial}\"\n\
-             activity_file = \"{}\"\n",
+             activity_file = \"{}\"\n{extra}",
             self.activity_file().display()
         ))
         .unwrap();
