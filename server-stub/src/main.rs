@@ -412,6 +412,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("start the tokio runtime")?;
     runtime.block_on(async move {
+        // Handlers go in before the listeners' URLs are printed: a supervisor that reads them
+        // and sends SIGTERM at once must get a clean shutdown, not the default action.
+        let stop = Stop::install();
         let server = ucupdate_server_stub::start(config).await?;
         // One line per listener on stdout, so scripts can use port 0 and read the ports.
         let lines = [
@@ -432,31 +435,44 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| args.data.data.join("ca.pem"));
             println!("ca {}", ca.display());
         }
-        wait_for_signal().await;
+        stop.wait().await;
         tracing::info!("shutting down");
         server.shutdown().await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), registered when created.
+struct Stop {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Stop {
+    fn install() -> Stop {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok();
+            Stop { signals }
+        }
+        #[cfg(not(unix))]
+        {
+            Stop {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = self.signals {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
