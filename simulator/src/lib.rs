@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod duration;
 pub mod embedded;
 pub mod engine;
+pub mod faults;
 pub mod fleet;
 pub mod profile;
 pub mod report;
