@@ -99,6 +99,7 @@ pub fn client(
     dhcp_domain: &str,
     ca_pem: Option<&[u8]>,
     tls_resumption: bool,
+    timeouts: net::Timeouts,
 ) -> Result<net::Client, net::NetError> {
     let mut tls = match ca_pem {
         Some(pem) => TlsOptions::with_ca_pem(pem.to_vec()),
@@ -110,6 +111,7 @@ pub fn client(
         ..ClientSettings::default()
     };
     settings.workstation = "UCSIM".into();
+    settings.timeouts = timeouts;
     settings.user_agent = concat!("ucupdate-sim/", env!("CARGO_PKG_VERSION")).into();
     settings.resolve_overrides.insert(
         format!("{DISCOVERY_PREFIX}.{dhcp_domain}"),

@@ -36,6 +36,7 @@ use ucupdate_protocol::{
 
 use crate::admin::{synthetic_file, Admin, AdminOp};
 use crate::clock;
+use crate::faults::{FaultPlan, FaultProxies};
 use crate::fleet::{splitmix64, unit, DeviceSpec, FleetSpec, Shard};
 use crate::profile::{self, Profile};
 use crate::report::{DeviceVerdict, Hist, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT};
@@ -110,6 +111,16 @@ pub struct RunConfig {
     pub collect_digests: bool,
     /// Called about every 200 ms of wall time with a progress snapshot.
     pub progress: Option<ProgressSink>,
+    /// Fault-injecting proxies in front of the server, when the scenario has `[faults]`.
+    pub faults: Option<FaultRouting>,
+}
+
+/// Where faulted requests go: per upstream port, the proxies in front of that listener.
+pub struct FaultRouting {
+    pub plan: FaultPlan,
+    /// Virtual ms after which no request is faulted.
+    pub until_ms: u64,
+    pub proxies: HashMap<u16, Arc<FaultProxies>>,
 }
 
 /// Receives progress snapshots (the CLI's live line).
@@ -247,6 +258,7 @@ struct Metrics {
     curve_initial: Vec<i64>,
     total_requests: u64,
     total_errors: u64,
+    faults: BTreeMap<String, u64>,
 }
 
 pub struct Engine {
@@ -337,6 +349,7 @@ impl Engine {
             curve_initial: vec![0; (duration_ms / curve_bucket_ms + 1) as usize],
             total_requests: 0,
             total_errors: 0,
+            faults: BTreeMap::new(),
         };
         let mut metrics = metrics;
         metrics.phase_count[OFF] = slots as u64;
@@ -762,6 +775,7 @@ impl Engine {
                 user,
                 current_version,
             } => {
+                let url = self.route(slot, url, t);
                 let minute = (t / 60_000) as usize;
                 if let Some(n) = self.metrics.arrivals.get_mut(minute) {
                     *n += 1;
@@ -802,6 +816,7 @@ impl Engine {
                 external,
                 ..
             } => {
+                let url = self.route(slot, url, t);
                 let size = file.size.unwrap_or(self.cfg.scenario.fleet.image_size);
                 let link = self.links[spec.profile as usize];
                 let bandwidth = link.bandwidth;
@@ -883,6 +898,33 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// Routes a request through a fault proxy when the device's dice say so (seeded, so the
+    /// same devices meet the same faults in every run).
+    fn route(&mut self, slot: u32, mut url: HttpUrl, t: u64) -> HttpUrl {
+        let Some(faults) = &self.cfg.faults else {
+            return url;
+        };
+        if t >= faults.until_ms {
+            return url;
+        }
+        let dev = &mut self.devices[slot as usize];
+        dev.rng = splitmix64(dev.rng ^ 0xfa17);
+        let Some(kind) = faults.plan.pick(unit(dev.rng)) else {
+            return url;
+        };
+        let Some(proxies) = faults.proxies.get(&url.port) else {
+            return url;
+        };
+        url.port = proxies.addr(kind).port();
+        *self
+            .metrics
+            .faults
+            .entry(kind.as_str().to_owned())
+            .or_default() += 1;
+        self.trace_line(slot, t, format_args!("fault  {kind} on the next request"));
+        url
     }
 
     fn credentials(
@@ -1317,6 +1359,7 @@ impl Engine {
             latency_intended_us: m.latency_intended,
             tls_handshake_us: m.tls,
             bytes_downloaded: m.bytes,
+            faults_injected: m.faults,
             phase_ms,
             convergence_ms: convergence,
             arrivals_per_minute: m.arrivals,

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ucupdate_agent::net::Timeouts;
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::HttpUrl;
 use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
@@ -119,6 +120,10 @@ struct RunArgs {
     /// No live progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Wall-clock limit on each request's response head and body gaps (connect and TLS
+    /// handshake: at most 10 s): what a stalled server costs each device.
+    #[arg(long, default_value = "30s", value_parser = scenario::duration_arg)]
+    request_timeout: std::time::Duration,
     /// Shorter scenario: override its virtual duration (e.g. `12h`).
     #[arg(long, value_parser = scenario::duration_arg)]
     duration: Option<std::time::Duration>,
@@ -317,6 +322,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         password_secret: args.fleet.password_secret.clone(),
         dhcp_domain: args.domain.clone(),
         tls_resumption: !args.no_tls_resumption,
+        timeouts: Timeouts {
+            connect: args.request_timeout.min(std::time::Duration::from_secs(10)),
+            tls_handshake: args.request_timeout.min(std::time::Duration::from_secs(10)),
+            response_head: args.request_timeout,
+            body_idle: args.request_timeout,
+        },
         start_unix_ms: clock::unix_millis(),
         progress,
         ..RunSpec::embedded(scenario, fleet)

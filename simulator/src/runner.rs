@@ -2,6 +2,7 @@
 //! one), build the fleet's shared client, run the engine, stop the server. The CLI and the
 //! tests both go through here, so what the tests check is what users run.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,9 +10,10 @@ use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
 use crate::embedded::{self, ControlAdmin, HttpAdmin};
-use crate::engine::{Engine, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
+use crate::engine::{Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
+use crate::faults::FaultProxies;
 use crate::fleet::{FleetSpec, Shard};
-use crate::scenario::Scenario;
+use crate::scenario::{Faults, Scenario};
 
 /// Where the devices go.
 pub enum Server {
@@ -38,6 +40,8 @@ pub struct RunSpec {
     pub password_secret: String,
     pub dhcp_domain: String,
     pub tls_resumption: bool,
+    /// Wall-clock limits of each request (a stalled server costs this much per device).
+    pub timeouts: ucupdate_agent::net::Timeouts,
     pub start_unix_ms: u64,
     pub collect_digests: bool,
     pub progress: Option<ProgressSink>,
@@ -58,11 +62,33 @@ impl RunSpec {
             password_secret: "ucupdate-sim".into(),
             dhcp_domain: "sim.example".into(),
             tls_resumption: true,
+            timeouts: ucupdate_agent::net::Timeouts::default(),
             start_unix_ms: 1_795_600_000_000,
             collect_digests: false,
             progress: None,
         }
     }
+}
+
+/// Starts one set of fault proxies in front of each server listener the devices use.
+async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<FaultRouting> {
+    let mut proxies = HashMap::new();
+    let kinds = &faults.plan.kinds;
+    for url in std::iter::once(&target.internal).chain(target.external.as_ref()) {
+        let addr = tokio::net::lookup_host(url.authority())
+            .await?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{} resolves to nothing", url.host))?;
+        proxies.insert(url.port, Arc::new(FaultProxies::start(addr, kinds).await?));
+    }
+    Ok(FaultRouting {
+        plan: faults.plan.clone(),
+        until_ms: faults
+            .until
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(u64::MAX),
+        proxies,
+    })
 }
 
 pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
@@ -114,7 +140,16 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
         &spec.dhcp_domain,
         ca_pem.as_deref(),
         spec.tls_resumption,
+        spec.timeouts,
     )?;
+    let faults = match &spec.scenario.faults {
+        Some(f) => Some(fault_routing(&target, f).await?),
+        None => None,
+    };
+    let proxies: Vec<Arc<FaultProxies>> = faults
+        .iter()
+        .flat_map(|f| f.proxies.values().cloned())
+        .collect();
     let config = RunConfig {
         scenario: spec.scenario,
         fleet: spec.fleet,
@@ -131,8 +166,14 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
         start_unix_ms: spec.start_unix_ms,
         collect_digests: spec.collect_digests,
         progress: spec.progress,
+        faults,
     };
     let outcome = Engine::new(config).run().await;
+    for p in proxies {
+        if let Ok(p) = Arc::try_unwrap(p) {
+            p.shutdown().await;
+        }
+    }
     if let Some(e) = embedded {
         e.server.shutdown().await?;
     }

@@ -59,6 +59,19 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
     #[serde(default)]
     pub expect: Expect,
+    /// Faults injected between the devices and the server (`[faults]`).
+    #[serde(default)]
+    pub faults: Option<Faults>,
+}
+
+/// A share of requests routed through a fault-injecting proxy, until the fault clears.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Faults {
+    #[serde(flatten)]
+    pub plan: crate::faults::FaultPlan,
+    /// Virtual time when the faults clear (default: never); devices must converge after it.
+    #[serde(default, with = "duration::opt_text")]
+    pub until: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

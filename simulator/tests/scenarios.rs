@@ -181,3 +181,69 @@ async fn shards_in_process_merge_to_the_whole_fleet() {
     assert_eq!(merged.curve(), whole.curve());
     assert_eq!(merged.arrivals_per_minute, whole.arrivals_per_minute);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_converges_through_injected_faults() {
+    // A third of all requests meet a fault of every kind until 30 h; the devices must back off,
+    // never take a corrupted image, and all end on the approved version once the faults clear.
+    let toml = r#"
+        name = "faulty-rollout"
+        description = "rollout through faults"
+        duration = "3d"
+        [fleet]
+        signed_in_share = 0.5
+        image_size = 65536
+        [faults]
+        rate = 0.34
+        kinds = ["reset-mid-response", "truncate", "stall-response", "stall-request",
+                 "server-error503", "unauthorized401", "corrupt-body", "refuse-connect"]
+        until = "30h"
+        [[phase]]
+        at = "0s"
+        action = "power-on"
+        window = "30m"
+        [[phase]]
+        at = "1h"
+        action = "publish"
+        [[phase]]
+        at = "2h"
+        action = "approve"
+        [expect]
+        final = "target"
+        min_checks = 2
+    "#;
+    let scenario = Scenario::parse("faulty-rollout", toml).unwrap();
+    let fleet = fleet(&scenario, 60, 21);
+    let mut spec = RunSpec::embedded(scenario, fleet);
+    spec.timeouts.response_head = std::time::Duration::from_millis(500);
+    spec.timeouts.body_idle = std::time::Duration::from_millis(500);
+    let r = runner::run(spec).await.unwrap().report;
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+    for kind in [
+        "reset-mid-response",
+        "stall-response",
+        "server-error503",
+        "corrupt-body",
+        "refuse-connect",
+    ] {
+        assert!(
+            r.faults_injected.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} never injected: {:?}",
+            r.faults_injected
+        );
+    }
+    for class in ["http5xx", "timeout", "hash_mismatch"] {
+        assert!(
+            r.errors.get(class).copied().unwrap_or(0) > 0,
+            "no {class} errors seen: {:?}",
+            r.errors
+        );
+    }
+    // Back-off: a device that fails keeps to the machine's cap (at most 6 requests per hour).
+    let minutes = r.arrivals_per_minute.len() as u64;
+    assert!(r.total_requests() < 60 * 6 * (minutes / 60 + 1));
+}

@@ -50,6 +50,9 @@ pub struct Report {
     pub latency_intended_us: BTreeMap<String, Hist>,
     pub tls_handshake_us: Hist,
     pub bytes_downloaded: u64,
+    /// Requests routed through each kind of fault-injecting proxy.
+    #[serde(default)]
+    pub faults_injected: BTreeMap<String, u64>,
     /// Device-milliseconds of virtual time spent in each lifecycle phase.
     pub phase_ms: BTreeMap<String, u64>,
     /// Virtual ms from the scenario's last offer change to each device reaching its final
@@ -200,6 +203,7 @@ impl Report {
         add_hists(&mut self.latency_intended_us, r.latency_intended_us);
         self.tls_handshake_us.add(&r.tls_handshake_us);
         self.bytes_downloaded += r.bytes_downloaded;
+        add_counts(&mut self.faults_injected, r.faults_injected);
         add_counts(&mut self.phase_ms, r.phase_ms);
         self.convergence_ms.add(&r.convergence_ms);
         add_elementwise(&mut self.arrivals_per_minute, &r.arrivals_per_minute);
@@ -262,6 +266,7 @@ pub(crate) mod tests {
             latency_intended_us: BTreeMap::from([("check-internal".into(), latency)]),
             tls_handshake_us: Hist::new(),
             bytes_downloaded: 10 * devices,
+            faults_injected: BTreeMap::new(),
             phase_ms: BTreeMap::from([("idle".into(), 5)]),
             convergence_ms: Hist::new(),
             arrivals_per_minute: vec![devices, 1],

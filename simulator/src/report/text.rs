@@ -83,6 +83,15 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "\nerrors by class: {}", parts.join("  "));
     }
 
+    if !r.faults_injected.is_empty() {
+        let parts: Vec<String> = r
+            .faults_injected
+            .iter()
+            .map(|(c, n)| format!("{c}={n}"))
+            .collect();
+        let _ = writeln!(out, "faults injected: {}", parts.join("  "));
+    }
+
     let total_phase: u64 = r.phase_ms.values().sum();
     if total_phase > 0 {
         let _ = writeln!(
