@@ -2,39 +2,12 @@
 
 use std::time::Duration;
 
-/// `250ms`, `90s`, `5m`, `24h`, `3d`, combinations like `1h30m`, or a bare number of seconds.
+use ucupdate_agent::machine::config::duration_text;
+
+/// `250ms`, `90s`, `5m`, `24h`, `3d`, combinations like `1h30m`, or a bare number of seconds:
+/// the agent's own reader, so a scenario's `[agent]` table and its phases read alike.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let value: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return None,
-        };
-        total = total.checked_add(unit.checked_mul(u32::try_from(value).ok()?)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+    duration_text::parse(text)
 }
 
 /// Shortest exact spelling: `1d2h`, `90s` -> `1m30s`, `250ms`.
@@ -59,17 +32,8 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-pub mod text {
-    use std::time::Duration;
-
-    use serde::{de, Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text)
-            .ok_or_else(|| de::Error::custom(format!("bad duration {text:?}")))
-    }
-}
+/// Serde `with` module for a required duration (text, or a number of seconds).
+pub use ucupdate_agent::machine::config::duration_text as text;
 
 pub mod opt_text {
     use std::time::Duration;

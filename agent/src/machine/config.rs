@@ -190,7 +190,7 @@ impl MachineConfig {
 }
 
 /// Durations as human text in config files and the persisted state.
-pub(crate) mod duration_text {
+pub mod duration_text {
     use std::time::Duration;
 
     use serde::de::{self, Deserializer, Visitor};
