@@ -350,9 +350,10 @@ async fn stall_request(mut client: TcpStream, shared: &Shared) -> std::io::Resul
     let _ = upstream.set_nodelay(true);
     let (mut up_r, mut up_w) = upstream.into_split();
     let (mut cl_r, mut cl_w) = client.into_split();
-    // Half the head, and then nothing: the server waits for the rest until its header timeout.
-    up_w.write_all(&first[..n.div_ceil(2).min(n.saturating_sub(1)).max(1)])
-        .await?;
+    // Half the head (not half the read: a small head plus its body may come in one read), then
+    // nothing: the server waits for the rest until its header timeout.
+    let head = head_end(&first[..n]).unwrap_or(n);
+    up_w.write_all(&first[..(head / 2).max(1)]).await?;
     let discard = async {
         let mut buf = vec![0u8; 16 * 1024];
         while cl_r.read(&mut buf).await? > 0 {}
