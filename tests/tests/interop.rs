@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 use ucupdate_agent::dns::{Discovery, DnsError, DnsSettings};
 use ucupdate_agent::net::{self, AuthStage, ClientSettings, Credentials, NetError};
-use ucupdate_protocol::wire::INTERNAL_HANDLER_PATH;
+use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, FirmwareVersion, HttpUrl,
     InstalledModule, MacAddress, Offer, OfferStatus, OfferedFile, PathSegment,
@@ -453,4 +453,206 @@ async fn gcab_cabinets_are_imported_and_served_to_a_test_device() {
         );
         server.shutdown().await.unwrap();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx as the TLS-terminating edge in front of the external listener
+// ---------------------------------------------------------------------------------------------
+
+/// A free loopback TCP port (nginx binds it a moment later; a collision fails loudly).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx with two edges in front of the stub's external listener `upstream`, both
+/// terminating TLS with a certificate for 127.0.0.1 and verifying the stub's certificate:
+/// - `http_port`: an HTTP reverse proxy with a kept-alive upstream pool (the usual edge
+///   config: `proxy_http_version 1.1`, `Connection ""`, `keepalive`);
+/// - `stream_port`: a TCP (stream) proxy, so each client connection has its own upstream one.
+fn nginx(
+    dir: &Path,
+    upstream: SocketAddr,
+    stub_ca: &str,
+    http_port: u16,
+    stream_port: u16,
+) -> Nginx {
+    let edge =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join("edge.pem"), edge.cert.pem()).unwrap();
+    std::fs::write(dir.join("edge.key"), edge.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("stub-ca.pem"), stub_ca).unwrap();
+    let d = dir.display();
+    // The stub's certificate names localhost and 127.0.0.1; nginx verifies host names only.
+    let upstream_tls = format!(
+        "proxy_ssl_trusted_certificate {d}/stub-ca.pem; proxy_ssl_verify on; \
+         proxy_ssl_name localhost; proxy_ssl_session_reuse on;"
+    );
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/t-body; proxy_temp_path {d}/t-proxy;
+    fastcgi_temp_path {d}/t-fcgi; uwsgi_temp_path {d}/t-uwsgi; scgi_temp_path {d}/t-scgi;
+    upstream ucupdate_external {{ server {upstream}; keepalive 8; }}
+    server {{
+        listen 127.0.0.1:{http_port} ssl;
+        ssl_certificate {d}/edge.pem; ssl_certificate_key {d}/edge.key;
+        location / {{
+            proxy_pass https://ucupdate_external;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host $http_host;
+            {upstream_tls}
+        }}
+    }}
+}}
+stream {{
+    server {{
+        listen 127.0.0.1:{stream_port} ssl;
+        ssl_certificate {d}/edge.pem; ssl_certificate_key {d}/edge.key;
+        proxy_pass {upstream};
+        proxy_ssl on;
+        {upstream_tls}
+    }}
+}}
+"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-e", "stderr", "-g", "daemon off; user root;"])
+        .stdin(Stdio::null())
+        // Workers inherit these: a test harness pipe held by a worker would never close.
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nginx runs");
+    let stderr = child.stderr.take().unwrap();
+    let peer = Nginx(Peer(child));
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    // The listeners are open before the master starts its worker.
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("start worker process ") => break,
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!("nginx did not start: {seen:#?}"),
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    peer
+}
+
+/// nginx's master, stopped with SIGTERM so that it takes its worker down with it (a SIGKILL
+/// would orphan the worker, still listening).
+struct Nginx(Peer);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.0 .0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0 .0.wait();
+    }
+}
+
+/// NTLM through nginx. Through the stream (TCP) edge every external check of the suite passes.
+/// Through the HTTP edge with a kept-alive upstream, the handshake completes, but nginx (open
+/// source) shares upstream connections between clients: after one device signs in, a fresh
+/// client's requests ride on its authenticated upstream connection. The suite names exactly
+/// that (`external-type3-fresh-connection-refused`), and an anonymous client indeed gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx (nginx-light, libnginx-mod-stream)"]
+async fn nginx_edge_in_front_of_the_external_listener() {
+    use ucupdate_simulator::conformance::{self, Options, Outcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, stream_port) = (free_port(), free_port());
+    let stream_root: HttpUrl = format!("https://127.0.0.1:{stream_port}/").parse().unwrap();
+    let root = stream_root.clone();
+    // Offers name the stream edge, so external downloads go through nginx too.
+    let server = stub(&dir.path().join("data"), move |c| {
+        c.public_external_url = Some(root)
+    })
+    .await;
+    let nginx_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let _nginx = nginx(
+        &nginx_dir,
+        server.external_addr().unwrap(),
+        server.ca_pem(),
+        http_port,
+        stream_port,
+    );
+    let edge_ca = std::fs::read_to_string(nginx_dir.join("edge.pem")).unwrap();
+
+    let mut options = Options::new(server.internal_url().unwrap());
+    options.admin = server.admin_url();
+    options.user = Some(USER.into());
+    options.password = Some(PASSWORD.into());
+    options.ca_pem = Some(format!("{edge_ca}{}", server.ca_pem()).into_bytes());
+    let external_names: Vec<String> = conformance::catalogue()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| n.starts_with("external-"))
+        .collect();
+    options.only = external_names.clone();
+    let failed = |results: &[conformance::CheckResult]| -> Vec<&'static str> {
+        results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Fail)
+            .map(|r| r.name)
+            .collect()
+    };
+
+    // The stream edge: one upstream connection per client connection.
+    options.external_target = Some(stream_root.with_path(EXTERNAL_HANDLER_PATH));
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(results.len(), external_names.len(), "{table}");
+    assert!(failed(&results).is_empty(), "{table}");
+    assert!(
+        results.iter().all(|r| r.outcome == Outcome::Pass),
+        "{table}"
+    );
+
+    // The HTTP edge with a kept-alive upstream pool.
+    let http_url: HttpUrl = format!("https://127.0.0.1:{http_port}{EXTERNAL_HANDLER_PATH}")
+        .parse()
+        .unwrap();
+    options.external_target = Some(http_url.clone());
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        failed(&results),
+        ["external-type3-fresh-connection-refused"],
+        "{table}"
+    );
+    // The handshake itself passes through on the kept-alive upstream (one client connection),
+    // and it leaks: an anonymous client now reuses the signed-in upstream connection.
+    let tls = net::TlsOptions::with_ca_pem(edge_ca.into_bytes())
+        .build()
+        .unwrap();
+    let client = net::Client::new(tls);
+    let request = check_request("00-04-F2-00-01-76", "1.0.522.101");
+    let creds = Credentials::parse_user(USER, PASSWORD);
+    let (result, stats) = net::check_with_stats(&client, &http_url, &request, Some(&creds)).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(stats.connections, 1);
+    let anonymous = net::check(&client, &http_url, &request, None).await;
+    assert!(
+        anonymous.is_ok(),
+        "expected nginx's shared upstream to let an anonymous client in: {anonymous:?}"
+    );
+    server.shutdown().await.unwrap();
 }
