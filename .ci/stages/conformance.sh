@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The conformance suite against a real `ucupdate-server` process, the way a CI pipeline runs it
+# against its own server: every check, JUnit XML written, a non-zero exit on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build -q -p ucupdate-simulator -p ucupdate-server-stub --bins
+work=$(mktemp -d)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+printf 'CONTOSO\\alice:S3cret!\n' >"$work/users"
+printf 'S3cret!\n' >"$work/password"
+target/debug/ucupdate-server serve --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \
+    --external 127.0.0.1:0 --admin 127.0.0.1:0 --users "$work/users" >"$work/urls" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do [ "$(wc -l <"$work/urls")" -ge 4 ] && break; sleep 0.1; done
+internal=$(awk '$1=="internal"{print $2}' "$work/urls")
+external=$(awk '$1=="external"{print $2}' "$work/urls")
+admin=$(awk '$1=="admin"{print $2}' "$work/urls")
+ca=$(awk '$1=="ca"{print $2}' "$work/urls")
+target/debug/ucupdate-sim conformance --target "$internal" --external-target "$external" \
+    --user 'CONTOSO\alice' --password-file "$work/password" --admin "$admin" --ca "$ca" \
+    --junit "$work/junit.xml"
+grep -q '<testsuites' "$work/junit.xml"
+if grep -q 'S3cret!' "$work/server.log" "$work/junit.xml"; then
+    echo "conformance: the password leaked into the server log or the JUnit report"; exit 1
+fi
+if [ -n "${ARTIFACTS:-}" ]; then cp "$work/junit.xml" "$ARTIFACTS/conformance-junit.xml"; fi
