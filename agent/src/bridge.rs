@@ -38,7 +38,10 @@ pub fn download_event(
     result: Result<net::DownloadedFile, NetError>,
 ) -> Event {
     Event::DownloadDone(match result {
-        Ok(done) => Ok(DownloadedFile { file_name: file_name.clone(), size: done.size }),
+        Ok(done) => Ok(DownloadedFile {
+            file_name: file_name.clone(),
+            size: done.size,
+        }),
         Err(e) => {
             let class = failure_class(e.class());
             let bytes_kept = match class {
@@ -75,7 +78,9 @@ mod tests {
         let name = FileName::new("CPE.nbt").unwrap();
         let cut = NetError::Partial {
             on_disk: 4096,
-            source: Box::new(NetError::Timeout { phase: net::TimeoutPhase::BodyIdle }),
+            source: Box::new(NetError::Timeout {
+                phase: net::TimeoutPhase::BodyIdle,
+            }),
         };
         match download_event(&name, Err(cut)) {
             Event::DownloadDone(Err(f)) => {
@@ -83,7 +88,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let bad = NetError::SizeMismatch { expected: 1, actual: 2 };
+        let bad = NetError::SizeMismatch {
+            expected: 1,
+            actual: 2,
+        };
         match download_event(&name, Err(bad)) {
             Event::DownloadDone(Err(f)) => {
                 assert_eq!((f.class, f.bytes_kept), (FailureClass::HashMismatch, 0))
