@@ -232,6 +232,48 @@ async fn activity_restarts_the_idle_wait() {
     assert_eq!(dev.state().current_version, v("2.0.0.0"));
 }
 
+/// Paused time: while the call file exists nothing is installed, however long the device idles.
+#[tokio::test(start_paused = true)]
+async fn a_call_holds_the_install_until_it_ends() {
+    let stub = Stub::start().await;
+    stub.approve("2.0.0.0").await;
+    let dev = Dev::new();
+    let call = dev.dir.path().join("in-call");
+    std::fs::write(&call, "").unwrap();
+    let machine = ucupdate_agent::machine::MachineConfig {
+        idle_before_restart: Duration::from_secs(300),
+        ..internal(&stub)
+    };
+    let mut config = driver_config(&stub, &dev, machine);
+    config.activity_poll = Duration::from_secs(10);
+    let device = dev.device_with(
+        "1.0.0.0",
+        false,
+        &format!("call_file = \"{}\"\n", call.display()),
+    );
+    let run = spawn(config, device);
+    let guard = Duration::from_secs(86_400);
+    tokio::time::timeout(guard, run.handle.wait_for(|s| s.phase == "waiting-idle"))
+        .await
+        .unwrap();
+    // A two-hour call: still waiting at its end.
+    tokio::time::sleep(Duration::from_secs(7200)).await;
+    assert_eq!(run.handle.status().phase, "waiting-idle");
+    assert_eq!(dev.state().current_version, v("1.0.0.0"));
+
+    std::fs::remove_file(&call).unwrap();
+    let outcome = tokio::time::timeout(guard, run.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::Rebooted {
+            version: v("2.0.0.0")
+        }
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let stub = Stub::start().await;
