@@ -238,3 +238,32 @@ async fn junit_of_a_failing_run_parses_and_names_the_failing_check() {
     assert!(skipped > 0);
     server.shutdown().await.unwrap();
 }
+
+/// The internal site over HTTPS works the same; without the stub's CA the suite fails on
+/// certificate trust, naming it, instead of hanging or passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_internal_target_is_green_and_an_untrusted_certificate_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |_| {}).await;
+    let mut options = full_options(&server);
+    options.target = server.internal_tls_url().unwrap();
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Pass).len(),
+        results.len(),
+        "{table}"
+    );
+
+    options.ca_pem = None;
+    options.only = vec!["check-accepted".into(), "external-anonymous-401".into()];
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["check-accepted", "external-anonymous-401"],
+        "{table}"
+    );
+    assert!(results.iter().all(|r| r.detail.contains("TLS")), "{table}");
+    server.shutdown().await.unwrap();
+}
