@@ -267,3 +267,60 @@ async fn https_internal_target_is_green_and_an_untrusted_certificate_fails_loudl
     assert!(results.iter().all(|r| r.detail.contains("TLS")), "{table}");
     server.shutdown().await.unwrap();
 }
+
+/// The pool case: no admin API, but the server already holds an approved update for the
+/// probed model. The suite learns the approved version from the offer; only the rule checks
+/// skip, each saying it needs --admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_admin_the_suite_learns_the_approved_version_from_a_real_rule() {
+    use ucupdate_protocol::{FileName, UpdateKey};
+    use ucupdate_simulator::conformance::ProbeDevice;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |_| {}).await;
+    let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
+    let files = vec![
+        (FileName::new("CPE.nbt").unwrap(), vec![0x5a; 70_000]),
+        (FileName::new("CPE.cat").unwrap(), b"catalog".to_vec()),
+    ];
+    let control = server.control();
+    control
+        .publish(&key, "1.0.522.200".parse().unwrap(), files)
+        .await
+        .unwrap();
+    control.approve(&key).await.unwrap();
+
+    let mut options = full_options(&server);
+    options.admin = None;
+    options.device = "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101,mac=00-04-F2-00-01-76"
+        .parse::<ProbeDevice>()
+        .unwrap();
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Skip),
+        [
+            "test-device-gets-pending",
+            "regular-device-gets-approved",
+            "approve-transition",
+            "restore-transition",
+            "reset-transition",
+        ],
+        "{table}"
+    );
+    assert!(names(&results, Outcome::Fail).is_empty(), "{table}");
+    assert!(
+        result(&results, "offer-when-ahead")
+            .detail
+            .contains("1.0.522.201 is offered 1.0.522.200"),
+        "{table}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Skip)
+            .all(|r| r.detail.starts_with("needs --admin")),
+        "{table}"
+    );
+    server.shutdown().await.unwrap();
+}

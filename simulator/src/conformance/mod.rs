@@ -110,6 +110,56 @@ impl Default for ProbeDevice {
     }
 }
 
+impl std::str::FromStr for ProbeDevice {
+    type Err = String;
+
+    /// `DeviceType/Brand/Model/Revision/Locale/UpdateType@Version[,mac=M][,serial=S][,image=F]`,
+    /// e.g. `UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101,mac=00-04-F2-00-01-76`. MAC and
+    /// serial default to the default probe's; the image defaults to `<UpdateType>.nbt`.
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let mut parts = spec.split(',');
+        let head = parts.next().unwrap_or_default();
+        let (key, version) = head.split_once('@').ok_or_else(|| {
+            format!(
+                "{spec:?}: expected KEY@VERSION, e.g. UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101"
+            )
+        })?;
+        let key: ucupdate_protocol::UpdateKey =
+            key.parse().map_err(|e| format!("{spec:?}: {e}"))?;
+        let version: FirmwareVersion = version.parse().map_err(|e| format!("{spec:?}: {e}"))?;
+        let default = ProbeDevice::default();
+        let mut probe = ProbeDevice {
+            identity: DeviceIdentity {
+                device_type: key.device_type,
+                brand: key.brand,
+                model: key.model,
+                revision: key.revision,
+                locale: key.locale,
+                mac: default.identity.mac,
+                serial: default.identity.serial,
+            },
+            image: FileName::new(&format!("{}.nbt", key.update_type))
+                .map_err(|e| format!("{spec:?}: {e}"))?,
+            update_type: key.update_type,
+            version,
+        };
+        for option in parts {
+            let bad = |e: ucupdate_protocol::ProtocolError| format!("{spec:?}: {option}: {e}");
+            match option.split_once('=') {
+                Some(("mac", m)) => probe.identity.mac = Some(m.parse().map_err(bad)?),
+                Some(("serial", s)) => probe.identity.serial = Some(s.parse().map_err(bad)?),
+                Some(("image", f)) => probe.image = FileName::new(f).map_err(bad)?,
+                _ => {
+                    return Err(format!(
+                        "{spec:?}: unknown option {option:?} (mac=, serial=, image=)"
+                    ))
+                }
+            }
+        }
+        Ok(probe)
+    }
+}
+
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {

@@ -55,6 +55,43 @@ fn unknown_elements_are_injected_and_our_decoder_still_reads_the_request() {
 }
 
 #[test]
+fn a_probe_spec_names_a_real_model() {
+    let probe: ProbeDevice = "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101,mac=0004f2000176"
+        .parse()
+        .unwrap();
+    assert_eq!(probe.identity.model.as_str(), "CX700");
+    assert_eq!(probe.identity.mac.unwrap().to_string(), "00-04-F2-00-01-76");
+    assert_eq!(
+        probe.identity.serial,
+        ProbeDevice::default().identity.serial
+    );
+    assert_eq!(
+        (probe.image.as_str(), probe.version),
+        ("CPE.nbt", v("1.0.522.101"))
+    );
+    let probe: ProbeDevice =
+        "RoundTable/Microsoft/RT/A/ENU/RoundTable@1.0.0.5,serial=RT-1,image=rt.nbt"
+            .parse()
+            .unwrap();
+    assert_eq!(
+        (
+            probe.image.as_str(),
+            probe.identity.serial.unwrap().as_str()
+        ),
+        ("rt.nbt", "RT-1")
+    );
+    for bad in [
+        "UCPhone/Polycom/CX700/A/ENU/CPE",
+        "UCPhone/Polycom/CX700/A/ENU@1.0.0.1",
+        "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.x.1",
+        "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.0.1,mac=zz",
+        "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.0.1,colour=red",
+    ] {
+        assert!(bad.parse::<ProbeDevice>().is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn probe_bytes_are_stable_and_differ_per_version() {
     let a = probe_bytes(v("1.0.0.1"), 1001);
     assert_eq!(a.len(), 1001);
