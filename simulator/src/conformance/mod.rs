@@ -30,8 +30,8 @@ use ucupdate_protocol::{
 
 pub use report::{junit_xml, render_table};
 
-/// What to test and how.
-#[derive(Debug, Clone)]
+/// What to test and how. `Debug` never shows the password.
+#[derive(Clone)]
 pub struct Options {
     /// The internal check URL (`http(s)://pool/RequestHandler/ucdevice.upx`).
     pub target: HttpUrl,
@@ -52,6 +52,22 @@ pub struct Options {
     pub skip: Vec<String>,
     /// The identity and version the probes claim.
     pub device: ProbeDevice,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("target", &self.target)
+            .field("external_target", &self.external_target)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("admin", &self.admin)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field("only", &self.only)
+            .field("skip", &self.skip)
+            .field("device", &self.device)
+            .finish()
+    }
 }
 
 impl Options {

@@ -126,6 +126,12 @@ fn the_catalogue_has_unique_kebab_case_names_and_descriptions() {
     options.only = vec!["check-accepted".into(), "no-such-check".into()];
     options.skip = vec!["range-requests".into(), "typo".into()];
     assert_eq!(unknown_names(&options), ["no-such-check", "typo"]);
+    options.password = Some("hunter2".into());
+    let shown = format!("{options:?}");
+    assert!(
+        shown.contains("<redacted>") && !shown.contains("hunter2"),
+        "{shown}"
+    );
 }
 
 #[test]
