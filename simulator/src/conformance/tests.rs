@@ -259,3 +259,16 @@ async fn without_admin_or_external_the_dependent_checks_skip_with_reasons() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// The CLI (or a test harness) may spawn a run on a multi-threaded runtime.
+#[test]
+fn a_run_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let options = Options::new(
+        "http://127.0.0.1:1/RequestHandler/ucdevice.upx"
+            .parse()
+            .unwrap(),
+    );
+    let future = run(&options);
+    assert_send(&future);
+}
