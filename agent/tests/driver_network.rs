@@ -30,18 +30,38 @@ struct Seen {
     statuses: Vec<String>,
 }
 
-/// A TCP proxy that cuts the first file download after `cut_after` response bytes, once.
+/// What the proxy does to the first file download once `cut_after` response bytes went through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Close the connection.
+    Cut,
+    /// Hold the connection open and send nothing more (the device loses power meanwhile).
+    Stall,
+}
+
+/// A TCP proxy that interrupts the first file download after `cut_after` response bytes, once.
 struct CutProxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
+    /// The fault happened.
+    done: Arc<AtomicBool>,
 }
 
 impl CutProxy {
     async fn start(upstream: Arc<Mutex<Option<SocketAddr>>>, cut_after: usize) -> CutProxy {
+        Self::start_with(upstream, cut_after, Fault::Cut).await
+    }
+
+    async fn start_with(
+        upstream: Arc<Mutex<Option<SocketAddr>>>,
+        cut_after: usize,
+        fault: Fault,
+    ) -> CutProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let cut_done = Arc::new(AtomicBool::new(false));
+        let done = cut_done.clone();
         let s = seen.clone();
         tokio::spawn(async move {
             loop {
@@ -54,10 +74,11 @@ impl CutProxy {
                     s.clone(),
                     cut_done.clone(),
                     cut_after,
+                    fault,
                 ));
             }
         });
-        CutProxy { addr, seen }
+        CutProxy { addr, seen, done }
     }
 }
 
@@ -67,6 +88,7 @@ async fn relay(
     seen: Arc<Mutex<Seen>>,
     cut_done: Arc<AtomicBool>,
     cut_after: usize,
+    fault: Fault,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
@@ -110,6 +132,9 @@ async fn relay(
             let keep = cut_after - forwarded;
             let _ = cw.write_all(&buf[..keep]).await;
             cut_done.store(true, Ordering::SeqCst);
+            if fault == Fault::Stall {
+                std::future::pending::<()>().await;
+            }
             // Dropping both halves closes the client's connection mid-body.
             break;
         }
@@ -252,4 +277,73 @@ async fn an_unknown_discovery_name_is_a_dns_failure_not_a_check() {
     );
     assert_eq!(stub.hits("check"), 0);
     run.shutdown().await;
+}
+
+/// A power cut mid-download: the agent is stopped while the image stalls half-way; the next
+/// start resumes from the bytes already on disk with `Range` instead of starting over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_download_resumes_from_the_bytes_on_disk() {
+    let upstream = Arc::new(Mutex::new(None));
+    let proxy = CutProxy::start_with(upstream.clone(), 200_000, Fault::Stall).await;
+    let proxy_root: HttpUrl = format!("http://{}/", proxy.addr).parse().unwrap();
+    let stub = Stub::start_with(|c| c.public_internal_url = Some(proxy_root.clone())).await;
+    *upstream.lock().unwrap() = stub.server.internal_addr();
+    stub.approve("2.0.0.0").await;
+
+    let dev = Dev::new();
+    let machine = MachineConfig {
+        server_url: Some(format!(
+            "http://{}{}",
+            proxy.addr,
+            ucupdate_protocol::wire::INTERNAL_HANDLER_PATH
+        )),
+        outside_firewall: Some(false),
+        ..quick_machine()
+    };
+    let run = spawn(
+        driver_config(&stub, &dev, machine.clone()),
+        dev.device("1.0.0.0", true),
+    );
+    let partial = dev.state_dir().join("staging/2.0.0.0/CPE.nbt");
+    // The image stalls after 200 kB; the download writes through a 64 KiB buffer: wait until
+    // the stall and some of the bytes on disk.
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while !proxy.done.load(Ordering::SeqCst)
+            || std::fs::metadata(&partial).map_or(0, |m| m.len()) < 65_536
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the stalled download never wrote");
+    assert_eq!(run.shutdown().await, RunOutcome::Shutdown);
+    // A write already on the blocking pool may still land after the stop, so the exact count
+    // is read back from the resumed request rather than from the disk now.
+    let image_len = files("2.0.0.0")[0].1.len() as u64;
+
+    update_once(&stub, &dev, machine, "1.0.0.0").await;
+    let seen = proxy.seen.lock().unwrap();
+    let image_gets: Vec<&String> = seen
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("get ") && r.contains("cpe.nbt"))
+        .collect();
+    assert_eq!(image_gets.len(), 2, "{:#?}", seen.requests);
+    let resumed_from: u64 = image_gets[1]
+        .split("range: bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the restart must resume: {}", image_gets[1]));
+    assert!(
+        (65_536..image_len).contains(&resumed_from),
+        "{resumed_from}"
+    );
+    assert!(
+        seen.statuses.iter().any(|s| s.starts_with("HTTP/1.1 206")),
+        "{:?}",
+        seen.statuses
+    );
+    assert_eq!(read(&partial), files("2.0.0.0")[0].1);
+    assert_eq!(dev.state().current_version, v("2.0.0.0"));
 }
