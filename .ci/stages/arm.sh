@@ -35,7 +35,10 @@ for bin in "$AGENT_ARMV7" "$AGENT_AARCH64"; do
     printf 'size %-60s %9d bytes (%s)\n' "$bin" "$(stat -c %s "$bin")" \
         "$(python3 -c "import sys; print(f'{int(sys.argv[1])/1048576:.2f} MiB')" "$(stat -c %s "$bin")")"
 done
-file "$AGENT_ARMV7" | grep -q 'ARM, EABI5' || fail "$AGENT_ARMV7 is not an armv7 binary"
+arm-linux-gnueabihf-readelf -h "$AGENT_ARMV7" | grep -q 'Machine: *ARM$' \
+    || fail "$AGENT_ARMV7 is not an ARM binary"
+echo "armv7 binary needs glibc $(arm-linux-gnueabihf-objdump -T "$AGENT_ARMV7" \
+    | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)"
 qemu-aarch64 -L /usr/aarch64-linux-gnu "$AGENT_AARCH64" --version \
     || fail "the aarch64 agent does not start under qemu"
 
