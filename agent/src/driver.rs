@@ -497,7 +497,17 @@ impl<D: Device> Running<D> {
             },
         };
         tracing::info!(%event, "completed");
+        // A device without an RTC battery boots in 1970 and learns the time from NTP later:
+        // re-reading the wall clock here keeps the date of an install (and the status
+        // screen's times) right.
+        self.sync_wall_clock();
         self.feed(event);
+    }
+
+    fn sync_wall_clock(&mut self) {
+        let unix_ms = clock::unix_millis();
+        self.wall_epoch = unix_ms.saturating_sub(self.now().as_millis());
+        self.feed(Event::WallClock { unix_ms });
     }
 
     fn spawn(
