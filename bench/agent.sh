@@ -5,7 +5,7 @@
 # HTTPS into a file, alternating, median of 3; and the agent's peak RSS (VmHWM of a process that
 # does nothing else) for a small and a large image, which must not differ much (constant memory).
 # Also prints the agent's armv7/aarch64 `device` binary sizes if .ci/stages/arm.sh left them in
-# target/. Targets (issue 7): >= 0.9x curl; peak RSS <= 8 MiB for 200 MB; armv7 <= 2 MB.
+# target/ (or ARM_TARGET_DIR). Targets (issue 7): >= 0.9x curl; peak RSS <= 8 MiB for 200 MB; armv7 <= 2 MB.
 # Full: 20 MB and 200 MB. Quick: 2 MB and 20 MB.
 source "$(dirname "$0")/lib.sh"
 
@@ -52,14 +52,17 @@ row image "agent MiB/s" "curl MiB/s" "agent peak RSS KiB"
 for mb in "${SIZES[@]}"; do row "$mb MB" "${A[$mb]}" "${C[$mb]}" "${H[$mb]}"; done
 big=${SIZES[-1]}; small=${SIZES[0]}
 sizes_line=""
-for f in "$TARGET_DIR"/armv7*/device/ucupdate-agent "$TARGET_DIR"/aarch64*/device/ucupdate-agent; do
-    [ -f "$f" ] && sizes_line+="$(basename "$(dirname "$(dirname "$f")")") $(stat -c %s "$f") bytes; "
+# .ci/stages/arm.sh builds into $CARGO_TARGET_DIR or target/; ARM_TARGET_DIR names another.
+ARM_DIRS=("$TARGET_DIR"); [ -n "${ARM_TARGET_DIR:-}" ] && ARM_DIRS+=("$ARM_TARGET_DIR")
+for f in "${ARM_DIRS[@]/%//armv7-unknown-linux-gnueabihf/device/ucupdate-agent}" \
+         "${ARM_DIRS[@]/%//aarch64-unknown-linux-gnu/device/ucupdate-agent}"; do
+    [ -f "$f" ] && sizes_line+="$f $(stat -c %s "$f") bytes; "
 done
-echo "device-profile binaries: ${sizes_line:-none in $TARGET_DIR (run .ci/stages/arm.sh)}"
+echo "device-profile binaries: ${sizes_line:-none in ${ARM_DIRS[*]} (run .ci/stages/arm.sh)}"
 ratio "agent/curl download ${big} MB" "$(calc "${A[$big]}/${C[$big]}")" ">=" 0.9
 ratio "agent peak RSS MiB @${big} MB" "$(calc "${H[$big]}/1024")" "<=" 8
 ratio "agent peak RSS ${big} MB / ${small} MB" "$(calc "${H[$big]}/${H[$small]}")" "<=" 1.1
-for f in "$TARGET_DIR"/armv7*/device/ucupdate-agent; do
-    [ -f "$f" ] && ratio "armv7 agent binary MB" "$(calc "$(stat -c %s "$f")/1000000")" "<=" 2
+for f in "${ARM_DIRS[@]/%//armv7-unknown-linux-gnueabihf/device/ucupdate-agent}"; do
+    [ -f "$f" ] && ratio "armv7 agent binary MB ($f)" "$(calc "$(stat -c %s "$f")/1000000")" "<=" 2
 done
 exit 0

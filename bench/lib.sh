@@ -146,13 +146,18 @@ wrk_lua() {
     echo "$f"
 }
 
-# Runs wrk, prints requests/s; also checks nothing but 2xx came back. Args: lua url secs conns
+# Runs wrk, prints requests/s (and leaves its requests per CPU second in $WORK/wrk-per-cpu);
+# also checks nothing but 2xx came back. Args: lua url secs conns
 wrk_rps() {
     local lua=$1 url=$2 secs=$3 conns=$4 out
-    out=$(timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" -s "$lua" "$url" 2>&1) || { echo "$out" >&2; die "wrk failed"; }
+    out=$(/usr/bin/time -f 'cpu %U %S' timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" -s "$lua" "$url" 2>&1) \
+        || { echo "$out" >&2; die "wrk failed"; }
     echo "$out" >>"$WORK/wrk.log"
     if grep -q 'Non-2xx' <<<"$out"; then echo "$out" >&2; die "wrk got non-2xx answers from $url"; fi
     awk '/^Requests\/sec:/{print $2}' <<<"$out"
+    # requests per CPU second of wrk itself (user+sys), for the per-core comparisons
+    WRK_PER_CPU=$(awk '/requests in/{n=$1} /^cpu /{c=$2+$3} END{printf "%.1f\n", (c>0)?n/c:0}' <<<"$out")
+    echo "$WRK_PER_CPU" >"$WORK/wrk-per-cpu"
 }
 
 # JSON field from a report: json FILE PYTHON-EXPR (r = the report)

@@ -104,7 +104,8 @@ async fn checks(args: &[String]) -> Result<()> {
     let deadline = started + limit;
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, request, auth) = (client.clone(), url.clone(), request.clone(), auth.clone());
+        let (client, url, request, auth) =
+            (client.clone(), url.clone(), request.clone(), auth.clone());
         let (issued, ok, failed) = (issued.clone(), ok.clone(), failed.clone());
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < count {
