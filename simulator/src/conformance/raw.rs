@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
@@ -81,11 +82,15 @@ pub(crate) struct Conn {
     authority: String,
 }
 
-/// Opens a connection to `url`'s host and port (TLS when `https`, verified with `tls`).
-pub(crate) async fn connect(
+/// A TCP or TLS byte stream.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// TCP to `url`'s host and port, then TLS when `https` (verified with `tls`).
+async fn open(
     url: &HttpUrl,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<Conn, String> {
+) -> Result<Box<dyn Stream>, String> {
     let authority = url.authority();
     let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(&authority))
         .await
@@ -93,33 +98,35 @@ pub(crate) async fn connect(
         .map_err(|e| format!("connect {authority}: {e}"))?;
     // NTLM legs are small and sequential: Nagle would only add delay.
     let _ = tcp.set_nodelay(true);
-    let sender = if url.https {
-        let config = tls.ok_or_else(|| format!("{url}: https needs a TLS configuration"))?;
-        let name = ServerName::try_from(url.host.clone())
-            .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
-        let stream = timeout(
-            CONNECT_TIMEOUT,
-            TlsConnector::from(config.clone()).connect(name, tcp),
-        )
+    if !url.https {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls.ok_or_else(|| format!("{url}: https needs a TLS configuration"))?;
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|e| format!("{}: not a TLS server name: {e}", url.host))?;
+    let stream = timeout(
+        CONNECT_TIMEOUT,
+        TlsConnector::from(config.clone()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| format!("TLS handshake with {authority}: timed out"))?
+    .map_err(|e| format!("TLS handshake with {authority}: {e}"))?;
+    Ok(Box::new(stream))
+}
+
+/// Opens a connection to `url`'s host and port (TLS when `https`, verified with `tls`).
+pub(crate) async fn connect(
+    url: &HttpUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Conn, String> {
+    let authority = url.authority();
+    let stream = open(url, tls).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|_| format!("TLS handshake with {authority}: timed out"))?
-        .map_err(|e| format!("TLS handshake with {authority}: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender
-    } else {
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender
-    };
+        .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
     Ok(Conn { sender, authority })
 }
 
@@ -185,4 +192,107 @@ pub(crate) async fn once(
 ) -> Result<Reply, String> {
     let mut conn = connect(url, tls).await?;
     conn.send(method, &url.path, headers, body).await
+}
+
+/// How long a client waits for `100 Continue` before sending the body anyway (RFC 9110 lets a
+/// client go ahead when a server never answers the expectation).
+const CONTINUE_WAIT: Duration = Duration::from_secs(2);
+
+/// POSTs a large body with `Expect: 100-continue` and returns the final status.
+///
+/// Hyper's client cannot do this check: a server that refuses a body by its declared length
+/// answers at once and closes, hyper is still writing, and it reports the write error instead of
+/// the response it was sent. Here the body goes out only after `100 Continue` (or after
+/// [`CONTINUE_WAIT`] of silence), and the response is read while it is written, so a refusal
+/// is seen whichever way the server sends it.
+pub(crate) async fn post_large(
+    url: &HttpUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    content_type: &str,
+    body: Bytes,
+) -> Result<StatusCode, String> {
+    let stream = open(url, tls).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        url.path,
+        url.authority(),
+        body.len()
+    );
+    wr.write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("writing the request head: {e}"))?;
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = async move {
+        let mut go = Some(go_tx);
+        let mut buf = Vec::new();
+        loop {
+            let status = read_head(&mut rd, &mut buf).await?;
+            if status != StatusCode::CONTINUE {
+                return Ok(status);
+            }
+            if let Some(go) = go.take() {
+                let _ = go.send(());
+            }
+        }
+    };
+    let writer = async move {
+        let _ = timeout(CONTINUE_WAIT, go_rx).await;
+        for chunk in body.chunks(64 * 1024) {
+            wr.write_all(chunk).await?;
+        }
+        wr.flush().await
+    };
+    tokio::pin!(reader, writer);
+    let mut write_error = None;
+    let read = timeout(REQUEST_TIMEOUT, async {
+        loop {
+            tokio::select! {
+                status = &mut reader => break status,
+                written = &mut writer, if write_error.is_none() => {
+                    // Keep reading: the response may already be on its way.
+                    write_error = Some(written.err());
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no response head within 30 s".to_owned())?;
+    read.map_err(|e| match write_error.flatten() {
+        Some(w) => format!("{e} (writing the body: {w})"),
+        None => e,
+    })
+}
+
+/// Reads one response head off `rd` (bytes past it stay in `buf`) and returns its status.
+async fn read_head(
+    rd: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Result<StatusCode, String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            let line = String::from_utf8_lossy(&head);
+            let code = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse::<u16>().ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or_else(|| format!("not an HTTP response: {:?}", line.lines().next()))?;
+            return Ok(code);
+        }
+        if buf.len() > 64 * 1024 {
+            return Err("response head over 64 KiB".into());
+        }
+        let mut chunk = [0u8; 4096];
+        let n = rd
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?;
+        if n == 0 {
+            return Err("the server closed the connection without a response".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
