@@ -55,6 +55,9 @@ pub enum Fault {
     AnonymousExternal,
     /// `Range` headers are dropped before forwarding, so partial requests get the whole file.
     IgnoreRange,
+    /// The first byte of every whole (200) `.nbt` body is flipped: a store whose file changed
+    /// after the offer's hash was taken.
+    CorruptNbt,
 }
 
 /// A running proxy; dropping it stops accepting.
@@ -129,7 +132,7 @@ async fn forward_inner(
         Fault::IgnoreRange => {
             parts.headers.remove(header::RANGE);
         }
-        Fault::NbtContentType(_) => {}
+        Fault::NbtContentType(_) | Fault::CorruptNbt => {}
     }
     for h in &HOP_BY_HOP {
         parts.headers.remove(h);
@@ -156,12 +159,18 @@ async fn forward_inner(
         .await
         .map_err(|e| e.to_string())?;
     let (mut parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let mut body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     for h in &HOP_BY_HOP {
         parts.headers.remove(h);
     }
+    let is_nbt = path.to_ascii_lowercase().ends_with(".nbt");
+    if fault == Fault::CorruptNbt && is_nbt && parts.status == StatusCode::OK && !body.is_empty() {
+        let mut bytes = body.to_vec();
+        bytes[0] ^= 0xff;
+        body = Bytes::from(bytes);
+    }
     if let Fault::NbtContentType(value) = fault {
-        if path.to_ascii_lowercase().ends_with(".nbt") {
+        if is_nbt {
             match value {
                 Some(v) => {
                     parts

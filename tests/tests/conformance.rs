@@ -124,6 +124,23 @@ async fn a_server_ignoring_ranges_fails_range_requests_and_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_differs_from_its_offered_hash_fails_size_and_hash_match_and_nothing_else() {
+    let results = run_behind_faulty_internal(Fault::CorruptNbt).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["size-and-hash-match"],
+        "{table}"
+    );
+    assert!(
+        result(&results, "size-and-hash-match")
+            .detail
+            .contains("CPE.nbt: SHA-256 mismatch"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anonymous_external_site_fails_the_ntlm_checks() {
     let dir = tempfile::tempdir().unwrap();
     let server = stub(dir.path(), |_| {}).await;
