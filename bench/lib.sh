@@ -51,7 +51,8 @@ need() {
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # RUNLEVEL=1: invoke-rc.d then leaves packaged services (nginx on :80) stopped.
+    RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # Builds the workspace binaries a script uses (a no-op when they are fresh).
