@@ -1,8 +1,12 @@
 //! Discovery of the update service for a device that was never provisioned: the A/AAAA record
 //! `ucupdates-r2.<domain>`, where the domain comes from DHCP. This file owns both halves:
 //! finding the domain on Linux ([`dhcp_domain`]: a configured value, else `/etc/resolv.conf`,
-//! else a dhclient or systemd-networkd lease) and resolving the name ([`Discovery`], hickory
-//! against the nameservers of a resolv.conf or one explicit `ip:port`).
+//! else a dhclient or systemd-networkd lease) and resolving the name ([`Discovery`]: A and
+//! AAAA queries over UDP, TCP when a reply is truncated, to the nameservers of a resolv.conf or
+//! one explicit `ip:port`).
+//!
+//! The resolver is this crate's own ([`message`] holds the two messages it speaks): a full
+//! resolver library (hickory) cost the ARM agent about a third of its size for one query.
 //!
 //! File paths are parameters so tests (and firmware with odd layouts) can point elsewhere.
 
@@ -11,12 +15,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::TokioResolver;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use ucupdate_protocol::wire::discovery_name;
+
+pub mod message;
+
+use message::{encode_query, parse_reply, TYPE_A, TYPE_AAAA};
 
 /// Why discovery found no server.
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +71,8 @@ pub struct Discovered {
 pub struct DnsSettings {
     /// Per-query timeout.
     pub timeout: Duration,
-    /// Retries after a failed or timed-out query (hickory's `attempts`): a silent network
-    /// costs `timeout * (1 + retries)`.
+    /// Retries after a failed or timed-out query (each retry asks every nameserver again): a
+    /// silent network with one nameserver costs `timeout * (1 + retries)`.
     pub retries: usize,
 }
 
@@ -78,16 +85,28 @@ impl Default for DnsSettings {
     }
 }
 
-/// A resolver for discovery. Cheap to clone (hickory shares its state).
+/// A resolver for discovery. Cheap to clone.
 #[derive(Clone)]
 pub struct Discovery {
-    resolver: TokioResolver,
+    servers: Arc<[SocketAddr]>,
+    settings: DnsSettings,
 }
 
 impl fmt::Debug for Discovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Discovery").finish_non_exhaustive()
+        f.debug_struct("Discovery")
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
     }
+}
+
+/// How one query (one type, every nameserver, every retry) ended without addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum QueryFailure {
+    /// NXDOMAIN, or NOERROR with no record of the type.
+    NotFound,
+    Timeout,
+    Failed(String),
 }
 
 impl Discovery {
@@ -126,53 +145,100 @@ impl Discovery {
         addrs: &[SocketAddr],
         settings: &DnsSettings,
     ) -> Result<Discovery, DnsError> {
-        let servers = addrs
-            .iter()
-            .map(|addr| {
-                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                for conn in &mut ns.connections {
-                    conn.port = addr.port();
-                }
-                ns
-            })
-            .collect();
-        let mut builder = TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        );
-        let opts: &mut ResolverOpts = builder.options_mut();
-        opts.timeout = settings.timeout;
-        opts.attempts = settings.retries;
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        // Discovery must see what the network says, not a hosts file or a stale answer.
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.cache_size = 0;
-        let resolver = builder
-            .build()
-            .map_err(|e| DnsError::Config(e.to_string()))?;
-        Ok(Discovery { resolver })
+        if addrs.is_empty() {
+            return Err(DnsError::Config("no nameserver".into()));
+        }
+        Ok(Discovery {
+            servers: addrs.into(),
+            settings: settings.clone(),
+        })
     }
 
-    /// A and AAAA records of `name` (an absolute name; no search list is applied).
+    /// A and AAAA records of `name` (an absolute name; no search list, no hosts file, no
+    /// cache: discovery must see what the network says now).
     pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
-        let fqdn = format!("{}.", name.trim_end_matches('.'));
         let display = name.trim_end_matches('.').to_owned();
-        match self.resolver.lookup_ip(fqdn.as_str()).await {
-            Ok(found) => {
-                let addrs: Vec<IpAddr> = found.iter().collect();
-                if addrs.is_empty() {
-                    return Err(DnsError::NotFound { name: display });
+        if encode_query(0, &display, TYPE_A).is_err() {
+            return Err(DnsError::Config(format!("{display:?} is not a DNS name")));
+        }
+        let (v4, v6) = tokio::join!(
+            self.query(&display, TYPE_A),
+            self.query(&display, TYPE_AAAA)
+        );
+        let mut addrs = Vec::new();
+        let mut failures = Vec::new();
+        for result in [v4, v6] {
+            match result {
+                Ok(found) => addrs.extend(found),
+                Err(f) => failures.push(f),
+            }
+        }
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        if failures.contains(&QueryFailure::NotFound) {
+            return Err(DnsError::NotFound { name: display });
+        }
+        if failures.iter().all(|f| *f == QueryFailure::Timeout) {
+            return Err(DnsError::Timeout { name: display });
+        }
+        let reason = failures
+            .into_iter()
+            .find_map(|f| match f {
+                QueryFailure::Failed(r) => Some(r),
+                _ => None,
+            })
+            .unwrap_or_else(|| "no answer".into());
+        Err(DnsError::Failed {
+            name: display,
+            reason,
+        })
+    }
+
+    /// One record type: every nameserver in order, `1 + retries` rounds.
+    async fn query(&self, name: &str, qtype: u16) -> Result<Vec<IpAddr>, QueryFailure> {
+        let mut last = QueryFailure::Timeout;
+        for _ in 0..=self.settings.retries {
+            for &server in self.servers.iter() {
+                match self.ask(server, name, qtype).await {
+                    Ok(reply) if reply.rcode == 0 && !reply.addrs.is_empty() => {
+                        return Ok(reply.addrs)
+                    }
+                    // An authoritative "no": asking again will not change it.
+                    Ok(reply) if reply.rcode == 0 || reply.rcode == 3 => {
+                        return Err(QueryFailure::NotFound)
+                    }
+                    Ok(reply) => {
+                        last =
+                            QueryFailure::Failed(format!("{server} answered rcode {}", reply.rcode))
+                    }
+                    Err(failure) => last = failure,
                 }
-                Ok(addrs)
             }
-            Err(e) if e.is_no_records_found() => Err(DnsError::NotFound { name: display }),
-            Err(hickory_resolver::net::NetError::Timeout) => {
-                Err(DnsError::Timeout { name: display })
+        }
+        Err(last)
+    }
+
+    /// One query to one server within the timeout: UDP, then TCP if the reply is truncated.
+    async fn ask(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        qtype: u16,
+    ) -> Result<message::Reply, QueryFailure> {
+        let id = query_id();
+        let query =
+            encode_query(id, name, qtype).map_err(|e| QueryFailure::Failed(e.to_string()))?;
+        let exchange = async {
+            let reply = ask_udp(server, &query, id, name, qtype).await?;
+            if reply.truncated {
+                return ask_tcp(server, &query, id, name, qtype).await;
             }
-            Err(e) => Err(DnsError::Failed {
-                name: display,
-                reason: e.to_string(),
-            }),
+            Ok(reply)
+        };
+        match tokio::time::timeout(self.settings.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(QueryFailure::Timeout),
         }
     }
 
@@ -184,6 +250,84 @@ impl Discovery {
         tracing::info!(%name, ?addrs, "discovered the update service");
         Ok(Discovered { name, addrs })
     }
+}
+
+fn io_failure(what: &str, e: std::io::Error) -> QueryFailure {
+    QueryFailure::Failed(format!("{what}: {e}"))
+}
+
+async fn ask_udp(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &str,
+    qtype: u16,
+) -> Result<message::Reply, QueryFailure> {
+    let local: SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| io_failure("bind", e))?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| io_failure("connect", e))?;
+    socket
+        .send(query)
+        .await
+        .map_err(|e| io_failure("send", e))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket
+            .recv(&mut buf)
+            .await
+            .map_err(|e| io_failure("receive", e))?;
+        // A stray or spoofed datagram is skipped; the timeout bounds the wait for ours.
+        if let Ok(reply) = parse_reply(&buf[..n], id, name, qtype) {
+            return Ok(reply);
+        }
+    }
+}
+
+async fn ask_tcp(
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    name: &str,
+    qtype: u16,
+) -> Result<message::Reply, QueryFailure> {
+    let mut stream = TcpStream::connect(server)
+        .await
+        .map_err(|e| io_failure("connect", e))?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    stream
+        .write_all(&framed)
+        .await
+        .map_err(|e| io_failure("send", e))?;
+    let mut len = [0u8; 2];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| io_failure("receive", e))?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| io_failure("receive", e))?;
+    parse_reply(&buf, id, name, qtype).map_err(|e| QueryFailure::Failed(e.to_string()))
+}
+
+/// An unpredictable query id, so an off-path host cannot forge the answer to discovery.
+fn query_id() -> u16 {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; 2];
+    // The system RNG does not fail on Linux; were it to, id 0 still gets a matched reply.
+    let _ = ring::rand::SystemRandom::new().fill(&mut id);
+    u16::from_be_bytes(id)
 }
 
 /// Where the discovery domain came from (the status screen and the logs say which).
@@ -260,7 +404,7 @@ impl ResolvConf {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("nameserver") => {
-                    // `fe80::1%eth0`: the zone is dropped; hickory cannot carry it.
+                    // `fe80::1%eth0`: the zone is dropped (a socket address here carries none).
                     if let Some(ip) = words.next().and_then(|w| w.split('%').next()?.parse().ok()) {
                         conf.nameservers.push(ip);
                     }
