@@ -80,9 +80,21 @@ pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// Reasons quote the client's input (element names, values): a hostile request must not get
+/// itself echoed back at full length (a 60 KB element name made a 60 KB answer).
+const MAX_REASON: usize = 200;
+
 /// A short plain-text answer: errors say why in one line.
 pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut message = message.into();
+    if message.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
     message.push('\n');
     let mut response = Response::new(full(message));
     *response.status_mut() = status;
