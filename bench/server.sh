@@ -6,7 +6,7 @@
 #      stub's audit log). Target: stub >= 0.5x nginx.
 #   2. image download: a file (full 200 MB, quick 8 MB) published through the admin API, fetched
 #      by curl from the stub and from nginx (same file), plain HTTP and HTTPS, alternating,
-#      median of 3. Target: stub >= 0.9x nginx.
+#      median of 7 (quick: 3), and each server's CPU per MiB. Target: stub >= 0.9x nginx.
 #   3. memory: stub RSS sampled while wrk keeps it busy (HTTP keep-alive and HTTPS with
 #      `Connection: close`) for MEM_SECS (full 600, quick 6). Target: flat (end <= 1.1x the RSS
 #      after the first tenth of the run).
@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 
 need wrk:wrk nginx:nginx-light curl:curl openssl:openssl python3:python3
 build_bins ucupdate-server-stub
-if [ "$QUICK" = 1 ]; then SECS=2; IMAGE_MB=8; MEM_SECS=${MEM_SECS:-6}; else SECS=10; IMAGE_MB=${IMAGE_MB:-200}; MEM_SECS=${MEM_SECS:-600}; fi
+if [ "$QUICK" = 1 ]; then SECS=2; IMAGE_MB=8; DL_RUNS=3; MEM_SECS=${MEM_SECS:-6}; else SECS=10; IMAGE_MB=${IMAGE_MB:-200}; DL_RUNS=${DL_RUNS:-7}; MEM_SECS=${MEM_SECS:-600}; fi
 CONNS=${CONNS:-64}
 
 # One certificate for both servers.
@@ -78,10 +78,16 @@ ngx_len=$(curl -s -X POST --data-binary @"$CHECK_BODY" "$NGX_HTTP/RequestHandler
 # 1. Check handling, keep-alive.
 LUA=$(wrk_lua keep)
 log "checks: wrk -c$CONNS keep-alive ${SECS}s, stub then nginx"
+# CPU seconds of nginx: the master and its workers.
+ngx_cpu() { local p t=0; for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do t=$(calc "$t+$(proc_cpu "$p")"); done; echo "$t"; }
+c0=$(proc_cpu "$STUB_PID")
 stub_ka=$(wrk_rps "$LUA" "$STUB_INTERNAL" "$SECS" "$CONNS")
+stub_us=$(calc "($(proc_cpu "$STUB_PID")-$c0)*1000000/($stub_ka*$SECS)")
+c0=$(ngx_cpu)
 ngx_ka=$(wrk_rps "$LUA" "$NGX_HTTP/RequestHandler/ucdevice.upx" "$SECS" "$CONNS")
+ngx_us=$(calc "($(ngx_cpu)-$c0)*1000000/($ngx_ka*$SECS)")
 
-# 2. Downloads: curl, one stream, MiB/s; alternate the servers, median of 3.
+# 2. Downloads: curl, one stream, MiB/s; alternate the servers, median of DL_RUNS; server CPU per MiB.
 curl_mibs() {
     curl -sf --cacert "$WORK/cert.pem" -o /dev/null -w '%{speed_download} %{size_download}\n' "$1" \
         | awk -v want=$((IMAGE_MB * 1048576)) '$2!=want{exit 1}{printf "%.1f\n", $1/1048576}'
@@ -89,13 +95,18 @@ curl_mibs() {
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 declare -A D
 for scheme in http https; do
-    s=(); n=()
-    for i in 1 2 3; do
+    s=(); n=(); scpu=0; ncpu=0
+    for i in $(seq "$DL_RUNS"); do
         if [ "$scheme" = http ]; then su=$STUB_HTTP; nu=$NGX_HTTP; else su=$STUB_HTTPS; nu=$NGX_HTTPS; fi
+        c0=$(proc_cpu "$STUB_PID")
         s+=("$(curl_mibs "$su$FILE_PATH")") || die "stub download failed"
+        scpu=$(calc "$scpu+$(proc_cpu "$STUB_PID")-$c0"); c0=$(ngx_cpu)
         n+=("$(curl_mibs "$nu$FILE_PATH")") || die "nginx download failed"
+        ncpu=$(calc "$ncpu+$(ngx_cpu)-$c0")
     done
     D[stub-$scheme]=$(median "${s[@]}"); D[ngx-$scheme]=$(median "${n[@]}")
+    # server CPU milliseconds per MiB served
+    D[stubcpu-$scheme]=$(calc "$scpu*1000/($DL_RUNS*$IMAGE_MB)"); D[ngxcpu-$scheme]=$(calc "$ncpu*1000/($DL_RUNS*$IMAGE_MB)")
     log "download $scheme: stub ${s[*]} MiB/s, nginx ${n[*]} MiB/s"
 done
 
@@ -121,11 +132,14 @@ echo
 echo "server: stub vs nginx-light, $(date -u +%FT%TZ), profile $BENCH_PROFILE, load $(cut -d' ' -f1-3 /proc/loadavg)"
 row measure stub nginx stub/nginx
 row "check POST keep-alive (req/s, wrk -c$CONNS)" "$stub_ka" "$ngx_ka" "$(calc "$stub_ka/$ngx_ka")"
+row "  server CPU per check (us)" "$stub_us" "$ngx_us" "$(calc "$ngx_us/$stub_us") (per core)"
 for scheme in http https; do
     row "download ${IMAGE_MB} MiB $scheme (MiB/s, curl)" "${D[stub-$scheme]}" "${D[ngx-$scheme]}" "$(calc "${D[stub-$scheme]}/${D[ngx-$scheme]}")"
+    row "  server CPU ms per MiB" "${D[stubcpu-$scheme]}" "${D[ngxcpu-$scheme]}" ""
 done
 echo "stub RSS KiB: idle $rss0, every $((step))s: ${samples[*]}, end $rss_end, peak $hwm ($mem_reqs requests in ${MEM_SECS}s)"
 ratio "stub/nginx check keep-alive" "$(calc "$stub_ka/$ngx_ka")" ">=" 0.5
+ratio "stub/nginx check keep-alive per server core" "$(calc "$ngx_us/$stub_us")"
 for scheme in http https; do
     ratio "stub/nginx download $scheme" "$(calc "${D[stub-$scheme]}/${D[ngx-$scheme]}")" ">=" 0.9
 done
