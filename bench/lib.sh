@@ -120,6 +120,8 @@ proc_cpu() {
 
 # Arithmetic in awk: calc '1/3' -> 0.333
 calc() { awk "BEGIN{printf \"%.3f\n\", $1}"; }
+# a/b, or "n/a" when b is 0 (a CPU delta below one clock tick in a quick run).
+div() { awk -v a="$1" -v b="$2" 'BEGIN{if (b+0 == 0) print "n/a"; else printf "%.3f\n", a/b}'; }
 
 # A ratio line every script prints: ratio: NAME VALUE target OP GOAL met|missed
 # (without OP GOAL: a number issue 7 only asks to report).

@@ -39,7 +39,7 @@ sim_rate() {
     wall=$(json "$WORK/sim-$tag.json" 'r["wall_ms"]/1000')
     cpu=$(awk '{print $1+$2}' "$WORK/simtime-$tag")
     [ "$ok" -ge "$DEVICES" ] || die "ucupdate-sim: only $ok of $DEVICES checks answered 200"
-    echo "$(calc "$ok/$wall") $(calc "$ok/$cpu")"
+    echo "$(div "$ok" "$wall") $(div "$ok" "$cpu")"
 }
 
 # Locust, if it installs: prints "checks/s checks-per-cpu-s" or "- -".
@@ -134,6 +134,6 @@ done
 if [ "$LOCUST_OK" = 1 ]; then
     for t in http https-full https-resumed; do
         note=""; [ "$t" = https-resumed ] && note=" (locust: full)"
-        ratio "sim/locust per core $t$note" "$(calc "${R[simcpu-$t]}/${R[loccpu-$t]}")" ">=" 5
+        ratio "sim/locust per core $t$note" "$(div "${R[simcpu-$t]}" "${R[loccpu-$t]}")" ">=" 5
     done
 fi

@@ -31,7 +31,7 @@ load() {
     cpu1=$(proc_cpu "$STUB_PID")
     [ "$(json <(echo "$out") 'r["failed"]')" = 0 ] || die "$name: failures: $out"
     local ok; ok=$(json <(echo "$out") 'r["ok"]')
-    echo "$(json <(echo "$out") 'r["per_sec"]') $(calc "$ok/($cpu1-$cpu0)")"
+    echo "$(json <(echo "$out") 'r["per_sec"]') $(div "$ok" "$(calc "$cpu1-$cpu0")")"
 }
 log "stub: anonymous checks over TLS (internal-tls), $CONC in flight"
 read -r anon_wall anon_cpu < <(load anonymous "$STUB_TLS")
@@ -62,7 +62,7 @@ row load "per wall s" "per stub CPU s" ""
 row "stub anonymous TLS checks" "$anon_wall" "$anon_cpu" ""
 row "stub NTLM TLS checks (handshakes)" "$ntlm_wall" "$ntlm_cpu" "($((n1 - n0)) NTLM successes)"
 row load "checks/wall s" "NTLM ok/sim CPU s" ""
-row "sim external scenario ($DEVICES dev)" "$(calc "$ext_checks/$ext_wall")" "$(calc "($n3-$n2)/$sim_cpu")" "($ext_checks checks, $((n3 - n2)) NTLM successes, exit $rc)"
+row "sim external scenario ($DEVICES dev)" "$(calc "$ext_checks/$ext_wall")" "$(div "$((n3 - n2))" "$sim_cpu")" "($ext_checks checks, $((n3 - n2)) NTLM successes, exit $rc)"
 ratio "stub NTLM handshakes per core-second" "$ntlm_cpu"
-ratio "stub CPU per NTLM check / per anonymous TLS check" "$(calc "$anon_cpu/$ntlm_cpu")"
-ratio "sim NTLM handshakes per core-second" "$(calc "($n3-$n2)/$sim_cpu")"
+ratio "stub CPU per NTLM check / per anonymous TLS check" "$(div "$anon_cpu" "$ntlm_cpu")"
+ratio "sim NTLM handshakes per core-second" "$(div "$((n3 - n2))" "$sim_cpu")"

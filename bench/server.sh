@@ -82,10 +82,10 @@ log "checks: wrk -c$CONNS keep-alive ${SECS}s, stub then nginx"
 ngx_cpu() { local p t=0; for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do t=$(calc "$t+$(proc_cpu "$p")"); done; echo "$t"; }
 c0=$(proc_cpu "$STUB_PID")
 stub_ka=$(wrk_rps "$LUA" "$STUB_INTERNAL" "$SECS" "$CONNS")
-stub_us=$(calc "($(proc_cpu "$STUB_PID")-$c0)*1000000/($stub_ka*$SECS)")
+stub_us=$(calc "($(proc_cpu "$STUB_PID")-$c0)*1000000/($stub_ka*$SECS+1)")
 c0=$(ngx_cpu)
 ngx_ka=$(wrk_rps "$LUA" "$NGX_HTTP/RequestHandler/ucdevice.upx" "$SECS" "$CONNS")
-ngx_us=$(calc "($(ngx_cpu)-$c0)*1000000/($ngx_ka*$SECS)")
+ngx_us=$(calc "($(ngx_cpu)-$c0)*1000000/($ngx_ka*$SECS+1)")
 
 # 2. Downloads: curl, one stream, MiB/s; alternate the servers, median of DL_RUNS; server CPU per MiB.
 curl_mibs() {
@@ -132,14 +132,14 @@ echo
 echo "server: stub vs nginx-light, $(date -u +%FT%TZ), profile $BENCH_PROFILE, load $(cut -d' ' -f1-3 /proc/loadavg)"
 row measure stub nginx stub/nginx
 row "check POST keep-alive (req/s, wrk -c$CONNS)" "$stub_ka" "$ngx_ka" "$(calc "$stub_ka/$ngx_ka")"
-row "  server CPU per check (us)" "$stub_us" "$ngx_us" "$(calc "$ngx_us/$stub_us") (per core)"
+row "  server CPU per check (us)" "$stub_us" "$ngx_us" "$(div "$ngx_us" "$stub_us") (per core)"
 for scheme in http https; do
     row "download ${IMAGE_MB} MiB $scheme (MiB/s, curl)" "${D[stub-$scheme]}" "${D[ngx-$scheme]}" "$(calc "${D[stub-$scheme]}/${D[ngx-$scheme]}")"
     row "  server CPU ms per MiB" "${D[stubcpu-$scheme]}" "${D[ngxcpu-$scheme]}" ""
 done
 echo "stub RSS KiB: idle $rss0, every $((step))s: ${samples[*]}, end $rss_end, peak $hwm ($mem_reqs requests in ${MEM_SECS}s)"
 ratio "stub/nginx check keep-alive" "$(calc "$stub_ka/$ngx_ka")" ">=" 0.5
-ratio "stub/nginx check keep-alive per server core" "$(calc "$ngx_us/$stub_us")"
+ratio "stub/nginx check keep-alive per server core" "$(div "$ngx_us" "$stub_us")"
 for scheme in http https; do
     ratio "stub/nginx download $scheme" "$(calc "${D[stub-$scheme]}/${D[ngx-$scheme]}")" ">=" 0.9
 done
