@@ -13,7 +13,9 @@ use ucupdate_protocol::wire::{
 };
 use ucupdate_protocol::{AuditRecord, CheckRequest, DeviceType, LogUpload, StoreKind};
 
-use super::{files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx};
+use super::{
+    drain, files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx, LINGER_BYTES,
+};
 use crate::clock;
 
 /// Routes one request of a device site. `user` is the NTLM user of the connection (external).
@@ -71,6 +73,7 @@ async fn check(
 ) -> Response<Body> {
     if let Some(r) = refuse_declared(req.headers(), MAX_MESSAGE_BYTES as u64) {
         tracing::warn!(%peer, "check body declared too large");
+        drain(req.into_body(), LINGER_BYTES).await;
         return r;
     }
     let body = match read_capped(req.into_body(), MAX_MESSAGE_BYTES).await {
@@ -135,6 +138,7 @@ async fn check(
 async fn log_upload(ctx: &Arc<Ctx>, upload: LogUpload, req: Request<Incoming>) -> Response<Body> {
     if let Some(r) = refuse_declared(req.headers(), MAX_LOG_BYTES) {
         tracing::warn!(device = %upload.device, "log upload declared too large");
+        drain(req.into_body(), LINGER_BYTES).await;
         return r;
     }
     let body = match read_capped(req.into_body(), MAX_LOG_BYTES as usize).await {

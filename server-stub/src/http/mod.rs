@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use ucupdate_ntlm::UserDb;
 
 use crate::audit::AuditLog;
@@ -124,18 +124,57 @@ pub(crate) enum BodyError {
     Io(String),
 }
 
+/// How much of a refused body the server still reads (and drops) before it answers: a client
+/// that is mid-send when the 413 comes must be able to finish and read it, instead of meeting a
+/// connection reset. Past this, or after [`LINGER_TIME`], the connection is simply closed.
+pub(crate) const LINGER_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads at most `cap` bytes of a body: a larger one is refused as soon as it passes the cap,
-/// so a client cannot make the server buffer more than `cap + one frame`.
+/// so a client cannot make the server buffer more than `cap + one frame`. The rest of a
+/// refused body is drained (not kept) up to [`LINGER_BYTES`] so the client can read the refusal.
 pub(crate) async fn read_capped<B>(body: B, cap: usize) -> Result<Bytes, BodyError>
 where
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, cap).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Io(e.to_string())),
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(kept.freeze()),
+            Some(Err(e)) => return Err(BodyError::Io(e.into().to_string())),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if kept.len() + data.len() > cap {
+                    drain(body, LINGER_BYTES).await;
+                    return Err(BodyError::TooLarge);
+                }
+                kept.extend_from_slice(&data);
+            }
+        }
     }
+}
+
+/// Reads and drops up to `limit` bytes of `body`, for at most [`LINGER_TIME`].
+pub(crate) async fn drain<B>(mut body: B, limit: u64)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let work = async {
+        let mut seen = 0u64;
+        while seen <= limit {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    seen += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, work).await;
 }
 
 /// The declared `Content-Length`, if any and readable.

@@ -82,3 +82,49 @@ async fn logs_are_stored_per_device_and_checked() {
     );
     assert_eq!(t.server.control().metrics().count("log_upload", 400), 5);
 }
+
+/// A device that sends an oversized log in full before reading the answer (the common client
+/// shape) must get the 413, not a connection reset: the server drains what it refuses.
+#[tokio::test]
+async fn an_oversized_upload_sent_in_full_still_reads_its_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start().await;
+    let addr = t.server.internal_addr().unwrap();
+    let path = upload("action=logupload&type=CELog&file=big.clg&device=PCX-1");
+    let size = 3 * MAX_LOG_BYTES as usize;
+    for chunked in [false, true] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_owned()
+        } else {
+            format!("Content-Length: {size}")
+        };
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n{framing}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..size / chunk.len() {
+            if chunked {
+                s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await
+                    .unwrap();
+                s.write_all(&chunk).await.unwrap();
+                s.write_all(b"\r\n").await.unwrap();
+            } else {
+                s.write_all(&chunk)
+                    .await
+                    .expect("the server reads what it refuses");
+            }
+        }
+        if chunked {
+            s.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 413"),
+            "chunked={chunked}: {reply}"
+        );
+    }
+    assert!(!t.dir.path().join("logs/PCX-1/CELog/big.clg").exists());
+}
