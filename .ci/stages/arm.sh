@@ -25,8 +25,8 @@ apt-get install -y -qq --no-install-recommends \
 rustup target add "$ARMV7" "$AARCH64"
 
 step "build the agent for $ARMV7 and $AARCH64 (profile device)"
-cargo build -p ucupdate-agent --profile device --target "$ARMV7"
-cargo build -p ucupdate-agent --profile device --target "$AARCH64"
+cargo build -p ucupdate-agent --profile device --no-default-features --target "$ARMV7"
+cargo build -p ucupdate-agent --profile device --no-default-features --target "$AARCH64"
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 AGENT_ARMV7="$TARGET_DIR/$ARMV7/device/ucupdate-agent"
 AGENT_AARCH64="$TARGET_DIR/$AARCH64/device/ucupdate-agent"

@@ -10,6 +10,7 @@ cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/
 trap cleanup EXIT
 printf 'CONTOSO\\alice:S3cret!\n' >"$work/users"
 printf 'S3cret!\n' >"$work/password"
+: >"$work/urls"
 target/debug/ucupdate-server serve --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \
     --external 127.0.0.1:0 --admin 127.0.0.1:0 --users "$work/users" >"$work/urls" 2>"$work/server.log" &
 server_pid=$!

@@ -51,6 +51,7 @@ impl TlsOptions {
     /// Builds the config. Fails when the bundle holds no certificate or nothing is trusted.
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {
         let mut roots = RootCertStore::empty();
+        #[cfg(feature = "web-roots")]
         if self.webpki_roots {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
@@ -67,6 +68,14 @@ impl TlsOptions {
             }
         }
         if roots.is_empty() {
+            // A firmware build without the web roots (no `web-roots` feature) and no CA bundle
+            // still speaks plain HTTP on the internal path; every https server fails
+            // verification, which is the point.
+            #[cfg(not(feature = "web-roots"))]
+            tracing::warn!(
+                "no CA bundle and no web roots in this build: https servers will fail verification"
+            );
+            #[cfg(feature = "web-roots")]
             return Err(NetError::Config(
                 "no trust anchors: give a CA bundle or enable webpki roots".into(),
             ));
