@@ -46,7 +46,7 @@ pub(crate) async fn route(
             Ok(Some(upload)) => ("log_upload", log_upload(ctx, upload, req).await),
             Ok(None) => ("check", check(ctx, req, peer, user).await),
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "bad log upload query");
+                tracing::warn!(%peer, error = %super::clipped(e.to_string()), "bad log upload query");
                 (
                     "log_upload",
                     text(StatusCode::BAD_REQUEST, format!("bad log upload: {e}")),
@@ -92,7 +92,7 @@ async fn check(
     let mut request = match CheckRequest::decode(&body) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "bad check request");
+            tracing::warn!(%peer, error = %super::clipped(e.to_string()), "bad check request");
             return text(StatusCode::BAD_REQUEST, format!("bad check request: {e}"));
         }
     };

@@ -84,9 +84,8 @@ pub(crate) fn empty() -> Body {
 /// itself echoed back at full length (a 60 KB element name made a 60 KB answer).
 const MAX_REASON: usize = 200;
 
-/// A short plain-text answer: errors say why in one line.
-pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let mut message = message.into();
+/// `message` cut to [`MAX_REASON`] bytes (on a character boundary), for answers and log lines.
+pub(crate) fn clipped(mut message: String) -> String {
     if message.len() > MAX_REASON {
         let mut end = MAX_REASON;
         while !message.is_char_boundary(end) {
@@ -95,6 +94,12 @@ pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<B
         message.truncate(end);
         message.push_str("...");
     }
+    message
+}
+
+/// A short plain-text answer: errors say why in one line.
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut message = clipped(message.into());
     message.push('\n');
     let mut response = Response::new(full(message));
     *response.status_mut() = status;
