@@ -176,6 +176,15 @@ async fn still_serving(server: &RunningServer) {
 
 #[tokio::test]
 async fn hostile_xml_is_refused_and_the_server_keeps_serving() {
+    // The stub's log lines too: a hostile body must not be copied into them at full length.
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let dir = tempfile::tempdir().unwrap();
     let server = stub(dir.path(), |_| {}).await;
     let addr = addr_of(&server.internal_url().unwrap());
@@ -237,6 +246,13 @@ async fn hostile_xml_is_refused_and_the_server_keeps_serving() {
     }
     assert_no_server_errors(&server);
     still_serving(&server).await;
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("bad check request"),
+        "the refusals were logged: {logs}"
+    );
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1_000, "a {longest}-byte log line");
 }
 
 #[tokio::test]
