@@ -599,7 +599,7 @@ async fn a_burst_of_ten_thousand_devices_is_answered_with_503_or_served() {
         "burst",
         r#"name = "burst"
 description = "10,000 devices power on at the same instant."
-duration = "12h"
+duration = "24h"
 [fleet]
 devices = 10000
 signed_in_share = 0.0
@@ -650,18 +650,15 @@ min_checks = 1
     );
     // Every device got its answer in the end (the 503s were retried after back-off).
     assert!(m.count("check", 200) >= 10_000, "{m:?}");
-    // Requests are answered 200 or with the cap's 503; a few percent of the over-cap ones end
-    // as a transport error (a reset) instead of a readable 503 (docs/RELIABILITY.md, known
-    // gaps). Nothing else: no timeouts, no other classes.
+    // Every request was answered 200 or with the cap's 503: none was lost as a transport error
+    // (the stub used to answer before reading the request, and hyper's client reported that
+    // unsolicited 503 as a broken connection for ~4% of the burst).
     for (endpoint, outcomes) in &report.requests {
-        let total: u64 = outcomes.values().sum();
-        for (outcome, n) in outcomes {
-            match outcome.as_str() {
-                "200" | "503" => {}
-                "error:transport" => assert!(*n * 10 < total, "{endpoint}: {outcomes:?}"),
-                _ => panic!("{endpoint}: {outcome} in {outcomes:?}"),
-            }
-        }
+        let other: Vec<_> = outcomes
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "200" | "503"))
+            .collect();
+        assert!(other.is_empty(), "{endpoint}: {outcomes:?}");
     }
     assert_no_server_errors(&server);
     let addr = addr_of(&server.internal_url().unwrap());
