@@ -210,6 +210,8 @@ struct Device {
     version: FirmwareVersion,
     /// Last time the device changed to its expected final version (`NEVER`: not on it).
     final_at: u64,
+    /// Checks the server answered (an offer, "no update", or a 401 denial): a check that
+    /// failed on the way is not a check the scenario can count on.
     checks: u32,
     denied: u32,
     boots: u16,
@@ -716,8 +718,14 @@ impl Engine {
 
     fn feed(&mut self, slot: u32, event: Event, t: u64) {
         self.trace_line(slot, t, format_args!("event  {event}"));
-        if let Event::CheckDone(Err(FailureClass::Unauthorized)) = &event {
-            self.devices[slot as usize].denied += 1;
+        match &event {
+            Event::CheckDone(Ok(_)) => self.devices[slot as usize].checks += 1,
+            Event::CheckDone(Err(FailureClass::Unauthorized)) => {
+                let dev = &mut self.devices[slot as usize];
+                dev.denied += 1;
+                dev.checks += 1;
+            }
+            _ => {}
         }
         let dev = &mut self.devices[slot as usize];
         if matches!(
@@ -780,7 +788,6 @@ impl Engine {
                 if let Some(n) = self.metrics.arrivals.get_mut(minute) {
                     *n += 1;
                 }
-                self.devices[slot as usize].checks += 1;
                 let profile = &self.profiles[spec.profile as usize];
                 let request = CheckRequest {
                     identity: spec.identity(profile),
@@ -1298,7 +1305,7 @@ impl Engine {
                 Some("wrong-version".to_owned())
             } else if dev.checks < expect.min_checks {
                 Some(format!(
-                    "too-few-checks ({} < {})",
+                    "too-few-answered-checks ({} < {})",
                     dev.checks, expect.min_checks
                 ))
             } else if expect.visited_target && !dev.visited_target {

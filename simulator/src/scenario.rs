@@ -219,7 +219,8 @@ pub enum FinalVersion {
 pub struct Expect {
     #[serde(rename = "final")]
     pub final_version: FinalVersion,
-    /// Every device has checked at least this often.
+    /// Every device had at least this many checks answered by the server (an offer, "no
+    /// update", or a 401 denial); checks that failed on the way do not count.
     pub min_checks: u32,
     /// Every device has run the target version at some point (a rollback went through it).
     pub visited_target: bool,

@@ -247,3 +247,32 @@ async fn rollout_converges_through_injected_faults() {
     let minutes = r.arrivals_per_minute.len() as u64;
     assert!(r.total_requests() < 60 * 6 * (minutes / 60 + 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_nothing_fails_every_verdict() {
+    // Nothing listens on this port: every check fails to connect. Devices staying on their
+    // version is then no success — only checks the server answered count.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let scenario = Scenario::load("boot-storm").unwrap();
+    let fleet = fleet(&scenario, 20, 4);
+    let mut spec = RunSpec::embedded(scenario, fleet);
+    spec.server = ucupdate_simulator::runner::Server::Remote {
+        internal: format!("http://127.0.0.1:{port}/RequestHandler/ucdevice.upx")
+            .parse()
+            .unwrap(),
+        external: None,
+        admin: None,
+        ca_pem: None,
+    };
+    let r = runner::run(spec).await.unwrap().report;
+    assert!(!r.passed());
+    assert_eq!(
+        r.verdicts.by_reason.get("too-few-answered-checks"),
+        Some(&20),
+        "{:?}",
+        r.verdicts
+    );
+    assert!(r.errors.get("connect").copied().unwrap_or(0) > 0);
+}
