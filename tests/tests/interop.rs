@@ -251,14 +251,35 @@ async fn agent_ntlm_client_against_pyspnego_acceptor() {
 // Discovery against dnsmasq
 // ---------------------------------------------------------------------------------------------
 
-/// Starts dnsmasq on a free loopback port and waits for its "started" line.
+/// Starts dnsmasq on a free loopback port and waits for its "started" line. dnsmasq binds the
+/// port for UDP *and* TCP, and another test may take it between our probe and dnsmasq's bind:
+/// a port free for both is picked, and an "in use" start is retried on another port.
 fn dnsmasq() -> (Peer, SocketAddr) {
-    // Any free UDP port: dnsmasq binds it a moment later (a collision fails loudly below).
-    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let mut failures = Vec::new();
+    for _ in 0..10 {
+        let port = free_udp_and_tcp_port();
+        match start_dnsmasq(port) {
+            Ok(peer) => return (peer, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+            Err(seen) if seen.iter().any(|l| l.contains("Address already in use")) => {
+                failures.push(seen)
+            }
+            Err(seen) => panic!("dnsmasq did not start: {seen:?}"),
+        }
+    }
+    panic!("dnsmasq found no free port in 10 tries: {failures:?}")
+}
+
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start_dnsmasq(port: u16) -> Result<Peer, Vec<String>> {
     let mut child = Command::new("dnsmasq")
         .args([
             "--keep-in-foreground",
@@ -284,12 +305,12 @@ fn dnsmasq() -> (Peer, SocketAddr) {
         match lines.next() {
             Some(Ok(line)) if line.contains("started") => break,
             Some(Ok(line)) => seen.push(line),
-            _ => panic!("dnsmasq did not start: {seen:?}"),
+            _ => return Err(seen),
         }
     }
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (peer, SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    Ok(peer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
