@@ -285,6 +285,15 @@ impl Default for Writer {
     }
 }
 
+/// Escapes text for XML content and attribute values. Characters XML 1.0 cannot carry at all
+/// (most C0 controls, U+FFFE, U+FFFF) become U+FFFD: the protocol's own values never hold them,
+/// but reports that quote a server's error body can.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -297,6 +306,7 @@ fn escape_into(out: &mut String, text: &str) {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }

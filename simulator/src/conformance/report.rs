@@ -97,23 +97,8 @@ pub fn junit_xml(results: &[CheckResult], suite: &str) -> String {
     out
 }
 
-/// Escapes text for XML content and attribute values, replacing characters XML 1.0 cannot
-/// carry at all (most C0 controls) with U+FFFD: a server's error body can hold anything.
+/// Escapes text for XML content and attribute values (the protocol crate's escaping, which
+/// also replaces what XML 1.0 cannot carry: a server's error body can hold anything).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            '\r' => out.push_str("&#13;"),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    ucupdate_protocol::xml::escape(text)
 }
