@@ -83,15 +83,45 @@ async fn logs_are_stored_per_device_and_checked() {
     assert_eq!(t.server.control().metrics().count("log_upload", 400), 5);
 }
 
+/// The refused body is read to its end, not left in the socket: the same kept-alive
+/// connection then serves the next request. Without the drain hyper must close it (unread
+/// bytes), and the follow-up check fails.
+#[tokio::test]
+async fn a_refused_upload_is_drained_so_the_connection_stays_usable() {
+    let t = start().await;
+    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let path = upload("action=logupload&type=CELog&file=big.clg&device=PCX-1");
+    let body = vec![b'x'; 2 * MAX_LOG_BYTES as usize];
+    let refused = c
+        .send(
+            Method::POST,
+            &path,
+            &[("content-type", "application/octet-stream")],
+            body,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        !c.is_closed().await,
+        "the connection was dropped after the 413"
+    );
+    assert_eq!(
+        c.check("1.0.0.0", MAC).await,
+        ucupdate_protocol::CheckResponse::NoUpdate
+    );
+}
+
 /// A device that sends an oversized log in full before reading the answer (the common client
-/// shape) must get the 413, not a connection reset: the server drains what it refuses.
+/// shape), with a declared length or chunked, reads the 413. On loopback the kernel's buffers
+/// can absorb a few MB and hide a missing drain; the test above is the one that fails without it.
 #[tokio::test]
 async fn an_oversized_upload_sent_in_full_still_reads_its_413() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let t = start().await;
     let addr = t.server.internal_addr().unwrap();
     let path = upload("action=logupload&type=CELog&file=big.clg&device=PCX-1");
-    let size = 3 * MAX_LOG_BYTES as usize;
+    // Whole 64 KiB chunks, three times the cap: the declared length is exactly what is sent.
+    let size = 3 * (MAX_LOG_BYTES as usize).div_ceil(64 * 1024) * 64 * 1024;
     for chunked in [false, true] {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let framing = if chunked {
