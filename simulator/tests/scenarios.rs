@@ -243,9 +243,19 @@ async fn rollout_converges_through_injected_faults() {
             r.errors
         );
     }
-    // Back-off: a device that fails keeps to the machine's cap (at most 6 requests per hour).
-    let minutes = r.arrivals_per_minute.len() as u64;
-    assert!(r.total_requests() < 60 * 6 * (minutes / 60 + 1));
+    // Back-off: a third of the checks fail, yet no virtual hour holds more check arrivals than
+    // the machine's cap (6 per device per hour) allows for the fleet: no retry storm.
+    let worst_hour = r
+        .arrivals_per_minute
+        .windows(60)
+        .map(|w| w.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        worst_hour <= 60 * 6,
+        "{worst_hour} checks in one virtual hour from 60 devices"
+    );
+    assert!(worst_hour > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
