@@ -5,7 +5,7 @@
 # HTTPS into a file, alternating, median of 5 (quick: 3); and the agent's peak RSS (VmHWM of a process that
 # does nothing else) for a small and a large image, which must not differ much (constant memory).
 # Also prints the agent's armv7/aarch64 `device` binary sizes if .ci/stages/arm.sh left them in
-# target/ (or ARM_TARGET_DIR). Targets (issue 7): >= 0.9x curl; peak RSS <= 8 MiB for 200 MB; armv7 <= 2 MB.
+# target/ (or ARM_TARGET_DIR). Targets (docs/BENCHMARKS.md): >= 0.9x curl; peak RSS <= 8 MiB for 200 MB; armv7 <= 2 MB.
 # Full: 20 MB and 200 MB. Quick: 2 MB and 20 MB.
 source "$(dirname "$0")/lib.sh"
 

@@ -3,7 +3,7 @@
 # (bench/scenarios/week.toml: power-ons over day 1, 24 h polling, publish to the test devices,
 # sign-ins, approve at 48 h) of 10,000 devices on the embedded stub at --time-scale max.
 # Measures wall time (the process, and the report's wall_ms) and requires exit code 0: every
-# device's verdict correct. Target (issue 7): under 60 s with every verdict correct.
+# device's verdict correct. Target (docs/BENCHMARKS.md): under 60 s with every verdict correct.
 # Quick: 500 devices (a smoke test of the scenario and the verdicts).
 source "$(dirname "$0")/lib.sh"
 

@@ -4,7 +4,7 @@
 # power-ons within 1 h, 3 virtual hours, --time-scale max) against a separate stub process, so
 # the simulator's RSS holds no server state. Peak RSS comes from `/usr/bin/time -v`; the baseline
 # is the same run with 1 device. Prints bytes per device above the baseline at each size and the
-# least-squares slope. Target (issue 7): at most 1 KiB per device.
+# least-squares slope. Target (docs/BENCHMARKS.md): at most 1 KiB per device.
 # Full: 10k, 100k, 1M devices. Quick: 2k, 10k (a smoke test; the slope is noisy there).
 source "$(dirname "$0")/lib.sh"
 

@@ -124,7 +124,7 @@ calc() { awk "BEGIN{printf \"%.3f\n\", $1}"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN{if (b+0 == 0) print "n/a"; else printf "%.3f\n", a/b}'; }
 
 # A ratio line every script prints: ratio: NAME VALUE target OP GOAL met|missed
-# (without OP GOAL: a number issue 7 only asks to report).
+# (without OP GOAL: a number that is only reported).
 ratio() {
     local name=$1 value=$2 op=${3:--} goal=${4:-} ok
     if [ "$op" = - ]; then printf 'ratio: %-40s %10s  target: none, reported\n' "$name" "$value"; return; fi

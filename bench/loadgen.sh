@@ -8,7 +8,7 @@
 #     second, against the simulator's checks per CPU second (user+sys from /usr/bin/time).
 # Over plain HTTP, HTTPS with full handshakes (sim --no-tls-resumption; wrk never resumes) and
 # HTTPS with resumption (sim only; compared with wrk's full handshakes, which it cannot avoid).
-# Targets (issue 7): sim >= 0.8x wrk; sim >= 5x Locust per core.
+# Targets (docs/BENCHMARKS.md): sim >= 0.8x wrk; sim >= 5x Locust per core.
 source "$(dirname "$0")/lib.sh"
 
 need wrk:wrk /usr/bin/time:time python3:python3

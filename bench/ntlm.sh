@@ -7,7 +7,7 @@
 #   the NTLM share of the cost shows.
 #   Simulator: the built-in `external` scenario (NTLM on every external check) against the same
 #   stub process: its external checks per wall second and per simulator CPU second.
-# No target beyond "reported" (issue 7).
+# No target: the number is reported.
 source "$(dirname "$0")/lib.sh"
 
 need /usr/bin/time:time python3:python3 curl:curl

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/soak.sh [--quick]: the reliability soak (issue 8). ucupdate-sim (release) runs
+# bench/soak.sh [--quick]: the reliability soak. ucupdate-sim (release) runs
 # bench/scenarios/soak.toml — 10,000 devices, 30 virtual days, two rollouts, 5% of requests
 # faulted at random (every fault kind but the stalls) for the first 25 days — on the embedded
 # stub at --time-scale 1440 (a virtual day per wall minute: 30 wall minutes), sampling the

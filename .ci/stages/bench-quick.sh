@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark harness's quick mode (issue 7), so it cannot rot: every bench/*.sh script with
+# The benchmark harness's quick mode, so it cannot rot: every bench/*.sh script with
 # --quick, on the debug binaries `cargo test` already built (BENCH_PROFILE=dev). Each script
 # installs its own peers (apt-get, pip). A script that breaks fails this stage; a missed ratio
 # never does (the numbers of a quick run on a CI machine mean nothing; docs/BENCHMARKS.md holds

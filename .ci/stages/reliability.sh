@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability (issue 8): every cargo-fuzz target in fuzz/ for ~8 s each (about a minute in all),
+# Reliability: every cargo-fuzz target in fuzz/ for ~8 s each (about a minute in all),
 # then the quick soak (bench/soak.sh --quick: 1,000 simulated devices, 5% of requests faulted).
 # Installs what it needs itself: cargo-fuzz (cargo install), and uses a nightly toolchain if one
 # is installed, else the stable one with RUSTC_BOOTSTRAP=1 (see docs/PROTOCOL.md, Fuzzing).

@@ -3,7 +3,7 @@
 //! inventory, and [`decide`], which turns a [`CheckRequest`] into a [`CheckResponse`].
 //!
 //! Nothing here does I/O or reads a clock; `now` is an argument. The rule semantics follow the
-//! Lync `CsDeviceUpdateRule` model described in `shared/research/protocol-facts.md`:
+//! Lync `CsDeviceUpdateRule` model described in `docs/SERVICE-FACTS.md`:
 //! - import makes a version **pending** (test devices only);
 //! - approve: pending becomes approved, the previous approved becomes the restore version;
 //! - restore: the restore version becomes the approved one again (offered with status

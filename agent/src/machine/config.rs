@@ -21,7 +21,7 @@ pub enum LogPolicy {
     Daily,
 }
 
-/// The machine's configuration. Defaults follow `/work/shared/research/protocol-facts.md`:
+/// The machine's configuration. Defaults follow `docs/SERVICE-FACTS.md`:
 /// a 24 h period, 5 minutes of idle before the restart, discovery over plain HTTP on port 80.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
