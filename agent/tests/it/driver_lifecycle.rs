@@ -4,11 +4,9 @@
 //! to an older approved version, a corrupted stored file that never reaches the install hook,
 //! the idle wait restarted by activity (paused time), and the example config file.
 
-mod driver_support;
-
 use std::time::Duration;
 
-use driver_support::*;
+use crate::driver_support::*;
 use ucupdate_agent::driver::{
     read_offline_status, send_command, AgentConfig, Command, RunOutcome, StatusReport,
 };

@@ -2,15 +2,13 @@
 //! that ignores ranges, 416 at the end, bytes that differ from the offer, the discard sink and
 //! the rate cap (paused time).
 
-mod net_support;
-
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net_support::*;
 use bytes::Bytes;
-use net_support::*;
 use ucupdate_agent::clock;
 use ucupdate_agent::net::{self, DownloadSink, ErrorClass, NetError, RequestShaping};
 use ucupdate_protocol::{FileKind, FileName, OfferedFile};

@@ -3,11 +3,9 @@
 //! with nobody signed in the server's 401 ends each attempt and, over two simulated days, the
 //! server sees only the regular daily checks (no retry storm, no credential loop).
 
-mod driver_support;
-
 use std::time::Duration;
 
-use driver_support::*;
+use crate::driver_support::*;
 use ucupdate_agent::driver::RunOutcome;
 use ucupdate_agent::machine::MachineConfig;
 

@@ -3,14 +3,12 @@
 //! against a real DNS server (an in-process hickory-server on 127.0.0.1) leads to the check
 //! and a full update; an unknown domain is a DNS failure that is backed off.
 
-mod driver_support;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use driver_support::*;
+use crate::driver_support::*;
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::rr::rdata::{A, SOA};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};

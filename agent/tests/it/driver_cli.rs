@@ -4,11 +4,9 @@
 //! with the new version current, that every log line is JSON, and that the password appears in
 //! none of them even at `RUST_LOG=trace`.
 
-mod driver_support;
-
 use std::time::Duration;
 
-use driver_support::*;
+use crate::driver_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_updates_over_ntlm_and_never_logs_the_password() {

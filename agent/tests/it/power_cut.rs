@@ -1,4 +1,4 @@
-//! Power cuts (issue 8): the REAL `ucupdate-agent` binary is SIGKILLed (with its whole process
+//! Power cuts: the REAL `ucupdate-agent` binary is SIGKILLed (with its whole process
 //! group, hooks included, as a power cut would) at seeded random instants spread over a whole
 //! update — check, download, verification, the idle wait, the install hook, the state writes —
 //! and restarted every time, against an in-process stub serving a 4 MiB image through a paced
@@ -9,9 +9,8 @@
 //! Across the run: ranged resumes happened (the stub answered 206), and every round ended with
 //! the target version current and the reboot hook run.
 //!
-//! The binary: `CARGO_BIN_EXE_*` only exists for a package's own binaries, so the test runs
-//! `cargo build -p ucupdate-agent --bin ucupdate-agent` itself (same target directory; cargo
-//! does not hold its lock while tests run) and uses `<target>/debug/ucupdate-agent`.
+//! The binary is this package's own (`CARGO_BIN_EXE_ucupdate-agent`): cargo builds it before
+//! the test runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -104,22 +103,6 @@ fn paced_forwarder(listener: TcpListener, upstream: SocketAddr) {
             });
         }
     });
-}
-
-fn agent_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "ucupdate-agent", "--bin", "ucupdate-agent"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building ucupdate-agent failed");
-    // <target>/debug/deps/power_cut-HASH -> <target>/debug/ucupdate-agent
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = debug.join("ucupdate-agent");
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
 }
 
 struct Device {
@@ -219,7 +202,7 @@ async fn power_cut(child: &mut Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_fifty_points_never_installs_unverified_bytes_and_ends_on_target() {
-    let bin = tokio::task::spawn_blocking(agent_binary).await.unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_ucupdate-agent"));
     let data = tempfile::tempdir().unwrap();
     // The stub advertises the paced forwarder as its BaseURL, so downloads cross it: bind the
     // forwarder first, start it once the stub's address is known.
@@ -271,7 +254,7 @@ async fn sigkill_at_fifty_points_never_installs_unverified_bytes_and_ends_on_tar
             // status.json is the driver's, rewritten on every phase change: without one the kill
             // came before the first (process start, reading the state, the power-on check).
             let _ = std::fs::remove_file(dev.dir.join("state/status.json"));
-            let mut child = dev.start(&bin);
+            let mut child = dev.start(bin);
             // A whole update takes about 3 s here; kill anywhere in [0, 3.5 s), or in the first
             // 600 ms, or in the first 60 ms (start-up, state read, check and the first state
             // writes take only milliseconds).
@@ -306,7 +289,7 @@ async fn sigkill_at_fifty_points_never_installs_unverified_bytes_and_ends_on_tar
         }
         if !finished {
             // Let one start run undisturbed to the end (bounded).
-            let mut child = dev.start(&bin);
+            let mut child = dev.start(bin);
             for _ in 0..300 {
                 if wait_or_timeout(&mut child, Duration::from_millis(200))
                     .await

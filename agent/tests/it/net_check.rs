@@ -1,12 +1,10 @@
 //! The update check and log upload over real loopback sockets and real TLS: canned replies,
 //! status classes, trust failures, TLS resumption and the per-request timeouts (paused time).
 
-mod net_support;
-
 use std::time::Duration;
 
+use crate::net_support::*;
 use bytes::Bytes;
-use net_support::*;
 use ucupdate_agent::clock;
 use ucupdate_agent::net::{self, ErrorClass, NetError, TimeoutPhase, Timeouts, TlsOptions};
 use ucupdate_protocol::wire::{CONTENT_TYPE_XML, INTERNAL_HANDLER_PATH};

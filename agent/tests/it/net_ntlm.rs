@@ -2,9 +2,7 @@
 //! connection in a real TLS server: right password, wrong password (exactly three requests,
 //! no loop), no credentials, a server that closes after the anonymous 401, and a download.
 
-mod net_support;
-
-use net_support::*;
+use crate::net_support::*;
 use ucupdate_agent::net::{self, AuthStage, Credentials, ErrorClass, NetError};
 use ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH;
 use ucupdate_protocol::{CheckRequest, CheckResponse, FileKind, FileName, OfferedFile};

@@ -2,11 +2,9 @@
 //! concurrent NTLM checks over TLS in one process. Every handshake must stay on its own
 //! connection even under load, which is what reqwest's pool failed to do.
 
-mod net_support;
-
 use std::collections::HashMap;
 
-use net_support::*;
+use crate::net_support::*;
 use ucupdate_agent::net::{self, Credentials};
 use ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH;
 use ucupdate_protocol::{CheckRequest, CheckResponse};

@@ -1,0 +1,20 @@
+//! The agent's integration tests, one binary (a clean `cargo test` links one executable per
+//! crate, not one per file). Each module is a suite:
+//! - `net_*`: the HTTP(S) client over real loopback sockets and TLS (`net_support`: canned servers);
+//! - `dns_discovery`: discovery against a real in-process DNS server;
+//! - `driver_*`: the real driver and the `ucupdate-agent` binary against the in-process server
+//!   stub (`driver_support`: the stub, hook devices, status polling);
+//! - `power_cut`: the real binary SIGKILLed at seeded instants through a whole update.
+
+mod dns_discovery;
+mod driver_cli;
+mod driver_external;
+mod driver_lifecycle;
+mod driver_network;
+mod driver_support;
+mod net_check;
+mod net_concurrency;
+mod net_download;
+mod net_ntlm;
+mod net_support;
+mod power_cut;
