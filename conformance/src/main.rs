@@ -11,7 +11,7 @@ use ucupdate_conformance::cli;
 /// Check that a Device Update server behaves like the service devices expect: a table on
 /// stdout, JUnit XML for CI, exit code 1 on any failed check (see docs/CONFORMANCE.md).
 #[derive(Parser)]
-#[command(name = "ucupdate-conformance", version, about, long_about = None)]
+#[command(name = "ucupdate-conformance", version)]
 struct Cli {
     #[command(flatten)]
     args: cli::Args,
