@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderName, Method, StatusCode};
+use ucupdate_agent::clock;
 use ucupdate_agent::net::{self, ClientSettings, Credentials, DownloadSink, TlsOptions};
 use ucupdate_protocol::url::percent_encode;
 use ucupdate_protocol::wire::CONTENT_TYPE_XML;
@@ -29,7 +30,6 @@ use ucupdate_protocol::{
 
 use super::raw::{self, Reply};
 use super::{CheckResult, Options, Outcome, ProbeDevice};
-use ucupdate_agent::clock;
 
 /// One entry of the catalogue.
 pub(crate) struct Spec {
