@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The conformance suite against a real `ucupdate-server` process, the way a CI pipeline runs it
-# against its own server: every check, JUnit XML written, a non-zero exit on any failure.
+# against its own server: every check, JUnit XML written, a non-zero exit on any failure. The
+# standalone `ucupdate-conformance` binary runs the suite; one run through `ucupdate-sim
+# conformance` shows that the subcommand takes the same flags and prints the same table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build -q -p ucupdate-simulator -p ucupdate-server-stub --bins
+cargo build -q -p ucupdate-conformance -p ucupdate-simulator -p ucupdate-server-stub --bins
 work=$(mktemp -d)
 server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
@@ -19,11 +21,22 @@ internal=$(awk '$1=="internal"{print $2}' "$work/urls")
 external=$(awk '$1=="external"{print $2}' "$work/urls")
 admin=$(awk '$1=="admin"{print $2}' "$work/urls")
 ca=$(awk '$1=="ca"{print $2}' "$work/urls")
-target/debug/ucupdate-sim conformance --target "$internal" --external-target "$external" \
-    --user 'CONTOSO\alice' --password-file "$work/password" --admin "$admin" --ca "$ca" \
-    --junit "$work/junit.xml"
+flags=(--target "$internal" --external-target "$external" --user 'CONTOSO\alice'
+    --password-file "$work/password" --admin "$admin" --ca "$ca")
+target/debug/ucupdate-conformance "${flags[@]}" --junit "$work/junit.xml" | tee "$work/table"
 grep -q '<testsuites' "$work/junit.xml"
-if grep -q 'S3cret!' "$work/server.log" "$work/junit.xml"; then
-    echo "conformance: the password leaked into the server log or the JUnit report"; exit 1
+# The thin subcommand: the same flags, the same checks with the same outcomes (times differ).
+target/debug/ucupdate-sim conformance "${flags[@]}" --junit "$work/sim-junit.xml" >"$work/sim-table"
+verdicts() { awk '{print $1, $2}' "$1"; }
+if ! diff <(verdicts "$work/table") <(verdicts "$work/sim-table"); then
+    echo "conformance: ucupdate-sim conformance differs from ucupdate-conformance"; exit 1
+fi
+# A typo in a check name is a usage error (exit 2), through either binary.
+for bin in "target/debug/ucupdate-conformance" "target/debug/ucupdate-sim conformance"; do
+    set +e; $bin --target "$internal" --skip no-such-check >/dev/null 2>&1; code=$?; set -e
+    [ "$code" -eq 2 ] || { echo "conformance: $bin exited $code on an unknown check name"; exit 1; }
+done
+if grep -q 'S3cret!' "$work/server.log" "$work/junit.xml" "$work/sim-junit.xml"; then
+    echo "conformance: the password leaked into the server log or a JUnit report"; exit 1
 fi
 if [ -n "${ARTIFACTS:-}" ]; then cp "$work/junit.xml" "$ARTIFACTS/conformance-junit.xml"; fi

@@ -12,10 +12,11 @@
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
 //! - [`clock`]: the one place the wall clock is read.
+//!
+//! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
 
 pub mod admin;
 pub mod clock;
-pub mod conformance;
 pub mod duration;
 pub mod embedded;
 pub mod engine;

@@ -42,48 +42,7 @@ enum Command {
     Users(UsersArgs),
     /// Check that a Device Update server behaves like the service devices expect: a table on
     /// stdout, JUnit XML for CI, exit code 1 on any failed check (see docs/CONFORMANCE.md).
-    Conformance(ConformanceArgs),
-}
-
-#[derive(Args)]
-struct ConformanceArgs {
-    /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port`).
-    #[arg(long, required_unless_present = "list")]
-    target: Option<String>,
-    /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`); enables the NTLM checks.
-    #[arg(long)]
-    external_target: Option<String>,
-    /// The external user, `DOMAIN\user` or `user@domain`.
-    #[arg(long)]
-    user: Option<String>,
-    /// File holding the user's password (first line).
-    #[arg(long)]
-    password_file: Option<PathBuf>,
-    /// Admin API of a `ucupdate-server`: enables the rule-transition checks.
-    #[arg(long)]
-    admin: Option<String>,
-    /// PEM bundle of CAs to trust for https targets [default: web roots].
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Write JUnit XML here.
-    #[arg(long)]
-    junit: Option<PathBuf>,
-    /// Run only these checks (repeatable, or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// Skip these checks (repeatable, or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    skip: Vec<String>,
-    /// The probe's rule key, DeviceType/Brand/Model/Revision/Locale/UpdateType (against a pool
-    /// without admin access: a model whose update is approved there).
-    #[arg(long)]
-    probe_key: Option<String>,
-    /// The firmware version the probe claims to run.
-    #[arg(long)]
-    probe_version: Option<String>,
-    /// List the checks with their descriptions and exit.
-    #[arg(long)]
-    list: bool,
+    Conformance(ucupdate_conformance::cli::Args),
 }
 
 #[derive(Args, Clone)]
@@ -257,7 +216,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Conformance(args) => conformance(args).await,
+        Command::Conformance(args) => {
+            Ok(ucupdate_conformance::cli::run(&args, "ucupdate-sim conformance").await?)
+        }
         Command::Users(args) => {
             let scenario = Scenario::load(&args.scenario)?;
             let fleet = fleet_spec(&args.fleet, &scenario)?;
@@ -435,85 +396,6 @@ fn write_outputs(report: &Report, json: Option<&PathBuf>, page: Option<&PathBuf>
     Ok(())
 }
 
-async fn conformance(args: ConformanceArgs) -> Result<ExitCode> {
-    use ucupdate_simulator::conformance::{self, Options, Outcome, ProbeDevice};
-    if args.list {
-        for (name, description) in conformance::catalogue() {
-            println!("{name:<36} {description}");
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let target = args.target.as_deref().context("--target is required")?;
-    let password = match &args.password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--password-file {}", path.display()))?;
-            Some(text.lines().next().unwrap_or_default().to_owned())
-        }
-        None => None,
-    };
-    let mut device = ProbeDevice::default();
-    if let Some(key) = &args.probe_key {
-        let key: ucupdate_protocol::UpdateKey =
-            key.parse().with_context(|| format!("--probe-key {key}"))?;
-        device.identity.device_type = key.device_type;
-        device.identity.brand = key.brand;
-        device.identity.model = key.model;
-        device.identity.revision = key.revision;
-        device.identity.locale = key.locale;
-        device.update_type = key.update_type;
-    }
-    if let Some(v) = &args.probe_version {
-        device.version = v.parse().with_context(|| format!("--probe-version {v}"))?;
-    }
-    let options = Options {
-        target: handler_url(target, INTERNAL_HANDLER_PATH)?,
-        external_target: args
-            .external_target
-            .as_deref()
-            .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
-            .transpose()?,
-        user: args.user.clone(),
-        password,
-        admin: args
-            .admin
-            .as_deref()
-            .map(|u| u.parse().with_context(|| format!("--admin {u}")))
-            .transpose()?,
-        ca_pem: match &args.ca {
-            Some(path) => {
-                Some(std::fs::read(path).with_context(|| format!("--ca {}", path.display()))?)
-            }
-            None => None,
-        },
-        only: args.only.clone(),
-        skip: args.skip.clone(),
-        device,
-    };
-    let unknown = conformance::unknown_names(&options);
-    if !unknown.is_empty() {
-        bail!(
-            "unknown check name(s): {} (see `ucupdate-sim conformance --list`)",
-            unknown.join(", ")
-        );
-    }
-    let results = conformance::run(&options).await;
-    print!("{}", conformance::render_table(&results));
-    if let Some(path) = &args.junit {
-        std::fs::write(
-            path,
-            conformance::junit_xml(&results, "ucupdate-conformance"),
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
-    }
-    let failed = results.iter().any(|r| r.outcome == Outcome::Fail);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
 fn merge(args: MergeArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for path in &args.reports {
@@ -531,4 +413,65 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// The subcommand is a thin shell over `ucupdate_conformance::cli`: exactly the standalone
+    /// binary's flags, with the same help and defaults.
+    #[test]
+    fn conformance_takes_exactly_the_standalone_flags() {
+        let describe = |command: &clap::Command| -> Vec<String> {
+            let mut args: Vec<String> = command
+                .get_arguments()
+                .filter(|a| a.get_long().is_some())
+                .map(|a| {
+                    format!(
+                        "--{} {:?} {:?} required={}",
+                        a.get_long().unwrap_or_default(),
+                        a.get_help().map(ToString::to_string),
+                        a.get_value_delimiter(),
+                        a.is_required_set()
+                    )
+                })
+                .collect();
+            args.sort();
+            args
+        };
+        let sim = Cli::command();
+        let sub = sim
+            .find_subcommand("conformance")
+            .expect("the conformance subcommand");
+        let standalone = <ucupdate_conformance::cli::Args as clap::Args>::augment_args(
+            clap::Command::new("ucupdate-conformance"),
+        );
+        let flags = describe(&standalone);
+        assert!(
+            flags.iter().any(|f| f.starts_with("--probe-key ")),
+            "{flags:?}"
+        );
+        assert_eq!(describe(sub), flags);
+    }
+
+    #[test]
+    fn conformance_flags_parse_through_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "ucupdate-sim",
+            "conformance",
+            "--target",
+            "http://pool",
+            "--only",
+            "check-accepted,range-requests",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(Command::Conformance(args)) = cli.command else {
+            panic!("not the conformance subcommand");
+        };
+        assert_eq!(args.target.as_deref(), Some("http://pool"));
+        assert_eq!(args.only, ["check-accepted", "range-requests"]);
+        assert!(Cli::try_parse_from(["ucupdate-sim", "conformance"]).is_err());
+    }
 }

@@ -595,7 +595,7 @@ impl Drop for Nginx {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs nginx (nginx-light, libnginx-mod-stream)"]
 async fn nginx_edge_in_front_of_the_external_listener() {
-    use ucupdate_simulator::conformance::{self, Options, Outcome};
+    use ucupdate_conformance::{self as conformance, Options, Outcome};
 
     let dir = tempfile::tempdir().unwrap();
     let (http_port, stream_port) = (free_port(), free_port());

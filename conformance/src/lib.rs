@@ -2,20 +2,28 @@
 //! behave the way devices expect?" of any server, by URL, through its public endpoints only
 //! (plus, optionally, the admin API of a `ucupdate-server` for the rule transitions). The same
 //! checks run against a Lync/SfB pool, the stub, or anything else (as hickory-dns's
-//! conformance suite picks its server under test).
+//! conformance suite picks its server under test). It speaks through the agent's own HTTP, TLS
+//! and NTLM client and depends on nothing of the simulator, so a CI image can ship the
+//! `ucupdate-conformance` binary alone.
 //!
 //! # Layout
 //! - this file: [`Options`], [`ProbeDevice`], [`CheckResult`], [`Outcome`], [`catalogue`],
 //!   [`run`].
+//! - [`cli`]: the command line ([`cli::Args`], [`cli::run`]) shared by the `ucupdate-conformance`
+//!   binary and `ucupdate-sim conformance`, so both take the same flags and print the same.
 //! - `checks`: the catalogue itself and one function per check; the shared context that runs
 //!   the admin setup and caches the offer and the downloads between checks.
 //! - `raw`: HTTP/1.1 on one pinned connection, for status codes, headers and NTLM legs.
 //! - `report`: [`render_table`] and [`junit_xml`].
 //!
+//! Time is read through `ucupdate_agent::clock` (tokio's pausable clock), the one clock module
+//! this crate uses.
+//!
 //! Names are stable kebab-case (CI pipelines `--skip` them); every skip says why in `detail`.
 //! See `docs/CONFORMANCE.md` for what each check asserts and the field failure behind it.
 
 mod checks;
+pub mod cli;
 mod raw;
 mod report;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Unit tests of the suite's pieces, and one full run against an in-process `ucupdate-server`
 //! (real sockets on 127.0.0.1, real TLS, real NTLM): every check passes there. The runs that
-//! must fail against broken servers live in the `ucupdate-tests` crate.
+//! must fail against broken servers live in the integration tests (`tests/it/suite.rs`).
 
 use std::time::Duration;
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderName, Method, StatusCode};
+use ucupdate_agent::clock;
 use ucupdate_agent::net::{self, ClientSettings, Credentials, DownloadSink, TlsOptions};
 use ucupdate_protocol::url::percent_encode;
 use ucupdate_protocol::wire::CONTENT_TYPE_XML;
@@ -29,7 +30,6 @@ use ucupdate_protocol::{
 
 use super::raw::{self, Reply};
 use super::{CheckResult, Options, Outcome, ProbeDevice};
-use crate::clock;
 
 /// One entry of the catalogue.
 pub(crate) struct Spec {
@@ -231,12 +231,12 @@ pub(crate) async fn run(options: &Options) -> Vec<CheckResult> {
         if !selected {
             continue;
         }
-        let started = clock::now();
+        let started = clock::monotonic();
         let verdict = match tokio::time::timeout(CHECK_TIMEOUT, ctx.run(spec.id)).await {
             Ok(v) => v,
             Err(_) => fail(format!("no verdict within {} s", CHECK_TIMEOUT.as_secs())),
         };
-        let duration = clock::now().saturating_duration_since(started);
+        let duration = clock::elapsed(started);
         let (outcome, detail) = match verdict {
             Ok(detail) => (Outcome::Pass, detail),
             Err(Stop::Fail(detail)) => (Outcome::Fail, detail),
@@ -366,7 +366,7 @@ fn who_name(who: Who) -> &'static str {
 }
 
 /// A Type 3 answering `challenge`, with a client challenge from the ring CSPRNG (the rustls
-/// provider's) and the time from the simulator's clock module.
+/// provider's) and the time from the agent's clock module.
 fn type3(ntlm: &mut ucupdate_ntlm::Client, challenge: &[u8]) -> Result<String, Stop> {
     let mut client_challenge = [0u8; 8];
     rustls::crypto::ring::default_provider()

@@ -1,13 +1,15 @@
-//! The conformance suite (`ucupdate_simulator::conformance`) against real servers on
+//! The conformance suite (`ucupdate_conformance`) against real servers on
 //! 127.0.0.1: all green against `ucupdate-server` (admin, external NTLM site over TLS), and red
 //! with exactly the right check named against deliberately broken configurations built with a
 //! faulty reverse proxy in front of the stub. The JUnit output is checked with quick-xml.
 
 use quick_xml::events::Event;
+use ucupdate_conformance::{self as conformance, CheckResult, Options, Outcome};
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_server_stub::RunningServer;
-use ucupdate_simulator::conformance::{self, CheckResult, Options, Outcome};
-use ucupdate_tests::{bind_loopback, http_url, spawn_proxy, stub, Fault, PASSWORD, USER};
+
+use crate::proxy::{spawn_proxy, Fault};
+use crate::{bind_loopback, http_url, stub, PASSWORD, USER};
 
 /// Options for the whole suite against `server`: admin, external site, the user, its CA.
 fn full_options(server: &RunningServer) -> Options {
@@ -290,8 +292,8 @@ async fn https_internal_target_is_green_and_an_untrusted_certificate_fails_loudl
 /// skip, each saying it needs --admin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_admin_the_suite_learns_the_approved_version_from_a_real_rule() {
+    use ucupdate_conformance::ProbeDevice;
     use ucupdate_protocol::{FileName, UpdateKey};
-    use ucupdate_simulator::conformance::ProbeDevice;
 
     let dir = tempfile::tempdir().unwrap();
     let server = stub(dir.path(), |_| {}).await;
