@@ -9,37 +9,8 @@ use ucupdate_protocol::CheckResponse;
 
 use crate::common::*;
 
-const FILETIME: u64 = 134_000_000_000_000_000;
-
 async fn external(t: &TestServer) -> Conn {
     Conn::tls(t.server.external_addr().unwrap(), t.server.ca_pem()).await
-}
-
-/// Runs Type 1 / Type 2 / Type 3 on `c` with `password`; returns the reply to the Type 3.
-async fn login(c: &mut Conn, user: &str, password: &str, body: &str) -> Reply {
-    let mut client = Client::new(Credentials::parse_user(user, password), "PHONE1");
-    let type1 = ucupdate_ntlm::to_header(&client.negotiate());
-    let challenge = c
-        .send(
-            http::Method::POST,
-            EXTERNAL_HANDLER_PATH,
-            &[("authorization", &type1)],
-            "",
-        )
-        .await;
-    assert_eq!(challenge.status, StatusCode::UNAUTHORIZED);
-    let www = challenge.header("www-authenticate").unwrap();
-    let type2 = ucupdate_ntlm::from_header(&www).unwrap();
-    assert_eq!(ucupdate_ntlm::message_type(&type2), Some(2));
-    let type3 = client.authenticate(&type2, [9; 8], FILETIME).unwrap();
-    let type3 = ucupdate_ntlm::to_header(&type3);
-    c.send(
-        http::Method::POST,
-        EXTERNAL_HANDLER_PATH,
-        &[("authorization", &type3)],
-        body.to_owned(),
-    )
-    .await
 }
 
 #[tokio::test]
