@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::Full;
 use ucupdate_ntlm::{Client, Credentials};
 use ucupdate_protocol::wire::{
     EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES, MAX_MESSAGE_BYTES,
@@ -30,7 +29,10 @@ use ucupdate_server_stub::{Control, Site};
 use crate::common::*;
 
 /// An app with 2.0.0.0 approved.
-async fn approved_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut ucupdate_server_stub::ServerConfig)) -> TestApp {
+async fn approved_in(
+    dir: tempfile::TempDir,
+    tune: impl FnOnce(&mut ucupdate_server_stub::ServerConfig),
+) -> TestApp {
     let t = app_with(dir, tune);
     t.control()
         .publish(&key(), v("2.0.0.0"), files("v2"))
@@ -306,7 +308,11 @@ async fn traversal_in_downloads_and_log_uploads_is_refused() {
         "*".to_owned(),
     ] {
         let r = c.get(&target, &[]).await;
-        assert!(matches!(r.status.as_u16(), 400 | 404), "{target}: {}", r.status);
+        assert!(
+            matches!(r.status.as_u16(), 400 | 404),
+            "{target}: {}",
+            r.status
+        );
         let text = r.text();
         assert!(
             !text.contains("TOP-SECRET") && !text.contains("root:") && !text.contains("\"rules\""),
@@ -414,9 +420,8 @@ async fn oversized_bodies_are_refused_without_reading_them() {
         )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
-    let log = format!(
-        "{INTERNAL_HANDLER_PATH}?action=logupload&type=CELog&file=a.txt&device=PCX-1"
-    );
+    let log =
+        format!("{INTERNAL_HANDLER_PATH}?action=logupload&type=CELog&file=a.txt&device=PCX-1");
     let declared = (MAX_LOG_BYTES + 1).to_string();
     let r = c
         .send(Method::POST, &log, &[("content-length", &declared)], "xx")
@@ -454,9 +459,8 @@ async fn oversized_bodies_are_refused_without_reading_them() {
 async fn a_body_that_fails_mid_read_is_refused_and_nothing_is_stored() {
     let t = app();
     let mut c = t.conn(Site::Internal);
-    let log = format!(
-        "{INTERNAL_HANDLER_PATH}?action=logupload&type=CELog&file=cut.txt&device=PCX-1"
-    );
+    let log =
+        format!("{INTERNAL_HANDLER_PATH}?action=logupload&type=CELog&file=cut.txt&device=PCX-1");
     let request = Request::post(&log)
         .body(Frames::failing([Bytes::from_static(b"half a log")]))
         .unwrap();
@@ -571,7 +575,10 @@ async fn ext(c: &mut Conn, authorization: &str, body: &str) -> Reply {
     c.send(
         Method::POST,
         EXTERNAL_HANDLER_PATH,
-        &[("authorization", authorization), ("content-type", "text/xml")],
+        &[
+            ("authorization", authorization),
+            ("content-type", "text/xml"),
+        ],
         body.to_owned(),
     )
     .await
@@ -583,7 +590,10 @@ async fn replayed_and_garbage_ntlm_tokens_are_refused() {
     let body = check_body("1.0.0.0", MAC);
     // A real handshake that succeeds: its Type 3 is what an eavesdropper replays.
     let mut a = t.conn(Site::External);
-    let mut alice = Client::new(Credentials::parse_user("CONTOSO\\alice", "Secret1!"), "PHONE1");
+    let mut alice = Client::new(
+        Credentials::parse_user("CONTOSO\\alice", "Secret1!"),
+        "PHONE1",
+    );
     let type2 = negotiate(&mut a, &mut alice).await;
     let type3 = ucupdate_ntlm::to_header(&alice.authenticate(&type2, [3; 8], FILETIME).unwrap());
     assert_eq!(
@@ -606,7 +616,10 @@ async fn replayed_and_garbage_ntlm_tokens_are_refused() {
     assert_eq!(replayed.header("www-authenticate").as_deref(), Some("NTLM"));
     // Replayed with no Type 1 at all on a new connection.
     let mut c = t.conn(Site::External);
-    assert_eq!(ext(&mut c, &type3, &body).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        ext(&mut c, &type3, &body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Random garbage on one connection, as Type 1 and as Type 3 (after a real Type 1).
     let mut d = t.conn(Site::External);
