@@ -213,6 +213,22 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_write_leaves_nothing_and_writers_never_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = TempFile::create(dir.path(), "state.json").unwrap();
+        let second = TempFile::create(dir.path(), "state.json").unwrap();
+        assert_ne!(first.path, second.path);
+        first.write_all(b"half").unwrap();
+        drop(first);
+        drop(second);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut staged = StagedFile::new(dir.path()).unwrap();
+        staged.write(b"abandoned upload").unwrap();
+        drop(staged);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn atomic_write_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
