@@ -159,7 +159,7 @@ pub fn store_file(
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content: a
-/// [`TempFile`] beside `path`, fsync, rename, fsync of the directory.
+/// `TempFile` beside `path`, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
