@@ -11,10 +11,15 @@
 //! - [`audit`]: the daily request-handler audit log.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
-//! - `http`: listeners, connections, device endpoints, files, NTLM, admin API.
-//! - [`server`]: [`ServerConfig`], [`start`], [`RunningServer`], [`Control`].
+//! - [`app`]: the socket-free core, [`App::call`] answers one `http::Request` of one
+//!   connection ([`ConnState`]: its [`Site`], peer and NTLM state). Tests and fuzzers use it.
+//! - `http`: what [`App`] dispatches to (device endpoints, files, NTLM, admin API, body and
+//!   response helpers) and the listeners around it (`http::conn`: TLS, caps, timeouts).
+//! - [`server`]: [`ServerConfig`], [`start`] (an [`App`] behind listeners), [`RunningServer`],
+//!   [`Control`].
 //! - `clock`: the one module that reads a clock.
 
+pub mod app;
 pub mod audit;
 mod clock;
 mod http;
@@ -26,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 
+pub use app::{App, ConnState, Site};
 pub use http::Limits;
 pub use metrics::MetricsSnapshot;
 pub use model::{InventoryEntry, Rule, RuleError, TestDevice};

@@ -7,7 +7,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +17,12 @@ use tokio_rustls::TlsAcceptor;
 use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::{FileName, FirmwareVersion, HttpUrl, UpdateKey};
 
-use crate::audit::AuditLog;
-use crate::http::conn::{self, Role};
-use crate::http::{Ctx, Limits};
+use crate::app::{self, App, Site};
+use crate::http::conn;
+use crate::http::Limits;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::model::{BaseUrls, InventoryEntry, Rule, TestDevice};
-use crate::state::{RuleRecord, State, StateError, StateOptions};
+use crate::state::{RuleRecord, State, StateError};
 use crate::tls::{self, TlsError, TlsSource};
 use crate::{package, store};
 
@@ -136,11 +135,8 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Binds every configured listener, then serves until [`RunningServer::shutdown`].
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-    let options = StateOptions {
-        deploy_roundtable_on_import: config.deploy_roundtable_on_import,
-    };
-    let data_dir = config.data_dir.clone();
-    let state = tokio::task::spawn_blocking(move || State::open(&data_dir, options))
+    let opening = config.clone();
+    let state = tokio::task::spawn_blocking(move || app::open_state(&opening))
         .await
         .map_err(|e| ServerError::Task(e.to_string()))??;
     let state = Arc::new(state);
@@ -193,39 +189,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .clone()
             .or_else(|| external_addr.map(|a| url_of(true, a))),
     };
-    let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Ctx {
-        state: state.clone(),
-        metrics: metrics.clone(),
-        audit: AuditLog::new(config.data_dir.join("audit"), &config.server_name),
-        bases,
-        limits: config.limits,
-        users: Arc::new(config.users.clone()),
-        server_name: config.server_name.clone(),
-        accept_unknown_device_types: config.accept_unknown_device_types,
-        open_device_connections: AtomicUsize::new(0),
-    });
+    let app = App::with_state(&config, state.clone(), bases);
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let mut spawn = |listener: Option<TcpListener>, role: Role, tls: Option<TlsAcceptor>| {
+    let mut spawn = |listener: Option<TcpListener>, site: Site, tls: Option<TlsAcceptor>| {
         if let Some(listener) = listener {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, ?role, tls = tls.is_some(), "listening");
+                tracing::info!(%addr, ?site, tls = tls.is_some(), "listening");
             }
             tasks.push(tokio::spawn(conn::run(
                 listener,
-                role,
+                site,
                 tls,
-                ctx.clone(),
+                app.clone(),
                 rx.clone(),
             )));
         }
     };
-    spawn(internal, Role::Internal, None);
-    spawn(internal_tls, Role::Internal, acceptor.clone());
-    spawn(external, Role::External, acceptor.clone());
-    spawn(admin, Role::Admin, None);
+    spawn(internal, Site::Internal, None);
+    spawn(internal_tls, Site::Internal, acceptor.clone());
+    spawn(external, Site::External, acceptor.clone());
+    spawn(admin, Site::Admin, None);
     tasks.push(tokio::spawn(flusher(
         state.clone(),
         config.flush_interval,
@@ -238,7 +223,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         external: external_addr,
         admin: admin_addr,
         ca_pem,
-        control: Control { state, metrics },
+        control: app.control(),
         shutdown,
         tasks,
     })
@@ -345,8 +330,8 @@ impl RunningServer {
 /// returned future resolves.
 #[derive(Debug, Clone)]
 pub struct Control {
-    state: Arc<State>,
-    metrics: Arc<Metrics>,
+    pub(crate) state: Arc<State>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Control {

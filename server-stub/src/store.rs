@@ -4,6 +4,10 @@
 //! renamed into the store, so that a reader never sees half a file and the SHA-256 and size in
 //! the catalog are exactly those of the bytes served. Paths are only ever built from
 //! [`StorePath`] and [`FileName`], which cannot escape the store.
+//!
+//! Every durable write of the crate (store files, the state file, device logs, the CA PEM)
+//! goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds the hash,
+//! [`write_atomic`] is the in-memory shorthand.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -33,30 +37,71 @@ pub fn file_path(data_dir: &Path, path: &StorePath, file: &FileName) -> PathBuf 
         .join(file.as_str())
 }
 
-/// A file being written under `DATA/tmp/`, hashed as it goes.
-pub struct StagedFile {
+/// A temp file that becomes its target in one rename: written, fsynced, renamed over the
+/// target, then the directory fsynced, so a crash leaves the old content or the new, never
+/// half of one. Dropped without [`TempFile::commit`], it removes itself.
+struct TempFile {
     file: File,
+    /// Empty once committed.
     path: PathBuf,
-    hasher: Sha256,
-    size: u64,
 }
 
-static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-impl StagedFile {
-    pub fn new(data_dir: &Path) -> io::Result<Self> {
-        let dir = data_dir.join("tmp");
-        fs::create_dir_all(&dir)?;
-        let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
+impl TempFile {
+    /// A new temp file in `dir`, which must be on the target's file system (a rename does
+    /// not cross file systems). The name is unique per process, call and chance, so two
+    /// writers of one target never share a temp file.
+    fn create(dir: &Path, stem: &str) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(
-            "stage-{}-{n}-{:016x}",
+            ".{stem}.{}-{n}-{:016x}.tmp",
             std::process::id(),
             rand::random::<u64>()
         ));
         let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(TempFile { file, path })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)
+    }
+
+    /// Makes the content durable and moves it to `target`, replacing what was there.
+    fn commit(mut self, target: &Path) -> io::Result<()> {
+        self.file.flush()?;
+        self.file.sync_all()?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("target has no parent"))?;
+        fs::create_dir_all(dir)?;
+        fs::rename(&self.path, target)?;
+        self.path = PathBuf::new();
+        sync_dir(dir)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // An abandoned write leaves nothing behind.
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A file being written under `DATA/tmp/`, hashed as it goes.
+pub struct StagedFile {
+    temp: TempFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl StagedFile {
+    pub fn new(data_dir: &Path) -> io::Result<Self> {
         Ok(StagedFile {
-            file,
-            path,
+            temp: TempFile::create(&data_dir.join("tmp"), "stage")?,
             hasher: Sha256::new(),
             size: 0,
         })
@@ -67,7 +112,7 @@ impl StagedFile {
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
+        self.temp.write_all(bytes)?;
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
         Ok(())
@@ -85,31 +130,15 @@ impl StagedFile {
     }
 
     /// Makes the file durable and moves it to `target`, replacing what was there.
-    pub fn commit(mut self, target: &Path, name: FileName) -> io::Result<FileMeta> {
-        self.file.flush()?;
-        self.file.sync_all()?;
-        let dir = target
-            .parent()
-            .ok_or_else(|| io::Error::other("target has no parent"))?;
-        fs::create_dir_all(dir)?;
-        fs::rename(&self.path, target)?;
-        sync_dir(dir)?;
-        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        self.path = PathBuf::new();
+    pub fn commit(self, target: &Path, name: FileName) -> io::Result<FileMeta> {
+        let StagedFile { temp, hasher, size } = self;
+        temp.commit(target)?;
+        let digest: [u8; 32] = hasher.finalize().into();
         Ok(FileMeta {
             name,
-            size: self.size,
+            size,
             sha256: Sha256Digest(digest),
         })
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        // An abandoned upload leaves nothing behind.
-        if !self.path.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -129,22 +158,16 @@ pub fn store_file(
     )
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
-/// temp file, fsync, rename, fsync of the directory.
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content: a
+/// `TempFile` beside `path`, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
-    fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    let mut temp = TempFile::create(dir, name)?;
+    temp.write_all(bytes)?;
+    temp.commit(path)
 }
 
 /// Makes a rename durable (the directory entry itself is data on POSIX file systems).
@@ -187,6 +210,22 @@ mod tests {
             0,
             "staging left a file behind"
         );
+    }
+
+    #[test]
+    fn an_abandoned_write_leaves_nothing_and_writers_never_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = TempFile::create(dir.path(), "state.json").unwrap();
+        let second = TempFile::create(dir.path(), "state.json").unwrap();
+        assert_ne!(first.path, second.path);
+        first.write_all(b"half").unwrap();
+        drop(first);
+        drop(second);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut staged = StagedFile::new(dir.path()).unwrap();
+        staged.write(b"abandoned upload").unwrap();
+        drop(staged);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

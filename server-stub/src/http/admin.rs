@@ -15,22 +15,22 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::Serialize;
 use ucupdate_protocol::url::percent_decode;
 use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
 
-use super::{full, json, read_capped, refuse_declared, text, Body, Ctx};
+use super::{full, json, read_capped, read_frames, refuse_declared, text, Body, BodyError, Ctx};
 use crate::model::{RuleError, TestDevice};
 use crate::state::{State, StateError};
 use crate::store::StagedFile;
 
-pub(crate) async fn route(
-    ctx: &Arc<Ctx>,
-    req: Request<Incoming>,
-) -> (&'static str, Response<Body>) {
+pub(crate) async fn route<B>(ctx: &Arc<Ctx>, req: Request<B>) -> (&'static str, Response<Body>)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_owned();
     if path == "/metrics" {
         if req.method() != Method::GET {
@@ -176,7 +176,11 @@ pub(crate) fn error_response(e: &StateError) -> Response<Body> {
     json(status, &serde_json::json!({ "error": e.to_string() }))
 }
 
-async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+async fn import<B>(ctx: &Arc<Ctx>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let body = match read_capped(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
         Err(_) => return text(StatusCode::BAD_REQUEST, "expected a small JSON body"),
@@ -205,13 +209,17 @@ async fn import(ctx: &Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     reply(outcome)
 }
 
-async fn publish(
+async fn publish<B>(
     ctx: &Arc<Ctx>,
     key: UpdateKey,
     version: FirmwareVersion,
     name: FileName,
-    req: Request<Incoming>,
-) -> Response<Body> {
+    req: Request<B>,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let cap = ctx.limits.max_publish_bytes;
     if let Some(r) = refuse_declared(req.headers(), cap) {
         return r;
@@ -222,24 +230,20 @@ async fn publish(
         Err(e) => return error_response(&StateError::io(&data_dir, e)),
     };
     let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
-        };
-        if let Some(chunk) = frame.data_ref() {
-            if staged.size() + chunk.len() as u64 > cap {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("file exceeds the {cap}-byte publish cap"),
-                );
-            }
-            // Admin uploads are rare; a page-cache write per frame does not stall the workers
-            // noticeably, and the fsync happens off them below.
-            if let Err(e) = staged.write(chunk) {
-                return error_response(&StateError::io(&data_dir, e));
-            }
+    // Admin uploads are rare; a page-cache write per frame does not stall the workers
+    // noticeably, and the fsync happens off them below.
+    match read_frames(&mut body, cap, |chunk| staged.write(chunk)).await {
+        Ok(_) => {}
+        Err(BodyError::TooLarge) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("file exceeds the {cap}-byte publish cap"),
+            )
         }
+        Err(BodyError::Io(e)) => {
+            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+        }
+        Err(BodyError::Sink(e)) => return error_response(&StateError::io(&data_dir, e)),
     }
     let state = ctx.state.clone();
     let target = crate::store::version_dir(&data_dir, &key, version).join(name.as_str());

@@ -1,6 +1,8 @@
 //! Listeners and connections: the accept loop, the TLS handshake (bounded by the header
-//! timeout), the idle timeout, the connection cap (503 beyond it), graceful shutdown, and the
-//! per-connection NTLM state of the external listener.
+//! timeout), the idle timeout, the connection cap (503 beyond it) and graceful shutdown. What
+//! a request does is the socket-free [`App`]'s business; this module gives each connection
+//! its [`ConnState`] (so NTLM lives and dies with the TCP connection) and hands it every
+//! request of that connection.
 //!
 //! One task per connection, serving it with `hyper::server::conn::http1`; the shutdown signal
 //! is a `watch` channel passed in, as in mini-redis's `server::run(listener, shutdown)`.
@@ -11,38 +13,23 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
-use ucupdate_protocol::wire::MAX_MESSAGE_BYTES;
-use ucupdate_protocol::StoreKind;
 
-use super::auth::{self, ConnAuth};
-use super::{admin, device, read_capped, Body, Ctx};
+use crate::app::{App, ConnState, Site};
 use crate::clock;
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// `/RequestHandler/...` and `/DeviceUpdateFiles_Int/...`, anonymous (plain or TLS).
-    Internal,
-    /// `/RequestHandlerExt/...` and `/DeviceUpdateFiles_Ext/...`, TLS and NTLM.
-    External,
-    /// The admin API and `/metrics` (not counted against the device connection cap).
-    Admin,
-}
 
 /// Resolves once the shutdown signal is set (also when it was set before the call).
 pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
@@ -53,9 +40,9 @@ pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
 /// in-flight request (idle keep-alive connections close at once).
 pub(crate) async fn run(
     listener: TcpListener,
-    role: Role,
+    site: Site,
     tls: Option<TlsAcceptor>,
-    ctx: Arc<Ctx>,
+    app: App,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -64,7 +51,7 @@ pub(crate) async fn run(
             () = shutdown_signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection(stream, peer, role, tls.clone(), ctx.clone(), shutdown.clone()));
+                    conns.spawn(connection(stream, peer, site, tls.clone(), app.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -81,36 +68,36 @@ pub(crate) async fn run(
 
 /// Counts an open device connection; dropping it uncounts.
 struct Slot {
-    ctx: Arc<Ctx>,
+    app: App,
     counted: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let ctx = self.app.ctx();
         if self.counted {
-            self.ctx
-                .open_device_connections
-                .fetch_sub(1, Ordering::AcqRel);
+            ctx.open_device_connections.fetch_sub(1, Ordering::AcqRel);
         }
-        self.ctx.metrics.connection_closed();
+        ctx.metrics.connection_closed();
     }
 }
 
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    role: Role,
+    site: Site,
     tls: Option<TlsAcceptor>,
-    ctx: Arc<Ctx>,
+    app: App,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let ctx = app.ctx().clone();
     ctx.metrics.connection_opened();
-    let counted = role != Role::Admin;
+    let counted = site != Site::Admin;
     let over_cap = counted
         && ctx.open_device_connections.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections;
     let _slot = Slot {
-        ctx: ctx.clone(),
+        app: app.clone(),
         counted,
     };
     match tls {
@@ -118,7 +105,7 @@ async fn connection(
             let handshake =
                 tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await;
             match handshake {
-                Ok(Ok(tls_stream)) => serve(tls_stream, peer, role, ctx, over_cap, shutdown).await,
+                Ok(Ok(tls_stream)) => serve(tls_stream, peer, site, app, over_cap, shutdown).await,
                 Ok(Err(e)) => {
                     ctx.metrics.tls_handshake_failed();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -129,20 +116,21 @@ async fn connection(
                 }
             }
         }
-        None => serve(stream, peer, role, ctx, over_cap, shutdown).await,
+        None => serve(stream, peer, site, app, over_cap, shutdown).await,
     }
 }
 
 async fn serve<IO>(
     mut io: IO,
     peer: SocketAddr,
-    role: Role,
-    ctx: Arc<Ctx>,
+    site: Site,
+    app: App,
     over_cap: bool,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let ctx = app.ctx().clone();
     if over_cap {
         ctx.metrics.connection_rejected();
         ctx.metrics.request("other", 503);
@@ -174,13 +162,16 @@ async fn serve<IO>(
         return;
     }
     let io = IdleIo::new(io, ctx.limits.idle_timeout);
-    // Per-connection NTLM state: created here, dropped when this connection ends.
-    let conn_auth = Arc::new(Mutex::new(ConnAuth::default()));
-    let service_ctx = ctx.clone();
+    // Per-connection state (NTLM): created here, dropped when this connection ends. hyper
+    // serves one request of a connection at a time, so the lock is never contended.
+    let state = Arc::new(Mutex::new(ConnState::new(site, peer)));
     let service = service_fn(move |req: Request<Incoming>| {
-        let ctx = service_ctx.clone();
-        let conn_auth = conn_auth.clone();
-        async move { Ok::<_, Infallible>(dispatch(&ctx, role, req, peer, &conn_auth).await) }
+        let app = app.clone();
+        let state = state.clone();
+        async move {
+            let mut state = state.lock().await;
+            Ok::<_, Infallible>(app.call(req, &mut state).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -199,41 +190,6 @@ async fn serve<IO>(
             let _ = conn.await;
         }
     }
-}
-
-async fn dispatch(
-    ctx: &Arc<Ctx>,
-    role: Role,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    conn_auth: &Mutex<ConnAuth>,
-) -> Response<Body> {
-    let (endpoint, response) = match role {
-        Role::Internal => device::route(ctx, StoreKind::Internal, req, peer, None).await,
-        Role::Admin => admin::route(ctx, req).await,
-        Role::External => {
-            let verdict = {
-                let mut auth = conn_auth.lock().unwrap_or_else(PoisonError::into_inner);
-                auth::gate(ctx, &mut auth, &req)
-            };
-            match verdict {
-                Ok(user) => device::route(ctx, StoreKind::External, req, peer, Some(user)).await,
-                Err(refusal) => {
-                    // Read (a bounded amount of) the body so the connection stays usable for
-                    // the next leg of the handshake.
-                    let _ =
-                        read_capped(req.into_body().map_err(io::Error::other), MAX_MESSAGE_BYTES)
-                            .await;
-                    ("auth", *refusal)
-                }
-            }
-        }
-    };
-    ctx.metrics.request(endpoint, response.status().as_u16());
-    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(%peer, endpoint, "request failed");
-    }
-    response
 }
 
 /// An I/O stream that fails with `TimedOut` when no byte has moved either way for `timeout`

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use ucupdate_protocol::wire::{
     CONTENT_TYPE_XML, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES,
     MAX_MESSAGE_BYTES,
@@ -20,13 +20,17 @@ use crate::clock;
 
 /// Routes one request of a device site. `user` is the NTLM user of the connection (external).
 /// Returns the metrics endpoint name with the response.
-pub(crate) async fn route(
+pub(crate) async fn route<B>(
     ctx: &Arc<Ctx>,
     share: StoreKind,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: SocketAddr,
     user: Option<String>,
-) -> (&'static str, Response<Body>) {
+) -> (&'static str, Response<Body>)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let handler = match share {
         StoreKind::Internal => INTERNAL_HANDLER_PATH,
         StoreKind::External => EXTERNAL_HANDLER_PATH,
@@ -65,12 +69,16 @@ pub(crate) async fn route(
     ("other", text(StatusCode::NOT_FOUND, "no such endpoint"))
 }
 
-async fn check(
+async fn check<B>(
     ctx: &Arc<Ctx>,
-    req: Request<Incoming>,
+    req: Request<B>,
     peer: SocketAddr,
     user: Option<String>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if let Some(r) = refuse_declared(req.headers(), MAX_MESSAGE_BYTES as u64) {
         tracing::warn!(%peer, "check body declared too large");
         drain(req.into_body(), LINGER_BYTES).await;
@@ -85,9 +93,7 @@ async fn check(
                 format!("check body exceeds {MAX_MESSAGE_BYTES} bytes"),
             );
         }
-        Err(BodyError::Io(e)) => {
-            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
-        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
     let mut request = match CheckRequest::decode(&body) {
         Ok(r) => r,
@@ -135,7 +141,11 @@ async fn check(
     response
 }
 
-async fn log_upload(ctx: &Arc<Ctx>, upload: LogUpload, req: Request<Incoming>) -> Response<Body> {
+async fn log_upload<B>(ctx: &Arc<Ctx>, upload: LogUpload, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if let Some(r) = refuse_declared(req.headers(), MAX_LOG_BYTES) {
         tracing::warn!(device = %upload.device, "log upload declared too large");
         drain(req.into_body(), LINGER_BYTES).await;
@@ -150,9 +160,7 @@ async fn log_upload(ctx: &Arc<Ctx>, upload: LogUpload, req: Request<Incoming>) -
                 format!("log exceeds {MAX_LOG_BYTES} bytes"),
             );
         }
-        Err(BodyError::Io(e)) => {
-            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
-        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
     // Every component is a PathSegment / FileName: the joined path stays under DATA/logs.
     let path = ctx

@@ -87,11 +87,7 @@ pub(crate) fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
 }
 
 /// Serves one file of `share`. Returns the response; the caller counts it.
-pub(crate) async fn serve(
-    ctx: &Arc<Ctx>,
-    share: StoreKind,
-    req: &Request<hyper::body::Incoming>,
-) -> Response<Body> {
+pub(crate) async fn serve<B>(ctx: &Arc<Ctx>, share: StoreKind, req: &Request<B>) -> Response<Body> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,

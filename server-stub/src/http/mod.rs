@@ -1,5 +1,5 @@
-//! The HTTP side: one context shared by all listeners, the response helpers, and the route
-//! modules.
+//! The HTTP side: one context shared by all listeners, the response and body helpers, and the
+//! route modules that [`crate::app::App`] dispatches to.
 //! - [`conn`]: listeners, TLS handshakes, per-connection timeouts, the connection cap.
 //! - [`device`]: the device endpoints (check, log upload) of the internal and external sites.
 //! - [`files`]: `GET`/`HEAD` of update files with single `Range`s, streamed from disk.
@@ -123,10 +123,17 @@ pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Respons
 }
 
 /// Why a request body could not be read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
+    /// More than the cap arrived (the rest was not read).
+    #[error("body exceeds its cap")]
     TooLarge,
+    /// The body failed mid-read (client gone, bad chunked framing).
+    #[error("{0}")]
     Io(String),
+    /// The consumer of the frames failed (a disk write).
+    #[error("{0}")]
+    Sink(io::Error),
 }
 
 /// How much of a refused body the server still reads (and drops) before it answers: a client
@@ -135,51 +142,69 @@ pub(crate) enum BodyError {
 pub(crate) const LINGER_BYTES: u64 = 8 * 1024 * 1024;
 pub(crate) const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reads at most `cap` bytes of a body: a larger one is refused as soon as it passes the cap,
-/// so a client cannot make the server buffer more than `cap + one frame`. The rest of a
-/// refused body is drained (not kept) up to [`LINGER_BYTES`] so the client can read the refusal.
-pub(crate) async fn read_capped<B>(body: B, cap: usize) -> Result<Bytes, BodyError>
+/// The one loop over a request body's frames: hands each data chunk to `sink` and stops with
+/// [`BodyError::TooLarge`] as soon as the next chunk would pass `cap`, so a client cannot
+/// make the server take more than `cap` bytes (nor buffer more than one frame beyond them).
+/// Returns the number of bytes taken.
+pub(crate) async fn read_frames<B>(
+    body: &mut B,
+    cap: u64,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64, BodyError>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut body = body;
-    let mut kept = bytes::BytesMut::new();
+    let mut taken = 0u64;
     loop {
         match body.frame().await {
-            None => return Ok(kept.freeze()),
+            None => return Ok(taken),
             Some(Err(e)) => return Err(BodyError::Io(e.into().to_string())),
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
+                let Some(data) = frame.data_ref() else {
                     continue;
                 };
-                if kept.len() + data.len() > cap {
-                    drain(body, LINGER_BYTES).await;
+                let len = data.len() as u64;
+                if taken + len > cap {
                     return Err(BodyError::TooLarge);
                 }
-                kept.extend_from_slice(&data);
+                sink(data).map_err(BodyError::Sink)?;
+                taken += len;
             }
         }
     }
 }
 
-/// Reads and drops up to `limit` bytes of `body`, for at most [`LINGER_TIME`].
+/// Reads at most `cap` bytes of a body into memory. The rest of a refused body is drained
+/// (not kept) up to [`LINGER_BYTES`] so the client can read the refusal.
+pub(crate) async fn read_capped<B>(mut body: B, cap: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut kept = bytes::BytesMut::new();
+    let read = read_frames(&mut body, cap as u64, |data| {
+        kept.extend_from_slice(data);
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(_) => Ok(kept.freeze()),
+        Err(BodyError::TooLarge) => {
+            drain(body, LINGER_BYTES).await;
+            Err(BodyError::TooLarge)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads and drops up to about `limit` bytes of `body`, for at most [`LINGER_TIME`].
 pub(crate) async fn drain<B>(mut body: B, limit: u64)
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let work = async {
-        let mut seen = 0u64;
-        while seen <= limit {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    seen += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0);
-                }
-                _ => return,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, work).await;
+    let _ = tokio::time::timeout(LINGER_TIME, read_frames(&mut body, limit, |_| Ok(()))).await;
 }
 
 /// The declared `Content-Length`, if any and readable.

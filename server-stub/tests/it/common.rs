@@ -1,11 +1,16 @@
-//! Shared helpers: a server on a temp data dir, a pinned HTTP/1.1 client connection (plain
-//! or TLS, so NTLM legs share one TCP connection), and check-request builders.
+//! Shared helpers: the socket-free core ([`TestApp`]) or a whole server ([`TestServer`]) on a
+//! temp data dir, one client connection type for both ([`Conn`]: in memory through
+//! `App::call`, or a pinned HTTP/1.1 connection, plain or TLS, so NTLM legs share one TCP
+//! connection), and check-request builders.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -14,7 +19,7 @@ use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileName, FirmwareVersion, InstalledModule,
     PathSegment, UpdateKey,
 };
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
+use ucupdate_server_stub::{App, ConnState, Control, RunningServer, ServerConfig, Site, UserDb};
 
 pub const MAC: &str = "00-04-F2-00-01-76";
 pub const OTHER_MAC: &str = "00-04-F2-00-01-77";
@@ -68,6 +73,47 @@ pub async fn start() -> TestServer {
     start_with(tempfile::tempdir().unwrap(), |_| {}).await
 }
 
+/// The `BaseURL` and `ExternalBaseURL` roots an in-memory [`TestApp`] names in its offers.
+pub const INTERNAL_BASE: &str = "http://stub.test:8080/";
+pub const EXTERNAL_BASE: &str = "https://stub.test:4443/";
+
+/// The peer an in-memory connection claims to be.
+pub const PEER: &str = "192.0.2.7:50000";
+
+/// The request handlers without listeners: what every non-connection test talks to.
+pub struct TestApp {
+    pub app: App,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn control(&self) -> Control {
+        self.app.control()
+    }
+
+    /// A new connection to `site` (a new `ConnState`: anonymous, no NTLM handshake).
+    pub fn conn(&self, site: Site) -> Conn {
+        Conn::Mem {
+            app: self.app.clone(),
+            state: ConnState::new(site, PEER.parse().unwrap()),
+        }
+    }
+}
+
+pub fn app_with(dir: tempfile::TempDir, tune: impl FnOnce(&mut ServerConfig)) -> TestApp {
+    let mut config = ServerConfig::loopback(dir.path());
+    config.users = users();
+    config.public_internal_url = Some(INTERNAL_BASE.parse().unwrap());
+    config.public_external_url = Some(EXTERNAL_BASE.parse().unwrap());
+    tune(&mut config);
+    let app = App::open(&config).unwrap();
+    TestApp { app, dir }
+}
+
+pub fn app() -> TestApp {
+    app_with(tempfile::tempdir().unwrap(), |_| {})
+}
+
 pub fn check_body(running: &str, mac: &str) -> String {
     CheckRequest {
         identity: DeviceIdentity {
@@ -90,10 +136,17 @@ pub fn check_body(running: &str, mac: &str) -> String {
     .encode()
 }
 
-/// One client connection; every request on it travels on the same TCP (and TLS) session.
-pub struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    host: String,
+/// One client connection; every request on it travels on the same connection: one
+/// `ConnState` through `App::call`, or one TCP (and TLS) session.
+pub enum Conn {
+    Mem {
+        app: App,
+        state: ConnState,
+    },
+    Socket {
+        sender: SendRequest<Full<Bytes>>,
+        host: String,
+    },
 }
 
 pub struct Reply {
@@ -103,6 +156,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    async fn of<B>(response: Response<B>) -> Reply
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -127,7 +194,7 @@ impl Conn {
             .await
             .unwrap();
         tokio::spawn(conn);
-        Conn {
+        Conn::Socket {
             sender,
             host: addr.to_string(),
         }
@@ -154,7 +221,7 @@ impl Conn {
             .await
             .unwrap();
         tokio::spawn(conn);
-        Conn {
+        Conn::Socket {
             sender,
             host: addr.to_string(),
         }
@@ -167,23 +234,37 @@ impl Conn {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
+        let host = match self {
+            Conn::Mem { .. } => "stub.test",
+            Conn::Socket { host, .. } => host,
+        };
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", &self.host);
+            .header("host", host);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let request = builder.body(Full::new(body.into())).unwrap();
-        self.sender.ready().await.unwrap();
-        let response = self.sender.send_request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
+        match self {
+            Conn::Mem { app, state } => Reply::of(app.call(request, state).await).await,
+            Conn::Socket { sender, .. } => {
+                sender.ready().await.unwrap();
+                Reply::of(sender.send_request(request).await.unwrap()).await
+            }
         }
+    }
+
+    /// Any request, with any body (in memory only: streamed or failing bodies).
+    pub async fn call<B>(&mut self, request: Request<B>) -> Reply
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Conn::Mem { app, state } = self else {
+            panic!("Conn::call is for in-memory connections");
+        };
+        Reply::of(app.call(request, state).await).await
     }
 
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -212,8 +293,55 @@ impl Conn {
 
     /// Whether the server closed the connection (the next request fails).
     pub async fn is_closed(&mut self) -> bool {
-        self.sender.ready().await.is_err() || self.sender.is_closed()
+        match self {
+            Conn::Mem { .. } => panic!("an in-memory connection has no socket to close"),
+            Conn::Socket { sender, .. } => sender.ready().await.is_err() || sender.is_closed(),
+        }
     }
+}
+
+/// The NTLM timestamp the client side of every test handshake uses.
+pub const FILETIME: u64 = 134_000_000_000_000_000;
+
+/// Sends `client`'s Type 1 on `c` and returns the server's Type 2 (checking the 401 around it).
+pub async fn negotiate(c: &mut Conn, client: &mut ucupdate_ntlm::Client) -> Vec<u8> {
+    let type1 = ucupdate_ntlm::to_header(&client.negotiate());
+    let challenge = c
+        .send(
+            Method::POST,
+            ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH,
+            &[("authorization", &type1)],
+            "",
+        )
+        .await;
+    assert_eq!(
+        challenge.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        challenge.text()
+    );
+    let www = challenge.header("www-authenticate").unwrap();
+    let type2 = ucupdate_ntlm::from_header(&www).unwrap();
+    assert_eq!(ucupdate_ntlm::message_type(&type2), Some(2));
+    type2
+}
+
+/// Runs Type 1 / Type 2 / Type 3 on `c` with `password`; returns the reply to the Type 3.
+pub async fn login(c: &mut Conn, user: &str, password: &str, body: &str) -> Reply {
+    let mut client = ucupdate_ntlm::Client::new(
+        ucupdate_ntlm::Credentials::parse_user(user, password),
+        "PHONE1",
+    );
+    let type2 = negotiate(c, &mut client).await;
+    let type3 = client.authenticate(&type2, [9; 8], FILETIME).unwrap();
+    let type3 = ucupdate_ntlm::to_header(&type3);
+    c.send(
+        Method::POST,
+        ucupdate_protocol::wire::EXTERNAL_HANDLER_PATH,
+        &[("authorization", &type3)],
+        body.to_owned(),
+    )
+    .await
 }
 
 /// `(status, version)` of an offer, or `None`.
@@ -238,4 +366,50 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tcp.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request body of separate frames with no declared length (like a chunked upload), which
+/// can end in an error (like a client that goes away mid-body).
+pub struct Frames {
+    frames: VecDeque<Bytes>,
+    fail_at_end: bool,
+}
+
+impl Frames {
+    pub fn new(frames: impl IntoIterator<Item = Bytes>) -> Self {
+        Frames {
+            frames: frames.into_iter().collect(),
+            fail_at_end: false,
+        }
+    }
+
+    /// The same frames, then a read error instead of the end of the body.
+    pub fn failing(frames: impl IntoIterator<Item = Bytes>) -> Self {
+        Frames {
+            fail_at_end: true,
+            ..Frames::new(frames)
+        }
+    }
+}
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        match self.frames.pop_front() {
+            Some(data) => Poll::Ready(Some(Ok(hyper::body::Frame::data(data)))),
+            None if self.fail_at_end => {
+                self.fail_at_end = false;
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "client went away",
+                ))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! Connection limits: the cap answers 503 and recovers, the idle timeout closes a quiet
-//! keep-alive connection (paused time: exact, no real waiting), and shutdown is graceful.
+//! Connection limits over loopback: the cap answers 503 and recovers, the idle timeout closes
+//! a quiet keep-alive connection (paused time: exact, no real waiting), shutdown is graceful,
+//! and many devices at once are all served. Hostile connections (slow loris, thousands of idle
+//! ones, oversized uploads sent in full) are in `hostile.rs`.
 
 use std::time::Duration;
 
@@ -69,32 +71,6 @@ async fn idle_keep_alive_connections_are_closed() {
         waited >= Duration::from_secs(5) && waited < Duration::from_secs(60),
         "{waited:?}"
     );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_header_that_never_ends_is_cut_off() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let t = start_with(tempfile::tempdir().unwrap(), |c| {
-        c.limits.idle_timeout = Duration::from_secs(3600);
-        c.limits.header_read_timeout = Duration::from_secs(5);
-    })
-    .await;
-    let mut tcp = tokio::net::TcpStream::connect(t.server.internal_addr().unwrap())
-        .await
-        .unwrap();
-    tcp.write_all(b"POST /RequestHandler/ucdevice.upx HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let before = test_clock::now();
-    let mut buf = Vec::new();
-    // The server gives up on the header and closes; the read ends (EOF or reset).
-    let _ = tcp.read_to_end(&mut buf).await;
-    let waited = test_clock::now() - before;
-    assert!(
-        waited >= Duration::from_secs(5) && waited < Duration::from_secs(3600),
-        "{waited:?}"
-    );
-    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
 }
 
 #[tokio::test]

@@ -1,22 +1,19 @@
 //! Update file downloads: single ranges (206, 416), HEAD, `Accept-Ranges`, `Content-Length`,
 //! the content type per kind (the missing `.nbt` mapping was a real field failure), and each
-//! share served only by its own listener.
+//! share served only by its own site. In memory, except the internal HTTPS listener.
 
 use http::{Method, StatusCode};
+use ucupdate_server_stub::Site;
 
 use crate::common::*;
 
 const DIR: &str = "/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/2.0.0.0/CPE";
 
-async fn published() -> (TestServer, Vec<u8>) {
-    let t = start().await;
+async fn published() -> (TestApp, Vec<u8>) {
+    let t = app();
     let f = files("v2");
     let image = f[0].1.clone();
-    t.server
-        .control()
-        .publish(&key(), v("2.0.0.0"), f)
-        .await
-        .unwrap();
+    t.control().publish(&key(), v("2.0.0.0"), f).await.unwrap();
     (t, image)
 }
 
@@ -24,7 +21,7 @@ async fn published() -> (TestServer, Vec<u8>) {
 async fn ranges_and_heads() {
     let (t, image) = published().await;
     let len = image.len();
-    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let mut c = t.conn(Site::Internal);
     let path = format!("{DIR}/CPE.nbt");
 
     let full = c.get(&path, &[]).await;
@@ -74,14 +71,14 @@ async fn ranges_and_heads() {
 
     // The connection survived all of that.
     assert_eq!(c.get(&path, &[("range", "bytes=0-0")]).await.body.len(), 1);
-    let served = t.server.control().metrics().bytes_served;
+    let served = t.control().metrics().bytes_served;
     assert_eq!(served, (len + 10 + 5 + 7 + len + 1) as u64);
 }
 
 #[tokio::test]
 async fn content_type_per_kind() {
     let (t, _) = published().await;
-    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let mut c = t.conn(Site::Internal);
     for (name, expected) in [
         ("CPE.nbt", "application/octet-stream"),
         ("CPE.cat", "application/vnd.ms-pki.seccat"),
@@ -99,9 +96,9 @@ async fn content_type_per_kind() {
 }
 
 #[tokio::test]
-async fn each_share_only_on_its_listener_and_missing_files() {
+async fn each_share_only_on_its_site_and_missing_files() {
     let (t, _) = published().await;
-    let mut internal = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let mut internal = t.conn(Site::Internal);
     let ext_path = DIR.replace("_Int", "_Ext") + "/CPE.nbt";
     assert_eq!(
         internal.get(&ext_path, &[]).await.status,
@@ -123,10 +120,23 @@ async fn each_share_only_on_its_listener_and_missing_files() {
         .send(Method::POST, &format!("{DIR}/CPE.nbt"), &[], "")
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
-    // The internal HTTPS listener serves the same share.
+    assert_eq!(post.header("allow").as_deref(), Some("GET, HEAD"));
+}
+
+/// The internal HTTPS listener serves the same share as the plain one, over real TLS.
+#[tokio::test]
+async fn the_internal_tls_listener_serves_the_internal_share() {
+    let t = start().await;
+    t.server
+        .control()
+        .publish(&key(), v("2.0.0.0"), files("v2"))
+        .await
+        .unwrap();
     let mut tls = Conn::tls(t.server.internal_tls_addr().unwrap(), t.server.ca_pem()).await;
     assert_eq!(
         tls.get(&format!("{DIR}/CPE.cat"), &[]).await.body,
         &b"catalog v2"[..]
     );
+    let ext_path = DIR.replace("_Int", "_Ext") + "/CPE.cat";
+    assert_eq!(tls.get(&ext_path, &[]).await.status, StatusCode::NOT_FOUND);
 }

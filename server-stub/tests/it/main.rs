@@ -1,13 +1,16 @@
-//! Integration tests of the server stub over real loopback sockets (plain TCP and rustls),
-//! one test binary with a module per area.
+//! Integration tests of the server stub, one test binary with a module per area. What a
+//! request does is tested in memory through `App::call` (`common::app`, `Conn::Mem`); real
+//! loopback sockets (plain TCP and rustls) only where the connection is the subject: caps,
+//! timeouts, NTLM bound to a TCP connection, TLS, the CLI, restarts and power cuts. Every
+//! hostile input is in `hostile`.
 
 mod common;
 
-mod bad_input;
 mod cli;
 mod connections;
 mod external;
 mod files;
+mod hostile;
 mod logs;
 mod persistence;
 mod rules;

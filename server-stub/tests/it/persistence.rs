@@ -1,5 +1,6 @@
 //! Restart persistence: rules, test devices, the file catalog and the inventory survive a
-//! stop and a start on the same data directory, and the audit log has one line per check.
+//! stop and a start on the same data directory, the audit log has one line per check, and
+//! every change the admin API acknowledged survives a SIGKILL of the `ucupdate-server` process.
 
 use std::time::Duration;
 
@@ -96,4 +97,97 @@ async fn inventory_is_flushed_in_batches_not_per_check() {
     );
     t.server.control().flush().await.unwrap();
     assert!(std::fs::read_to_string(&state_file).unwrap().contains(MAC));
+}
+
+/// `ucupdate-server serve` on `data` with the internal and admin listeners on port 0; the
+/// child and its admin address.
+async fn serve(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args([
+            "--internal",
+            "127.0.0.1:0",
+            "--internal-tls",
+            "off",
+            "--external",
+            "off",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let admin = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.strip_prefix("admin ")
+                    .map(|url| url.trim().parse::<ucupdate_protocol::HttpUrl>().unwrap())
+            })
+            .expect("the server prints its admin listener")
+    })
+    .await
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", admin.port).parse().unwrap();
+    (child, addr)
+}
+
+/// Every change the admin API acknowledged is in the state file before the answer: a SIGKILL
+/// right after the answers loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_changes_survive_a_sigkill() {
+    use http::{Method, StatusCode};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, admin) = serve(dir.path()).await;
+    let rule = "UCPhone/Polycom/CX700/A/ENU/CPE";
+    let mut a = Conn::plain(admin).await;
+    for version in ["3.0.0.1", "3.0.0.2"] {
+        let put = a
+            .send(
+                Method::PUT,
+                &format!("/admin/files/{rule}/{version}/CPE.nbt"),
+                &[],
+                version.to_owned(),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+        let approve = a
+            .send(
+                Method::POST,
+                &format!("/admin/rules/{rule}/approve"),
+                &[],
+                "",
+            )
+            .await;
+        assert_eq!(approve.status, StatusCode::OK, "{}", approve.text());
+    }
+    let add = a
+        .send(Method::PUT, &format!("/admin/test-devices/{MAC}"), &[], "")
+        .await;
+    assert_eq!(add.status, StatusCode::OK, "{}", add.text());
+    // Power cut right after the last acknowledgement.
+    child.kill().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let (mut child, admin) = serve(dir.path()).await;
+    let mut a = Conn::plain(admin).await;
+    let rules = a.get("/admin/rules", &[]).await;
+    assert_eq!(rules.status, StatusCode::OK);
+    let rules: serde_json::Value = serde_json::from_slice(&rules.body).unwrap();
+    assert_eq!(rules[0]["key"], rule);
+    assert_eq!(rules[0]["approved"], "3.0.0.2", "{rules}");
+    assert_eq!(rules[0]["restore"], "3.0.0.1", "{rules}");
+    let devices = a.get("/admin/test-devices", &[]).await;
+    assert!(devices.text().contains(MAC), "{}", devices.text());
+    let versions = a.get("/admin/versions", &[]).await.text();
+    assert!(
+        versions.contains("3.0.0.1") && versions.contains("3.0.0.2"),
+        "{versions}"
+    );
+    child.kill().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }

@@ -1,19 +1,19 @@
-//! Every rule transition over real sockets: what a normal and a test device are offered
-//! after publish, approve, restore and reset, driven through `Control` and the admin API,
-//! and that an offered file's SHA-256 and size match what the file URL serves.
+//! Every rule transition, in memory through `App::call`: what a normal and a test device are
+//! offered after publish, approve, restore and reset, driven through `Control` and the admin
+//! API, and that an offered file's SHA-256 and size match what the file URL serves.
 
 use http::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use ucupdate_protocol::CheckResponse;
-use ucupdate_server_stub::TestDevice;
+use ucupdate_server_stub::{Site, TestDevice};
 
 use crate::common::*;
 
 #[tokio::test]
 async fn every_rule_transition_through_control() {
-    let t = start().await;
-    let control = t.server.control();
-    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let t = app();
+    let control = t.control();
+    let mut c = t.conn(Site::Internal);
 
     // Nothing imported: nothing offered.
     assert_eq!(offered(&c.check("1.0.0.0", MAC).await), None);
@@ -98,29 +98,31 @@ async fn every_rule_transition_through_control() {
 
 #[tokio::test]
 async fn offered_files_download_with_matching_hash_and_size() {
-    let t = start().await;
-    let control = t.server.control();
+    let t = app();
+    let control = t.control();
     control
         .publish(&key(), v("2.0.0.0"), files("v2"))
         .await
         .unwrap();
     control.approve(&key()).await.unwrap();
-    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let mut c = t.conn(Site::Internal);
     let CheckResponse::Update(offer) = c.check("1.0.0.0", MAC).await else {
         panic!("no offer")
     };
-    let internal = t.server.internal_addr().unwrap();
     assert!(
         offer
             .base_url
-            .starts_with(&format!("http://{internal}/DeviceUpdateFiles_Int/")),
+            .starts_with(&format!("{INTERNAL_BASE}DeviceUpdateFiles_Int/")),
         "{}",
         offer.base_url
     );
-    let external = t.server.external_addr().unwrap();
-    assert!(offer
-        .external_base_url
-        .starts_with(&format!("https://{external}/DeviceUpdateFiles_Ext/")));
+    assert!(
+        offer
+            .external_base_url
+            .starts_with(&format!("{EXTERNAL_BASE}DeviceUpdateFiles_Ext/")),
+        "{}",
+        offer.external_base_url
+    );
     assert_eq!(offer.files.len(), 3);
     for file in &offer.files {
         let path = format!("{}/{}", path_of(&offer.base_url), file.file_name);
@@ -134,10 +136,9 @@ async fn offered_files_download_with_matching_hash_and_size() {
 
 #[tokio::test]
 async fn admin_api_drives_the_rules() {
-    let t = start().await;
-    let admin = t.server.admin_addr().unwrap();
-    let mut a = Conn::plain(admin).await;
-    let mut c = Conn::plain(t.server.internal_addr().unwrap()).await;
+    let t = app();
+    let mut a = t.conn(Site::Admin);
+    let mut c = t.conn(Site::Internal);
 
     // Publish one file through the admin API: the version becomes pending.
     let put = a
@@ -218,7 +219,7 @@ async fn admin_api_drives_the_rules() {
         )
         .await;
     assert_eq!(del.status, StatusCode::OK);
-    assert!(t.server.control().test_devices().is_empty());
+    assert!(t.control().test_devices().is_empty());
 
     let metrics = a.get("/metrics", &[]).await;
     assert!(
@@ -232,10 +233,9 @@ async fn admin_api_drives_the_rules() {
 
 #[tokio::test]
 async fn import_through_the_admin_api_and_roundtable_deploy_on_import() {
-    let t = start_with(tempfile::tempdir().unwrap(), |c| {
+    let t = app_with(tempfile::tempdir().unwrap(), |c| {
         c.deploy_roundtable_on_import = true
-    })
-    .await;
+    });
     let pkg = tempfile::tempdir().unwrap();
     let rt_key: ucupdate_protocol::UpdateKey = "RoundTable/Microsoft/RoundTable/A/ENU/RoundTable"
         .parse()
@@ -259,11 +259,11 @@ async fn import_through_the_admin_api_and_roundtable_deploy_on_import() {
         ],
     )
     .unwrap();
-    let mut a = Conn::plain(t.server.admin_addr().unwrap()).await;
+    let mut a = t.conn(Site::Admin);
     let body = serde_json::json!({ "path": pkg.path().join("UCUpdates.cab") }).to_string();
     let r = a.send(Method::POST, "/admin/import", &[], body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let control = t.server.control();
+    let control = t.control();
     assert_eq!(control.rule(&key()).unwrap().pending, Some(v("2.0.0.0")));
     assert_eq!(
         control.rule(&rt_key).unwrap().approved,
