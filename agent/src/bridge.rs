@@ -1,7 +1,7 @@
-//! The glue between the I/O layer and the state machine, shared by the agent's driver and the
-//! fleet simulator so both turn network results into machine events the same way: an error
-//! [`ErrorClass`] becomes the machine's [`FailureClass`], and a finished call becomes the one
-//! completion [`Event`] its action expects.
+//! The result-to-event half of [`crate::perform`], shared by the agent's driver, the fleet
+//! simulator and the fault tests so all turn network results into machine events the same way:
+//! an error [`ErrorClass`] becomes the machine's [`FailureClass`], and a finished call becomes
+//! the one completion [`Event`] its action expects.
 
 use ucupdate_protocol::{CheckResponse, FileName};
 
@@ -42,15 +42,18 @@ pub fn download_event(
             file_name: file_name.clone(),
             size: done.size,
         }),
-        Err(e) => {
-            let class = failure_class(e.class());
-            let bytes_kept = match class {
-                FailureClass::HashMismatch => 0,
-                _ => e.bytes_on_disk().unwrap_or(0),
-            };
-            Err(DownloadFailure { class, bytes_kept })
-        }
+        Err(e) => Err(download_failure(&e)),
     })
+}
+
+/// How a failed download is reported to the machine.
+pub fn download_failure(error: &NetError) -> DownloadFailure {
+    let class = failure_class(error.class());
+    let bytes_kept = match class {
+        FailureClass::HashMismatch => 0,
+        _ => error.bytes_on_disk().unwrap_or(0),
+    };
+    DownloadFailure { class, bytes_kept }
 }
 
 /// The `LogUploaded` event for a finished log upload.
