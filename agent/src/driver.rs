@@ -16,6 +16,7 @@
 //! - [`config`]: [`config::AgentConfig`], the agent's TOML file.
 //! - `control`: the unix-socket line protocol of the CLI.
 //! - `files`: the state-dir layout, staging, verification of staged files.
+//! - `work`: what the driver brings to [`crate::perform`] (its `Context`), and the install.
 //!
 //! State directory: `state.json` (the machine's [`PersistedState`], atomic writes),
 //! `status.json` (the last [`StatusReport`], for `status` when the daemon is down),
@@ -25,6 +26,7 @@ pub mod config;
 mod control;
 mod files;
 mod status;
+mod work;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -33,16 +35,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use ucupdate_protocol::{
-    DeviceIdentity, FileKind, FileName, FirmwareVersion, InstalledModule, OfferedFile, Provisioning,
-};
+use ucupdate_protocol::{DeviceIdentity, Provisioning};
 
 use crate::bridge;
 use crate::clock;
-use crate::device::{Device, DeviceError, InstallJob, RebootJob, SignIn};
+use crate::device::{Device, DeviceError, RebootJob, SignIn};
 use crate::dns::{self, Discovery, DnsError, DnsSettings};
-use crate::machine::{Action, Event, FailureClass, Instant, Machine, MachineConfig, Phase};
-use crate::net::{self, Client};
+use crate::machine::{Action, Event, Instant, Machine, MachineConfig, Phase};
+use crate::net::Client;
 use crate::perform::{self, InFlight, Kind, Ticket, Work};
 use crate::persist;
 
@@ -559,7 +559,9 @@ impl<D: Device> Running<D> {
                     let job = self.install_job(version, &files);
                     let device = Arc::clone(&self.device);
                     self.spawn(Kind::Install, async move {
-                        Completion::Event(Event::InstallDone(install(device, job, files).await))
+                        Completion::Event(Event::InstallDone(
+                            work::install(device, job, files).await,
+                        ))
                     });
                 }
                 Action::Reboot => {
@@ -620,29 +622,6 @@ impl<D: Device> Running<D> {
         });
     }
 
-    fn install_job(
-        &self,
-        version: ucupdate_protocol::FirmwareVersion,
-        files: &[OfferedFile],
-    ) -> InstallJob {
-        let dir = &self.config.state_dir;
-        let paths: Vec<PathBuf> = files
-            .iter()
-            .map(|f| staged_path(dir, version, &f.file_name))
-            .collect();
-        let image = files
-            .iter()
-            .find(|f| f.kind == FileKind::Image)
-            .map(|f| staged_path(dir, version, &f.file_name));
-        InstallJob {
-            version,
-            current_version: self.machine.persisted().current_version,
-            staging_dir: files::staging_dir(dir, version),
-            files: paths,
-            image,
-        }
-    }
-
     /// Publishes the status to handles and the control socket; writes `status.json` when
     /// something a person would look at changed.
     async fn publish_status(&mut self) {
@@ -690,72 +669,4 @@ fn seed_from(identity: &DeviceIdentity) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// Re-verifies every staged file, then runs the install hook. Bytes that no longer match the
-/// offer never reach the hook.
-async fn install<D: Device>(
-    device: Arc<D>,
-    job: InstallJob,
-    files: Vec<OfferedFile>,
-) -> Result<(), FailureClass> {
-    for (path, file) in job.files.iter().zip(&files) {
-        if let Err(e) = files::verify(path.clone(), file.clone()).await {
-            tracing::error!(file = %file.file_name, error = %e, "staged file does not verify; not installing");
-            return Err(FailureClass::HashMismatch);
-        }
-    }
-    match device.install(job).await {
-        Ok(()) => Ok(()),
-        Err(DeviceError::HookTimeout { .. }) => Err(FailureClass::Timeout),
-        Err(e) => {
-            tracing::error!(error = %e, "install failed");
-            Err(FailureClass::Io)
-        }
-    }
-}
-
-/// What the driver's device brings to [`perform`]: the firmware's identity and logs, the
-/// discovered route, the signed-in user, the state dir's staging.
-impl<D: Device> perform::Context for Running<D> {
-    fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    fn identity(&self) -> DeviceIdentity {
-        self.identity.clone()
-    }
-
-    fn module(&self, version: FirmwareVersion) -> InstalledModule {
-        self.device.module(version)
-    }
-
-    fn credentials(&self) -> Option<net::Credentials> {
-        self.sign_in.as_ref().and_then(SignIn::credentials)
-    }
-
-    fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
-        Some(staged_path(&self.config.state_dir, version, file))
-    }
-
-    fn logs(&self) -> Vec<perform::Log> {
-        let mut logs = Vec::new();
-        for log in self.device.logs() {
-            let name = log
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| FileName::new(n).ok());
-            let Some(name) = name else {
-                tracing::warn!(path = %log.path.display(), "log file name not usable");
-                continue;
-            };
-            logs.push(perform::Log {
-                log_type: log.log_type,
-                name,
-                contents: perform::LogContents::File(log.path),
-            });
-        }
-        logs
-    }
 }
