@@ -442,21 +442,122 @@ mod tests {
         assert_eq!(std::mem::size_of::<InFlight>(), 6);
     }
 
+    /// A device with no user, no logs and nowhere to stage.
+    struct Bare;
+
+    impl Context for Bare {
+        fn client(&self) -> Client {
+            Client::with_settings(net::ClientSettings::default())
+        }
+        fn identity(&self) -> DeviceIdentity {
+            DeviceIdentity {
+                device_type: "UCPhone".parse().unwrap(),
+                brand: "Polycom".parse().unwrap(),
+                model: "CX700".parse().unwrap(),
+                revision: "A".parse().unwrap(),
+                locale: "ENU".parse().unwrap(),
+                mac: Some("00-04-F2-00-01-76".parse().unwrap()),
+                serial: None,
+            }
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            InstalledModule {
+                update_type: "CPE".parse().unwrap(),
+                file_name: FileName::new("CPE.nbt").unwrap(),
+                version,
+                timestamp: None,
+            }
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            None
+        }
+        fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {
+            None
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    async fn run(action: Action) -> (Kind, Done) {
+        match start(action, &Bare) {
+            Work::Request { kind, call } => (kind, call.await),
+            Work::Local(action) => panic!("{action} is network work"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_check_answers_check_done_with_the_connect_class() {
+        // A port that was just free: nothing listens there now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url: HttpUrl = format!("http://127.0.0.1:{port}/RequestHandler/ucdevice.upx")
+            .parse()
+            .unwrap();
+        let (kind, done) = run(Action::Check {
+            url,
+            external: false,
+            user: None,
+            current_version: FirmwareVersion::new(1, 0, 522, 101),
+        })
+        .await;
+        assert_eq!(kind, Kind::Check);
+        assert_eq!(
+            done.event,
+            Event::CheckDone(Err(crate::machine::FailureClass::Connect))
+        );
+        assert_eq!(
+            done.error.map(|e| e.class()),
+            Some(net::ErrorClass::Connect)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_with_no_logs_sends_nothing_and_succeeds() {
+        // Port 9 (discard) on loopback: a request would fail, so success means none was sent.
+        let url: HttpUrl = "http://127.0.0.1:9/x".parse().unwrap();
+        let (kind, done) = run(Action::UploadLog {
+            url,
+            external: true,
+        })
+        .await;
+        assert_eq!(kind, Kind::UploadLog);
+        assert_eq!(done.event, Event::LogUploaded(Ok(())));
+        assert!(done.error.is_none());
+        assert!(matches!(
+            start(Action::Reboot, &Bare),
+            Work::Local(Action::Reboot)
+        ));
+    }
+
     #[test]
     fn every_answered_action_has_a_kind_named_like_it() {
         let url: HttpUrl = "http://h/x".parse().unwrap();
+        let version = FirmwareVersion::new(1, 0, 522, 101);
         let actions = [
             Action::Resolve { name: "n".into() },
+            Action::Check {
+                url: url.clone(),
+                external: false,
+                user: None,
+                current_version: version,
+            },
+            Action::Install {
+                version,
+                files: Vec::new(),
+            },
             Action::UploadLog {
                 url,
                 external: false,
             },
-            Action::Reboot,
         ];
-        for action in &actions {
-            if let Some(kind) = Kind::of(action) {
-                assert_eq!(kind.as_str(), action.name());
-            }
+        let kinds: Vec<Kind> = actions.iter().filter_map(Kind::of).collect();
+        assert_eq!(kinds.len(), actions.len());
+        for (kind, action) in kinds.iter().zip(&actions) {
+            assert_eq!(kind.as_str(), action.name());
         }
         assert_eq!(Kind::of(&Action::Reboot), None);
     }
