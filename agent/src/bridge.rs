@@ -26,24 +26,31 @@ pub fn failure_class(class: ErrorClass) -> FailureClass {
     }
 }
 
-/// The `CheckDone` event for a finished check.
-pub fn check_event(result: Result<CheckResponse, NetError>) -> Event {
-    Event::CheckDone(result.map_err(|e| failure_class(e.class())))
+/// The `CheckDone` event for a finished check, and the error it was made from (for logs and
+/// metrics: the event keeps only its class).
+pub fn check_event(result: Result<CheckResponse, NetError>) -> (Event, Option<NetError>) {
+    match result {
+        Ok(response) => (Event::CheckDone(Ok(response)), None),
+        Err(e) => (Event::CheckDone(Err(failure_class(e.class()))), Some(e)),
+    }
 }
 
-/// The `DownloadDone` event for a finished download of `file_name`. A failure keeps the bytes
-/// the net layer left on disk (for a ranged resume); a hash mismatch keeps none.
+/// The `DownloadDone` event for a finished download of `file_name`, and its error. A failure
+/// keeps the bytes the net layer left on disk (for a ranged resume); a hash mismatch keeps none.
 pub fn download_event(
     file_name: &FileName,
     result: Result<net::DownloadedFile, NetError>,
-) -> Event {
-    Event::DownloadDone(match result {
-        Ok(done) => Ok(DownloadedFile {
-            file_name: file_name.clone(),
-            size: done.size,
-        }),
-        Err(e) => Err(download_failure(&e)),
-    })
+) -> (Event, Option<NetError>) {
+    match result {
+        Ok(done) => {
+            let file = DownloadedFile {
+                file_name: file_name.clone(),
+                size: done.size,
+            };
+            (Event::DownloadDone(Ok(file)), None)
+        }
+        Err(e) => (Event::DownloadDone(Err(download_failure(&e))), Some(e)),
+    }
 }
 
 /// How a failed download is reported to the machine.
@@ -56,9 +63,12 @@ pub fn download_failure(error: &NetError) -> DownloadFailure {
     DownloadFailure { class, bytes_kept }
 }
 
-/// The `LogUploaded` event for a finished log upload.
-pub fn log_event(result: Result<(), NetError>) -> Event {
-    Event::LogUploaded(result.map_err(|e| failure_class(e.class())))
+/// The `LogUploaded` event for a finished log upload, and its error.
+pub fn log_event(result: Result<(), NetError>) -> (Event, Option<NetError>) {
+    match result {
+        Ok(()) => (Event::LogUploaded(Ok(())), None),
+        Err(e) => (Event::LogUploaded(Err(failure_class(e.class()))), Some(e)),
+    }
 }
 
 #[cfg(test)]
@@ -85,7 +95,7 @@ mod tests {
                 phase: net::TimeoutPhase::BodyIdle,
             }),
         };
-        match download_event(&name, Err(cut)) {
+        match download_event(&name, Err(cut)).0 {
             Event::DownloadDone(Err(f)) => {
                 assert_eq!((f.class, f.bytes_kept), (FailureClass::Timeout, 4096))
             }
@@ -95,7 +105,7 @@ mod tests {
             expected: 1,
             actual: 2,
         };
-        match download_event(&name, Err(bad)) {
+        match download_event(&name, Err(bad)).0 {
             Event::DownloadDone(Err(f)) => {
                 assert_eq!((f.class, f.bytes_kept), (FailureClass::HashMismatch, 0))
             }

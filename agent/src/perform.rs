@@ -232,13 +232,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                 let (result, stats) =
                     net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
                 tracing::debug!(?stats, "check call");
-                let (event, error) = match result {
-                    Ok(response) => (bridge::check_event(Ok(response)), None),
-                    Err(e) => (
-                        Event::CheckDone(Err(bridge::failure_class(e.class()))),
-                        Some(e),
-                    ),
-                };
+                let (event, error) = bridge::check_event(result);
                 Done {
                     event,
                     stats,
@@ -264,16 +258,11 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                 let (result, stats) =
                     download(&client, &url, &file, dest, resume_from, auth.as_ref()).await;
                 tracing::debug!(?stats, "download call");
-                let (event, error) = match result {
-                    Ok(done) => {
-                        tracing::debug!(file = %file.file_name, size = done.size, resumed_from = done.resumed_from, "downloaded and verified");
-                        (bridge::download_event(&file.file_name, Ok(done)), None)
-                    }
-                    Err(e) => (
-                        Event::DownloadDone(Err(bridge::download_failure(&e))),
-                        Some(e),
-                    ),
-                };
+                if let Ok(done) = &result {
+                    let (size, resumed_from) = (done.size, done.resumed_from);
+                    tracing::debug!(file = %file.file_name, size, resumed_from, "downloaded and verified");
+                }
+                let (event, error) = bridge::download_event(&file.file_name, result);
                 Done {
                     event,
                     stats,
@@ -292,11 +281,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
             let logs = ctx.logs();
             let call = async move {
                 let (result, stats) = upload_logs(&client, &url, logs, folder, auth.as_ref()).await;
-                let error = result.err();
-                let event = Event::LogUploaded(match &error {
-                    Some(e) => Err(bridge::failure_class(e.class())),
-                    None => Ok(()),
-                });
+                let (event, error) = bridge::log_event(result);
                 Done {
                     event,
                     stats,
