@@ -1,7 +1,10 @@
 //! The engine: one task that owns every virtual device and a virtual clock, plus one short task
 //! per request in flight (never one per device).
 //!
-//! Each device is the agent's own [`Machine`] plus a few words of simulator state. The engine
+//! Each device is the agent's own [`Machine`](ucupdate_agent::machine::Machine) plus a few
+//! words of simulator state, among them its work in flight per kind
+//! ([`ucupdate_agent::perform::InFlight`]): while a request is out the machine's timers wait
+//! for its answer, and an answer to a superseded start is dropped. The engine
 //! keeps two queues ordered by virtual time: device wake-ups (each device's
 //! `Machine::poll_timeout`, its next scripted event, its next user activity) and completions
 //! of work the devices asked for. It always serves the earliest item, at that item's own virtual
