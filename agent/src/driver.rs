@@ -18,9 +18,10 @@
 //! - `files`: the state-dir layout, staging, verification of staged files.
 //! - `work`: what the driver brings to [`crate::perform`] (its `Context`), and the install.
 //!
-//! State directory: `state.json` (the machine's [`PersistedState`](crate::machine::PersistedState), atomic writes),
-//! `status.json` (the last [`StatusReport`], for `status` when the daemon is down),
-//! `staging/<version>/<file>` (downloads), `control.sock` (the control socket).
+//! State directory: `state.json` (the machine's
+//! [`PersistedState`](crate::machine::PersistedState), atomic writes), `status.json` (the last
+//! [`StatusReport`], for `status` when the daemon is down), `staging/<version>/<file>`
+//! (downloads), `control.sock` (the control socket).
 
 pub mod config;
 mod control;
