@@ -1,7 +1,7 @@
-//! The glue between the I/O layer and the state machine, shared by the agent's driver and the
-//! fleet simulator so both turn network results into machine events the same way: an error
-//! [`ErrorClass`] becomes the machine's [`FailureClass`], and a finished call becomes the one
-//! completion [`Event`] its action expects.
+//! The result-to-event half of [`crate::perform`], shared by the agent's driver, the fleet
+//! simulator and the fault tests so all turn network results into machine events the same way:
+//! an error [`ErrorClass`] becomes the machine's [`FailureClass`], and a finished call becomes
+//! the one completion [`Event`] its action expects.
 
 use ucupdate_protocol::{CheckResponse, FileName};
 
@@ -26,36 +26,49 @@ pub fn failure_class(class: ErrorClass) -> FailureClass {
     }
 }
 
-/// The `CheckDone` event for a finished check.
-pub fn check_event(result: Result<CheckResponse, NetError>) -> Event {
-    Event::CheckDone(result.map_err(|e| failure_class(e.class())))
+/// The `CheckDone` event for a finished check, and the error it was made from (for logs and
+/// metrics: the event keeps only its class).
+pub fn check_event(result: Result<CheckResponse, NetError>) -> (Event, Option<NetError>) {
+    match result {
+        Ok(response) => (Event::CheckDone(Ok(response)), None),
+        Err(e) => (Event::CheckDone(Err(failure_class(e.class()))), Some(e)),
+    }
 }
 
-/// The `DownloadDone` event for a finished download of `file_name`. A failure keeps the bytes
-/// the net layer left on disk (for a ranged resume); a hash mismatch keeps none.
+/// The `DownloadDone` event for a finished download of `file_name`, and its error. A failure
+/// keeps the bytes the net layer left on disk (for a ranged resume); a hash mismatch keeps none.
 pub fn download_event(
     file_name: &FileName,
     result: Result<net::DownloadedFile, NetError>,
-) -> Event {
-    Event::DownloadDone(match result {
-        Ok(done) => Ok(DownloadedFile {
-            file_name: file_name.clone(),
-            size: done.size,
-        }),
-        Err(e) => {
-            let class = failure_class(e.class());
-            let bytes_kept = match class {
-                FailureClass::HashMismatch => 0,
-                _ => e.bytes_on_disk().unwrap_or(0),
+) -> (Event, Option<NetError>) {
+    match result {
+        Ok(done) => {
+            let file = DownloadedFile {
+                file_name: file_name.clone(),
+                size: done.size,
             };
-            Err(DownloadFailure { class, bytes_kept })
+            (Event::DownloadDone(Ok(file)), None)
         }
-    })
+        Err(e) => (Event::DownloadDone(Err(download_failure(&e))), Some(e)),
+    }
 }
 
-/// The `LogUploaded` event for a finished log upload.
-pub fn log_event(result: Result<(), NetError>) -> Event {
-    Event::LogUploaded(result.map_err(|e| failure_class(e.class())))
+/// How a failed download is reported to the machine.
+pub fn download_failure(error: &NetError) -> DownloadFailure {
+    let class = failure_class(error.class());
+    let bytes_kept = match class {
+        FailureClass::HashMismatch => 0,
+        _ => error.bytes_on_disk().unwrap_or(0),
+    };
+    DownloadFailure { class, bytes_kept }
+}
+
+/// The `LogUploaded` event for a finished log upload, and its error.
+pub fn log_event(result: Result<(), NetError>) -> (Event, Option<NetError>) {
+    match result {
+        Ok(()) => (Event::LogUploaded(Ok(())), None),
+        Err(e) => (Event::LogUploaded(Err(failure_class(e.class()))), Some(e)),
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +95,7 @@ mod tests {
                 phase: net::TimeoutPhase::BodyIdle,
             }),
         };
-        match download_event(&name, Err(cut)) {
+        match download_event(&name, Err(cut)).0 {
             Event::DownloadDone(Err(f)) => {
                 assert_eq!((f.class, f.bytes_kept), (FailureClass::Timeout, 4096))
             }
@@ -92,7 +105,7 @@ mod tests {
             expected: 1,
             actual: 2,
         };
-        match download_event(&name, Err(bad)) {
+        match download_event(&name, Err(bad)).0 {
             Event::DownloadDone(Err(f)) => {
                 assert_eq!((f.class, f.bytes_kept), (FailureClass::HashMismatch, 0))
             }

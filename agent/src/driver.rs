@@ -5,8 +5,9 @@
 //! results come back over a channel. That is what lets a sign-in, a `check-now` or a touch of
 //! the screen be handled while an image downloads.
 //!
-//! Network results become machine events through [`crate::bridge`] only, so the driver and the
-//! simulator can never disagree on what a failure means.
+//! The network actions are performed by [`crate::perform`], shared with the simulator and the
+//! fault tests, so none of them can disagree on what a request carries or what a failure
+//! means; the driver adds the spawning, and aborts a task its machine has superseded.
 //!
 //! # Layout
 //! - [`DriverConfig`], [`Driver`], [`RunOutcome`]: what runs.
@@ -15,35 +16,35 @@
 //! - [`config`]: [`config::AgentConfig`], the agent's TOML file.
 //! - `control`: the unix-socket line protocol of the CLI.
 //! - `files`: the state-dir layout, staging, verification of staged files.
+//! - `work`: what the driver brings to [`crate::perform`] (its `Context`), and the install.
 //!
-//! State directory: `state.json` (the machine's [`PersistedState`], atomic writes),
-//! `status.json` (the last [`StatusReport`], for `status` when the daemon is down),
-//! `staging/<version>/<file>` (downloads), `control.sock` (the control socket).
+//! State directory: `state.json` (the machine's
+//! [`PersistedState`](crate::machine::PersistedState), atomic writes), `status.json` (the last
+//! [`StatusReport`], for `status` when the daemon is down), `staging/<version>/<file>`
+//! (downloads), `control.sock` (the control socket).
 
 pub mod config;
 mod control;
 mod files;
 mod status;
+mod work;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use ucupdate_protocol::{
-    CheckRequest, DeviceIdentity, FileKind, FileName, OfferedFile, PathSegment, Provisioning,
-};
+use ucupdate_protocol::{DeviceIdentity, Provisioning};
 
 use crate::bridge;
 use crate::clock;
-use crate::device::{Device, DeviceError, InstallJob, RebootJob, SignIn};
+use crate::device::{Device, DeviceError, RebootJob, SignIn};
 use crate::dns::{self, Discovery, DnsError, DnsSettings};
-use crate::machine::{Action, Event, FailureClass, Instant, Machine, MachineConfig, Phase};
-use crate::net::{self, Client};
+use crate::machine::{Action, Event, Instant, Machine, MachineConfig, Phase};
+use crate::net::Client;
+use crate::perform::{self, InFlight, Kind, Ticket, Work};
 use crate::persist;
 
 pub use config::{AgentConfig, AgentConfigError};
@@ -181,7 +182,7 @@ impl DriverHandle {
     }
 }
 
-/// The result of a spawned task, tagged with the action generation it answers.
+/// The result of a spawned task (sent with the [`Ticket`] of the start it answers).
 #[derive(Debug)]
 enum Completion {
     Event(Event),
@@ -258,10 +259,11 @@ struct Running<D: Device> {
     discovery: Option<Discovery>,
     sign_in: Option<SignIn>,
     tasks: JoinSet<()>,
-    in_flight: HashMap<&'static str, (u64, AbortHandle)>,
-    generation: u64,
-    results_tx: mpsc::UnboundedSender<(&'static str, u64, Completion)>,
-    results: mpsc::UnboundedReceiver<(&'static str, u64, Completion)>,
+    in_flight: InFlight,
+    /// The task of each kind's current start, by [`Kind::index`].
+    aborts: [Option<AbortHandle>; Kind::ALL.len()],
+    results_tx: mpsc::UnboundedSender<(Ticket, Completion)>,
+    results: mpsc::UnboundedReceiver<(Ticket, Completion)>,
     status_tx: watch::Sender<StatusReport>,
     /// Last activity already fed to the machine, and whether a call is up.
     seen_activity: Option<u64>,
@@ -357,8 +359,8 @@ impl<D: Device> Running<D> {
             discovery: None,
             sign_in,
             tasks: JoinSet::new(),
-            in_flight: HashMap::new(),
-            generation: 0,
+            in_flight: InFlight::new(),
+            aborts: Default::default(),
             results_tx,
             results,
             status_tx,
@@ -400,8 +402,8 @@ impl<D: Device> Running<D> {
                     self.machine.handle_timeout(now);
                 }
                 () = tokio::time::sleep(poll_every), if watching => self.poll_activity(),
-                Some((kind, generation, completion)) = self.results.recv() => {
-                    self.completed(kind, generation, completion);
+                Some((ticket, completion)) = self.results.recv() => {
+                    self.completed(ticket, completion);
                 }
                 // With every sender gone the branch is just disabled: the daemon keeps going.
                 Some(command) = commands.recv() => match command {
@@ -475,14 +477,12 @@ impl<D: Device> Running<D> {
         }
     }
 
-    fn completed(&mut self, kind: &'static str, generation: u64, completion: Completion) {
-        match self.in_flight.get(kind) {
-            Some((g, _)) if *g == generation => {
-                self.in_flight.remove(kind);
-            }
+    fn completed(&mut self, ticket: Ticket, completion: Completion) {
+        if !self.in_flight.finish(ticket) {
             // Superseded: the machine already moved on (watchdog) and asked again.
-            _ => return,
+            return;
         }
+        self.aborts[ticket.kind().index()] = None;
         let event = match completion {
             Completion::Event(event) => event,
             Completion::Resolved { name, result } => match result {
@@ -512,28 +512,19 @@ impl<D: Device> Running<D> {
 
     fn spawn(
         &mut self,
-        kind: &'static str,
+        kind: Kind,
         task: impl std::future::Future<Output = Completion> + Send + 'static,
     ) {
-        self.generation += 1;
-        let generation = self.generation;
-        if let Some((_, old)) = self.in_flight.remove(kind) {
+        let ticket = self.in_flight.start(kind);
+        if let Some(old) = self.aborts[kind.index()].take() {
             old.abort();
         }
         let tx = self.results_tx.clone();
         let handle = self.tasks.spawn(async move {
             let completion = task.await;
-            let _ = tx.send((kind, generation, completion));
+            let _ = tx.send((ticket, completion));
         });
-        self.in_flight.insert(kind, (generation, handle));
-    }
-
-    fn credentials(&self, external: bool) -> Option<net::Credentials> {
-        // Internal requests are anonymous; only the external path authenticates.
-        if !external {
-            return None;
-        }
-        self.sign_in.as_ref().and_then(SignIn::credentials)
+        self.aborts[kind.index()] = Some(handle);
     }
 
     /// Performs every queued action in order. `Some` when the loop must end.
@@ -542,6 +533,19 @@ impl<D: Device> Running<D> {
             if !matches!(action, Action::Persist(_)) {
                 tracing::info!(%action, "action");
             }
+            let action = match perform::start(action, &*self) {
+                Work::Request { kind, call } => {
+                    self.spawn(kind, async move {
+                        let done = call.await;
+                        if let Some(e) = &done.error {
+                            tracing::warn!(kind = kind.as_str(), error = %e, "request failed");
+                        }
+                        Completion::Event(done.event)
+                    });
+                    continue;
+                }
+                Work::Local(action) => action,
+            };
             match action {
                 Action::Persist(state) => {
                     tracing::debug!(%state, "persist");
@@ -552,49 +556,13 @@ impl<D: Device> Running<D> {
                     }
                 }
                 Action::Resolve { name } => self.resolve(name),
-                Action::Check {
-                    url,
-                    external,
-                    user,
-                    current_version,
-                } => {
-                    let request = CheckRequest {
-                        identity: self.identity.clone(),
-                        modules: vec![self.device.module(current_version)],
-                        user,
-                    };
-                    let client = self.client.clone();
-                    let auth = self.credentials(external);
-                    self.spawn("check", async move {
-                        let (result, stats) =
-                            net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
-                        tracing::debug!(?stats, "check call");
-                        if let Err(e) = &result {
-                            tracing::warn!(%url, error = %e, "check failed");
-                        }
-                        Completion::Event(bridge::check_event(result))
-                    });
-                }
-                Action::Download {
-                    url,
-                    version,
-                    file,
-                    resume_from,
-                    external,
-                } => {
-                    let dest = staged_path(&self.config.state_dir, version, &file.file_name);
-                    let client = self.client.clone();
-                    let auth = self.credentials(external);
-                    self.spawn("download", async move {
-                        let result = download(&client, &url, &file, &dest, resume_from, auth).await;
-                        Completion::Event(bridge::download_event(&file.file_name, result))
-                    });
-                }
                 Action::Install { version, files } => {
                     let job = self.install_job(version, &files);
                     let device = Arc::clone(&self.device);
-                    self.spawn("install", async move {
-                        Completion::Event(Event::InstallDone(install(device, job, files).await))
+                    self.spawn(Kind::Install, async move {
+                        Completion::Event(Event::InstallDone(
+                            work::install(device, job, files).await,
+                        ))
                     });
                 }
                 Action::Reboot => {
@@ -615,16 +583,8 @@ impl<D: Device> Running<D> {
                         }));
                     }
                 }
-                Action::UploadLog { url, external } => {
-                    let client = self.client.clone();
-                    let auth = self.credentials(external);
-                    let logs = self.device.logs();
-                    let device_id = device_segment(&self.identity);
-                    self.spawn("upload-log", async move {
-                        let result = upload_logs(&client, &url, logs, device_id, auth).await;
-                        Completion::Event(bridge::log_event(result))
-                    });
-                }
+                // `perform::start` took the network actions.
+                Action::Check { .. } | Action::Download { .. } | Action::UploadLog { .. } => {}
             }
         }
         Ok(None)
@@ -644,7 +604,7 @@ impl<D: Device> Running<D> {
             match made {
                 Ok(d) => self.discovery = Some(d),
                 Err(e) => {
-                    self.spawn("resolve", async move {
+                    self.spawn(Kind::Resolve, async move {
                         Completion::Resolved {
                             name,
                             result: Err(e),
@@ -657,33 +617,10 @@ impl<D: Device> Running<D> {
         let Some(discovery) = self.discovery.clone() else {
             return;
         };
-        self.spawn("resolve", async move {
+        self.spawn(Kind::Resolve, async move {
             let result = discovery.lookup(&name).await;
             Completion::Resolved { name, result }
         });
-    }
-
-    fn install_job(
-        &self,
-        version: ucupdate_protocol::FirmwareVersion,
-        files: &[OfferedFile],
-    ) -> InstallJob {
-        let dir = &self.config.state_dir;
-        let paths: Vec<PathBuf> = files
-            .iter()
-            .map(|f| staged_path(dir, version, &f.file_name))
-            .collect();
-        let image = files
-            .iter()
-            .find(|f| f.kind == FileKind::Image)
-            .map(|f| staged_path(dir, version, &f.file_name));
-        InstallJob {
-            version,
-            current_version: self.machine.persisted().current_version,
-            staging_dir: files::staging_dir(dir, version),
-            files: paths,
-            image,
-        }
     }
 
     /// Publishes the status to handles and the control socket; writes `status.json` when
@@ -733,117 +670,4 @@ fn seed_from(identity: &DeviceIdentity) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// The MAC (canonical) or serial number that names the device's log folder on the server.
-fn device_segment(identity: &DeviceIdentity) -> Option<PathSegment> {
-    let text = identity
-        .mac
-        .map(|m| m.to_string())
-        .or_else(|| identity.serial.as_ref().map(|s| s.as_str().to_owned()))?;
-    PathSegment::new(&text).ok()
-}
-
-async fn download(
-    client: &Client,
-    url: &ucupdate_protocol::HttpUrl,
-    file: &OfferedFile,
-    dest: &std::path::Path,
-    resume_from: u64,
-    auth: Option<net::Credentials>,
-) -> Result<net::DownloadedFile, net::NetError> {
-    if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|source| net::NetError::Io {
-                op: "create staging dir",
-                path: parent.display().to_string(),
-                source,
-            })?;
-    }
-    let (result, stats) = net::download_to(
-        client,
-        url,
-        file,
-        net::DownloadSink::File(dest),
-        resume_from,
-        auth.as_ref(),
-    )
-    .await;
-    tracing::debug!(?stats, "download call");
-    match &result {
-        Ok(done) => {
-            tracing::info!(file = %file.file_name, size = done.size, resumed_from = done.resumed_from, "downloaded and verified")
-        }
-        Err(e) => tracing::warn!(file = %file.file_name, error = %e, "download failed"),
-    }
-    result
-}
-
-/// Re-verifies every staged file, then runs the install hook. Bytes that no longer match the
-/// offer never reach the hook.
-async fn install<D: Device>(
-    device: Arc<D>,
-    job: InstallJob,
-    files: Vec<OfferedFile>,
-) -> Result<(), FailureClass> {
-    for (path, file) in job.files.iter().zip(&files) {
-        if let Err(e) = files::verify(path.clone(), file.clone()).await {
-            tracing::error!(file = %file.file_name, error = %e, "staged file does not verify; not installing");
-            return Err(FailureClass::HashMismatch);
-        }
-    }
-    match device.install(job).await {
-        Ok(()) => Ok(()),
-        Err(DeviceError::HookTimeout { .. }) => Err(FailureClass::Timeout),
-        Err(e) => {
-            tracing::error!(error = %e, "install failed");
-            Err(FailureClass::Io)
-        }
-    }
-}
-
-/// Uploads each device log (its last `MAX_LOG_BYTES`) as CELog/Watson to the check handler.
-async fn upload_logs(
-    client: &Client,
-    url: &ucupdate_protocol::HttpUrl,
-    logs: Vec<crate::device::LogFile>,
-    device: Option<PathSegment>,
-    auth: Option<net::Credentials>,
-) -> Result<(), net::NetError> {
-    let Some(device) = device else {
-        tracing::warn!("no MAC or serial number: logs cannot be named on the server");
-        return Ok(());
-    };
-    for log in logs {
-        let name = log
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| FileName::new(n).ok());
-        let Some(name) = name else {
-            tracing::warn!(path = %log.path.display(), "log file name not usable");
-            continue;
-        };
-        let upload = match ucupdate_protocol::LogUpload::new(log.log_type, name, device.clone()) {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(path = %log.path.display(), error = %e, "log not uploadable");
-                continue;
-            }
-        };
-        let bytes = match tokio::fs::read(&log.path).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(path = %log.path.display(), error = %e, "log missing");
-                continue;
-            }
-        };
-        // The server refuses larger files; its tail is the part worth reading.
-        let max = usize::try_from(ucupdate_protocol::wire::MAX_LOG_BYTES).unwrap_or(usize::MAX);
-        let start = bytes.len().saturating_sub(max);
-        let contents = Bytes::from(bytes).slice(start..);
-        net::upload_log(client, url, &upload, contents, auth.as_ref()).await?;
-    }
-    Ok(())
 }

@@ -9,7 +9,10 @@
 //! - [`persist`]: atomic state and file writes (write-temp, fsync, rename).
 //! - [`device`]: the firmware boundary (`Device` trait) and its Linux hook-command implementation.
 //! - [`driver`]: the tokio loop that runs the machine against the real world.
-//! - [`bridge`]: net results -> machine events, shared by the driver and the simulator.
+//! - [`perform`]: the I/O half of the lifecycle: a network action -> one future -> its
+//!   completion event, and [`perform::InFlight`], the per-kind tracking of work in flight.
+//!   Shared by the driver, the simulator and the fault tests.
+//! - [`bridge`]: net results -> machine events (the result half of [`perform`]).
 //! - [`clock`]: the one place this crate reads the wall clock.
 
 pub mod bridge;
@@ -19,4 +22,5 @@ pub mod dns;
 pub mod driver;
 pub mod machine;
 pub mod net;
+pub mod perform;
 pub mod persist;

@@ -6,7 +6,8 @@
 //! - [`profile`]: device models and fleet mixes.
 //! - [`fleet`]: each device's identity derived from its global index and the seed; shards.
 //! - [`scenario`]: scenarios as data (TOML), the built-ins in `scenarios/`.
-//! - [`engine`]: the deadline queues, the virtual clock, requests in flight.
+//! - [`engine`]: the run loop, the virtual clock and its queues, the virtual devices, the glue to
+//!   the agent's performer, metrics, phases and verdicts (one file each).
 //! - [`admin`]: how a run publishes / approves / restores on the server.
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.

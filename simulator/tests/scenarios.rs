@@ -286,3 +286,70 @@ async fn a_server_that_answers_nothing_fails_every_verdict() {
     );
     assert!(r.errors.get("connect").copied().unwrap_or(0) > 0);
 }
+
+/// Issue 11: the engine kept one "request in flight" flag per device, so a log upload that
+/// finished while a slow download was still out cleared it, re-armed the machine's download
+/// watchdog, and the download's late answer was refused. With per-kind tracking the download
+/// still completes: one request per file, and no answer the machine did not expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_upload_that_finishes_first_does_not_cut_a_slow_download() {
+    let text = r#"
+        name = "slow-download-beside-a-log-upload"
+        description = "A log upload after the check, beside a download ten times slower."
+        duration = "1d"
+
+        [fleet]
+        devices = 20
+        signed_in_share = 0.0
+        image_size = 65536
+        # 655 s of virtual transfer per image: far beyond the 5 min watchdog below, which only
+        # a device whose engine forgot the download is in flight lets fire.
+        bandwidth = 100
+
+        [agent]
+        log_upload = "after-check"
+        download_timeout = "5m"
+
+        [[phase]]
+        at = "0s"
+        action = "power-on"
+        window = "10m"
+
+        [[phase]]
+        at = "0s"
+        action = "publish"
+
+        [[phase]]
+        at = "0s"
+        action = "approve"
+
+        [expect]
+        final = "target"
+        min_checks = 1
+    "#;
+    let scenario = Scenario::parse("slow-download-beside-a-log-upload", text).unwrap();
+    let devices = 20;
+    let spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, devices, 5));
+    let r = runner::run(spec).await.unwrap().report;
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+    assert!(
+        r.requests["log-upload"].values().sum::<u64>() >= devices,
+        "every device uploaded its log beside the download: {:?}",
+        r.requests
+    );
+    assert_eq!(
+        r.errors.get("machine-unexpected-event"),
+        None,
+        "no download answer arrived after the machine gave up on it"
+    );
+    let downloads: u64 = r.requests["download"].values().sum();
+    assert_eq!(
+        downloads,
+        2 * devices,
+        "image and catalog once per device, no retry after a false timeout"
+    );
+}

@@ -10,6 +10,10 @@
 //!    compares the staged files with what was published);
 //! 4. once the fault clears, it converges to the approved version.
 //!
+//! The device performs its network actions with the agent's own performer
+//! (`ucupdate_agent::perform`, awaited inline), so it sends exactly what the daemon and the
+//! simulator send; only DNS and the install step are the harness's.
+//!
 //! Machine time moves only when the harness jumps it to the machine's next deadline, so a
 //! simulated day takes as long as its few real requests. The network calls themselves run in
 //! real time: paused tokio time would jump straight to the client's 30 s timeouts whenever the
@@ -28,8 +32,9 @@ use ucupdate_agent::machine::{
     Action, Event, FailureClass, Instant, Machine, MachineConfig, PersistedState,
 };
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
+use ucupdate_agent::perform::{self, InFlight, Kind, Work};
 use ucupdate_protocol::{
-    CheckRequest, DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
+    DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
 };
 use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
 use ucupdate_simulator::faults::{FaultKind, FaultProxies};
@@ -158,6 +163,8 @@ struct Device {
     violations: Vec<String>,
     /// `Range` downloads (resume_from > 0).
     resumes: u32,
+    /// Awaited inline, so nothing is ever superseded; tracked to hold the harness to that.
+    work: InFlight,
 }
 
 fn identity() -> DeviceIdentity {
@@ -169,6 +176,43 @@ fn identity() -> DeviceIdentity {
         locale: "ENU".parse().unwrap(),
         mac: Some("00-04-F2-00-01-76".parse().unwrap()),
         serial: None,
+    }
+}
+
+/// The fixture device as the agent's performer sees it: the same requests a real device sends.
+impl perform::Context for Device {
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn identity(&self) -> DeviceIdentity {
+        identity()
+    }
+
+    fn module(&self, version: FirmwareVersion) -> InstalledModule {
+        InstalledModule {
+            update_type: "CPE".parse().unwrap(),
+            file_name: FileName::new("CPE.nbt").unwrap(),
+            version,
+            timestamp: None,
+        }
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        self.creds.clone()
+    }
+
+    fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<std::path::PathBuf> {
+        Some(
+            self.staging
+                .path()
+                .join(version.to_string())
+                .join(file.as_str()),
+        )
+    }
+
+    fn logs(&self) -> Vec<perform::Log> {
+        Vec::new()
     }
 }
 
@@ -220,7 +264,27 @@ impl Device {
             installed: Vec::new(),
             violations: Vec::new(),
             resumes: 0,
+            work: InFlight::new(),
         }
+    }
+
+    /// Outside the firewall with a signed-in user: the only path that sends credentials.
+    fn external_signed_in(url: &HttpUrl, client: Client) -> Device {
+        let mut dev = Self::new(
+            MachineConfig {
+                external_server_url: Some(url.to_string()),
+                outside_firewall: Some(true),
+                ..MachineConfig::default()
+            },
+            client,
+        );
+        dev.creds = Some(Credentials::parse_user(USER, PASSWORD));
+        let signed_in = Event::SignedIn {
+            user: USER.to_owned(),
+            provisioning: None,
+        };
+        dev.machine.handle(signed_in, Instant::ZERO).unwrap();
+        dev
     }
 
     fn internal(url: &HttpUrl, client: Client) -> Device {
@@ -262,10 +326,30 @@ impl Device {
 
     async fn perform(&mut self, action: Action) -> bool {
         let now = self.now;
+        if matches!(action, Action::Download { resume_from, .. } if resume_from > 0) {
+            self.resumes += 1;
+        }
+        let action = match perform::start(action, &*self) {
+            Work::Request { kind, call } => {
+                if kind != Kind::UploadLog {
+                    self.requests.push(now);
+                }
+                let ticket = self.work.start(kind);
+                let done = call.await;
+                if let Some(e) = &done.error {
+                    self.fail(e);
+                }
+                assert!(self.work.finish(ticket), "inline work is never superseded");
+                self.machine.handle(done.event, now).unwrap();
+                return false;
+            }
+            Work::Local(action) => action,
+        };
         match action {
-            Action::Persist(_) | Action::UploadLog { .. } => {}
+            Action::Persist(_) => {}
             Action::Resolve { name } => {
                 self.requests.push(now);
+                let ticket = self.work.start(Kind::Resolve);
                 let discovery = self.discovery.clone().expect("discovery configured");
                 let event = match discovery.lookup(&name).await {
                     Ok(addrs) => {
@@ -278,63 +362,11 @@ impl Device {
                         Event::Resolved(Err(bridge::failure_class(e.class())))
                     }
                 };
-                self.machine.handle(event, now).unwrap();
-            }
-            Action::Check {
-                url,
-                user,
-                current_version,
-                ..
-            } => {
-                self.requests.push(now);
-                let request = CheckRequest {
-                    identity: identity(),
-                    modules: vec![InstalledModule {
-                        update_type: "CPE".parse().unwrap(),
-                        file_name: FileName::new("CPE.nbt").unwrap(),
-                        version: current_version,
-                        timestamp: None,
-                    }],
-                    user,
-                };
-                let result = net::check(&self.client, &url, &request, self.creds.as_ref()).await;
-                if let Err(e) = &result {
-                    self.fail(e);
-                }
-                self.machine
-                    .handle(bridge::check_event(result), now)
-                    .unwrap();
-            }
-            Action::Download {
-                url,
-                version,
-                file,
-                resume_from,
-                ..
-            } => {
-                self.requests.push(now);
-                if resume_from > 0 {
-                    self.resumes += 1;
-                }
-                let dir = self.staging.path().join(version.to_string());
-                std::fs::create_dir_all(&dir).unwrap();
-                let dest = dir.join(file.file_name.as_str());
-                let result = net::download(
-                    &self.client,
-                    &url,
-                    &file,
-                    &dest,
-                    resume_from,
-                    self.creds.as_ref(),
-                )
-                .await;
-                if let Err(e) = &result {
-                    self.fail(e);
-                }
-                let event = bridge::download_event(&file.file_name, result);
+                assert!(self.work.finish(ticket));
                 self.machine.handle(event, now).unwrap();
             }
             Action::Install { version, files } => {
+                let ticket = self.work.start(Kind::Install);
                 let dir = self.staging.path().join(version.to_string());
                 let expected: HashMap<FileName, Vec<u8>> = published().into_iter().collect();
                 for file in &files {
@@ -350,6 +382,7 @@ impl Device {
                     }
                 }
                 self.installed.push(version);
+                assert!(self.work.finish(ticket));
                 self.machine
                     .handle(Event::InstallDone(Ok(())), now)
                     .unwrap();
@@ -358,6 +391,8 @@ impl Device {
                 self.current = self.machine.persisted().current_version;
                 return true;
             }
+            // `perform::start` took the network actions.
+            Action::Check { .. } | Action::Download { .. } | Action::UploadLog { .. } => {}
         }
         false
     }
@@ -438,10 +473,12 @@ async fn proxied(
     creds: bool,
 ) -> (Rig, Device) {
     let rig = Rig::start(Some(kind), route, tune).await;
-    let mut dev = Device::internal(&rig.check_url, client(rig.stub.ca_pem(), timeouts));
-    if creds {
-        dev.creds = Some(Credentials::parse_user(USER, PASSWORD));
-    }
+    let client = client(rig.stub.ca_pem(), timeouts);
+    let mut dev = if creds {
+        Device::external_signed_in(&rig.check_url, client)
+    } else {
+        Device::internal(&rig.check_url, client)
+    };
     dev.assert_fault_phase(3, net, machine).await;
     assert!(rig.injected(kind) > 0, "{kind} was never injected");
     rig.clear();

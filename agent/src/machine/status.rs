@@ -42,6 +42,11 @@ impl Phase {
         Phase::Rebooting,
     ];
 
+    /// The position in [`Phase::ALL`]: a dense index for per-phase tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Phase::Idle => "idle",
@@ -176,4 +181,16 @@ pub enum MachineError {
     /// A download completion names another file than the one requested.
     #[error("download of {got} completed, but {expected} was requested")]
     WrongFile { expected: FileName, got: FileName },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_sits_at_its_index_in_all() {
+        for (i, phase) in Phase::ALL.iter().enumerate() {
+            assert_eq!(phase.index(), i, "{phase}");
+        }
+    }
 }

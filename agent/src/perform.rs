@@ -1,0 +1,549 @@
+//! The I/O half of the lifecycle, shared by the agent's driver, the fleet simulator and the
+//! fault tests: one network [`Action`] (check, download, log upload) plus what the device
+//! brings to it (a [`Context`]) becomes one future that yields the completion [`Event`] the
+//! machine expects, and [`InFlight`] tracks which kinds of work are out and which start of
+//! each is the current one, so a superseded answer is never fed to the machine.
+//!
+//! The callers add only what differs between them: the driver spawns tokio tasks and aborts a
+//! superseded one, the simulator stamps answers with virtual time, shapes links and counts
+//! metrics, the fault tests await inline. Resolve and install stay theirs (the simulator answers
+//! DNS virtually, the driver runs a hook) but go through the same [`InFlight`] tracking.
+//! Results become events through [`crate::bridge`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use ucupdate_protocol::{
+    CheckRequest, DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, LogType,
+    LogUpload, OfferedFile, PathSegment,
+};
+
+use crate::bridge;
+use crate::machine::{Action, Event};
+use crate::net::{self, Client, Credentials, DownloadSink, NetError, RequestStats};
+
+/// The kinds of work the machine asks for that an event answers, one of each at most in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Resolve,
+    Check,
+    Download,
+    Install,
+    UploadLog,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Resolve,
+        Kind::Check,
+        Kind::Download,
+        Kind::Install,
+        Kind::UploadLog,
+    ];
+
+    /// The kinds that go over the network and so take wall time (the rest a caller may model).
+    pub const NETWORK: [Kind; 3] = [Kind::Check, Kind::Download, Kind::UploadLog];
+
+    /// The kind of work `action` starts; `None` for what nothing answers (persist, reboot).
+    pub const fn of(action: &Action) -> Option<Kind> {
+        match action {
+            Action::Resolve { .. } => Some(Kind::Resolve),
+            Action::Check { .. } => Some(Kind::Check),
+            Action::Download { .. } => Some(Kind::Download),
+            Action::Install { .. } => Some(Kind::Install),
+            Action::UploadLog { .. } => Some(Kind::UploadLog),
+            Action::Persist(_) | Action::Reboot => None,
+        }
+    }
+
+    /// The same names as [`Action::name`].
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Resolve => "resolve",
+            Kind::Check => "check",
+            Kind::Download => "download",
+            Kind::Install => "install",
+            Kind::UploadLog => "upload-log",
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Which start of a kind of work an answer belongs to: hand it back to [`InFlight::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    kind: Kind,
+    generation: u8,
+}
+
+impl Ticket {
+    pub const fn kind(self) -> Kind {
+        self.kind
+    }
+}
+
+/// The kinds of work in flight and the generation of each kind's current start. Six bytes,
+/// because the simulator keeps one per virtual device.
+///
+/// A generation is a `u8` per kind: an answer is mistaken for the current one only if the same
+/// kind was restarted a multiple of 256 times while it was out, which no caller does (the driver
+/// aborts a superseded task, the simulator holds the machine's timers while a request is out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InFlight {
+    busy: u8,
+    generations: [u8; Kind::ALL.len()],
+}
+
+impl InFlight {
+    pub const fn new() -> InFlight {
+        InFlight {
+            busy: 0,
+            generations: [0; Kind::ALL.len()],
+        }
+    }
+
+    /// Starts a `kind` of work. An earlier start of the same kind still out is superseded: its
+    /// answer will not [`finish`](Self::finish).
+    pub fn start(&mut self, kind: Kind) -> Ticket {
+        let g = &mut self.generations[kind.index()];
+        *g = g.wrapping_add(1);
+        self.busy |= kind.bit();
+        Ticket {
+            kind,
+            generation: *g,
+        }
+    }
+
+    /// An answer arrived: `true` (and its kind is no longer in flight) when it answers the
+    /// current start of its kind, `false` when it was superseded or cancelled.
+    pub fn finish(&mut self, ticket: Ticket) -> bool {
+        let current =
+            self.is_busy(ticket.kind) && self.generations[ticket.kind.index()] == ticket.generation;
+        if current {
+            self.busy &= !ticket.kind.bit();
+        }
+        current
+    }
+
+    pub const fn is_busy(&self, kind: Kind) -> bool {
+        self.busy & kind.bit() != 0
+    }
+
+    /// Whether any network request (check, download, log upload) is out.
+    pub fn awaiting_network(&self) -> bool {
+        Kind::NETWORK.iter().any(|&k| self.is_busy(k))
+    }
+
+    /// Forgets everything in flight (the device lost power): every ticket out becomes stale.
+    pub fn cancel_all(&mut self) {
+        for kind in Kind::ALL {
+            if self.is_busy(kind) {
+                let g = &mut self.generations[kind.index()];
+                *g = g.wrapping_add(1);
+            }
+        }
+        self.busy = 0;
+    }
+}
+
+/// What a device brings to its network actions. The driver implements it over the firmware and
+/// its state directory, the simulator over an identity derived from the seed, the fault tests
+/// over a fixture.
+pub trait Context {
+    /// The client for this request: already routed (the driver's discovered addresses) or
+    /// shaped (the simulator's link).
+    fn client(&self) -> Client;
+    fn identity(&self) -> DeviceIdentity;
+    /// The installed module a check reports at `version`.
+    fn module(&self, version: FirmwareVersion) -> InstalledModule;
+    /// The signed-in user's credentials. Sent only on external requests: internal ones are
+    /// anonymous.
+    fn credentials(&self) -> Option<Credentials>;
+    /// Where a download of `file` of `version` goes; `None` counts and hashes only.
+    fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf>;
+    /// The logs an upload sends (asked for only when the machine wants an upload).
+    fn logs(&self) -> Vec<Log>;
+}
+
+/// One device log for an upload.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub log_type: LogType,
+    /// The file name the server stores it under (in the device's folder).
+    pub name: FileName,
+    pub contents: LogContents,
+}
+
+#[derive(Debug, Clone)]
+pub enum LogContents {
+    /// Read at upload time; a missing file is skipped.
+    File(PathBuf),
+    Bytes(Bytes),
+}
+
+/// What a finished network call produced.
+#[derive(Debug)]
+pub struct Done {
+    /// The completion event for the machine.
+    pub event: Event,
+    /// Of the call (for a log upload of several files, of the last one).
+    pub stats: RequestStats,
+    /// The failure, for logs and metrics; its class is already in `event`.
+    pub error: Option<NetError>,
+}
+
+/// A network call, ready to be awaited (inline, or in a spawned task).
+pub type Call = Pin<Box<dyn Future<Output = Done> + Send + 'static>>;
+
+/// What [`start`] made of an action.
+pub enum Work {
+    /// A network call of `kind`: await `call` for its completion.
+    Request { kind: Kind, call: Call },
+    /// Not network work: persist, resolve, install, reboot are the caller's.
+    Local(Action),
+}
+
+/// Turns a network action into its call; gives every other action back.
+pub fn start(action: Action, ctx: &impl Context) -> Work {
+    match action {
+        Action::Check {
+            url,
+            external,
+            user,
+            current_version,
+        } => {
+            let request = CheckRequest {
+                identity: ctx.identity(),
+                modules: vec![ctx.module(current_version)],
+                user,
+            };
+            let client = ctx.client();
+            let auth = credentials(ctx, external);
+            let call = async move {
+                let (result, stats) =
+                    net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
+                tracing::debug!(?stats, "check call");
+                let (event, error) = bridge::check_event(result);
+                Done {
+                    event,
+                    stats,
+                    error,
+                }
+            };
+            Work::Request {
+                kind: Kind::Check,
+                call: Box::pin(call),
+            }
+        }
+        Action::Download {
+            url,
+            version,
+            file,
+            resume_from,
+            external,
+        } => {
+            let dest = ctx.staging(version, &file.file_name);
+            let client = ctx.client();
+            let auth = credentials(ctx, external);
+            let call = async move {
+                let (result, stats) =
+                    download(&client, &url, &file, dest, resume_from, auth.as_ref()).await;
+                tracing::debug!(?stats, "download call");
+                if let Ok(done) = &result {
+                    let (size, resumed_from) = (done.size, done.resumed_from);
+                    tracing::debug!(file = %file.file_name, size, resumed_from, "downloaded and verified");
+                }
+                let (event, error) = bridge::download_event(&file.file_name, result);
+                Done {
+                    event,
+                    stats,
+                    error,
+                }
+            };
+            Work::Request {
+                kind: Kind::Download,
+                call: Box::pin(call),
+            }
+        }
+        Action::UploadLog { url, external } => {
+            let client = ctx.client();
+            let auth = credentials(ctx, external);
+            let folder = device_segment(&ctx.identity());
+            let logs = ctx.logs();
+            let call = async move {
+                let (result, stats) = upload_logs(&client, &url, logs, folder, auth.as_ref()).await;
+                let (event, error) = bridge::log_event(result);
+                Done {
+                    event,
+                    stats,
+                    error,
+                }
+            };
+            Work::Request {
+                kind: Kind::UploadLog,
+                call: Box::pin(call),
+            }
+        }
+        other => Work::Local(other),
+    }
+}
+
+fn credentials(ctx: &impl Context, external: bool) -> Option<Credentials> {
+    // Internal requests are anonymous; only the external path authenticates.
+    external.then(|| ctx.credentials()).flatten()
+}
+
+/// The MAC (canonical) or serial number that names the device's log folder on the server.
+pub fn device_segment(identity: &DeviceIdentity) -> Option<PathSegment> {
+    let text = identity
+        .mac
+        .map(|m| m.to_string())
+        .or_else(|| identity.serial.as_ref().map(|s| s.as_str().to_owned()))?;
+    PathSegment::new(&text).ok()
+}
+
+async fn download(
+    client: &Client,
+    url: &HttpUrl,
+    file: &OfferedFile,
+    dest: Option<PathBuf>,
+    resume_from: u64,
+    auth: Option<&Credentials>,
+) -> (Result<net::DownloadedFile, NetError>, RequestStats) {
+    if let Some(parent) = dest.as_deref().and_then(std::path::Path::parent) {
+        if let Err(source) = tokio::fs::create_dir_all(parent).await {
+            let error = NetError::Io {
+                op: "create staging dir",
+                path: parent.display().to_string(),
+                source,
+            };
+            return (Err(error), RequestStats::default());
+        }
+    }
+    let sink = match &dest {
+        Some(path) => DownloadSink::File(path),
+        None => DownloadSink::Discard,
+    };
+    net::download_to(client, url, file, sink, resume_from, auth).await
+}
+
+/// Uploads each log (its last `MAX_LOG_BYTES`) to the check handler, in order; the first
+/// failure ends the upload.
+async fn upload_logs(
+    client: &Client,
+    url: &HttpUrl,
+    logs: Vec<Log>,
+    folder: Option<PathSegment>,
+    auth: Option<&Credentials>,
+) -> (Result<(), NetError>, RequestStats) {
+    let mut stats = RequestStats::default();
+    let Some(folder) = folder else {
+        tracing::warn!("no MAC or serial number: logs cannot be named on the server");
+        return (Ok(()), stats);
+    };
+    for log in logs {
+        let upload = match LogUpload::new(log.log_type, log.name.clone(), folder.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(name = %log.name, error = %e, "log not uploadable");
+                continue;
+            }
+        };
+        let bytes = match log.contents {
+            LogContents::Bytes(b) => b,
+            LogContents::File(path) => match tokio::fs::read(&path).await {
+                Ok(b) => Bytes::from(b),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "log missing");
+                    continue;
+                }
+            },
+        };
+        // The server refuses larger files; its tail is the part worth reading.
+        let max = usize::try_from(ucupdate_protocol::wire::MAX_LOG_BYTES).unwrap_or(usize::MAX);
+        let contents = bytes.slice(bytes.len().saturating_sub(max)..);
+        let (result, call) = net::upload_log_with_stats(client, url, &upload, contents, auth).await;
+        stats = call;
+        if let Err(e) = result {
+            return (Err(e), stats);
+        }
+    }
+    (Ok(()), stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_kind_leaves_the_others_in_flight() {
+        let mut f = InFlight::new();
+        let download = f.start(Kind::Download);
+        let log = f.start(Kind::UploadLog);
+        assert!(f.finish(log));
+        assert!(f.is_busy(Kind::Download) && f.awaiting_network());
+        assert!(f.finish(download));
+        assert!(!f.awaiting_network());
+        assert!(!f.finish(download), "an answer finishes its start once");
+    }
+
+    #[test]
+    fn a_restart_supersedes_the_earlier_start() {
+        let mut f = InFlight::new();
+        let first = f.start(Kind::Check);
+        let second = f.start(Kind::Check);
+        assert!(!f.finish(first));
+        assert!(f.is_busy(Kind::Check));
+        assert!(f.finish(second));
+    }
+
+    #[test]
+    fn power_loss_makes_every_ticket_stale() {
+        let mut f = InFlight::new();
+        let check = f.start(Kind::Check);
+        let resolve = f.start(Kind::Resolve);
+        f.cancel_all();
+        assert!(!f.finish(check) && !f.finish(resolve));
+        assert!(!f.awaiting_network());
+        let again = f.start(Kind::Check);
+        assert!(f.finish(again));
+    }
+
+    #[test]
+    fn resolve_and_install_are_not_network_waits() {
+        let mut f = InFlight::new();
+        f.start(Kind::Resolve);
+        f.start(Kind::Install);
+        assert!(!f.awaiting_network());
+        assert_eq!(std::mem::size_of::<InFlight>(), 6);
+    }
+
+    /// A device with no user, no logs and nowhere to stage.
+    struct Bare;
+
+    impl Context for Bare {
+        fn client(&self) -> Client {
+            Client::with_settings(net::ClientSettings::default())
+        }
+        fn identity(&self) -> DeviceIdentity {
+            DeviceIdentity {
+                device_type: "UCPhone".parse().unwrap(),
+                brand: "Polycom".parse().unwrap(),
+                model: "CX700".parse().unwrap(),
+                revision: "A".parse().unwrap(),
+                locale: "ENU".parse().unwrap(),
+                mac: Some("00-04-F2-00-01-76".parse().unwrap()),
+                serial: None,
+            }
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            InstalledModule {
+                update_type: "CPE".parse().unwrap(),
+                file_name: FileName::new("CPE.nbt").unwrap(),
+                version,
+                timestamp: None,
+            }
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            None
+        }
+        fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {
+            None
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    async fn run(action: Action) -> (Kind, Done) {
+        match start(action, &Bare) {
+            Work::Request { kind, call } => (kind, call.await),
+            Work::Local(action) => panic!("{action} is network work"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_check_answers_check_done_with_the_connect_class() {
+        // A port that was just free: nothing listens there now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url: HttpUrl = format!("http://127.0.0.1:{port}/RequestHandler/ucdevice.upx")
+            .parse()
+            .unwrap();
+        let (kind, done) = run(Action::Check {
+            url,
+            external: false,
+            user: None,
+            current_version: FirmwareVersion::new(1, 0, 522, 101),
+        })
+        .await;
+        assert_eq!(kind, Kind::Check);
+        assert_eq!(
+            done.event,
+            Event::CheckDone(Err(crate::machine::FailureClass::Connect))
+        );
+        assert_eq!(
+            done.error.map(|e| e.class()),
+            Some(net::ErrorClass::Connect)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_with_no_logs_sends_nothing_and_succeeds() {
+        // Port 9 (discard) on loopback: a request would fail, so success means none was sent.
+        let url: HttpUrl = "http://127.0.0.1:9/x".parse().unwrap();
+        let (kind, done) = run(Action::UploadLog {
+            url,
+            external: true,
+        })
+        .await;
+        assert_eq!(kind, Kind::UploadLog);
+        assert_eq!(done.event, Event::LogUploaded(Ok(())));
+        assert!(done.error.is_none());
+        assert!(matches!(
+            start(Action::Reboot, &Bare),
+            Work::Local(Action::Reboot)
+        ));
+    }
+
+    #[test]
+    fn every_answered_action_has_a_kind_named_like_it() {
+        let url: HttpUrl = "http://h/x".parse().unwrap();
+        let version = FirmwareVersion::new(1, 0, 522, 101);
+        let actions = [
+            Action::Resolve { name: "n".into() },
+            Action::Check {
+                url: url.clone(),
+                external: false,
+                user: None,
+                current_version: version,
+            },
+            Action::Install {
+                version,
+                files: Vec::new(),
+            },
+            Action::UploadLog {
+                url,
+                external: false,
+            },
+        ];
+        let kinds: Vec<Kind> = actions.iter().filter_map(Kind::of).collect();
+        assert_eq!(kinds.len(), actions.len());
+        for (kind, action) in kinds.iter().zip(&actions) {
+            assert_eq!(kind.as_str(), action.name());
+        }
+        assert_eq!(Kind::of(&Action::Reboot), None);
+    }
+}

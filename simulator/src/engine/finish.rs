@@ -1,0 +1,178 @@
+//! The end of a run: each device's verdict against the scenario's expectations, and the
+//! report assembled from the metrics; plus the live progress snapshot.
+
+use ucupdate_protocol::FirmwareVersion;
+
+use super::device::Device;
+use super::metrics::{phase_label, Metric, OFF};
+use super::queue::NEVER;
+use super::{Engine, Progress, RunOutcome};
+use crate::clock;
+use crate::fleet::DeviceSpec;
+use crate::report::{DeviceVerdict, Hist, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT};
+use crate::scenario::{Expect, FinalVersion};
+
+impl Engine {
+    /// The version a device must run at the end.
+    pub(super) fn expected_final(&self, spec: &DeviceSpec) -> FirmwareVersion {
+        let profile = &self.profiles[spec.profile as usize];
+        let publishes = self.cfg.scenario.publishes();
+        match self.cfg.scenario.expect.final_version {
+            FinalVersion::Target if publishes => profile.target(),
+            FinalVersion::TargetIfUser if publishes && spec.signed_in => profile.target(),
+            _ => profile.initial,
+        }
+    }
+
+    pub(super) fn report_progress(&mut self) {
+        let snapshot = Progress {
+            virtual_ms: self
+                .next_item_time()
+                .unwrap_or(self.duration_ms)
+                .min(self.duration_ms),
+            duration_ms: self.duration_ms,
+            requests: self.metrics.total_requests,
+            errors: self.metrics.total_errors,
+            in_flight: self.in_flight,
+            by_phase: (0..=OFF)
+                .map(|i| (phase_label(i), self.metrics.phase_count[i]))
+                .collect(),
+        };
+        if let Some(progress) = self.cfg.progress.as_mut() {
+            progress(&snapshot);
+        }
+    }
+
+    pub(super) fn finish(mut self) -> RunOutcome {
+        let end = self.duration_ms;
+        for slot in 0..self.devices.len() {
+            let dev = &self.devices[slot];
+            if dev.ever_on {
+                let (phase, ms) = (dev.phase as usize, end.saturating_sub(dev.phase_since));
+                self.metrics.record(Metric::PhaseTime { phase, ms });
+            }
+        }
+        let reference = self
+            .cfg
+            .scenario
+            .last_offer_change()
+            .map(|d| d.as_millis() as u64);
+        let expect = self.cfg.scenario.expect.clone();
+        let mut verdicts = Verdicts::default();
+        let mut convergence = Hist::new();
+        let mut digests = Vec::new();
+        for slot in 0..self.devices.len() as u32 {
+            let spec = self.spec(slot);
+            let profile = &self.profiles[spec.profile as usize];
+            let expected = self.expected_final(&spec);
+            let dev = &self.devices[slot as usize];
+            let reached = dev
+                .machine
+                .as_ref()
+                .map(|m| m.persisted().current_version)
+                .or(dev.saved.as_ref().map(|s| s.current_version))
+                .unwrap_or(dev.version);
+            if self.cfg.collect_digests {
+                digests.push((spec.index, dev.digest));
+            }
+            if let (Some(r), true) = (reference, dev.final_at != NEVER && reached == expected) {
+                if dev.final_at > r {
+                    convergence.record(dev.final_at - r);
+                }
+            }
+            match verdict(dev, &spec, &expect, expected, reached, reference) {
+                None => verdicts.passed += 1,
+                Some(reason) => {
+                    verdicts.failed += 1;
+                    let key = reason.split(' ').next().unwrap_or(&reason).to_owned();
+                    *verdicts.by_reason.entry(key).or_default() += 1;
+                    if verdicts.failures.len() < MAX_LISTED_FAILURES {
+                        verdicts.failures.push(DeviceVerdict {
+                            device: spec.index,
+                            profile: profile.name.to_owned(),
+                            expected: expected.to_string(),
+                            reached: reached.to_string(),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        let m = self.metrics;
+        let phase_ms = (0..=OFF)
+            .filter(|&i| m.phase_ms[i] > 0)
+            .map(|i| (phase_label(i).to_owned(), m.phase_ms[i]))
+            .collect();
+        let scenario = &self.cfg.scenario;
+        let report = Report {
+            format: REPORT_FORMAT,
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            seed: self.cfg.fleet.seed,
+            fleet_devices: self.cfg.fleet.devices,
+            devices: self.devices.len() as u64,
+            shards: vec![format!("{}/{}", self.cfg.shard.index, self.cfg.shard.count)],
+            time_scale: self.cfg.time_scale.to_string(),
+            server: self.cfg.target.label.clone(),
+            virtual_duration_ms: self.duration_ms,
+            wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
+            requests: m.requests,
+            errors: m.errors,
+            latency_us: m.latency,
+            latency_intended_us: m.latency_intended,
+            tls_handshake_us: m.tls,
+            bytes_downloaded: m.bytes,
+            faults_injected: m.faults,
+            phase_ms,
+            convergence_ms: convergence,
+            arrivals_per_minute: m.arrivals,
+            curve_bucket_ms: m.curve_bucket_ms,
+            curve_target_delta: m.curve_target,
+            curve_initial_delta: m.curve_initial,
+            verdicts,
+            phases: scenario
+                .phases
+                .iter()
+                .map(|p| (p.at.as_millis() as u64, p.action.name().to_owned()))
+                .collect(),
+        };
+        RunOutcome {
+            report,
+            trace: self.trace,
+            digests,
+        }
+    }
+}
+
+/// Why a device failed the scenario's expectations (`None`: it passed). The first word is the
+/// reason's key in the report.
+fn verdict(
+    dev: &Device,
+    spec: &DeviceSpec,
+    expect: &Expect,
+    expected: FirmwareVersion,
+    reached: FirmwareVersion,
+    reference: Option<u64>,
+) -> Option<String> {
+    if !dev.ever_on {
+        Some("never-powered-on".to_owned())
+    } else if reached != expected {
+        Some("wrong-version".to_owned())
+    } else if dev.checks < expect.min_checks {
+        Some(format!(
+            "too-few-answered-checks ({} < {})",
+            dev.checks, expect.min_checks
+        ))
+    } else if expect.visited_target && !dev.visited_target {
+        Some("never-ran-target".to_owned())
+    } else if expect.denied_without_user && spec.external && !spec.signed_in && dev.denied == 0 {
+        Some("not-denied".to_owned())
+    } else if let (Some(within), Some(r)) = (expect.converge_within, reference) {
+        let late = dev.final_at != NEVER
+            && dev.final_at > r
+            && dev.final_at - r > within.as_millis() as u64;
+        late.then(|| "slow-convergence".to_owned())
+    } else {
+        None
+    }
+}

@@ -1,0 +1,342 @@
+//! The engine: one task that owns every virtual device and a virtual clock, plus one short task
+//! per request in flight (never one per device).
+//!
+//! Each device is the agent's own [`Machine`](ucupdate_agent::machine::Machine) plus a few
+//! words of simulator state, among them its work in flight per kind
+//! ([`ucupdate_agent::perform::InFlight`]): while a request is out the machine's timers wait
+//! for its answer, and an answer to a superseded start is dropped. The engine
+//! keeps two queues ordered by virtual time: device wake-ups (each device's
+//! `Machine::poll_timeout`, its next scripted event, its next user activity) and completions
+//! of work the devices asked for. It always serves the earliest item, at that item's own virtual
+//! instant, so what a device sees depends only on the seed and the server's answers:
+//!
+//! - a request's reply is stamped `issued + modelled latency` (the profile's link), not with the
+//!   wall clock, and wall time is measured only for the latency histograms;
+//! - a scenario phase that changes the server (publish, approve...) waits until every request
+//!   issued before it has been answered: a barrier, so no request races an approval.
+//!
+//! `--time-scale X` paces virtual time against the wall clock (an item at virtual `t` is served
+//! no earlier than `t / X` after the start); `max` serves items as fast as the server answers.
+//!
+//! # Layout
+//! - this file: the run's configuration and outcome, and the run loop (what to serve next,
+//!   pacing, the barrier before a phase).
+//! - `queue`: the virtual clock ([`TimeScale`]) and its two queues.
+//! - `device`: the virtual device (power, scripts, activity) and how it is fed and drained.
+//! - `perform`: the glue to the agent's performer, [`ucupdate_agent::perform`]: fault route,
+//!   link shaping, the virtual stamp of each answer, the virtual DNS and install.
+//! - `metrics`: metrics as events to one aggregator.
+//! - `phases`: scenario phases and the admin set-up of the server.
+//! - `finish`: per-device verdicts and the report.
+
+mod device;
+mod finish;
+mod metrics;
+mod perform;
+mod phases;
+mod queue;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use ucupdate_agent::machine::MachineConfig;
+use ucupdate_agent::net;
+use ucupdate_protocol::{HttpUrl, Provisioning};
+
+use crate::admin::Admin;
+use crate::clock;
+use crate::faults::{FaultPlan, FaultProxies};
+use crate::fleet::{DeviceSpec, FleetSpec, Shard};
+use crate::profile::{self, Profile};
+use crate::report::Report;
+use crate::scenario::{Link, PhaseAction, Scenario};
+
+use device::Device;
+use metrics::Metrics;
+use perform::Completion;
+pub use queue::TimeScale;
+use queue::{Next, Queues};
+
+/// The server under test, as the devices reach it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The internal check handler (`.../RequestHandler/ucdevice.upx`).
+    pub internal: HttpUrl,
+    /// The external check handler, if the server has one.
+    pub external: Option<HttpUrl>,
+    /// What `ucupdates-r2.<domain>` resolves to for devices inside the firewall.
+    pub addrs: Vec<IpAddr>,
+    /// For reports: `embedded` or the URL.
+    pub label: String,
+}
+
+/// Everything a run needs.
+pub struct RunConfig {
+    pub scenario: Scenario,
+    pub fleet: FleetSpec,
+    pub shard: Shard,
+    pub time_scale: TimeScale,
+    pub max_in_flight: usize,
+    pub target: Target,
+    /// Shared by every device (TLS config, timeouts, the discovery-name override).
+    pub client: net::Client,
+    pub admin: Option<Arc<dyn Admin>>,
+    /// Global index of the device whose timeline to record.
+    pub trace_device: Option<u64>,
+    /// `DOMAIN` of the simulated users' accounts.
+    pub user_domain: String,
+    /// The secret simulated passwords derive from ([`DeviceSpec::password`]).
+    pub password_secret: String,
+    /// The DHCP domain the devices discover `ucupdates-r2.<domain>` in.
+    pub dhcp_domain: String,
+    /// Unix ms at virtual time zero (dates the "last update" on each device).
+    pub start_unix_ms: u64,
+    /// Keep a digest of each device's event sequence (for the reproducibility test).
+    pub collect_digests: bool,
+    /// Called about every 200 ms of wall time with a progress snapshot.
+    pub progress: Option<ProgressSink>,
+    /// Fault-injecting proxies in front of the server, when the scenario has `[faults]`.
+    pub faults: Option<FaultRouting>,
+}
+
+/// Where faulted requests go: per upstream port, the proxies in front of that listener.
+pub struct FaultRouting {
+    pub plan: FaultPlan,
+    /// Virtual ms after which no request is faulted.
+    pub until_ms: u64,
+    pub proxies: HashMap<u16, Arc<FaultProxies>>,
+}
+
+/// Receives progress snapshots (the CLI's live line).
+pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
+
+/// A snapshot for the live progress line.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub virtual_ms: u64,
+    pub duration_ms: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub in_flight: usize,
+    /// Devices per lifecycle phase, plus powered off.
+    pub by_phase: Vec<(&'static str, u64)>,
+}
+
+/// What a run produced.
+pub struct RunOutcome {
+    pub report: Report,
+    /// The traced device's timeline, one line per event or action.
+    pub trace: Vec<String>,
+    /// (global index, digest of the device's event sequence) when `collect_digests`.
+    pub digests: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("scenario {scenario} changes the server's rules ({phase}) but no admin interface is available: run against the embedded server or give --admin URL")]
+    NoAdmin {
+        scenario: String,
+        phase: &'static str,
+    },
+    #[error("server admin {op} failed: {reason}")]
+    Admin { op: &'static str, reason: String },
+}
+
+pub struct Engine {
+    cfg: RunConfig,
+    profiles: Vec<Profile>,
+    /// Each profile's link, by profile index.
+    links: Vec<Link>,
+    /// The machine config of devices inside and outside the firewall.
+    configs: [Arc<MachineConfig>; 2],
+    devices: Vec<Device>,
+    queues: Queues,
+    /// Requests in flight, over all devices.
+    in_flight: usize,
+    tx: mpsc::UnboundedSender<Completion>,
+    rx: mpsc::UnboundedReceiver<Completion>,
+    metrics: Metrics,
+    trace: Vec<String>,
+    wall_start: tokio::time::Instant,
+    duration_ms: u64,
+    sign_in_phase: bool,
+    provisioning: Provisioning,
+}
+
+impl Engine {
+    pub fn new(cfg: RunConfig) -> Engine {
+        let profiles = profile::all();
+        let duration_ms = cfg.scenario.duration.as_millis() as u64;
+        let mut base = cfg.scenario.agent.clone();
+        base.dhcp_domain = Some(cfg.dhcp_domain.clone());
+        base.discovery_https = cfg.target.internal.https;
+        base.discovery_port = cfg.target.internal.port;
+        let mut external = base.clone();
+        external.outside_firewall = Some(true);
+        base.outside_firewall = Some(false);
+        let slots = cfg.shard.len(cfg.fleet.devices) as usize;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let provisioning = Provisioning {
+            enabled: true,
+            internal_url: Some(cfg.target.internal.to_string()),
+            external_url: cfg.target.external.as_ref().map(|u| u.to_string()),
+        };
+        let sign_in_phase = cfg
+            .scenario
+            .phases
+            .iter()
+            .any(|p| matches!(p.action, PhaseAction::SignIn { .. }));
+        let devices = (0..slots)
+            .map(|slot| {
+                let index = cfg.shard.index + slot as u64 * cfg.shard.count;
+                let spec = DeviceSpec::derive(index, &cfg.fleet);
+                Device::new(&spec, profiles[spec.profile as usize].initial)
+            })
+            .collect();
+        let links = profiles
+            .iter()
+            .map(|p| cfg.scenario.link_for(p.name))
+            .collect();
+        Engine {
+            profiles,
+            links,
+            configs: [Arc::new(base), Arc::new(external)],
+            devices,
+            queues: Queues::default(),
+            in_flight: 0,
+            tx,
+            rx,
+            metrics: Metrics::new(duration_ms, slots as u64),
+            trace: Vec::new(),
+            wall_start: clock::now(),
+            duration_ms,
+            sign_in_phase,
+            provisioning,
+            cfg,
+        }
+    }
+
+    pub async fn run(mut self) -> Result<RunOutcome, EngineError> {
+        self.setup().await?;
+        self.wall_start = clock::now();
+        let phases = self.cfg.scenario.phases.clone();
+        let mut next_phase = 0usize;
+        let mut last_progress = clock::now();
+        loop {
+            while let Ok(c) = self.rx.try_recv() {
+                self.complete(c);
+            }
+            if self.cfg.progress.is_some()
+                && clock::now().duration_since(last_progress) >= Duration::from_millis(200)
+            {
+                last_progress = clock::now();
+                self.report_progress();
+            }
+            let next_item = self.next_item_time();
+            let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
+            if let Some(at) = phase_at.filter(|&at| next_item.is_none_or(|t| at <= t)) {
+                // A barrier: no request issued before a phase races the change it makes.
+                if self.in_flight > 0 {
+                    self.wait_completion(None).await;
+                    continue;
+                }
+                if !self.pace_to(at).await {
+                    continue;
+                }
+                let action = phases[next_phase].action.clone();
+                self.run_phase(&action, at).await?;
+                next_phase += 1;
+                continue;
+            }
+            let Some(t) = next_item.filter(|&t| t <= self.duration_ms) else {
+                if self.in_flight > 0 {
+                    self.wait_completion(None).await;
+                    continue;
+                }
+                break;
+            };
+            if self.in_flight >= self.cfg.max_in_flight.max(1) {
+                self.wait_completion(None).await;
+                continue;
+            }
+            if !self.pace_to(t).await {
+                continue;
+            }
+            self.serve_next();
+        }
+        Ok(self.finish())
+    }
+
+    fn next_item_time(&mut self) -> Option<u64> {
+        let devices = &self.devices;
+        self.queues.next_time(|slot| devices[slot as usize].wake)
+    }
+
+    /// Waits until virtual time `t` is due on the wall clock. Returns false when a completion
+    /// arrived first (the caller re-evaluates what is next).
+    async fn pace_to(&mut self, t: u64) -> bool {
+        let Some(due) = self.cfg.time_scale.due(self.wall_start, t) else {
+            return true;
+        };
+        if clock::now() >= due {
+            return true;
+        }
+        self.wait_completion(Some(due)).await;
+        clock::now() >= due
+    }
+
+    async fn wait_completion(&mut self, until: Option<tokio::time::Instant>) {
+        let received = match until {
+            Some(due) => tokio::select! {
+                c = self.rx.recv() => c,
+                _ = tokio::time::sleep_until(due) => None,
+            },
+            None => tokio::time::timeout(Duration::from_millis(200), self.rx.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        if let Some(c) = received {
+            self.complete(c);
+        }
+    }
+
+    /// Serves the earliest item: finished work is fed to its device, a wake-up runs the
+    /// device's scripts, activity and timers.
+    fn serve_next(&mut self) {
+        match self.queues.pop() {
+            None => {}
+            Some(Next::Pending(t, item)) => {
+                let dev = &mut self.devices[item.slot as usize];
+                if dev.boots != item.boot || dev.machine.is_none() {
+                    self.trace_line(
+                        item.slot,
+                        t,
+                        format_args!("dropped after power loss: {}", item.event),
+                    );
+                    return;
+                }
+                if let Some(ticket) = item.ticket {
+                    if !dev.work.finish(ticket) {
+                        self.trace_line(
+                            item.slot,
+                            t,
+                            format_args!("dropped, superseded: {}", item.event),
+                        );
+                        return;
+                    }
+                }
+                self.feed(item.slot, item.event, t);
+                self.after(item.slot, t);
+            }
+            Some(Next::Wake(t, slot)) => {
+                self.devices[slot as usize].wake = queue::NEVER;
+                self.wake_device(slot, t);
+                self.after(slot, t);
+            }
+        }
+    }
+}
