@@ -3,7 +3,8 @@
 //! A file is first written under `DATA/tmp/`, hashed while it is written, fsynced and then
 //! renamed into the store, so that a reader never sees half a file and the SHA-256 and size in
 //! the catalog are exactly those of the bytes served. Paths are only ever built from
-//! [`StorePath`] and [`FileName`], which cannot escape the store.
+//! [`StorePath`] and [`FileName`], which cannot escape the store. Everything here is created
+//! 0600 and its directories 0700 ([`crate::disk`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use ucupdate_protocol::{FileName, FirmwareVersion, Sha256Digest, StoreKind, StorePath, UpdateKey};
 
+use crate::disk;
 use crate::model::FileMeta;
 
 /// The directory of one version (`DATA/store/UCPhone/Polycom/CX700/A/ENU/1.0.522.101/CPE`).
@@ -46,14 +48,17 @@ static STAGE_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl StagedFile {
     pub fn new(data_dir: &Path) -> io::Result<Self> {
         let dir = data_dir.join("tmp");
-        fs::create_dir_all(&dir)?;
+        disk::create_private_dir(&dir)?;
         let n = STAGE_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(
             "stage-{}-{n}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
-        let file = File::options().write(true).create_new(true).open(&path)?;
+        let file = disk::private_file()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok(StagedFile {
             file,
             path,
@@ -91,7 +96,7 @@ impl StagedFile {
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("target has no parent"))?;
-        fs::create_dir_all(dir)?;
+        disk::create_private_dir(dir)?;
         fs::rename(&self.path, target)?;
         sync_dir(dir)?;
         let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
@@ -135,11 +140,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
-    fs::create_dir_all(dir)?;
+    disk::create_private_dir(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
-        let mut file = File::create(&tmp)?;
+        let mut file = disk::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

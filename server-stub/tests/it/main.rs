@@ -8,6 +8,8 @@ mod cli;
 mod connections;
 mod external;
 mod files;
+mod import;
 mod logs;
+mod permissions;
 mod persistence;
 mod rules;
