@@ -44,7 +44,7 @@ thread_local! {
 }
 
 /// How many NTOWFv2 this thread has computed (tests only).
-#[cfg(test)]
+#[cfg(all(test, feature = "acceptor"))]
 pub(crate) fn ntowfv2_calls() -> u64 {
     NTOWFV2_CALLS.with(std::cell::Cell::get)
 }
