@@ -80,9 +80,10 @@ impl Default for ImportLimits {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PackageError {
-    /// Reading the package failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// Reading the package failed. (`error`, not `source`: the reason is in the message
+    /// already, and a source would print it twice in a `{:#}` chain.)
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// `updateInfo.xml` is missing or wrong.
     #[error("updateInfo.xml: {0}")]
     Info(String),
@@ -293,7 +294,7 @@ pub fn import_path_with(
 ) -> Result<Vec<Imported>, PackageError> {
     let io_err = |e| PackageError::Io {
         path: path.to_owned(),
-        source: e,
+        error: e,
     };
     let meta = std::fs::metadata(path).map_err(io_err)?;
     if meta.is_dir() {
@@ -339,7 +340,7 @@ impl Source for DirSource {
     fn info(&mut self) -> Result<Box<dyn Read + '_>, PackageError> {
         let file = self.open_at(&[UPDATE_INFO]).map_err(|e| PackageError::Io {
             path: self.root.join(UPDATE_INFO),
-            source: e,
+            error: e,
         })?;
         Ok(Box::new(file))
     }
@@ -353,7 +354,7 @@ impl Source for DirSource {
             }
             Err(e) => Err(PackageError::Io {
                 path: self.path_of(source),
-                source: e,
+                error: e,
             }),
         }
     }
@@ -435,7 +436,7 @@ fn stage(
         .copy_from(&mut reader.take(cap.saturating_add(1)))
         .map_err(|e| PackageError::Io {
             path: path_of,
-            source: e,
+            error: e,
         })?;
     Ok(staged)
 }

@@ -158,7 +158,7 @@ impl CabSource {
     ) -> Result<CabSource, PackageError> {
         let io_err = |source| PackageError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         let members = read_table(&mut file).map_err(io_err)?;
         check_table(&members, limits).map_err(PackageError::Cabinet)?;
@@ -185,7 +185,7 @@ impl CabSource {
             .read_file(name)
             .map_err(|source| PackageError::Io {
                 path: self.path.join(name),
-                source,
+                error: source,
             })?;
         Ok(Box::new(reader))
     }
