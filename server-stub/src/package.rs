@@ -700,6 +700,30 @@ mod tests {
     }
 
     #[test]
+    fn sources_that_escape_the_package_are_refused() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(pkg.path(), &entries()).unwrap();
+        for evil in [
+            "/etc/passwd",
+            "\\etc\\passwd",
+            "C:\\Windows\\x",
+            "UCPhone/../../../etc/passwd",
+            "\\\\server\\share\\x",
+            "%2e%2e/x",
+        ] {
+            std::fs::write(pkg.path().join(UPDATE_INFO), one_file_info(evil)).unwrap();
+            let err = import_path(&state, pkg.path()).unwrap_err();
+            assert!(matches!(err, PackageError::Info(_)), "{evil}: {err}");
+        }
+        assert_untouched(&state);
+        // The same listing with a source inside the package imports.
+        let good = one_file_info("UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.nbt");
+        std::fs::write(pkg.path().join(UPDATE_INFO), good).unwrap();
+        assert_eq!(import_path(&state, pkg.path()).unwrap()[0].files, 1);
+    }
+
+    #[test]
     fn cabinet_member_names_that_escape_or_repeat_are_refused() {
         let (_data, state) = fresh_state();
         let pkg = tempfile::tempdir().unwrap();
