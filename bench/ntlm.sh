@@ -18,6 +18,7 @@ CONC=${CONC:-32}
 
 "$BIN/ucupdate-sim" users --scenario external --devices "$DEVICES" >"$WORK/users.txt"
 echo 'BENCH\bench:Bench-Secret1!' >>"$WORK/users.txt"
+chmod 600 "$WORK/users.txt" # the stub refuses a users file others may read
 start_stub --users "$WORK/users.txt"
 
 ntlm_ok() { curl -sf "${STUB_ADMIN%/}/metrics" | awk '$1=="ucupdate_ntlm_successes_total"{print $2+0}'; }

@@ -11,6 +11,7 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 printf 'CONTOSO\\alice:S3cret!\n' >"$work/users"
+chmod 600 "$work/users" # the stub refuses a users file others may read
 printf 'S3cret!\n' >"$work/password"
 : >"$work/urls"
 target/debug/ucupdate-server serve --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \

@@ -1,7 +1,9 @@
 //! [`Acceptor`]: the server side of one NTLM handshake on one connection. It answers a
 //! Type 1 with a Type 2 built from the caller's challenge and time, then checks the Type 3:
 //! NTLMv2 only, the user looked up by the name the client sent, the NTLMv2 proof verified
-//! against that user's password, and the MIC verified whenever the client says it sent one.
+//! against that user's password, the MIC verified whenever the client says it sent one, and
+//! the domain the client named required to be the account's. The identity accepted is the
+//! account as the user file spells it, never the client's spelling.
 //! Why this is not sspi: see docs/NTLM.md ("Why not sspi").
 
 use std::fmt;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use crate::crypto;
 use crate::message::{self, av, flags, AvPair, Builder};
+use crate::userdb::Lookup;
 use crate::UserDb;
 
 /// What the acceptor answers to one client token.
@@ -16,11 +19,12 @@ use crate::UserDb;
 pub enum AcceptStep {
     /// Send this Type 2 in a 401 `WWW-Authenticate: NTLM <b64>`.
     Challenge(Vec<u8>),
-    /// The connection is authenticated as this user.
+    /// The connection is authenticated as this account of the user file.
     Accepted {
-        /// Domain as the client sent it (may be empty).
+        /// The account's domain as the user file spells it (empty for an account listed
+        /// without one), whatever the client sent.
         domain: String,
-        /// User name as the client sent it.
+        /// The account's user name as the user file spells it, whatever case the client used.
         user: String,
     },
     /// Authentication failed; answer 401. This acceptor is spent: a retry needs a new one
@@ -40,6 +44,9 @@ pub enum RejectReason {
     UnknownUser,
     /// The NTLMv2 proof does not match the user's password.
     BadProof,
+    /// The password is right but the client named a domain the account does not belong to
+    /// (`EVILDOM\alice`, `alice@attacker.example`).
+    ForeignDomain,
     /// The message integrity code does not match.
     MicMismatch,
     /// An anonymous Type 3 (empty user name).
@@ -55,6 +62,7 @@ impl fmt::Display for RejectReason {
             RejectReason::UnexpectedMessage => "unexpected NTLM message",
             RejectReason::UnknownUser => "unknown user",
             RejectReason::BadProof => "bad NTLMv2 proof (wrong password)",
+            RejectReason::ForeignDomain => "domain does not belong to the account",
             RejectReason::MicMismatch => "MIC mismatch",
             RejectReason::Anonymous => "anonymous authentication refused",
             RejectReason::NtlmV1 => "NTLMv1/LM response refused",
@@ -74,6 +82,11 @@ const ECHOED_FLAGS: u32 = flags::SIGN
     | flags::N128
     | flags::KEY_EXCH
     | flags::N56;
+
+/// What an unknown user's proof is checked against, so that refusing one costs the same
+/// hashing as a wrong password. No proof can match it by more than chance, and an unknown user
+/// is refused even then.
+const UNKNOWN_USER_PASSWORD: &str = "unknown-user: no such account";
 
 /// Smallest NTLMv2 response: NTProofStr (16) + blob header (28) + MsvAvEOL (4).
 const MIN_NTLMV2_RESPONSE: usize = 16 + 28 + 4;
@@ -247,34 +260,34 @@ impl Acceptor {
             .ok_or(RejectReason::Malformed)?
             .map_err(|_| RejectReason::Malformed)?;
 
-        let entry = self
-            .users
-            .get(&user)
-            .or_else(|| {
-                // "user@dns.domain" with an empty domain is a UPN; the file names "user".
-                let (local, _) = user.split_once('@')?;
-                self.users.get(local)
-            })
-            .ok_or(RejectReason::UnknownUser)?;
-
+        // The same hashing whether or not the user exists, and whatever domains match: three
+        // NTOWFv2 + NTProofStr, against a dummy password for an unknown user, so the time a
+        // refusal takes does not tell who has an account.
+        let lookup = self.users.resolve(&domain, &user, &self.target_name);
+        let (password, account_domain) = match &lookup {
+            Lookup::Found { entry, .. } => (
+                entry.password.as_str(),
+                entry.domain.as_deref().unwrap_or(""),
+            ),
+            Lookup::Unknown => (UNKNOWN_USER_PASSWORD, ""),
+        };
         // Windows also tries the account's own domain and the empty domain, because clients
         // disagree on which domain goes into NTOWFv2; the user name stays the client's.
-        let mut domains = vec![domain.as_str()];
-        for d in [entry.domain.as_deref().unwrap_or(""), ""] {
-            if !domains.contains(&d) {
-                domains.push(d);
+        let mut matched = None;
+        for d in [domain.as_str(), account_domain, ""] {
+            let ntowf = crypto::ntowfv2(password, &user, d);
+            let ok = crypto::ct_eq(
+                &crypto::nt_proof(&ntowf, &self.server_challenge, blob),
+                proof,
+            );
+            if ok && matched.is_none() {
+                matched = Some(ntowf);
             }
         }
-        let ntowf = domains
-            .iter()
-            .map(|d| crypto::ntowfv2(&entry.password, &user, d))
-            .find(|ntowf| {
-                crypto::ct_eq(
-                    &crypto::nt_proof(ntowf, &self.server_challenge, blob),
-                    proof,
-                )
-            })
-            .ok_or(RejectReason::BadProof)?;
+        let Lookup::Found { entry, domain_ok } = lookup else {
+            return Err(RejectReason::UnknownUser);
+        };
+        let ntowf = matched.ok_or(RejectReason::BadProof)?;
 
         let av_flags = blob_pairs
             .iter()
@@ -300,7 +313,11 @@ impl Acceptor {
                 return Err(RejectReason::MicMismatch);
             }
         }
-        Ok((domain, user))
+        if !domain_ok {
+            return Err(RejectReason::ForeignDomain);
+        }
+        // The identity is the account's, spelled as the user file spells it.
+        Ok((entry.domain.clone().unwrap_or_default(), entry.user.clone()))
     }
 }
 
@@ -544,57 +561,39 @@ mod tests {
         assert_eq!(run(&craft), AcceptStep::Rejected(RejectReason::Anonymous));
     }
 
-    #[test]
-    fn the_account_domain_and_the_empty_domain_are_tried_for_the_named_user_only() {
-        // Proof computed over the account's domain while the client sent another domain.
+    /// A Type 3 naming `domain` whose proof was computed over `proof_domain`.
+    fn mixed(domain: &str, proof_domain: &str) -> AcceptStep {
         let mut acc = acceptor();
         let negotiate = curl_negotiate();
         let AcceptStep::Challenge(challenge) = acc.step(&negotiate) else {
             panic!("expected a challenge");
         };
-        let mut t3 = Craft::new().build(&negotiate, &challenge);
-        let Ok(parsed) = message::parse_authenticate(&t3) else {
-            panic!("crafted Type 3 does not parse");
-        };
-        let nt = parsed.nt_response.to_vec();
-        let other = Craft {
-            domain: "OTHER",
-            nt_response: Some(nt),
-            ..Craft::new()
-        };
-        t3 = other.build(&negotiate, &challenge);
-        assert_eq!(
-            acc.step(&t3),
-            AcceptStep::Accepted {
-                domain: "OTHER".into(),
-                user: "alice".into()
-            }
-        );
-
-        // And over the empty domain, the other thing clients put into NTOWFv2.
-        let mut acc = acceptor();
-        let AcceptStep::Challenge(challenge) = acc.step(&negotiate) else {
-            panic!("expected a challenge");
-        };
-        let empty = Craft {
-            domain: "",
+        let proved = Craft {
+            domain: proof_domain,
             ..Craft::new()
         }
         .build(&negotiate, &challenge);
-        let nt = message::parse_authenticate(&empty)
+        let nt = message::parse_authenticate(&proved)
             .map(|a| a.nt_response.to_vec())
             .unwrap_or_default();
         let sent = Craft {
-            domain: "OTHER",
+            domain,
             nt_response: Some(nt),
             ..Craft::new()
         };
-        assert!(matches!(
-            acc.step(&sent.build(&negotiate, &challenge)),
-            AcceptStep::Accepted { .. }
-        ));
+        acc.step(&sent.build(&negotiate, &challenge))
+    }
+
+    #[test]
+    fn the_account_domain_and_the_empty_domain_are_tried_for_the_named_user_only() {
+        // Proof over the account's domain while the client named none (or the lower-case
+        // spelling), and over the empty domain while it named the account's.
+        assert_eq!(mixed("", "CORP"), accepted());
+        assert_eq!(mixed("corp", "CORP"), accepted());
+        assert_eq!(mixed("CORP", ""), accepted());
 
         // Another user's password never proves "alice".
+        let negotiate = curl_negotiate();
         let mut db = UserDb::default();
         db.insert(Some("CORP"), "alice", "secret");
         db.insert(Some("CORP"), "mallory", "mallory-pw");
@@ -613,19 +612,85 @@ mod tests {
     }
 
     #[test]
-    fn a_upn_user_name_finds_the_local_account() {
+    fn a_upn_user_name_finds_the_local_account_and_reports_it_as_the_file_does() {
         let craft = Craft {
             user: "alice@corp.example",
             domain: "",
             ..Craft::new()
         };
+        assert_eq!(run(&craft), accepted());
+    }
+
+    #[test]
+    fn the_identity_is_the_accounts_spelling_not_the_clients() {
+        let shouted = Craft {
+            user: "ALICE",
+            domain: "corp",
+            ..Craft::new()
+        };
+        assert_eq!(run(&shouted), accepted());
+    }
+
+    #[test]
+    fn a_domain_the_account_does_not_belong_to_is_refused_even_with_the_password() {
+        // Both were accepted and logged as `EVILDOM\ALICE` / `attacker.example\alice`.
+        for (user, domain) in [
+            ("ALICE", "EVILDOM"),
+            ("alice", "attacker.example"),
+            ("alice@attacker.example", ""),
+            ("alice@corp.example", "EVILDOM"),
+        ] {
+            let craft = Craft {
+                user,
+                domain,
+                ..Craft::new()
+            };
+            assert_eq!(
+                run(&craft),
+                AcceptStep::Rejected(RejectReason::ForeignDomain),
+                "{domain}\\{user}"
+            );
+        }
+        // With a wrong password the proof fails first: the domain says nothing then.
+        let wrong = Craft {
+            domain: "EVILDOM",
+            password: "WRONG",
+            ..Craft::new()
+        };
+        assert_eq!(run(&wrong), AcceptStep::Rejected(RejectReason::BadProof));
+    }
+
+    #[test]
+    fn an_unknown_user_costs_the_same_hashing_as_a_wrong_password() {
+        let hashed = |craft: &Craft<'_>| {
+            let mut acc = acceptor();
+            let negotiate = curl_negotiate();
+            let AcceptStep::Challenge(challenge) = acc.step(&negotiate) else {
+                panic!("expected a challenge");
+            };
+            let t3 = craft.build(&negotiate, &challenge);
+            let before = crypto::ntowfv2_calls();
+            let step = acc.step(&t3);
+            (step, crypto::ntowfv2_calls() - before)
+        };
+        let (wrong, wrong_cost) = hashed(&Craft {
+            password: "WRONG",
+            ..Craft::new()
+        });
+        let (unknown, unknown_cost) = hashed(&Craft {
+            user: "mallory",
+            ..Craft::new()
+        });
+        let (right, right_cost) = hashed(&Craft::new());
+        assert_eq!(wrong, AcceptStep::Rejected(RejectReason::BadProof));
+        assert_eq!(unknown, AcceptStep::Rejected(RejectReason::UnknownUser));
+        assert_eq!(right, accepted());
+        assert_eq!(unknown_cost, wrong_cost);
         assert_eq!(
-            run(&craft),
-            AcceptStep::Accepted {
-                domain: String::new(),
-                user: "alice@corp.example".into()
-            }
+            right_cost, wrong_cost,
+            "a match must not end the loop early"
         );
+        assert_eq!(wrong_cost, 3);
     }
 
     #[test]

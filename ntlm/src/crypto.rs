@@ -30,9 +30,23 @@ pub(crate) fn nt_hash(password: &str) -> [u8; 16] {
 
 /// NTOWFv2 = HMAC-MD5(MD4(UTF-16LE(password)), UTF-16LE(UPPER(user) || domain)).
 pub(crate) fn ntowfv2(password: &str, user: &str, domain: &str) -> [u8; 16] {
+    #[cfg(test)]
+    NTOWFV2_CALLS.with(|c| c.set(c.get() + 1));
     let mut who = user.to_uppercase();
     who.push_str(domain);
     hmac_md5(&nt_hash(password), &[&utf16le(&who)])
+}
+
+#[cfg(test)]
+thread_local! {
+    /// NTOWFv2 computations on this thread: how tests see that every refusal hashes alike.
+    static NTOWFV2_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many NTOWFv2 this thread has computed (tests only).
+#[cfg(all(test, feature = "acceptor"))]
+pub(crate) fn ntowfv2_calls() -> u64 {
+    NTOWFV2_CALLS.with(std::cell::Cell::get)
 }
 
 /// NTProofStr = HMAC-MD5(NTOWFv2, server challenge || blob).

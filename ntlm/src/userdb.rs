@@ -1,5 +1,7 @@
 //! [`UserDb`]: the acceptor's users, read from a file of `DOMAIN\user:password` or
-//! `user:password` lines. Lookup is by user name (case-insensitive, as Windows does).
+//! `user:password` lines. Lookup is by user name (case-insensitive, as Windows does); which
+//! domains a client may name for an account is decided here too ([`UserDb::resolve`]), so the
+//! acceptor only checks proofs.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -80,6 +82,55 @@ impl UserDb {
     pub(crate) fn get(&self, user: &str) -> Option<&UserEntry> {
         self.users.get(&user.to_uppercase())
     }
+
+    /// The account a Type 3's `domain` and `user` name. A UPN user name (`alice@corp.example`)
+    /// that is not itself an account names its local part, and its suffix counts as a domain
+    /// the client named. `server_domain` (the acceptor's target name) is the domain of
+    /// accounts listed without one.
+    #[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
+    pub(crate) fn resolve(&self, domain: &str, user: &str, server_domain: &str) -> Lookup<'_> {
+        let (entry, upn_domain) = match self.get(user) {
+            Some(entry) => (entry, ""),
+            None => match user
+                .rsplit_once('@')
+                .and_then(|(local, suffix)| Some((self.get(local)?, suffix)))
+            {
+                Some(found) => found,
+                None => return Lookup::Unknown,
+            },
+        };
+        let owner = entry.domain.as_deref().unwrap_or(server_domain);
+        Lookup::Found {
+            entry,
+            domain_ok: names_domain(owner, domain) && names_domain(owner, upn_domain),
+        }
+    }
+}
+
+/// What [`UserDb::resolve`] found.
+#[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
+pub(crate) enum Lookup<'a> {
+    /// No account by that name.
+    Unknown,
+    /// The account, and whether the domains the client named belong to it.
+    Found {
+        entry: &'a UserEntry,
+        domain_ok: bool,
+    },
+}
+
+/// Whether a domain a client sent (`sent`) names the account domain `owner`: empty (clients
+/// that send none), the same name (NetBIOS names are case-insensitive), or a DNS name whose
+/// first label is the NetBIOS name (`corp.example` for `CORP`, the form a UPN carries: a
+/// domain's default NetBIOS name is its first DNS label). Without a forest to ask, the stub
+/// cannot tell `corp.example` from `corp.elsewhere.example`; both name `CORP`, and the
+/// identity reported is the file's either way.
+#[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
+fn names_domain(owner: &str, sent: &str) -> bool {
+    let netbios = |d: &str| d.split('.').next().unwrap_or_default().to_uppercase();
+    sent.is_empty()
+        || sent.to_uppercase() == owner.to_uppercase()
+        || (!owner.is_empty() && netbios(sent) == netbios(owner))
 }
 
 impl fmt::Debug for UserDb {
@@ -126,6 +177,38 @@ mod tests {
             UserDb::parse("\\bob:pw"),
             Err(NtlmError::UserFile { line: 1, .. })
         ));
+    }
+
+    fn resolved(db: &UserDb, domain: &str, user: &str) -> Option<(String, bool)> {
+        match db.resolve(domain, user, "STUB") {
+            Lookup::Unknown => None,
+            Lookup::Found { entry, domain_ok } => Some((entry.user.clone(), domain_ok)),
+        }
+    }
+
+    #[test]
+    fn only_the_accounts_own_domain_or_none_is_accepted() {
+        let db = UserDb::parse("CORP\\alice:pw\nbob:pw\n").unwrap_or_else(|e| panic!("{e}"));
+        let ok = |d: &str, u: &str| resolved(&db, d, u);
+        let alice = |domain_ok| Some(("alice".to_owned(), domain_ok));
+        assert_eq!(ok("CORP", "ALICE"), alice(true));
+        assert_eq!(ok("corp", "alice"), alice(true));
+        assert_eq!(ok("", "alice"), alice(true));
+        assert_eq!(ok("corp.example", "alice"), alice(true));
+        assert_eq!(ok("", "alice@corp.example"), alice(true));
+        assert_eq!(ok("", "alice@CORP"), alice(true));
+        assert_eq!(ok("EVILDOM", "ALICE"), alice(false));
+        assert_eq!(ok("", "alice@attacker.example"), alice(false));
+        assert_eq!(ok("attacker.example", "alice"), alice(false));
+        assert_eq!(ok("EVILDOM", "alice@corp.example"), alice(false));
+        assert_eq!(ok("CORP", "mallory"), None);
+        assert_eq!(ok("", "mallory@corp.example"), None);
+        // An account without a domain: none, or the server's own.
+        let bob = |domain_ok| Some(("bob".to_owned(), domain_ok));
+        assert_eq!(ok("", "bob"), bob(true));
+        assert_eq!(ok("stub", "bob"), bob(true));
+        assert_eq!(ok("CORP", "bob"), bob(false));
+        assert_eq!(ok("", "bob@evil.example"), bob(false));
     }
 
     #[test]

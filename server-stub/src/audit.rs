@@ -4,7 +4,7 @@
 //! Lines are appended without fsync (an audit line is not an acknowledged change); the file
 //! switches when the date in the record's time changes, so the time is the caller's.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -34,8 +34,8 @@ impl AuditLog {
         line.push_str("\r\n");
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.as_ref().is_none_or(|(n, _)| *n != name) {
-            fs::create_dir_all(&self.dir)?;
-            let file = OpenOptions::new()
+            crate::disk::create_private_dir(&self.dir)?;
+            let file = crate::disk::private_file()
                 .create(true)
                 .append(true)
                 .open(self.dir.join(&name))?;
@@ -51,6 +51,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use ucupdate_protocol::CheckRequest;
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
 //! - [`audit`]: the daily request-handler audit log.
+//! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
 //! - [`app`]: the socket-free core, [`App::call`] answers one `http::Request` of one
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod audit;
 mod clock;
+pub mod disk;
 mod http;
 pub mod metrics;
 pub mod model;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ucupdate_protocol::{HttpUrl, UpdateKey};
+use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
-    package, Limits, ServerConfig, State, StateOptions, TestDevice, TlsSource, UserDb,
+    disk, package, Limits, ServerConfig, State, StateOptions, TestDevice, TlsSource, UserDb,
 };
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and
@@ -35,6 +36,15 @@ enum Command {
         /// Approve RoundTable updates on import (the R2 rule).
         #[arg(long)]
         deploy_roundtable_on_import: bool,
+        /// Largest file in the package, uncompressed, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = ImportLimits::DEFAULT.max_file_bytes)]
+        max_file_bytes: u64,
+        /// Largest sum of the package's files, uncompressed, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = ImportLimits::DEFAULT.max_package_bytes)]
+        max_package_bytes: u64,
+        /// Most cabinet members, and most files listed in updateInfo.xml.
+        #[arg(long, value_name = "N", default_value_t = ImportLimits::DEFAULT.max_entries)]
+        max_entries: usize,
         /// The package: FILE.cab or a directory.
         package: PathBuf,
     },
@@ -220,13 +230,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import {
             data,
             deploy_roundtable_on_import,
+            max_file_bytes,
+            max_package_bytes,
+            max_entries,
             package: path,
         } => {
             let options = StateOptions {
                 deploy_roundtable_on_import,
             };
+            let limits = ImportLimits {
+                max_file_bytes,
+                max_package_bytes,
+                max_entries,
+            };
             let state = open(&data.data, options)?;
-            let imported = package::import_path(&state, &path)
+            let imported = package::import_path_with(&state, &path, &limits)
                 .with_context(|| format!("import {}", path.display()))?;
             for i in imported {
                 println!(
@@ -367,8 +385,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let users = match &args.users {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("read users file {}", path.display()))?;
+            // Every device account's password: refused if others on the host may read it.
+            let text = disk::read_private(path)
+                .with_context(|| format!("users file {}", path.display()))?;
             UserDb::parse(&text).with_context(|| format!("users file {}", path.display()))?
         }
         None => UserDb::default(),

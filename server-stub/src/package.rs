@@ -17,18 +17,28 @@
 //! One `Update` per rule key; `name` is the file's name in the store; `source` (optional,
 //! default `name`) is its path inside the package, `/` or `\` separated, every component a
 //! safe path segment. Names match without regard to case inside a cabinet.
+//!
+//! A package is untrusted input (docs/SERVER.md, "Importing packages"): from a directory only
+//! regular files reached without a link are read ([`crate::disk`]); a cabinet's table is
+//! checked before anything is decompressed (`cabinet`); every file is streamed into
+//! `DATA/tmp/` under [`ImportLimits`], and only when all of them are staged are they moved into
+//! the store, so a refused package leaves nothing behind. A source listed twice is refused:
+//! one member is never written twice.
 
-use std::collections::HashMap;
+mod cabinet;
+
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ucupdate_protocol::xml::{self, Element, Limits, Writer};
 use ucupdate_protocol::{FileName, FirmwareVersion, PathSegment, ProtocolError, UpdateKey};
 
+use crate::disk;
 use crate::model::Rule;
 use crate::state::{State, StateError};
-use crate::store;
+use crate::store::{self, StagedFile};
 
 /// The index file every package carries.
 pub const UPDATE_INFO: &str = "updateInfo.xml";
@@ -39,19 +49,64 @@ const INFO_LIMITS: Limits = Limits {
     max_elements: 100_000,
 };
 
+/// Caps on what one import may unpack and store. The defaults are several times the largest
+/// vendor package we know of (tens of MB) and far below what a bomb needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// Largest single file, uncompressed, in bytes.
+    pub max_file_bytes: u64,
+    /// Largest sum of a package's files, uncompressed, in bytes.
+    pub max_package_bytes: u64,
+    /// Most cabinet members, and most `File` elements in `updateInfo.xml`.
+    pub max_entries: usize,
+}
+
+impl ImportLimits {
+    /// 128 MiB per file, 512 MiB per package, 1000 entries.
+    pub const DEFAULT: ImportLimits = ImportLimits {
+        max_file_bytes: 128 << 20,
+        max_package_bytes: 512 << 20,
+        max_entries: 1000,
+    };
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits::DEFAULT
+    }
+}
+
 /// Why a package could not be read or imported.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PackageError {
-    /// Reading the package failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// Reading the package failed. (`error`, not `source`: the reason is in the message
+    /// already, and a source would print it twice in a `{:#}` chain.)
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// `updateInfo.xml` is missing or wrong.
     #[error("updateInfo.xml: {0}")]
     Info(String),
     /// A file listed in `updateInfo.xml` is not in the package.
     #[error("file {0:?} listed in updateInfo.xml is not in the package")]
     MissingFile(String),
+    /// The cabinet's table breaks a rule or a cap (checked before decompressing).
+    #[error("cabinet: {0}")]
+    Cabinet(String),
+    /// `updateInfo.xml` lists one source, or one stored file, twice.
+    #[error("updateInfo.xml lists {0} twice")]
+    Duplicate(String),
+    /// A file is larger than [`ImportLimits::max_file_bytes`].
+    #[error("file {file:?} is larger than the cap of {limit} bytes (--max-file-bytes)")]
+    FileTooLarge { file: String, limit: u64 },
+    /// The files add up to more than [`ImportLimits::max_package_bytes`].
+    #[error(
+        "the package's files add up to more than the cap of {limit} bytes (--max-package-bytes)"
+    )]
+    PackageTooLarge { limit: u64 },
+    /// More entries than [`ImportLimits::max_entries`].
+    #[error("updateInfo.xml lists {count} files, more than the cap of {limit} (--max-entries)")]
+    TooManyEntries { count: usize, limit: usize },
     /// Storing the files or the rules failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -224,93 +279,91 @@ fn parse_update(el: &Element) -> Result<InfoEntry, ProtocolError> {
     })
 }
 
-/// Imports a package (a directory, or a file read as a cabinet) into `state`.
+/// Imports a package (a directory, or a file read as a cabinet) into `state` under the
+/// default [`ImportLimits`].
 pub fn import_path(state: &State, path: &Path) -> Result<Vec<Imported>, PackageError> {
-    let io_err = |e| PackageError::Io {
-        path: path.to_owned(),
-        source: e,
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if meta.is_dir() {
-        import_dir(state, path)
-    } else {
-        import_cab(state, File::open(path).map_err(io_err)?, path)
-    }
+    import_path_with(state, path, &ImportLimits::default())
 }
 
-fn import_dir(state: &State, dir: &Path) -> Result<Vec<Imported>, PackageError> {
-    let info_path = dir.join(UPDATE_INFO);
-    let info = std::fs::read(&info_path).map_err(|e| PackageError::Io {
-        path: info_path,
-        source: e,
-    })?;
-    let entries = parse_info(&info)?;
-    import_entries(state, entries, |source| {
-        let path = source
-            .iter()
-            .fold(dir.to_owned(), |p, s| p.join(s.as_str()));
-        match File::open(&path) {
-            Ok(f) => Ok(Box::new(f) as Box<dyn Read>),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(PackageError::MissingFile(display(source)))
-            }
-            Err(e) => Err(PackageError::Io { path, source: e }),
-        }
-    })
-}
-
-fn import_cab<R: Read + Seek>(
+/// Imports a package under `limits`. `path` itself may be a link (the caller named it); what
+/// it leads to must be a directory or a regular file.
+pub fn import_path_with(
     state: &State,
-    reader: R,
     path: &Path,
+    limits: &ImportLimits,
 ) -> Result<Vec<Imported>, PackageError> {
     let io_err = |e| PackageError::Io {
         path: path.to_owned(),
-        source: e,
+        error: e,
     };
-    let mut cabinet = cab::Cabinet::new(reader).map_err(io_err)?;
-    // Member names as written, looked up by a normalised form (`/`, lower case).
-    let mut names = HashMap::new();
-    for folder in cabinet.folder_entries() {
-        for file in folder.file_entries() {
-            names.insert(
-                file.name().replace('\\', "/").to_ascii_lowercase(),
-                file.name().to_owned(),
-            );
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.is_dir() {
+        let mut source = DirSource {
+            root: path.to_owned(),
+        };
+        return import_from(state, &mut source, limits);
+    }
+    let file = File::open(path).map_err(io_err)?;
+    let opened = file.metadata().map_err(io_err)?;
+    if !opened.is_file() {
+        return Err(io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "neither a directory nor a regular file",
+        )));
+    }
+    let mut source = cabinet::CabSource::open(path, file, limits)?;
+    import_from(state, &mut source, limits)
+}
+
+/// Where a package's bytes come from.
+trait Source {
+    /// `updateInfo.xml`.
+    fn info(&mut self) -> Result<Box<dyn Read + '_>, PackageError>;
+    /// The file at `source` inside the package.
+    fn open(&mut self, source: &[PathSegment]) -> Result<Box<dyn Read + '_>, PackageError>;
+    /// A path naming `source`, for errors.
+    fn path_of(&self, source: &[PathSegment]) -> PathBuf;
+}
+
+/// A package directory: regular files only, reached without a link.
+struct DirSource {
+    root: PathBuf,
+}
+
+impl DirSource {
+    fn open_at(&self, parts: &[&str]) -> Result<File, io::Error> {
+        disk::open_regular_under(&self.root, parts)
+    }
+}
+
+impl Source for DirSource {
+    fn info(&mut self) -> Result<Box<dyn Read + '_>, PackageError> {
+        let file = self.open_at(&[UPDATE_INFO]).map_err(|e| PackageError::Io {
+            path: self.root.join(UPDATE_INFO),
+            error: e,
+        })?;
+        Ok(Box::new(file))
+    }
+
+    fn open(&mut self, source: &[PathSegment]) -> Result<Box<dyn Read + '_>, PackageError> {
+        let parts: Vec<&str> = source.iter().map(PathSegment::as_str).collect();
+        match self.open_at(&parts) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(PackageError::MissingFile(display(source)))
+            }
+            Err(e) => Err(PackageError::Io {
+                path: self.path_of(source),
+                error: e,
+            }),
         }
     }
-    let info_name = names
-        .get(&UPDATE_INFO.to_ascii_lowercase())
-        .cloned()
-        .ok_or_else(|| PackageError::Info("not in the cabinet".into()))?;
-    let mut info = Vec::new();
-    cabinet
-        .read_file(&info_name)
-        .and_then(|mut r| r.read_to_end(&mut info))
-        .map_err(io_err)?;
-    let entries = parse_info(&info)?;
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    for entry in &entries {
-        for (_, source) in &entry.files {
-            let wanted = display(source).to_ascii_lowercase();
-            let member = names
-                .get(&wanted)
-                .ok_or_else(|| PackageError::MissingFile(display(source)))?;
-            let mut bytes = Vec::new();
-            cabinet
-                .read_file(member)
-                .and_then(|mut r| r.read_to_end(&mut bytes))
-                .map_err(io_err)?;
-            files.insert(wanted, bytes);
-        }
+
+    fn path_of(&self, source: &[PathSegment]) -> PathBuf {
+        source
+            .iter()
+            .fold(self.root.clone(), |p, s| p.join(s.as_str()))
     }
-    import_entries(state, entries, |source| {
-        let bytes = files
-            .get(&display(source).to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default();
-        Ok(Box::new(io::Cursor::new(bytes)) as Box<dyn Read>)
-    })
 }
 
 fn display(source: &[PathSegment]) -> String {
@@ -321,29 +374,117 @@ fn display(source: &[PathSegment]) -> String {
         .join("/")
 }
 
-fn import_entries(
+/// How names compare inside a package: `/` for `\\`, ASCII case folded.
+fn normalised(name: &str) -> String {
+    name.replace('\\', "/").to_ascii_lowercase()
+}
+
+fn read_info(source: &mut dyn Source) -> Result<Vec<u8>, PackageError> {
+    let mut info = Vec::new();
+    let max = INFO_LIMITS.max_bytes as u64;
+    source
+        .info()?
+        .take(max + 1)
+        .read_to_end(&mut info)
+        .map_err(|e| PackageError::Info(e.to_string()))?;
+    if info.len() as u64 > max {
+        return Err(PackageError::Info(format!("larger than {max} bytes")));
+    }
+    Ok(info)
+}
+
+/// The listing rules: at most `max_entries` files, no source and no stored file twice.
+fn check_listing(entries: &[InfoEntry], limits: &ImportLimits) -> Result<(), PackageError> {
+    let count = entries.iter().map(|e| e.files.len()).sum();
+    if count > limits.max_entries {
+        return Err(PackageError::TooManyEntries {
+            count,
+            limit: limits.max_entries,
+        });
+    }
+    let mut sources = HashSet::new();
+    let mut targets = HashSet::new();
+    for e in entries {
+        for (name, source) in &e.files {
+            let source = display(source);
+            if !sources.insert(normalised(&source)) {
+                return Err(PackageError::Duplicate(format!("source {source:?}")));
+            }
+            if !targets.insert((&e.key, e.version, name.as_str().to_ascii_lowercase())) {
+                return Err(PackageError::Duplicate(format!(
+                    "file {name} of {} {}",
+                    e.key, e.version
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams one file into `DATA/tmp/` with at most `cap` bytes.
+fn stage(
     state: &State,
-    entries: Vec<InfoEntry>,
-    mut open: impl FnMut(&[PathSegment]) -> Result<Box<dyn Read>, PackageError>,
+    source: &mut dyn Source,
+    path: &[PathSegment],
+    cap: u64,
+) -> Result<StagedFile, PackageError> {
+    let tmp = state.data_dir().join("tmp");
+    let mut staged = StagedFile::new(state.data_dir()).map_err(|e| StateError::io(&tmp, e))?;
+    let path_of = source.path_of(path);
+    let reader = source.open(path)?;
+    staged
+        .copy_from(&mut reader.take(cap.saturating_add(1)))
+        .map_err(|e| PackageError::Io {
+            path: path_of,
+            error: e,
+        })?;
+    Ok(staged)
+}
+
+fn import_from(
+    state: &State,
+    source: &mut dyn Source,
+    limits: &ImportLimits,
 ) -> Result<Vec<Imported>, PackageError> {
-    // Every file is stored before any rule changes, so a bad package changes no rule.
-    let mut stored = Vec::new();
+    let entries = parse_info(&read_info(source)?)?;
+    check_listing(&entries, limits)?;
+    // Every file is staged before any is stored and any rule changes, so a refused package
+    // changes nothing: dropping a StagedFile removes it.
+    let mut total = 0u64;
+    let mut staged = Vec::new();
     for entry in entries {
+        let mut files = Vec::new();
+        for (name, path) in &entry.files {
+            let left = limits.max_package_bytes.saturating_sub(total);
+            let cap = limits.max_file_bytes.min(left);
+            let file = stage(state, source, path, cap)?;
+            if file.size() > limits.max_file_bytes {
+                return Err(PackageError::FileTooLarge {
+                    file: display(path),
+                    limit: limits.max_file_bytes,
+                });
+            }
+            if file.size() > cap {
+                return Err(PackageError::PackageTooLarge {
+                    limit: limits.max_package_bytes,
+                });
+            }
+            total += file.size();
+            files.push((name.clone(), file));
+        }
+        staged.push((entry.key, entry.version, files));
+    }
+    let mut stored = Vec::new();
+    for (key, version, files) in staged {
+        let dir = store::version_dir(state.data_dir(), &key, version);
         let mut metas = Vec::new();
-        for (name, source) in &entry.files {
-            let mut reader = open(source)?;
-            let dir = store::version_dir(state.data_dir(), &entry.key, entry.version);
-            let meta = store::store_file(
-                state.data_dir(),
-                &entry.key,
-                entry.version,
-                name.clone(),
-                &mut reader,
-            )
-            .map_err(|e| StateError::io(&dir, e))?;
+        for (name, file) in files {
+            let meta = file
+                .commit(&dir.join(name.as_str()), name)
+                .map_err(|e| StateError::io(&dir, e))?;
             metas.push(meta);
         }
-        stored.push((entry.key, entry.version, metas));
+        stored.push((key, version, metas));
     }
     let mut out = Vec::new();
     for (key, version, metas) in stored {
@@ -455,5 +596,257 @@ mod tests {
         std::fs::write(&junk, b"MSCF but not really").unwrap();
         assert!(import_path(&state, &junk).is_err());
         assert!(state.rules().is_empty());
+    }
+
+    /// A cabinet with exactly these members, one MSZIP folder, in this order.
+    fn cab_with(path: &Path, members: &[(&str, &[u8])]) {
+        let mut builder = cab::CabinetBuilder::new();
+        let folder = builder.add_folder(cab::CompressionType::MsZip);
+        for (name, _) in members {
+            folder.add_file(*name);
+        }
+        let mut writer = builder.build(File::create(path).unwrap()).unwrap();
+        let mut index = 0;
+        while let Some(mut file) = writer.next_file().unwrap() {
+            file.write_all(members[index].1).unwrap();
+            index += 1;
+        }
+        writer.finish().unwrap();
+    }
+
+    fn one_file_info(source: &str) -> String {
+        update_info(&entries()[..1])
+            .replace(
+                "source=\"UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.nbt\"",
+                &format!("source=\"{source}\""),
+            )
+            .replace("<File name=\"CPE.cat\" source=\"UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.cat\"/>", "")
+    }
+
+    /// Nothing of a refused import is left: no rule, no store file, no staged file.
+    fn assert_untouched(state: &State) {
+        assert!(state.rules().is_empty(), "a refused import changed rules");
+        let count = |dir: &str| {
+            std::fs::read_dir(state.data_dir().join(dir))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!(count("store"), 0, "a refused import stored files");
+        assert_eq!(count("tmp"), 0, "a refused import left staged files");
+    }
+
+    fn fresh_state() -> (tempfile::TempDir, State) {
+        let data = tempfile::tempdir().unwrap();
+        let state = State::open(data.path(), StateOptions::default()).unwrap();
+        (data, state)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_package_file_that_is_a_link_fifo_or_under_a_linked_directory_is_refused() {
+        use std::os::unix::fs::symlink;
+        let (_data, state) = fresh_state();
+        let outside = tempfile::tempdir().unwrap();
+        let users = outside.path().join("users.txt");
+        std::fs::write(&users, "CORP\\alice:secret\n").unwrap();
+        let image = "UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.nbt";
+
+        // CPE.nbt -> users.txt published the users file.
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(pkg.path(), &entries()).unwrap();
+        std::fs::remove_file(pkg.path().join(image)).unwrap();
+        symlink(&users, pkg.path().join(image)).unwrap();
+        let err = import_path(&state, pkg.path()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_untouched(&state);
+
+        // A FIFO would block the import forever; /dev/zero would never end.
+        std::fs::remove_file(pkg.path().join(image)).unwrap();
+        let fifo = pkg.path().join(image);
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = import_path(&state, pkg.path()).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        std::fs::remove_file(&fifo).unwrap();
+        symlink("/dev/zero", &fifo).unwrap();
+        assert!(import_path(&state, pkg.path()).is_err());
+        assert_untouched(&state);
+
+        // A directory on the way that is a link out of the package.
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(pkg.path(), &entries()).unwrap();
+        let real = pkg
+            .path()
+            .join("UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101");
+        let moved = outside.path().join("moved");
+        std::fs::rename(&real, &moved).unwrap();
+        symlink(&moved, &real).unwrap();
+        let err = import_path(&state, pkg.path()).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+
+        // updateInfo.xml itself.
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(&outside.path().join("other"), &entries()).unwrap();
+        symlink(
+            outside.path().join("other").join(UPDATE_INFO),
+            pkg.path().join(UPDATE_INFO),
+        )
+        .unwrap();
+        assert!(import_path(&state, pkg.path()).is_err());
+        assert_untouched(&state);
+    }
+
+    #[test]
+    fn sources_that_escape_the_package_are_refused() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(pkg.path(), &entries()).unwrap();
+        for evil in [
+            "/etc/passwd",
+            "\\etc\\passwd",
+            "C:\\Windows\\x",
+            "UCPhone/../../../etc/passwd",
+            "\\\\server\\share\\x",
+            "%2e%2e/x",
+        ] {
+            std::fs::write(pkg.path().join(UPDATE_INFO), one_file_info(evil)).unwrap();
+            let err = import_path(&state, pkg.path()).unwrap_err();
+            assert!(matches!(err, PackageError::Info(_)), "{evil}: {err}");
+        }
+        assert_untouched(&state);
+        // The same listing with a source inside the package imports.
+        let good = one_file_info("UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.nbt");
+        std::fs::write(pkg.path().join(UPDATE_INFO), good).unwrap();
+        assert_eq!(import_path(&state, pkg.path()).unwrap()[0].files, 1);
+    }
+
+    #[test]
+    fn cabinet_member_names_that_escape_or_repeat_are_refused() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        let cab = pkg.path().join("bad.cab");
+        let info = one_file_info("CPE.nbt");
+        for (evil, why) in [
+            ("..\\..\\etc\\cron.d\\x", "escapes the package"),
+            ("\\abs", "escapes the package"),
+            ("C:\\x", "escapes the package"),
+            ("updateinfo.XML", "listed twice"),
+        ] {
+            cab_with(
+                &cab,
+                &[
+                    (UPDATE_INFO, info.as_bytes()),
+                    ("CPE.nbt", b"image"),
+                    (evil, b"x"),
+                ],
+            );
+            let err = import_path(&state, &cab).unwrap_err();
+            assert!(matches!(err, PackageError::Cabinet(_)), "{err}");
+            assert!(err.to_string().contains(why), "{evil}: {err}");
+        }
+        assert_untouched(&state);
+    }
+
+    #[test]
+    fn one_source_listed_twice_is_refused_not_written_twice() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        write_dir(pkg.path(), &entries()).unwrap();
+        let info = std::fs::read_to_string(pkg.path().join(UPDATE_INFO)).unwrap();
+        // CPE.cat's entry now names CPE.nbt's bytes (in another case) under its own name.
+        let twice = info.replace(
+            "source=\"UCPhone/Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.cat\"",
+            "source=\"ucphone\\Polycom/CX700/A/ENU/CPE/1.0.522.101/CPE.nbt\"",
+        );
+        assert_ne!(twice, info);
+        std::fs::write(pkg.path().join(UPDATE_INFO), &twice).unwrap();
+        let err = import_path(&state, pkg.path()).unwrap_err();
+        assert!(matches!(err, PackageError::Duplicate(_)), "{err}");
+        // And one store name listed twice.
+        let same_name = info.replace("name=\"CPE.cat\"", "name=\"cpe.NBT\"");
+        std::fs::write(pkg.path().join(UPDATE_INFO), same_name).unwrap();
+        let err = import_path(&state, pkg.path()).unwrap_err();
+        assert!(matches!(err, PackageError::Duplicate(_)), "{err}");
+        assert_untouched(&state);
+    }
+
+    #[test]
+    fn cabinet_members_sharing_bytes_are_refused() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        let cab = pkg.path().join("UCUpdates.cab");
+        write_cab(&cab, &entries()).unwrap();
+        // Point the last member at the first one's bytes: one member under two names.
+        let mut bytes = std::fs::read(&cab).unwrap();
+        let table = cabinet::read_table(&mut io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(table.len(), 4);
+        let first_file = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+        let mut at = first_file;
+        for m in &table[..3] {
+            at += 16 + m.name.len() + 1;
+        }
+        bytes[at..at + 4].copy_from_slice(&table[0].size.to_le_bytes());
+        bytes[at + 4..at + 8].copy_from_slice(&0u32.to_le_bytes());
+        std::fs::write(&cab, &bytes).unwrap();
+        let err = import_path(&state, &cab).unwrap_err();
+        assert!(err.to_string().contains("overlap"), "{err}");
+        assert_untouched(&state);
+    }
+
+    #[test]
+    fn each_cap_refuses_a_cabinet_before_decompressing_and_a_directory_while_copying() {
+        let (_data, state) = fresh_state();
+        let pkg = tempfile::tempdir().unwrap();
+        let cab = pkg.path().join("UCUpdates.cab");
+        let dir = pkg.path().join("dir");
+        // 100 KB of zeros compresses to almost nothing: a small bomb.
+        let big = vec![0u8; 100_000];
+        let mut package = entries();
+        package[0].files[0].1 = big.clone();
+        write_cab(&cab, &package).unwrap();
+        write_dir(&dir, &package).unwrap();
+        assert!(std::fs::metadata(&cab).unwrap().len() < 2_000);
+        let ok = ImportLimits {
+            max_file_bytes: 100_000,
+            max_package_bytes: 100_000 + 7 + 11 + 4096,
+            max_entries: 4,
+        };
+        let cases = [
+            (
+                ImportLimits {
+                    max_file_bytes: 99_999,
+                    ..ok
+                },
+                "--max-file-bytes",
+            ),
+            (
+                ImportLimits {
+                    max_package_bytes: 100_010,
+                    ..ok
+                },
+                "--max-package-bytes",
+            ),
+            (
+                ImportLimits {
+                    max_entries: 2,
+                    ..ok
+                },
+                "--max-entries",
+            ),
+        ];
+        for (limits, flag) in cases {
+            for path in [&cab, &dir] {
+                let err = import_path_with(&state, path, &limits).unwrap_err();
+                assert!(err.to_string().contains(flag), "{}: {err}", path.display());
+                assert_untouched(&state);
+            }
+        }
+        for path in [&cab, &dir] {
+            let imported = import_path_with(&state, path, &ok).unwrap();
+            assert_eq!(imported.len(), 2);
+        }
     }
 }

@@ -97,7 +97,7 @@ pub struct State {
 impl State {
     /// Opens (creating if needed) the data directory and loads its state file, if any.
     pub fn open(data_dir: &Path, options: StateOptions) -> Result<Self, StateError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StateError::io(data_dir, e))?;
+        crate::disk::create_private_dir(data_dir).map_err(|e| StateError::io(data_dir, e))?;
         let path = data_dir.join(STATE_FILE);
         let model = match std::fs::read(&path) {
             Ok(bytes) => decode(&bytes).map_err(|reason| StateError::Corrupt {

@@ -7,7 +7,8 @@
 //!
 //! Every durable write of the crate (store files, the state file, device logs, the CA PEM)
 //! goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds the hash,
-//! [`write_atomic`] is the in-memory shorthand.
+//! [`write_atomic`] is the in-memory shorthand. Everything here is created 0600 and its
+//! directories 0700 ([`crate::disk`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use ucupdate_protocol::{FileName, FirmwareVersion, Sha256Digest, StoreKind, StorePath, UpdateKey};
 
+use crate::disk;
 use crate::model::FileMeta;
 
 /// The directory of one version (`DATA/store/UCPhone/Polycom/CX700/A/ENU/1.0.522.101/CPE`).
@@ -53,14 +55,17 @@ impl TempFile {
     /// not cross file systems). The name is unique per process, call and chance, so two
     /// writers of one target never share a temp file.
     fn create(dir: &Path, stem: &str) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        disk::create_private_dir(dir)?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(
             ".{stem}.{}-{n}-{:016x}.tmp",
             std::process::id(),
             rand::random::<u64>()
         ));
-        let file = File::options().write(true).create_new(true).open(&path)?;
+        let file = disk::private_file()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok(TempFile { file, path })
     }
 
@@ -75,7 +80,7 @@ impl TempFile {
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("target has no parent"))?;
-        fs::create_dir_all(dir)?;
+        disk::create_private_dir(dir)?;
         fs::rename(&self.path, target)?;
         self.path = PathBuf::new();
         sync_dir(dir)

@@ -97,6 +97,16 @@ fn curl(user_pass: &str) -> (String, String) {
 fn curl_is_accepted_with_the_right_password_and_refused_with_a_wrong_one() {
     assert_eq!(curl("CORP\\alice:s3cret"), ("200".into(), "alice".into()));
     assert_eq!(curl("alice:s3cret"), ("200".into(), "alice".into()));
+    // The user file's spelling, not curl's.
+    assert_eq!(curl("corp\\ALICE:s3cret"), ("200".into(), "alice".into()));
+    // The right password under a domain that is not alice's: once accepted as EVILDOM\alice.
+    for spec in ["EVILDOM\\alice:s3cret", "alice@attacker.example:s3cret"] {
+        assert_eq!(
+            curl(spec),
+            ("401".into(), "domain does not belong to the account".into()),
+            "{spec}"
+        );
+    }
     assert_eq!(
         curl("CORP\\alice:WRONG"),
         ("401".into(), "bad NTLMv2 proof (wrong password)".into())

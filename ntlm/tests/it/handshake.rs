@@ -67,6 +67,54 @@ fn right_password_without_domain_is_accepted() {
 }
 
 #[test]
+fn the_accepted_identity_is_the_user_files_spelling() {
+    for spec in ["corp\\ALICE", "Alice@corp.example", "ALICE"] {
+        assert_eq!(
+            handshake(spec, "s3cret", [3; 8]).0,
+            AcceptStep::Accepted {
+                domain: "CORP".into(),
+                user: "alice".into()
+            },
+            "{spec}"
+        );
+    }
+    assert_eq!(
+        handshake("BOB", "hunter2", [3; 8]).0,
+        AcceptStep::Accepted {
+            domain: String::new(),
+            user: "bob".into()
+        }
+    );
+}
+
+#[test]
+fn a_foreign_domain_is_refused_even_with_the_right_password() {
+    // Once accepted and logged as `EVILDOM\ALICE` and `attacker.example\alice`.
+    for spec in [
+        "EVILDOM\\ALICE",
+        "alice@attacker.example",
+        "EVILDOM\\bob",
+        "bob@evil.example",
+    ] {
+        let password = if spec.contains("bob") {
+            "hunter2"
+        } else {
+            "s3cret"
+        };
+        assert_eq!(
+            handshake(spec, password, [4; 8]).0,
+            AcceptStep::Rejected(RejectReason::ForeignDomain),
+            "{spec}"
+        );
+    }
+    // An account listed without a domain takes the server's own (the acceptor's target).
+    assert!(matches!(
+        handshake("CORP\\bob", "hunter2", [4; 8]).0,
+        AcceptStep::Accepted { .. }
+    ));
+}
+
+#[test]
 fn wrong_password_is_a_bad_proof() {
     let (step, _) = handshake("CORP\\alice", "hunter2", [4; 8]);
     assert_eq!(step, AcceptStep::Rejected(RejectReason::BadProof));

@@ -2,6 +2,7 @@
 //! port 0 printing its URLs, serving a check, and stopping cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use ucupdate_server_stub::PackageEntry;
@@ -106,11 +107,44 @@ fn offline_commands_work_on_the_state_file() {
     }
 }
 
+/// A world-readable users file (every device account's password) was accepted.
+#[test]
+fn serve_refuses_a_users_file_others_may_read() {
+    let data = tempfile::tempdir().unwrap();
+    let users = data.path().join("users.txt");
+    std::fs::write(&users, "CONTOSO\\alice:Secret1!\n").unwrap();
+    for mode in [0o644, 0o640] {
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (ok, out, err) = run(&[
+            "serve",
+            "--data",
+            data.path().join("srv").to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+            "--internal",
+            "127.0.0.1:0",
+            "--internal-tls",
+            "off",
+            "--external",
+            "off",
+            "--admin",
+            "off",
+        ]);
+        assert!(!ok, "served with a users file of mode {mode:o}: {out}");
+        assert!(
+            err.contains("users file") && err.contains(&format!("mode {mode:04o}")),
+            "{err}"
+        );
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn serve_prints_urls_serves_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
     let users = data.path().join("users.txt");
     std::fs::write(&users, "CONTOSO\\alice:Secret1!\n").unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut child = bin()
         .args([
             "serve",

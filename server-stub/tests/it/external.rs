@@ -60,6 +60,24 @@ async fn ntlm_success_is_remembered_for_that_connection_only() {
     assert_eq!(control.metrics().ntlm_successes, 1);
 }
 
+/// alice's password under another domain was accepted and logged as `EVILDOM\ALICE`.
+#[tokio::test]
+async fn a_foreign_domain_is_refused_and_the_user_files_spelling_is_recorded() {
+    let t = start().await;
+    let body = check_body("1.0.0.0", MAC);
+    for spec in ["EVILDOM\\ALICE", "alice@attacker.example"] {
+        let mut c = external(&t).await;
+        let refused = login(&mut c, spec, "Secret1!", &body).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{spec}");
+    }
+    assert!(t.server.control().inventory().is_empty());
+    let mut c = external(&t).await;
+    let ok = login(&mut c, "contoso\\ALICE", "Secret1!", &body).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let inventory = t.server.control().inventory();
+    assert_eq!(inventory[0].last_user.as_deref(), Some("CONTOSO\\alice"));
+}
+
 /// The listener gives each TCP connection its own NTLM state: a Type 3 answered to one
 /// connection's challenge is refused on another, and the first connection can still use it.
 /// (The other refusals are in `hostile.rs`, in memory.)
@@ -109,7 +127,7 @@ async fn curl_ntlm_wrong_password_is_refused_and_right_one_accepted() {
     let url = t.server.external_url().unwrap().to_string();
     let body = t.dir.path().join("check.xml");
     std::fs::write(&body, check_body("1.0.0.0", MAC)).unwrap();
-    let run = |password: &'static str| {
+    let run = |user: &'static str, password: &'static str| {
         let (ca, url, body) = (ca.clone(), url.clone(), body.clone());
         tokio::task::spawn_blocking(move || {
             let out = std::process::Command::new("curl")
@@ -122,7 +140,7 @@ async fn curl_ntlm_wrong_password_is_refused_and_right_one_accepted() {
                     "--ntlm",
                     "-u",
                 ])
-                .arg(format!("CONTOSO\\alice:{password}"))
+                .arg(format!("{user}:{password}"))
                 .arg("--cacert")
                 .arg(&ca)
                 .args([
@@ -137,7 +155,9 @@ async fn curl_ntlm_wrong_password_is_refused_and_right_one_accepted() {
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
     };
-    assert_eq!(run("WRONG").await.unwrap(), "401");
-    assert_eq!(run("Secret1!").await.unwrap(), "200");
+    assert_eq!(run("CONTOSO\\alice", "WRONG").await.unwrap(), "401");
+    // The right password under a domain that is not alice's.
+    assert_eq!(run("EVILDOM\\alice", "Secret1!").await.unwrap(), "401");
+    assert_eq!(run("CONTOSO\\alice", "Secret1!").await.unwrap(), "200");
     assert_eq!(t.server.control().metrics().count("check", 200), 1);
 }

@@ -11,6 +11,8 @@ mod connections;
 mod external;
 mod files;
 mod hostile;
+mod import;
 mod logs;
+mod permissions;
 mod persistence;
 mod rules;
