@@ -8,6 +8,7 @@
 //! - [`state`]: the model behind a lock, persisted atomically to `DATA/state.json`.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
+//! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
 //! - [`audit`]: the daily request-handler audit log.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
@@ -16,6 +17,7 @@
 //! - `clock`: the one module that reads a clock.
 
 pub mod audit;
+pub mod catalog;
 mod clock;
 mod http;
 pub mod metrics;
