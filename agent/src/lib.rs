@@ -10,6 +10,7 @@
 //! - [`device`]: the firmware boundary (`Device` trait) and its Linux hook-command implementation.
 //! - [`driver`]: the tokio loop that runs the machine against the real world.
 //! - [`bridge`]: net results -> machine events, shared by the driver and the simulator.
+//! - [`trust`]: pure verdicts on what to install: the signed `.cat` catalog verifier.
 //! - [`clock`]: the one place this crate reads the wall clock.
 
 pub mod bridge;
@@ -20,3 +21,4 @@ pub mod driver;
 pub mod machine;
 pub mod net;
 pub mod persist;
+pub mod trust;
