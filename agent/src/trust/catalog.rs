@@ -64,6 +64,12 @@ impl TrustAnchors {
     pub fn from_pem(pem: &[u8]) -> Result<Self, AnchorError> {
         let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(pem))
             .collect::<Result<Vec<_>, _>>()?;
+        let der: Vec<Vec<u8>> = certs.iter().map(|c| c.to_vec()).collect();
+        Self::from_der(&der)
+    }
+
+    /// Anchors from DER certificates (the fuzz target feeds a catalog's own certificates).
+    pub fn from_der(certs: &[Vec<u8>]) -> Result<Self, AnchorError> {
         if certs.is_empty() {
             return Err(AnchorError::Empty);
         }
@@ -71,7 +77,8 @@ impl TrustAnchors {
             .iter()
             .enumerate()
             .map(|(index, c)| {
-                webpki::anchor_from_trusted_cert(c)
+                let der = CertificateDer::from(c.as_slice());
+                webpki::anchor_from_trusted_cert(&der)
                     .map(|a| a.to_owned())
                     .map_err(|e| AnchorError::BadCertificate {
                         index,

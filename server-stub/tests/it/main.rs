@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod catalog;
 mod cli;
 mod connections;
 mod external;
