@@ -187,7 +187,7 @@ impl DigestAlgorithm {
         }
     }
 
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             DigestAlgorithm::Sha1 => 20,
             DigestAlgorithm::Sha256 => 32,
@@ -212,7 +212,7 @@ impl MemberDigest {
                 algorithm.oid(),
             )));
         }
-        if value.len() != algorithm.len() {
+        if value.len() != algorithm.digest_len() {
             return Err(CatalogError::DigestLength {
                 what: "member digest",
                 algorithm,

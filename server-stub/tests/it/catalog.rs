@@ -17,7 +17,9 @@ fn create(dir: &Path, cert: &str, key: &str) -> std::process::Output {
     std::fs::write(dir.join("ucupdate.ver"), b"1.0.0.1").unwrap();
     Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
         .current_dir(dir)
-        .args(["catalog", "create", "--cert", "leaf.pem", "--key", "leaf.key"])
+        .args([
+            "catalog", "create", "--cert", "leaf.pem", "--key", "leaf.key",
+        ])
         .args(["ucupdate.bin", "ucupdate.ver", "-o", "x.cat"])
         .output()
         .unwrap()
@@ -27,7 +29,11 @@ fn create(dir: &Path, cert: &str, key: &str) -> std::process::Output {
 fn catalog_create_lists_every_file_under_its_base_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = create(dir.path(), "{leaf}", "{key}");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cat = catalog::decode(&std::fs::read(dir.path().join("x.cat")).unwrap()).unwrap();
     let names: Vec<_> = cat
         .trust_list
@@ -65,13 +71,19 @@ fn osslsigncode_verifies_a_catalog_from_catalog_create() {
     assert!(create(dir.path(), "{leaf}", "{key}").status.success());
     let out = osslsigncode_verify(dir.path(), "ca.pem");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Signature verification: ok"), "{text}");
 
     // The same catalog against another CA fails: the check above can fail.
     let other = throwaway_signer(LeafOptions::default()).unwrap();
     std::fs::write(dir.path().join("other.pem"), &other.ca_pem).unwrap();
-    assert!(!osslsigncode_verify(dir.path(), "other.pem").status.success());
+    assert!(!osslsigncode_verify(dir.path(), "other.pem")
+        .status
+        .success());
 
     // And one byte of the CTL changed (a member digest) fails too.
     let path = dir.path().join("x.cat");
