@@ -213,6 +213,9 @@ pub fn time(tlv: &Tlv<'_>, what: &'static str) -> Result<u64, CatalogError> {
         tag::UTC_TIME | tag::GENERALIZED_TIME => return Err(bad("time is not in the DER Z form")),
         _ => return Err(bad("expected a UTCTime or GeneralizedTime")),
     };
+    if year < 1970 {
+        return Err(bad("time before 1970"));
+    }
     if rest.last() != Some(&b'Z') {
         return Err(bad("time is not in UTC (no Z)"));
     }
@@ -247,20 +250,23 @@ fn days_in_month(year: u64, month: u64) -> u64 {
     }
 }
 
-/// Days since 1970-01-01 (years from 1950 on, which is all DER times can say here).
+/// Days since 1970-01-01 (the caller refuses earlier years).
 fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     let before_year: u64 = (1970..year)
         .map(|y| if is_leap(y) { 366 } else { 365 })
         .sum();
     let before_month: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
-    // Years before 1970 (UTCTime 50..69) are clamped to the epoch: nothing this codec signs or
-    // checks is that old, and a clamp cannot panic.
     before_year + before_month + day - 1
 }
 
+/// 9999-12-31T23:59:59Z, the last instant a GeneralizedTime can say.
+pub const MAX_TIME: u64 = 253_402_300_799;
+
 /// The inverse of [`time`]: seconds since the epoch as `YYMMDDhhmmssZ` (UTCTime, years
 /// 1970..2049) or `YYYYMMDDhhmmssZ` (GeneralizedTime, from 2050 on, as RFC 5280 asks).
+/// Times past year 9999 are written as [`MAX_TIME`].
 pub fn encode_time(unix: u64) -> Vec<u8> {
+    let unix = unix.min(MAX_TIME);
     let (mut days, secs) = (unix / 86_400, unix % 86_400);
     let mut year = 1970;
     loop {
@@ -444,6 +450,11 @@ mod tests {
         }
         let local = tlv(tag::UTC_TIME, b"2401010000000");
         assert!(time(&single(&local, "t").unwrap(), "t").is_err());
+        let before_epoch = tlv(tag::UTC_TIME, b"691231235959Z");
+        assert!(time(&single(&before_epoch, "t").unwrap(), "t").is_err());
+        // Far-future inputs are clamped, not looped over for ever.
+        let last = encode_time(u64::MAX);
+        assert_eq!(time(&single(&last, "t").unwrap(), "t").unwrap(), MAX_TIME);
     }
 
     #[test]
