@@ -13,6 +13,7 @@
 //!   completion event, and [`perform::InFlight`], the per-kind tracking of work in flight.
 //!   Shared by the driver, the simulator and the fault tests.
 //! - [`bridge`]: net results -> machine events (the result half of [`perform`]).
+//! - [`trust`]: pure verdicts on what to install: the signed `.cat` catalog verifier.
 //! - [`clock`]: the one place this crate reads the wall clock.
 
 pub mod bridge;
@@ -24,3 +25,4 @@ pub mod machine;
 pub mod net;
 pub mod perform;
 pub mod persist;
+pub mod trust;

@@ -13,11 +13,14 @@
 //! - [`wire`]: **every wire-format choice** (element names, endpoints, content types, the
 //!   "no update" form, the log-upload query): encode and decode of each message.
 //! - [`audit`]: the request handler's daily audit-log line (`;` fields, `#` modules).
+//! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
+//!   list of file digests): a bounded DER codec, no cryptography.
 //! - [`xml`]: a bounded, tolerant XML reader (size, depth and element caps; no DTDs).
 //!
 //! What the vendor documents and what this project chose is listed in `docs/PROTOCOL.md`.
 
 pub mod audit;
+pub mod catalog;
 pub mod error;
 pub mod identity;
 pub mod store;

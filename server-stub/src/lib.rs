@@ -8,6 +8,7 @@
 //! - [`state`]: the model behind a lock, persisted atomically to `DATA/state.json`.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
+//! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
 //! - [`audit`]: the daily request-handler audit log.
 //! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
 //! - [`metrics`]: counters and the Prometheus text format.
@@ -22,6 +23,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod catalog;
 mod clock;
 pub mod disk;
 mod http;

@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: TestDevicesAction,
     },
+    /// Write signed `.cat` catalogs (Microsoft catalog format; see docs/PROTOCOL.md).
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
     /// Show the device inventory (last seen version, model, user, check time).
     Inventory {
         #[command(flatten)]
@@ -65,6 +70,25 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogAction {
+    /// Sign a catalog listing FILE... (SHA-256, under their base names).
+    Create {
+        /// The code-signing certificate (PEM), then any intermediates.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        /// Its private key (PEM: PKCS#8 ECDSA P-256 or RSA, or PKCS#1 RSA).
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// Where to write the catalog (NAME.cat).
+        #[arg(short = 'o', long = "out", value_name = "NAME.cat")]
+        out: PathBuf,
+        /// The files to list.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -213,6 +237,31 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+fn catalog(action: CatalogAction) -> anyhow::Result<ExitCode> {
+    use ucupdate_server_stub::catalog::{create_from_paths, CatalogSigner};
+    match action {
+        CatalogAction::Create {
+            cert,
+            key,
+            out,
+            files,
+        } => {
+            let read = |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+            let signer = CatalogSigner::from_pem(&read(&cert)?, &read(&key)?)
+                .context("load the signing certificate and key")?;
+            let bytes = create_from_paths(&signer, &files)?;
+            std::fs::write(&out, &bytes).with_context(|| format!("write {}", out.display()))?;
+            println!(
+                "{}: {} files, {} bytes",
+                out.display(),
+                files.len(),
+                bytes.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -257,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Catalog { action } => catalog(action),
         Command::Rules { action } => rules(action),
         Command::TestDevices { action } => test_devices(action),
         Command::Inventory { data, json } => {

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod catalog;
 mod cli;
 mod connections;
 mod external;
