@@ -414,4 +414,20 @@ mod tests {
             .unwrap();
         assert_eq!(rule.approved, None, "only RoundTable deploys on import");
     }
+
+    /// A state file written by an earlier build reads back and re-encodes to the same bytes:
+    /// the on-disk format does not move when the serde plumbing does.
+    #[test]
+    fn an_old_state_file_re_encodes_to_the_same_bytes() {
+        let old = include_bytes!("../tests/fixtures/state-v1.json");
+        let model = decode(old).unwrap();
+        assert_eq!(model.rules.len(), 2);
+        assert_eq!(model.catalog.len(), 2);
+        assert_eq!(model.test_devices.len(), 2);
+        assert_eq!(model.inventory.len(), 1);
+        assert_eq!(
+            String::from_utf8(encode(&model)).unwrap(),
+            std::str::from_utf8(old).unwrap()
+        );
+    }
 }

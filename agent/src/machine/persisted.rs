@@ -311,4 +311,27 @@ mod tests {
             assert!(matches!(PersistedState::decode(bad), Err(PersistError::Malformed(_))), "{bad}");
         }
     }
+
+    /// State files written by an earlier build (every field set; a fresh device) read back and
+    /// re-encode to the same bytes: the on-disk format does not move when the serde plumbing
+    /// does.
+    #[test]
+    fn old_state_files_re_encode_to_the_same_bytes() {
+        for old in [
+            include_str!("../../tests/fixtures/state-v1.json"),
+            include_str!("../../tests/fixtures/state-v1-fresh.json"),
+        ] {
+            let state = PersistedState::decode(old).unwrap();
+            assert_eq!(state.encode(), old);
+        }
+        let full =
+            PersistedState::decode(include_str!("../../tests/fixtures/state-v1.json")).unwrap();
+        let install = full.install.unwrap();
+        assert_eq!(install.files.len(), 2);
+        assert_eq!(install.files[1].kind, FileKind::Catalog);
+        assert_eq!(
+            (install.files[1].size, install.files[1].sha256),
+            (None, None)
+        );
+    }
 }
