@@ -14,6 +14,8 @@
 //!   "no update" form, the log-upload query): encode and decode of each message.
 //! - [`audit`]: the request handler's daily audit-log line (`;` fields, `#` modules).
 //! - [`xml`]: a bounded, tolerant XML reader (size, depth and element caps; no DTDs).
+//! - `serde_impls` (feature `serde`): versions, file names, digests, rule keys and offered
+//!   files as the JSON strings of their `Display` form, for the state files other crates write.
 //!
 //! What the vendor documents and what this project chose is listed in `docs/PROTOCOL.md`.
 
@@ -25,6 +27,9 @@ pub mod url;
 pub mod version;
 pub mod wire;
 pub mod xml;
+
+#[cfg(feature = "serde")]
+mod serde_impls;
 
 pub use audit::AuditRecord;
 pub use error::ProtocolError;

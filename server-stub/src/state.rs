@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use ucupdate_protocol::{DeviceType, FileName, FirmwareVersion, UpdateKey};
 
-use crate::model::{text, FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
+use crate::model::{FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
 use crate::store;
 
 /// File name of the state file under the data directory.
@@ -68,7 +68,6 @@ struct StateFile {
 /// A rule as listed by the CLI, the admin API and the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRecord {
-    #[serde(with = "text")]
     pub key: UpdateKey,
     #[serde(flatten)]
     pub rule: Rule,
@@ -76,9 +75,7 @@ pub struct RuleRecord {
 
 #[derive(Serialize, Deserialize)]
 struct VersionRecord {
-    #[serde(with = "text")]
     key: UpdateKey,
-    #[serde(with = "text")]
     version: FirmwareVersion,
     files: Vec<FileMeta>,
 }
