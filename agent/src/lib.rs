@@ -11,12 +11,14 @@
 //! - [`driver`]: the tokio loop that runs the machine against the real world.
 //! - [`bridge`]: net results -> machine events, shared by the driver and the simulator.
 //! - [`clock`]: the one place this crate reads the wall clock.
+//! - [`hash`]: FNV-1a and splitmix64, the workspace's one copy of each.
 
 pub mod bridge;
 pub mod clock;
 pub mod device;
 pub mod dns;
 pub mod driver;
+pub mod hash;
 pub mod machine;
 pub mod net;
 pub mod persist;
