@@ -667,7 +667,5 @@ fn seed_from(identity: &DeviceIdentity) -> u64 {
         clock::unix_millis()
     );
     // FNV-1a: tiny, and the seed only has to differ between devices.
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::hash::fnv1a(text.as_bytes())
 }

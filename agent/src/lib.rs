@@ -15,12 +15,14 @@
 //! - [`bridge`]: net results -> machine events (the result half of [`perform`]).
 //! - [`trust`]: pure verdicts on what to install: the signed `.cat` catalog verifier.
 //! - [`clock`]: the one place this crate reads the wall clock.
+//! - [`hash`]: FNV-1a and splitmix64, the workspace's one copy of each.
 
 pub mod bridge;
 pub mod clock;
 pub mod device;
 pub mod dns;
 pub mod driver;
+pub mod hash;
 pub mod machine;
 pub mod net;
 pub mod perform;

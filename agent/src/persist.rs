@@ -4,7 +4,8 @@
 //! survives). Readers treat any leftover temp file as garbage from an interrupted write.
 //!
 //! The functions are blocking (`std::fs`): state files are small and written rarely. Async
-//! callers use the `*_async` twins, which run the same code on tokio's blocking pool.
+//! callers use the `*_async` twins or [`blocking`], which run the same code on tokio's blocking
+//! pool. This is the agent's only atomic-write mechanism.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -165,26 +166,32 @@ fn parent_of(path: &Path) -> Result<&Path, PersistError> {
 
 /// [`write_atomic`] on tokio's blocking pool.
 pub async fn write_atomic_async(path: PathBuf, bytes: Vec<u8>) -> Result<(), PersistError> {
-    let p = path.clone();
-    tokio::task::spawn_blocking(move || write_atomic(&p, &bytes))
-        .await
-        .unwrap_or_else(|join| Err(join_error(&path, join)))
+    blocking(path, move |path| write_atomic(path, &bytes)).await
 }
 
 /// [`read_state`] on tokio's blocking pool.
 pub async fn read_state_async(path: PathBuf) -> Result<Option<Vec<u8>>, PersistError> {
-    let p = path.clone();
-    tokio::task::spawn_blocking(move || read_state(&p))
-        .await
-        .unwrap_or_else(|join| Err(join_error(&path, join)))
+    blocking(path, read_state).await
 }
 
-fn join_error(path: &Path, join: tokio::task::JoinError) -> PersistError {
-    PersistError::Io {
-        op: "blocking task",
-        path: path.to_owned(),
-        source: io::Error::other(join),
-    }
+/// Runs file work on `path` (a write with what goes with it, such as the driver's staging
+/// clean-up) on tokio's blocking pool: the one place async code crosses into these functions.
+/// A task that panicked or was cancelled is an I/O error on `path`.
+pub async fn blocking<T, F>(path: PathBuf, work: F) -> Result<T, PersistError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Path) -> Result<T, PersistError> + Send + 'static,
+{
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || work(&p))
+        .await
+        .unwrap_or_else(|join| {
+            Err(PersistError::Io {
+                op: "blocking task",
+                path,
+                source: io::Error::other(join),
+            })
+        })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderName, Method, StatusCode};
 use ucupdate_agent::clock;
+use ucupdate_agent::hash::{splitmix64, FNV_PRIME, SPLITMIX_GAMMA};
 use ucupdate_agent::net::{self, ClientSettings, Credentials, DownloadSink, TlsOptions};
 use ucupdate_protocol::url::percent_encode;
 use ucupdate_protocol::wire::CONTENT_TYPE_XML;
@@ -431,16 +432,12 @@ pub(crate) fn probe_bytes(version: FirmwareVersion, len: usize) -> Bytes {
         .parts()
         .iter()
         .fold(0x9e37_79b9_7f4a_7c15u64, |h, &p| {
-            (h ^ u64::from(p)).wrapping_mul(0x100_0000_01b3)
+            (h ^ u64::from(p)).wrapping_mul(FNV_PRIME)
         });
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        // splitmix64
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        out.extend_from_slice(&splitmix64(state).to_le_bytes());
+        state = state.wrapping_add(SPLITMIX_GAMMA);
     }
     out.truncate(len);
     Bytes::from(out)

@@ -16,6 +16,8 @@
 //! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
 //!   list of file digests): a bounded DER codec, no cryptography.
 //! - [`xml`]: a bounded, tolerant XML reader (size, depth and element caps; no DTDs).
+//! - `serde_impls` (feature `serde`): versions, file names, digests, rule keys and offered
+//!   files as the JSON strings of their `Display` form, for the state files other crates write.
 //!
 //! What the vendor documents and what this project chose is listed in `docs/PROTOCOL.md`.
 
@@ -28,6 +30,9 @@ pub mod url;
 pub mod version;
 pub mod wire;
 pub mod xml;
+
+#[cfg(feature = "serde")]
+mod serde_impls;
 
 pub use audit::AuditRecord;
 pub use error::ProtocolError;

@@ -257,12 +257,21 @@ impl fmt::Debug for Sha256Digest {
 
 /// One file of an offered update.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OfferedFile {
     pub kind: FileKind,
     pub file_name: FileName,
     /// Our extension; absent from a real service's reply.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub size: Option<u64>,
     /// Our extension; absent from a real service's reply.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub sha256: Option<Sha256Digest>,
 }
 

@@ -41,11 +41,11 @@ pub enum RuleError {
 /// One update rule: which version each class of device should run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
-    #[serde(with = "text::opt", default)]
+    #[serde(default)]
     pub pending: Option<FirmwareVersion>,
-    #[serde(with = "text::opt", default)]
+    #[serde(default)]
     pub approved: Option<FirmwareVersion>,
-    #[serde(with = "text::opt", default)]
+    #[serde(default)]
     pub restore: Option<FirmwareVersion>,
     /// Set by restore: the approved version is a rollback and is offered with status `restore`.
     #[serde(default)]
@@ -157,10 +157,8 @@ impl fmt::Display for TestDevice {
 /// One stored file of a version, hashed once when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
-    #[serde(with = "text")]
     pub name: FileName,
     pub size: u64,
-    #[serde(with = "text")]
     pub sha256: Sha256Digest,
 }
 
@@ -381,52 +379,6 @@ impl Model {
             last_offer: outcome.to_owned(),
         };
         self.inventory.insert(device, entry);
-    }
-}
-
-/// Serde through `Display` / `FromStr`, for the protocol crate's types (which carry no serde).
-pub(crate) mod text {
-    use std::fmt::Display;
-    use std::str::FromStr;
-
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(value)
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
-    where
-        T: FromStr,
-        T::Err: Display,
-        D: Deserializer<'de>,
-    {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
-    }
-
-    pub mod opt {
-        use super::*;
-
-        pub fn serialize<T: Display, S: Serializer>(
-            value: &Option<T>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match value {
-                Some(v) => s.collect_str(v),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-        where
-            T: FromStr,
-            T::Err: Display,
-            D: Deserializer<'de>,
-        {
-            Option::<String>::deserialize(d)?
-                .map(|s| s.parse().map_err(D::Error::custom))
-                .transpose()
-        }
     }
 }
 

@@ -123,9 +123,7 @@ pub struct PackageEntry {
 /// What an import did to one rule.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Imported {
-    #[serde(with = "crate::model::text")]
     pub key: UpdateKey,
-    #[serde(with = "crate::model::text")]
     pub version: FirmwareVersion,
     pub files: usize,
     pub rule: Rule,

@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use ucupdate_protocol::{DeviceType, FileName, FirmwareVersion, UpdateKey};
 
-use crate::model::{text, FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
+use crate::model::{FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
 use crate::store;
 
 /// File name of the state file under the data directory.
@@ -68,7 +68,6 @@ struct StateFile {
 /// A rule as listed by the CLI, the admin API and the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRecord {
-    #[serde(with = "text")]
     pub key: UpdateKey,
     #[serde(flatten)]
     pub rule: Rule,
@@ -76,9 +75,7 @@ pub struct RuleRecord {
 
 #[derive(Serialize, Deserialize)]
 struct VersionRecord {
-    #[serde(with = "text")]
     key: UpdateKey,
-    #[serde(with = "text")]
     version: FirmwareVersion,
     files: Vec<FileMeta>,
 }
@@ -413,5 +410,21 @@ mod tests {
             .import_version(key(), "1.0.0.1".parse().unwrap(), Vec::new())
             .unwrap();
         assert_eq!(rule.approved, None, "only RoundTable deploys on import");
+    }
+
+    /// A state file written by an earlier build reads back and re-encodes to the same bytes:
+    /// the on-disk format does not move when the serde plumbing does.
+    #[test]
+    fn an_old_state_file_re_encodes_to_the_same_bytes() {
+        let old = include_bytes!("../tests/fixtures/state-v1.json");
+        let model = decode(old).unwrap();
+        assert_eq!(model.rules.len(), 2);
+        assert_eq!(model.catalog.len(), 2);
+        assert_eq!(model.test_devices.len(), 2);
+        assert_eq!(model.inventory.len(), 1);
+        assert_eq!(
+            String::from_utf8(encode(&model)).unwrap(),
+            std::str::from_utf8(old).unwrap()
+        );
     }
 }

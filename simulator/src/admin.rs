@@ -45,10 +45,8 @@ pub trait Admin: Send + Sync {
 /// Deterministic synthetic image bytes for a profile's version: the same everywhere, so a
 /// remote server, the embedded one and every shard publish identical files.
 pub fn synthetic_file(label: &str, version: FirmwareVersion, size: u64) -> Bytes {
-    let mut state =
-        crate::fleet::splitmix64(label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })) ^ version
+    let mut state = crate::fleet::splitmix64(ucupdate_agent::hash::fnv1a(label.as_bytes()))
+        ^ version
             .parts()
             .iter()
             .fold(0u64, |h, &p| h.rotate_left(16) ^ u64::from(p));

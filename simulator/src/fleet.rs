@@ -2,6 +2,8 @@
 //! nothing about a device's identity is stored, and shard `I/N` derives exactly the devices a
 //! single-process run would (the shard only picks which indices it runs).
 
+/// The agent's splitmix64: a device's seeds here and its machine's jitter come from one copy.
+pub use ucupdate_agent::hash::splitmix64;
 use ucupdate_protocol::{DeviceIdentity, MacAddress, SerialNumber};
 
 use crate::profile::{Mix, Profile};
@@ -132,13 +134,6 @@ impl std::str::FromStr for Shard {
         }
         Ok(Shard { index, count })
     }
-}
-
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A `u64` as a point in `[0, 1)`.

@@ -129,6 +129,36 @@ pub fn parse_reply(buf: &[u8], id: u16, name: &str, qtype: u16) -> Result<Reply,
     })
 }
 
+/// The name [`check_reply`] reads replies for (the fuzz seeds' question).
+pub const FUZZ_NAME: &str = "ucupdates-r2.corp.example";
+
+/// The body of the `dns_reply` fuzz target, public so that a property test runs it on stable:
+/// reads `data` as the reply to an A and to an AAAA query for [`FUZZ_NAME`] (with the id `data`
+/// starts with, so the fuzzer gets past the id check) and checks what every accepted reply
+/// must satisfy. Malformed input is an `Err` from [`parse_reply`], never a panic; this function
+/// panics only when an accepted reply breaks one of those rules.
+pub fn check_reply(data: &[u8]) {
+    let field = |at: usize| {
+        data.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    for qtype in [TYPE_A, TYPE_AAAA] {
+        let Ok(reply) = parse_reply(data, field(0), FUZZ_NAME, qtype) else {
+            continue;
+        };
+        assert!(reply.rcode <= 0x0f, "rcode {}", reply.rcode);
+        assert!(
+            reply.addrs.len() <= usize::from(field(6)),
+            "more addresses than answers"
+        );
+        assert!(
+            reply.addrs.iter().all(|a| a.is_ipv4() == (qtype == TYPE_A)),
+            "an address of the other family: {:?}",
+            reply.addrs
+        );
+    }
+}
+
 /// The dotted name at `pos` and the position after it (after the first pointer, if any).
 fn read_name(buf: &[u8], mut pos: usize) -> Result<(String, usize), MessageError> {
     let mut name = String::new();
@@ -286,7 +316,60 @@ mod tests {
         assert!(parse_reply(&good[..good.len() - 1], 1, NAME, TYPE_A).is_err());
     }
 
+    /// The `dns_reply` fuzz target's seeds, so the proptest below starts where the fuzzer does.
+    fn seeds() -> Vec<Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/dns_reply");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        seeds.sort();
+        seeds
+    }
+
+    #[test]
+    fn the_fuzz_seeds_cover_accepted_and_refused_replies() {
+        let seeds = seeds();
+        let id = |s: &[u8]| u16::from_be_bytes([s[0], s[1]]);
+        let accepted = |qtype| {
+            seeds
+                .iter()
+                .filter(|s| {
+                    parse_reply(s, id(s), FUZZ_NAME, qtype).is_ok_and(|r| !r.addrs.is_empty())
+                })
+                .count()
+        };
+        assert!(accepted(TYPE_A) >= 2 && accepted(TYPE_AAAA) >= 1);
+        assert!(seeds.iter().any(|s| matches!(
+            parse_reply(s, id(s), FUZZ_NAME, TYPE_A),
+            Err(MessageError::Malformed(_))
+        )));
+        for seed in &seeds {
+            check_reply(seed);
+        }
+    }
+
     proptest::proptest! {
+        /// What the fuzz target does, from its seeds: overwrite, cut or extend a valid reply
+        /// anywhere; the reader refuses or accepts it, and an accepted one keeps the rules.
+        #[test]
+        fn mutated_replies_never_panic(
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..8),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let seeds = seeds();
+            let mut bytes = pick.get(&seeds).clone();
+            for (at, value) in edits {
+                let at = at.index(bytes.len());
+                bytes[at] = value;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            bytes.extend_from_slice(&tail);
+            check_reply(&bytes);
+        }
+
         #[test]
         fn arbitrary_replies_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = parse_reply(&bytes, u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)]), NAME, TYPE_A);

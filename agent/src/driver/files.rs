@@ -76,20 +76,13 @@ pub(super) async fn raise_resume_point(dir: &Path, state: &mut PersistedState) {
 /// Writes the state atomically, then removes staging directories no record refers to any more
 /// (a withdrawn offer, an update installed before the last restart).
 pub(super) async fn persist(dir: PathBuf, state: PersistedState) -> Result<(), DriverError> {
-    let result = tokio::task::spawn_blocking(move || {
-        persist::write_atomic(&dir.join(STATE_FILE), state.encode().as_bytes())?;
+    persist::blocking(dir.join(STATE_FILE), move |path| {
+        persist::write_atomic(path, state.encode().as_bytes())?;
         clean_staging(&dir, &state);
-        Ok::<_, persist::PersistError>(())
+        Ok(())
     })
-    .await;
-    match result {
-        Ok(r) => Ok(r?),
-        Err(join) => Err(DriverError::Io {
-            what: "state write task",
-            path: PathBuf::from(STATE_FILE),
-            source: std::io::Error::other(join),
-        }),
-    }
+    .await?;
+    Ok(())
 }
 
 fn clean_staging(dir: &Path, state: &PersistedState) {

@@ -41,14 +41,19 @@
 //! - [`persisted`]: [`PersistedState`] and its versioned JSON encoding.
 //! - [`status`]: [`Phase`], [`Status`], [`MachineError`].
 //! - `rng`: the seeded splitmix64 generator, jitter and back-off.
+//! - `check`, `download`, `install`: the transitions of each stage; scheduling, back-off and
+//!   the timeouts stay here, next to the states they move between.
 //!
 //! Wall time enters only through [`Event::WallClock`]; it dates the last update and nothing
 //! else. The full rules (timing, back-off caps, persistence points) are in
 //! `docs/AGENT-MACHINE.md`.
 
 pub mod action;
+mod check;
 pub mod config;
+mod download;
 pub mod event;
+mod install;
 pub mod persisted;
 mod rng;
 pub mod status;
@@ -58,13 +63,10 @@ pub mod time;
 mod tests;
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::mem;
 use std::sync::Arc;
 
-use ucupdate_protocol::wire::{discovery_name, INTERNAL_HANDLER_PATH};
-use ucupdate_protocol::{
-    CheckResponse, FileKind, FirmwareVersion, HttpUrl, Offer, OfferedFile, Provisioning,
-};
+use ucupdate_protocol::{FirmwareVersion, HttpUrl, OfferedFile, Provisioning};
 
 pub use action::Action;
 pub use config::{ConfigError, LogPolicy, MachineConfig};
@@ -85,16 +87,18 @@ enum Trigger {
 }
 
 /// What a back-off retries when it expires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+#[derive(Debug)]
+enum Retry {
     /// The check, from discovery if the route needs it.
     Check,
-    /// The current file of the update, resuming.
-    Download,
+    /// The current file of this update, resuming.
+    Download(Box<Update>),
 }
 
-/// The phase with the data that only exists in it (the deadline of what is awaited).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The phase with the data that only exists in it: the deadline of what is awaited and, from
+/// an accepted offer to its install, the update itself. A download, its back-off, the wait for
+/// idle and the install each own what they act on, so none of them can be entered without it.
+#[derive(Debug)]
 enum State {
     Idle {
         at: Instant,
@@ -108,16 +112,21 @@ enum State {
     },
     Downloading {
         deadline: Instant,
+        update: Box<Update>,
     },
     Backoff {
         at: Instant,
-        step: Step,
+        retry: Retry,
     },
+    /// `staged` is also `persisted.install` (the copy that goes to disk); this one is the
+    /// copy the machine acts on, so an install cannot start without its files.
     WaitingIdle {
         since: Instant,
+        staged: Box<InstallMarker>,
     },
     Installing {
         deadline: Instant,
+        staged: Box<InstallMarker>,
     },
     /// `at`: re-emit `Reboot` if the device is still running then.
     Rebooting {
@@ -125,7 +134,8 @@ enum State {
     },
 }
 
-/// An accepted offer being downloaded. Boxed: an idle machine pays one pointer for it.
+/// An accepted offer being downloaded. Boxed inside its states: a machine that is not
+/// downloading pays nothing for it.
 #[derive(Debug)]
 struct Update {
     version: FirmwareVersion,
@@ -161,7 +171,6 @@ pub struct Machine {
     config: Arc<MachineConfig>,
     persisted: PersistedState,
     state: State,
-    update: Option<Box<Update>>,
     /// The signed-in user (a SIP URI or `DOMAIN\user`); never a password.
     user: Option<Box<str>>,
     outbox: VecDeque<Action>,
@@ -198,7 +207,6 @@ impl Machine {
             config,
             persisted: state,
             state: State::Idle { at: now },
-            update: None,
             user: None,
             outbox: VecDeque::new(),
             rng: Rng::new(seed),
@@ -236,12 +244,12 @@ impl Machine {
             }
             m.persist();
         }
-        if m.persisted.install.is_some() {
-            m.state = State::WaitingIdle { since: now };
-        } else {
-            let jitter = m.rng.jitter(m.config.power_on_jitter);
-            m.state = State::Idle { at: now + jitter };
-        }
+        m.state = match m.persisted.install.clone() {
+            Some(staged) => State::WaitingIdle { since: now, staged },
+            None => State::Idle {
+                at: now + m.rng.jitter(m.config.power_on_jitter),
+            },
+        };
         m
     }
 
@@ -283,18 +291,22 @@ impl Machine {
                 };
                 self.check_done(now, external, result);
             }
-            Event::DownloadDone(result) => {
-                if !matches!(self.state, State::Downloading { .. }) || self.update.is_none() {
+            Event::DownloadDone(result) => match self.take_state(now) {
+                State::Downloading { deadline, update } => {
+                    self.download_done(now, deadline, update, result)?
+                }
+                other => {
+                    self.state = other;
                     return Err(unexpected(&Event::DownloadDone(result)));
                 }
-                self.download_done(now, result)?;
-            }
-            Event::InstallDone(result) => {
-                if !matches!(self.state, State::Installing { .. }) {
+            },
+            Event::InstallDone(result) => match self.take_state(now) {
+                State::Installing { staged, .. } => self.install_done(now, staged.version, result),
+                other => {
+                    self.state = other;
                     return Err(unexpected(&Event::InstallDone(result)));
                 }
-                self.install_done(now, result);
-            }
+            },
             Event::LogUploaded(result) => {
                 if self.log_started.take().is_none() {
                     return Err(unexpected(&Event::LogUploaded(result)));
@@ -322,11 +334,12 @@ impl Machine {
     }
 
     fn step_timeout(&mut self, now: Instant) {
-        match self.state {
+        let idle_for = self.config.idle_before_restart;
+        match self.take_state(now) {
             State::Idle { at } if at <= now => self.begin_cycle(now),
-            State::Backoff { at, step } if at <= now => match step {
-                Step::Check => self.proceed_check(now),
-                Step::Download => self.download_next(now),
+            State::Backoff { at, retry } if at <= now => match retry {
+                Retry::Check => self.proceed_check(now),
+                Retry::Download(update) => self.download_next(now, update),
             },
             // The watchdogs: an answer the driver never gave is a timeout, so no lost
             // completion can stop the machine from polling again.
@@ -336,17 +349,15 @@ impl Machine {
             State::Checking { external, deadline } if deadline <= now => {
                 self.check_done(now, external, Err(FailureClass::Timeout))
             }
-            State::Downloading { deadline } if deadline <= now => {
-                let kept = self.update.as_ref().map_or(0, |u| u.resume_from);
-                self.download_failed(now, FailureClass::Timeout, kept)
+            State::Downloading { deadline, update } if deadline <= now => {
+                let kept = update.resume_from;
+                self.download_failed(now, FailureClass::Timeout, kept, update)
             }
-            State::Installing { deadline } if deadline <= now => {
-                self.install_done(now, Err(FailureClass::Timeout))
+            State::Installing { deadline, staged } if deadline <= now => {
+                self.install_done(now, staged.version, Err(FailureClass::Timeout))
             }
-            State::WaitingIdle { since }
-                if !self.in_call && since + self.config.idle_before_restart <= now =>
-            {
-                self.install(now)
+            State::WaitingIdle { since, staged } if !self.in_call && since + idle_for <= now => {
+                self.install(now, staged)
             }
             // A reboot hook that did not reboot: ask again rather than sit forever.
             State::Rebooting { at } if at <= now => {
@@ -355,21 +366,27 @@ impl Machine {
                     at: now + self.config.install_timeout,
                 };
             }
-            _ => {}
+            not_due => self.state = not_due,
         }
+    }
+
+    /// Moves the state out for a transition that consumes it. The placeholder left behind is
+    /// never observed: every caller sets the next state before it returns.
+    fn take_state(&mut self, now: Instant) -> State {
+        mem::replace(&mut self.state, State::Idle { at: now })
     }
 
     /// The next instant at which [`Machine::handle_timeout`] has work, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Idle { at } | State::Backoff { at, .. } => Some(at),
+        match &self.state {
+            State::Idle { at } | State::Backoff { at, .. } => Some(*at),
             State::Discovering { deadline }
             | State::Checking { deadline, .. }
-            | State::Downloading { deadline }
-            | State::Installing { deadline } => Some(deadline),
+            | State::Downloading { deadline, .. }
+            | State::Installing { deadline, .. } => Some(*deadline),
             State::WaitingIdle { .. } if self.in_call => None,
-            State::WaitingIdle { since } => Some(since + self.config.idle_before_restart),
-            State::Rebooting { at } => Some(at),
+            State::WaitingIdle { since, .. } => Some(*since + self.config.idle_before_restart),
+            State::Rebooting { at } => Some(*at),
         }
     }
 
@@ -402,11 +419,17 @@ impl Machine {
             Route::Resolve { name } => Some(format!("{name} (to be resolved)")),
             Route::NoServer | Route::BadUrl => None,
         };
-        let target_version = self
-            .update
-            .as_ref()
-            .map(|u| u.version)
-            .or_else(|| self.persisted.install.as_ref().map(|i| i.version));
+        let target_version = match &self.state {
+            State::Downloading { update, .. }
+            | State::Backoff {
+                retry: Retry::Download(update),
+                ..
+            } => Some(update.version),
+            State::WaitingIdle { staged, .. } | State::Installing { staged, .. } => {
+                Some(staged.version)
+            }
+            _ => None,
+        };
         Status {
             phase: self.phase(),
             current_version: self.persisted.current_version,
@@ -475,10 +498,10 @@ impl Machine {
         self.state = State::Idle { at };
     }
 
-    fn fail(&mut self, now: Instant, class: FailureClass, step: Step) {
+    fn fail(&mut self, now: Instant, class: FailureClass, retry: Retry) {
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(class);
-        if step == Step::Check {
+        if matches!(retry, Retry::Check) {
             self.last_outcome = Some(CheckOutcome::Failed(class));
         }
         let delay = rng::backoff(
@@ -489,7 +512,7 @@ impl Machine {
         );
         self.state = State::Backoff {
             at: now + delay,
-            step,
+            retry,
         };
     }
 
@@ -499,7 +522,7 @@ impl Machine {
     }
 
     fn activity(&mut self, now: Instant) {
-        if let State::WaitingIdle { since } = &mut self.state {
+        if let State::WaitingIdle { since, .. } = &mut self.state {
             *since = now;
         }
     }
@@ -519,425 +542,6 @@ impl Machine {
             self.persist();
         }
         self.trigger(now, Trigger::SignIn);
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // Check
-    // ------------------------------------------------------------------------------------------
-
-    fn begin_cycle(&mut self, now: Instant) {
-        // Each regular cycle re-learns where the device is and re-resolves the name, so a
-        // device carried back inside the firewall returns to the internal URL.
-        self.outside = false;
-        self.discovered = false;
-        self.proceed_check(now);
-    }
-
-    fn proceed_check(&mut self, now: Instant) {
-        match self.route() {
-            Route::Check { url, external } => {
-                self.due = None;
-                self.outbox.push_back(Action::Check {
-                    url,
-                    external,
-                    user: self.user.as_deref().map(str::to_owned),
-                    current_version: self.persisted.current_version,
-                });
-                let deadline = now + self.config.request_timeout;
-                self.state = State::Checking { external, deadline };
-            }
-            Route::Resolve { name } => {
-                self.outbox.push_back(Action::Resolve { name });
-                self.state = State::Discovering {
-                    deadline: now + self.config.request_timeout,
-                };
-            }
-            Route::NoServer => {
-                self.last_outcome = Some(CheckOutcome::NoServer);
-                self.go_idle(now);
-            }
-            Route::BadUrl => self.fail(now, FailureClass::Protocol, Step::Check),
-        }
-    }
-
-    fn wants_external(&self) -> bool {
-        match self.config.outside_firewall {
-            Some(outside) => outside,
-            None => self.outside || self.internal_source().is_none(),
-        }
-    }
-
-    /// The internal check URL, by precedence: configured, provisioned, discovered.
-    /// `Err(name)` means it must be discovered under `name`.
-    ///
-    /// Discovery is for a device that was never provisioned: nobody ever signed in, or the
-    /// sign-ins carried no update-service properties. In the second case the documentation is
-    /// silent; going on with discovery beats never checking again.
-    fn internal_source(&self) -> Option<Result<&str, String>> {
-        let cfg = &self.config;
-        if let Some(url) = &cfg.server_url {
-            return Some(Ok(url));
-        }
-        match self.persisted.provisioning.as_deref() {
-            Some(p) => p.internal_url.as_deref().filter(|_| p.enabled).map(Ok),
-            None => cfg.discovery_domain().and_then(discovery_name).map(Err),
-        }
-    }
-
-    fn external_source(&self) -> Option<&str> {
-        if let Some(url) = &self.config.external_server_url {
-            return Some(url);
-        }
-        let p = self.persisted.provisioning.as_deref()?;
-        p.external_url.as_deref().filter(|_| p.enabled)
-    }
-
-    fn route(&self) -> Route {
-        let parse = |text: &str, external| match text.parse::<HttpUrl>() {
-            Ok(url) => Route::Check { url, external },
-            Err(_) => Route::BadUrl,
-        };
-        if self.wants_external() {
-            return match self.external_source() {
-                Some(url) => parse(url, true),
-                None => Route::NoServer,
-            };
-        }
-        match self.internal_source() {
-            None => Route::NoServer,
-            Some(Ok(url)) => parse(url, false),
-            Some(Err(name)) if self.discovered => {
-                let scheme = if self.config.discovery_https {
-                    "https"
-                } else {
-                    "http"
-                };
-                let port = self.config.discovery_port;
-                parse(
-                    &format!("{scheme}://{name}:{port}{INTERNAL_HANDLER_PATH}"),
-                    false,
-                )
-            }
-            Some(Err(name)) => Route::Resolve { name },
-        }
-    }
-
-    /// A failure of the internal path (discovery or check): outside the firewall when it looks
-    /// like one and an external URL exists, which is then tried at once; otherwise back off.
-    fn internal_failed(&mut self, now: Instant, class: FailureClass) {
-        let can_switch = self.config.outside_firewall.is_none()
-            && class.suggests_outside()
-            && !self.outside
-            && self.external_source().is_some();
-        if can_switch {
-            self.outside = true;
-            self.proceed_check(now);
-        } else {
-            self.fail(now, class, Step::Check);
-        }
-    }
-
-    fn resolved(&mut self, now: Instant, result: Result<Vec<IpAddr>, FailureClass>) {
-        match result {
-            Ok(addresses) if !addresses.is_empty() => {
-                self.discovered = true;
-                self.proceed_check(now);
-            }
-            Ok(_) => self.internal_failed(now, FailureClass::Dns),
-            Err(class) => self.internal_failed(now, class),
-        }
-    }
-
-    fn check_done(
-        &mut self,
-        now: Instant,
-        external: bool,
-        result: Result<CheckResponse, CheckFailure>,
-    ) {
-        self.last_check = Some(now);
-        match result {
-            Err(class) if !external => self.internal_failed(now, class),
-            Err(FailureClass::Unauthorized) if self.user.is_none() => {
-                // The documented answer to an external device with nobody signed in: give up
-                // until the next regular check instead of prompting or retrying.
-                self.last_outcome = Some(CheckOutcome::DeniedNoUser);
-                self.last_error = Some(FailureClass::Unauthorized);
-                self.go_idle(now);
-            }
-            Err(class) => self.fail(now, class, Step::Check),
-            Ok(response) => {
-                self.failures = 0;
-                self.last_error = None;
-                self.maybe_upload_log(now);
-                match response {
-                    CheckResponse::Update(offer)
-                        if offer.version != self.persisted.current_version =>
-                    {
-                        self.last_outcome = Some(CheckOutcome::Offered(offer.version));
-                        self.start_update(now, offer, external);
-                    }
-                    CheckResponse::Update(_) | CheckResponse::NoUpdate => {
-                        self.last_outcome = Some(CheckOutcome::NoUpdate);
-                        if self.persisted.download.take().is_some() {
-                            // The server withdrew what was half downloaded; let the driver
-                            // delete it.
-                            self.persist();
-                        }
-                        self.go_idle(now);
-                    }
-                }
-            }
-        }
-    }
-
-    fn maybe_upload_log(&mut self, now: Instant) {
-        let in_flight = self
-            .log_started
-            .is_some_and(|t| now < t + self.config.request_timeout);
-        let due = match self.config.log_upload {
-            LogPolicy::Never => false,
-            LogPolicy::AfterCheck => true,
-            LogPolicy::Daily => self.last_log.is_none_or(|t| {
-                now - t
-                    >= self
-                        .config
-                        .poll_interval()
-                        .saturating_sub(self.config.poll_jitter())
-            }),
-        };
-        if in_flight || !due {
-            return;
-        }
-        if let Route::Check { url, external } = self.route() {
-            self.outbox.push_back(Action::UploadLog { url, external });
-            self.log_started = Some(now);
-        }
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // Download
-    // ------------------------------------------------------------------------------------------
-
-    fn start_update(&mut self, now: Instant, offer: Offer, external: bool) {
-        let Offer {
-            base_url,
-            external_base_url,
-            version,
-            mut files,
-            ..
-        } = offer;
-        // Download from the side the check went through; a blank base on that side (the
-        // server's settings not populated) falls back to the other.
-        let (preferred, other) = if external {
-            (
-                (external_base_url.as_str(), true),
-                (base_url.as_str(), false),
-            )
-        } else {
-            (
-                (base_url.as_str(), false),
-                (external_base_url.as_str(), true),
-            )
-        };
-        let chosen = [preferred, other]
-            .into_iter()
-            .find(|(text, _)| !text.trim().is_empty());
-        let parsed =
-            chosen.and_then(|(text, ext)| text.trim().parse::<HttpUrl>().ok().map(|u| (u, ext)));
-        let Some((base, external)) = parsed.filter(|_| !files.is_empty()) else {
-            self.fail(now, FailureClass::Protocol, Step::Check);
-            return;
-        };
-        files.sort_by_key(|f| f.kind != FileKind::Image);
-        // Resume only where the record and the offer agree on the file at that position;
-        // anything else starts over (and `Install` re-verifies every file regardless).
-        let (next, resume_from) = match self.persisted.download.as_deref() {
-            Some(p) if p.version == version => {
-                let index = usize::try_from(p.completed).unwrap_or(usize::MAX);
-                match files.get(index) {
-                    Some(f) if f.file_name == p.file => (index, p.bytes),
-                    _ => (0, 0),
-                }
-            }
-            _ => (0, 0),
-        };
-        self.update = Some(Box::new(Update {
-            version,
-            base,
-            external,
-            files,
-            next,
-            resume_from,
-            attempts: 0,
-        }));
-        self.download_next(now);
-    }
-
-    fn download_next(&mut self, now: Instant) {
-        let Some(u) = self.update.as_deref() else {
-            self.proceed_check(now);
-            return;
-        };
-        let Some(file) = u.files.get(u.next).cloned() else {
-            self.staged(now);
-            return;
-        };
-        let url = u.base.join(file.file_name.as_str());
-        let record = PartialDownload {
-            version: u.version,
-            url: url.to_string(),
-            file: file.file_name.clone(),
-            completed: u32::try_from(u.next).unwrap_or(u32::MAX),
-            bytes: u.resume_from,
-        };
-        let action = Action::Download {
-            url,
-            version: u.version,
-            file,
-            resume_from: u.resume_from,
-            external: u.external,
-        };
-        if self.persisted.download.as_deref() != Some(&record) {
-            self.persisted.download = Some(Box::new(record));
-            self.persist();
-        }
-        self.outbox.push_back(action);
-        self.state = State::Downloading {
-            deadline: now + self.config.download_timeout,
-        };
-    }
-
-    fn download_done(
-        &mut self,
-        now: Instant,
-        result: Result<DownloadedFile, DownloadFailure>,
-    ) -> Result<(), MachineError> {
-        let Some(u) = self.update.as_deref_mut() else {
-            return Err(MachineError::Unexpected {
-                event: "download-done",
-                phase: self.phase(),
-            });
-        };
-        match result {
-            Ok(done) => {
-                let Some(expected) = u.files.get(u.next) else {
-                    return Err(MachineError::Unexpected {
-                        event: "download-done",
-                        phase: Phase::Downloading,
-                    });
-                };
-                if done.file_name != expected.file_name {
-                    return Err(MachineError::WrongFile {
-                        expected: expected.file_name.clone(),
-                        got: done.file_name,
-                    });
-                }
-                if expected.size.is_some_and(|size| size != done.size) {
-                    self.download_failed(now, FailureClass::HashMismatch, 0);
-                    return Ok(());
-                }
-                u.next += 1;
-                u.resume_from = 0;
-                u.attempts = 0;
-                self.failures = 0;
-                self.last_error = None;
-                self.download_next(now);
-            }
-            Err(failure) => self.download_failed(now, failure.class, failure.bytes_kept),
-        }
-        Ok(())
-    }
-
-    fn download_failed(&mut self, now: Instant, class: FailureClass, bytes_kept: u64) {
-        let Some(u) = self.update.as_deref_mut() else {
-            self.fail(now, class, Step::Check);
-            return;
-        };
-        u.attempts = u.attempts.saturating_add(1);
-        // Bytes that failed verification are worthless; anything else is resumed.
-        u.resume_from = if class == FailureClass::HashMismatch {
-            0
-        } else {
-            bytes_kept
-        };
-        let (attempts, external, resume_from) = (u.attempts, u.external, u.resume_from);
-        if let Some(p) = self.persisted.download.as_deref_mut() {
-            if p.bytes != resume_from {
-                p.bytes = resume_from;
-                self.persist();
-            }
-        }
-        if class == FailureClass::Unauthorized && external && self.user.is_none() {
-            self.update = None;
-            self.last_outcome = Some(CheckOutcome::DeniedNoUser);
-            self.last_error = Some(class);
-            self.go_idle(now);
-        } else if attempts >= self.config.max_download_attempts.max(1) {
-            // Give this offer up until the next regular check (which may resume it): a broken
-            // file on the server must not be fetched every hour forever.
-            self.update = None;
-            self.last_error = Some(class);
-            self.go_idle(now);
-        } else {
-            self.fail(now, class, Step::Download);
-        }
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // Install
-    // ------------------------------------------------------------------------------------------
-
-    /// Every file is verified: the marker goes to disk before anything may install it.
-    fn staged(&mut self, now: Instant) {
-        let Some(u) = self.update.take() else {
-            return self.go_idle(now);
-        };
-        let Update { version, files, .. } = *u;
-        self.persisted.download = None;
-        self.persisted.install = Some(Box::new(InstallMarker { version, files }));
-        self.persist();
-        self.state = State::WaitingIdle { since: now };
-    }
-
-    fn install(&mut self, now: Instant) {
-        let Some(marker) = self.persisted.install.as_deref() else {
-            return self.go_idle(now);
-        };
-        self.outbox.push_back(Action::Install {
-            version: marker.version,
-            files: marker.files.clone(),
-        });
-        self.state = State::Installing {
-            deadline: now + self.config.install_timeout,
-        };
-    }
-
-    fn install_done(&mut self, now: Instant, result: Result<(), FailureClass>) {
-        let marker = self.persisted.install.take();
-        match (result, marker) {
-            (Ok(()), Some(marker)) => {
-                // Only now, with the install confirmed, does the new version become current.
-                let previous = self.persisted.current_version;
-                self.persisted.current_version = marker.version;
-                self.persisted.fallback_version = Some(previous);
-                self.persisted.last_update_unix_ms = self.wall(now);
-                self.persisted.download = None;
-                self.persist();
-                self.outbox.push_back(Action::Reboot);
-                self.state = State::Rebooting {
-                    at: now + self.config.install_timeout,
-                };
-            }
-            (Ok(()), None) => self.go_idle(now),
-            (Err(class), _) => {
-                // A local failure (hook, flash, staged bytes that no longer verify). Retrying
-                // within minutes would re-download the image each time; the next regular check
-                // starts the whole update again from verified bytes.
-                self.persist();
-                self.last_error = Some(class);
-                self.go_idle(now);
-            }
-        }
     }
 
     fn wall(&self, now: Instant) -> Option<u64> {

@@ -6,9 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use ucupdate_protocol::{
-    FileKind, FileName, FirmwareVersion, OfferedFile, Provisioning, Sha256Digest,
-};
+use ucupdate_protocol::{FileName, FirmwareVersion, OfferedFile, Provisioning};
 
 /// The `format` this build writes and reads.
 pub const PERSIST_FORMAT: u32 = 1;
@@ -20,10 +18,9 @@ pub struct PersistedState {
     /// Always [`PERSIST_FORMAT`] when written by this build; checked by [`PersistedState::decode`].
     pub format: u32,
     /// The version the device runs (the System Information screen's "current version").
-    #[serde(with = "text")]
     pub current_version: FirmwareVersion,
     /// The version before the last update, kept as the fallback image.
-    #[serde(default, with = "opt_text", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_version: Option<FirmwareVersion>,
     /// When the last update was confirmed installed (the screen's "date of the last update").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,10 +64,8 @@ impl From<Provisioning> for ProvisionedUrls {
 /// verified; `file` at `url` has `bytes` kept on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialDownload {
-    #[serde(with = "text")]
     pub version: FirmwareVersion,
     pub url: String,
-    #[serde(with = "text")]
     pub file: FileName,
     pub completed: u32,
     pub bytes: u64,
@@ -79,10 +74,8 @@ pub struct PartialDownload {
 /// The pending-install marker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallMarker {
-    #[serde(with = "text")]
     pub version: FirmwareVersion,
     /// With their digests, so the install re-verifies what a power cut may have touched.
-    #[serde(with = "offered_files")]
     pub files: Vec<OfferedFile>,
 }
 
@@ -154,104 +147,10 @@ impl fmt::Display for PersistedState {
     }
 }
 
-/// Types with `Display` + `FromStr` (versions, file names) as JSON strings.
-mod text {
-    use std::fmt::Display;
-    use std::str::FromStr;
-
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
-    where
-        T: FromStr,
-        T::Err: Display,
-        D: Deserializer<'de>,
-    {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
-    }
-}
-
-mod opt_text {
-    use std::fmt::Display;
-    use std::str::FromStr;
-
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => s.collect_str(v),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-    where
-        T: FromStr,
-        T::Err: Display,
-        D: Deserializer<'de>,
-    {
-        Option::<String>::deserialize(d)?
-            .map(|s| s.parse().map_err(D::Error::custom))
-            .transpose()
-    }
-}
-
-/// `OfferedFile` lives in the protocol crate, which has no serde; mirror it here.
-mod offered_files {
-    use super::*;
-    use serde::{de::Error, Deserializer, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    struct Repr {
-        kind: String,
-        #[serde(with = "super::text")]
-        file_name: FileName,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        size: Option<u64>,
-        #[serde(
-            default,
-            with = "super::opt_text",
-            skip_serializing_if = "Option::is_none"
-        )]
-        sha256: Option<Sha256Digest>,
-    }
-
-    pub fn serialize<S: Serializer>(files: &[OfferedFile], s: S) -> Result<S::Ok, S::Error> {
-        let reprs: Vec<Repr> = files
-            .iter()
-            .map(|f| Repr {
-                kind: f.kind.as_str().to_owned(),
-                file_name: f.file_name.clone(),
-                size: f.size,
-                sha256: f.sha256,
-            })
-            .collect();
-        reprs.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OfferedFile>, D::Error> {
-        Vec::<Repr>::deserialize(d)?
-            .into_iter()
-            .map(|r| {
-                let kind = FileKind::from_wire(&r.kind)
-                    .ok_or_else(|| D::Error::custom(format!("unknown file kind {:?}", r.kind)))?;
-                Ok(OfferedFile {
-                    kind,
-                    file_name: r.file_name,
-                    size: r.size,
-                    sha256: r.sha256,
-                })
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use ucupdate_protocol::{FileKind, Sha256Digest};
+
     use super::*;
 
     fn full() -> PersistedState {
@@ -310,5 +209,28 @@ mod tests {
         ] {
             assert!(matches!(PersistedState::decode(bad), Err(PersistError::Malformed(_))), "{bad}");
         }
+    }
+
+    /// State files written by an earlier build (every field set; a fresh device) read back and
+    /// re-encode to the same bytes: the on-disk format does not move when the serde plumbing
+    /// does.
+    #[test]
+    fn old_state_files_re_encode_to_the_same_bytes() {
+        for old in [
+            include_str!("../../tests/fixtures/state-v1.json"),
+            include_str!("../../tests/fixtures/state-v1-fresh.json"),
+        ] {
+            let state = PersistedState::decode(old).unwrap();
+            assert_eq!(state.encode(), old);
+        }
+        let full =
+            PersistedState::decode(include_str!("../../tests/fixtures/state-v1.json")).unwrap();
+        let install = full.install.unwrap();
+        assert_eq!(install.files.len(), 2);
+        assert_eq!(install.files[1].kind, FileKind::Catalog);
+        assert_eq!(
+            (install.files[1].size, install.files[1].sha256),
+            (None, None)
+        );
     }
 }

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::time::millis;
+use crate::hash::{splitmix64, SPLITMIX_GAMMA};
 
-/// splitmix64 (Steele, Lea, Flood 2014): one `u64` of state, full period, good enough to spread
-/// a fleet; not for secrets.
+/// A splitmix64 stream ([`crate::hash::splitmix64`]): one `u64` of state, full period, good
+/// enough to spread a fleet; not for secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rng(u64);
 
@@ -19,11 +20,9 @@ impl Rng {
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let out = splitmix64(self.0);
+        self.0 = self.0.wrapping_add(SPLITMIX_GAMMA);
+        out
     }
 
     /// Uniform in `0..=max` (Lemire's multiply-high; the tiny bias is irrelevant for delays).

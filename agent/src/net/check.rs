@@ -4,15 +4,14 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::Method;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::time::timeout;
 use ucupdate_ntlm::Credentials;
 use ucupdate_protocol::wire::{CONTENT_TYPE_XML, MAX_MESSAGE_BYTES};
 use ucupdate_protocol::{CheckRequest, CheckResponse, HttpUrl, LogUpload};
 
 use super::client::Client;
-use super::error::{NetError, TimeoutPhase};
+use super::conn::next_data;
+use super::error::NetError;
 use super::exchange::{exchange, RequestSpec};
 use super::shaping::Pacer;
 use super::RequestStats;
@@ -143,25 +142,13 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, NetError> {
     let mut out = BytesMut::new();
     let mut pacer = Pacer::new(client.shaping);
-    loop {
-        let frame = timeout(client.settings.timeouts.body_idle, body.frame())
-            .await
-            .map_err(|_| NetError::Timeout {
-                phase: TimeoutPhase::BodyIdle,
-            })?;
-        match frame {
-            None => return Ok(out.freeze()),
-            Some(Err(e)) => return Err(NetError::Transport(e)),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    stats.bytes_received += data.len() as u64;
-                    if (out.len() + data.len()) as u64 > cap {
-                        return Err(NetError::TooLarge { cap });
-                    }
-                    out.extend_from_slice(&data);
-                    pacer.pace(data.len() as u64).await;
-                }
-            }
+    while let Some(data) = next_data(client, body).await? {
+        stats.bytes_received += data.len() as u64;
+        if (out.len() + data.len()) as u64 > cap {
+            return Err(NetError::TooLarge { cap });
         }
+        out.extend_from_slice(&data);
+        pacer.pace(data.len() as u64).await;
     }
+    Ok(out.freeze())
 }

@@ -298,9 +298,13 @@ pub(crate) fn host_header(url: &HttpUrl) -> String {
     }
 }
 
-/// Reads and drops a small body (a 401 page) so the connection can carry the next request.
-pub(crate) async fn drain(client: &Client, body: &mut Incoming, cap: u64) -> Result<(), NetError> {
-    let mut seen = 0u64;
+/// The next data chunk of a response body, `None` at its end; other frames (trailers) are
+/// skipped. Every reader of a body comes through here, so each waits at most `body_idle` for
+/// the next frame: a server that stops sending mid-body cannot hold a request open for ever.
+pub(crate) async fn next_data(
+    client: &Client,
+    body: &mut Incoming,
+) -> Result<Option<Bytes>, NetError> {
     loop {
         let frame = timeout(client.settings.timeouts.body_idle, body.frame())
             .await
@@ -308,18 +312,27 @@ pub(crate) async fn drain(client: &Client, body: &mut Incoming, cap: u64) -> Res
                 phase: TimeoutPhase::BodyIdle,
             })?;
         match frame {
-            None => return Ok(()),
+            None => return Ok(None),
             Some(Err(e)) => return Err(NetError::Transport(e)),
             Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    seen += data.len() as u64;
-                    if seen > cap {
-                        return Err(NetError::TooLarge { cap });
-                    }
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
                 }
             }
         }
     }
+}
+
+/// Reads and drops a small body (a 401 page) so the connection can carry the next request.
+pub(crate) async fn drain(client: &Client, body: &mut Incoming, cap: u64) -> Result<(), NetError> {
+    let mut seen = 0u64;
+    while let Some(data) = next_data(client, body).await? {
+        seen += data.len() as u64;
+        if seen > cap {
+            return Err(NetError::TooLarge { cap });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,18 +8,17 @@ use std::path::{Path, PathBuf};
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Response;
 use sha2::{Digest, Sha256};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
-use tokio::time::timeout;
 use ucupdate_ntlm::Credentials;
 use ucupdate_protocol::{HttpUrl, OfferedFile, Sha256Digest};
 
 use super::client::Client;
-use super::error::{NetError, TimeoutPhase};
+use super::conn::next_data;
+use super::error::NetError;
 use super::exchange::{exchange, RequestSpec};
 use super::shaping::Pacer;
 use super::RequestStats;
@@ -402,20 +401,7 @@ async fn stream_body(
     stats: &mut RequestStats,
 ) -> Result<(), NetError> {
     let mut pacer = Pacer::new(client.shaping);
-    loop {
-        let frame = timeout(client.settings.timeouts.body_idle, body.frame())
-            .await
-            .map_err(|_| NetError::Timeout {
-                phase: TimeoutPhase::BodyIdle,
-            })?;
-        let data = match frame {
-            None => return Ok(()),
-            Some(Err(e)) => return Err(NetError::Transport(e)),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue,
-            },
-        };
+    while let Some(data) = next_data(client, body).await? {
         stats.bytes_received += data.len() as u64;
         let after = progress.written + data.len() as u64;
         if after > limit {
@@ -431,6 +417,7 @@ async fn stream_body(
         progress.write(&data).await?;
         pacer.pace(data.len() as u64).await;
     }
+    Ok(())
 }
 
 async fn verify(
