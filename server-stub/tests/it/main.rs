@@ -10,6 +10,7 @@ mod cli;
 mod connections;
 mod external;
 mod files;
+mod growth;
 mod hostile;
 mod logs;
 mod persistence;
