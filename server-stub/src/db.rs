@@ -83,6 +83,9 @@ impl Db {
         // commit is fsynced before it returns, so "acknowledged" means "on disk".
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The WAL file is truncated back to this after a checkpoint, so a burst of inventory
+        // writes does not leave a large file behind.
+        conn.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let created = match version {
             0 => {

@@ -635,4 +635,77 @@ mod tests {
         std::fs::write(dir.path().join(DB_FILE), vec![b'x'; 8192]).unwrap();
         assert!(State::open(dir.path(), StateOptions::default()).is_err());
     }
+
+    /// `docs/BENCHMARKS.md` "State writes": the flush with 100k devices in the inventory, the
+    /// previous version's (the whole JSON file, encoded under the model lock and written
+    /// atomically) against this one's (the changed rows). Run by hand:
+    /// `cargo test -p ucupdate-server-stub --lib -- --ignored --nocapture flush_cost`.
+    #[test]
+    #[ignore = "a benchmark: prints timings"]
+    fn flush_cost_with_100k_inventory_entries() {
+        let n = 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path(), StateOptions::default()).unwrap();
+        for i in 0..n {
+            state.record_check(&check(&mac(i)), "10.0.0.1", "none", u64::from(i), 1 << 20);
+        }
+        let time = |f: &mut dyn FnMut()| {
+            let t0 = crate::clock::monotonic();
+            f();
+            t0.elapsed().as_secs_f64() * 1000.0
+        };
+        let first = time(&mut || state.flush().unwrap());
+        let mut old = Vec::new();
+        let legacy = dir.path().join("legacy-state.json");
+        for _ in 0..3 {
+            old.push(time(&mut || {
+                let bytes = state.read(encode);
+                store::write_atomic(&legacy, &bytes).unwrap();
+            }));
+        }
+        let mut one = Vec::new();
+        let mut thousand = Vec::new();
+        for round in 0..3u32 {
+            state.record_check(
+                &check(&mac(round)),
+                "c",
+                "none",
+                u64::from(n + round),
+                1 << 20,
+            );
+            one.push(time(&mut || state.flush().unwrap()));
+            for i in 0..1000 {
+                state.record_check(
+                    &check(&mac(i * 97)),
+                    "c",
+                    "none",
+                    u64::from(n + 10 + round),
+                    1 << 20,
+                );
+            }
+            thousand.push(time(&mut || state.flush().unwrap()));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let json = std::fs::metadata(&legacy).unwrap().len();
+        let db: u64 = ["state.sqlite", "state.sqlite-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!("inventory entries: {n}");
+        println!(
+            "previous flush (whole state.json, {json} bytes): {:.1} ms",
+            median(&mut old)
+        );
+        println!("first flush (all {n} rows, one transaction): {first:.1} ms");
+        println!("flush, 1 device changed: {:.2} ms", median(&mut one));
+        println!(
+            "flush, 1000 devices changed: {:.1} ms",
+            median(&mut thousand)
+        );
+        println!("database + WAL: {db} bytes");
+    }
 }
