@@ -368,3 +368,58 @@ async fn a_state_json_of_the_previous_version_is_migrated() {
     }
     assert!(stored_inventory(dir.path()).contains(&"00-0D-3A-11-22-33".to_owned()));
 }
+
+/// Twenty uploads at once against room for five: the check and the write share one lock, so
+/// exactly five are stored; and a restart counts what is on disk, so the quota still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_and_a_restart_do_not_overshoot_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = |c: &mut ucupdate_server_stub::ServerConfig| {
+        c.quotas.max_log_bytes_total = 5 * MAX_LOG_BYTES;
+    };
+    let t = app_with(dir, quota);
+    let uploads = (0..20).map(|i| {
+        let mut c = t.conn(Site::Internal);
+        tokio::spawn(async move {
+            upload(
+                &mut c,
+                &format!("RACE-{i}"),
+                "big.txt",
+                vec![b'r'; MAX_LOG_BYTES as usize],
+            )
+            .await
+            .status
+        })
+    });
+    let mut ok = 0;
+    for u in uploads.collect::<Vec<_>>() {
+        if u.await.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(files_under(&t.dir.path().join("logs")).len(), 5);
+    let TestApp { app, dir } = t;
+    drop(app);
+    let t = app_with(dir, quota);
+    let mut c = t.conn(Site::Internal);
+    let r = upload(&mut c, "LATE", "a.txt", b"x".to_vec()).await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.text());
+}
+
+/// `LogCleanUpInterval` is 1-365 days in the service; the command line refuses the rest.
+#[test]
+fn a_retention_outside_one_to_365_days_is_refused_by_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for days in ["0", "366"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
+            .args(["serve", "--data"])
+            .arg(dir.path())
+            .args(["--log-retention-days", days])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{days}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--log-retention-days"), "{err}");
+    }
+}
