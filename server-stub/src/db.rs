@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use ucupdate_protocol::{FirmwareVersion, UpdateKey};
 
 use crate::model::{FileMeta, InventoryEntry, Model, Rule, TestDevice};
@@ -86,11 +86,13 @@ impl Db {
         // The WAL file is truncated back to this after a checkpoint, so a burst of inventory
         // writes does not leave a large file behind.
         conn.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        // IMMEDIATE: the write lock is taken before the version is read, so two processes
+        // opening a new data directory at once cannot both create the schema.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let created = match version {
             0 => {
                 let model = initial()?;
-                let tx = conn.transaction()?;
                 tx.execute_batch(SCHEMA)?;
                 write_admin(&tx, &model)?;
                 for entry in model.inventory.values() {
@@ -105,7 +107,10 @@ impl Db {
                 tx.commit()?;
                 true
             }
-            SCHEMA_VERSION => false,
+            SCHEMA_VERSION => {
+                tx.commit()?;
+                false
+            }
             other => {
                 return Err(DbError::Corrupt(format!(
                     "schema version {other} (this server reads {SCHEMA_VERSION})"
