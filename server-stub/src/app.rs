@@ -85,7 +85,7 @@ pub struct App {
 
 impl App {
     /// Opens (or creates) `config.data_dir` without binding anything. Blocking: it reads the
-    /// state file. Check replies name `config.public_internal_url` / `public_external_url`
+    /// state database. Check replies name `config.public_internal_url` / `public_external_url`
     /// (no base URL when unset); the listener addresses in `config` are ignored.
     pub fn open(config: &ServerConfig) -> Result<App, ServerError> {
         let (state, logs) = open_storage(config)?;

@@ -3,7 +3,7 @@
 //! with (publish, approve, restore, reset, test devices, inventory, metrics).
 //!
 //! The shutdown signal is a `watch` channel handed to every listener; [`RunningServer::shutdown`]
-//! sets it, waits for the listeners and their in-flight requests, and flushes the state file.
+//! sets it, waits for the listeners and their in-flight requests, and flushes the state database.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -269,7 +269,7 @@ async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiv
         let s = state.clone();
         match tokio::task::spawn_blocking(move || s.flush()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state file"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state database"),
             Err(e) => tracing::error!(error = %e, "state flush task failed"),
         }
     }
@@ -346,7 +346,7 @@ impl RunningServer {
         self.control.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and writes the state file.
+    /// Stops accepting, lets in-flight requests finish, and writes the pending state.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         for task in self.tasks {

@@ -40,7 +40,7 @@ pub enum StateError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     /// The state file or database is not what this version writes.
-    #[error("{path}: corrupt state file: {reason}")]
+    #[error("{path}: corrupt state: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     /// The database refused a read or a write.
     #[error("{path}: {source}")]
@@ -94,7 +94,7 @@ struct StateFile {
     inventory: Vec<InventoryEntry>,
 }
 
-/// A rule as listed by the CLI, the admin API and the state file.
+/// A rule as listed by the CLI and the admin API (and the JSON state file of earlier versions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRecord {
     #[serde(with = "text")]

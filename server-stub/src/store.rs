@@ -5,9 +5,9 @@
 //! the catalog are exactly those of the bytes served. Paths are only ever built from
 //! [`StorePath`] and [`FileName`], which cannot escape the store.
 //!
-//! Every durable write of the crate (store files, the state file, device logs, the CA PEM)
-//! goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds the hash,
-//! [`write_atomic`] is the in-memory shorthand.
+//! Every durable write of the crate outside the state database (store files, device logs,
+//! the CA PEM) goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds
+//! the hash, [`write_atomic`] is the in-memory shorthand.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
