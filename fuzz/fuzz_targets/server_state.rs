@@ -1,7 +1,8 @@
-//! Fuzzes the server stub's state file (`DATA/state.json`) loader: `State::open` on hostile
-//! bytes must refuse or load, never panic, and a state it loads must be written back and
-//! loaded again to the same rules and test devices (a loaded file can never become one the next
-//! start refuses). One data directory is reused per process; each input overwrites its file.
+//! Fuzzes the server stub's migration of a JSON state file (`DATA/state.json`) of earlier
+//! versions: `State::open` on hostile bytes must refuse or load, never panic, and a state it
+//! loads must be written back and loaded again to the same rules and test devices (a migrated
+//! file can never become a database the next start refuses). One data directory is reused per
+//! process; each input starts from no database, so every input is migrated.
 #![no_main]
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -20,6 +21,9 @@ fn dir() -> &'static PathBuf {
 
 fuzz_target!(|data: &[u8]| {
     let dir = dir();
+    for db in ["state.sqlite", "state.sqlite-wal", "state.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(db));
+    }
     std::fs::write(dir.join("state.json"), data).unwrap();
     let Ok(state) = State::open(dir, StateOptions::default()) else {
         return;

@@ -31,6 +31,7 @@ pub use crate::http::Body;
 use crate::audit::AuditLog;
 use crate::http::auth::{self, ConnAuth};
 use crate::http::{admin, device, read_capped, Ctx};
+use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::model::BaseUrls;
 use crate::server::{Control, ServerConfig, ServerError};
@@ -84,23 +85,30 @@ pub struct App {
 
 impl App {
     /// Opens (or creates) `config.data_dir` without binding anything. Blocking: it reads the
-    /// state file. Check replies name `config.public_internal_url` / `public_external_url`
+    /// state database. Check replies name `config.public_internal_url` / `public_external_url`
     /// (no base URL when unset); the listener addresses in `config` are ignored.
     pub fn open(config: &ServerConfig) -> Result<App, ServerError> {
-        let state = Arc::new(open_state(config)?);
+        let (state, logs) = open_storage(config)?;
         let bases = BaseUrls {
             internal: config.public_internal_url.clone(),
             external: config.public_external_url.clone(),
         };
-        Ok(App::with_state(config, state, bases))
+        Ok(App::with_state(config, Arc::new(state), logs, bases))
     }
 
-    pub(crate) fn with_state(config: &ServerConfig, state: Arc<State>, bases: BaseUrls) -> App {
+    pub(crate) fn with_state(
+        config: &ServerConfig,
+        state: Arc<State>,
+        logs: LogStore,
+        bases: BaseUrls,
+    ) -> App {
         App {
             ctx: Arc::new(Ctx {
                 state,
                 metrics: Arc::new(Metrics::default()),
                 audit: AuditLog::new(config.data_dir.join("audit"), &config.server_name),
+                logs,
+                quotas: config.quotas,
                 bases,
                 limits: config.limits,
                 users: Arc::new(config.users.clone()),
@@ -151,11 +159,42 @@ impl App {
         }
         response
     }
+
+    /// Deletes the device logs and audit files past their retention at `now_unix` (blocking).
+    /// The server's cleanup task calls it every `quotas.cleanup_interval` with the clock's
+    /// time; tests call it with any time they like.
+    pub fn cleanup(&self, now_unix: u64) -> std::io::Result<Cleanup> {
+        let logs = self.ctx.logs.cleanup(now_unix)?;
+        let audit_files = self
+            .ctx
+            .audit
+            .cleanup(now_unix, self.ctx.quotas.audit_retention_secs())?;
+        Ok(Cleanup {
+            log_files: logs.files,
+            log_bytes: logs.bytes,
+            audit_files,
+        })
+    }
 }
 
-pub(crate) fn open_state(config: &ServerConfig) -> Result<State, ServerError> {
+/// What one [`App::cleanup`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub log_files: u64,
+    pub log_bytes: u64,
+    pub audit_files: u64,
+}
+
+/// Opens the state (database) and the log store of `config.data_dir` (blocking).
+pub(crate) fn open_storage(config: &ServerConfig) -> Result<(State, LogStore), ServerError> {
+    config.quotas.validate()?;
     let options = StateOptions {
         deploy_roundtable_on_import: config.deploy_roundtable_on_import,
     };
-    Ok(State::open(&config.data_dir, options)?)
+    let state = State::open(&config.data_dir, options)?;
+    let logs = LogStore::open(&config.data_dir, config.quotas).map_err(|e| ServerError::Io {
+        what: format!("read {}", config.data_dir.join("logs").display()),
+        source: e,
+    })?;
+    Ok((state, logs))
 }

@@ -25,3 +25,9 @@ pub fn unix_millis() -> u64 {
 pub fn tokio_now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
+
+/// A monotonic instant, for the benchmarks among the tests that time an operation.
+#[cfg(test)]
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}

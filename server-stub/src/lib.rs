@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`model`]: rules, test devices, catalog and inventory as plain data, and the pure
 //!   decision function ([`model::Model::decide`]).
-//! - [`state`]: the model behind a lock, persisted atomically to `DATA/state.json`.
+//! - [`state`]: the model behind a lock, stored by [`db`] in `DATA/state.sqlite` (a JSON
+//!   `state.json` of earlier versions is migrated on the first start).
+//! - [`quota`]: the caps and retention periods ([`Quotas`]); [`logs`]: device logs under them.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
 //! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
-//! - [`audit`]: the daily request-handler audit log.
+//! - [`audit`]: the daily request-handler audit log, deleted after its retention.
 //! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
@@ -25,21 +27,25 @@ pub mod app;
 pub mod audit;
 pub mod catalog;
 mod clock;
+pub mod db;
 pub mod disk;
 mod http;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod package;
+pub mod quota;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
 
-pub use app::{App, ConnState, Site};
+pub use app::{App, Cleanup, ConnState, Site};
 pub use http::Limits;
 pub use metrics::MetricsSnapshot;
 pub use model::{InventoryEntry, Rule, RuleError, TestDevice};
 pub use package::{PackageEntry, PackageError};
+pub use quota::Quotas;
 pub use server::{start, Control, RunningServer, ServerConfig, ServerError};
 pub use state::{RuleRecord, State, StateError, StateOptions};
 pub use tls::{TlsMaterial, TlsSource};

@@ -1,6 +1,6 @@
 //! `ucupdate-server`: the command line of the server stub. `serve` runs the listeners; the
 //! other commands (`import`, `rules`, `test-devices`, `inventory`) work offline on a data
-//! directory's state file (stop the server first, or use the admin API while it runs).
+//! directory's state database (stop the server first, or use the admin API while it runs).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ucupdate_protocol::{HttpUrl, UpdateKey};
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
-    disk, package, Limits, ServerConfig, State, StateOptions, TestDevice, TlsSource, UserDb,
+    disk, package, Limits, Quotas, ServerConfig, State, StateOptions, TestDevice, TlsSource,
+    UserDb,
 };
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and
@@ -94,7 +95,7 @@ enum CatalogAction {
 
 #[derive(Args, Debug)]
 struct DataArg {
-    /// The data directory (state.json, store/, logs/, audit/).
+    /// The data directory (state.sqlite, store/, logs/, audit/).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
 }
@@ -229,12 +230,68 @@ struct ServeArgs {
     /// Largest file the admin publish endpoint accepts, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     max_publish_bytes: u64,
-    /// Milliseconds between batched writes of inventory changes to the state file.
+    /// Milliseconds between batched writes of inventory changes to the state database.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     flush_interval_ms: u64,
     /// Log format on stderr (filter with RUST_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    quotas: QuotaArgs,
+}
+
+/// Caps and retention (docs/SERVER.md "Quotas and retention"); unset means the default.
+#[derive(Args, Debug)]
+struct QuotaArgs {
+    /// Largest device log file in bytes (MaxLogFileSize) [default: 1024000].
+    #[arg(long, value_name = "BYTES")]
+    max_log_file_size: Option<u64>,
+    /// Bytes of logs kept per device id; beyond it uploads get 507 [default: 10240000].
+    #[arg(long, value_name = "BYTES")]
+    log_quota_per_device: Option<u64>,
+    /// Bytes of logs kept for all devices; beyond it uploads get 507 [default: 512000000].
+    #[arg(long, value_name = "BYTES")]
+    log_quota_total: Option<u64>,
+    /// Days a device log is kept (LogCleanUpInterval, 1-365) [default: 10].
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365))]
+    log_retention_days: Option<u32>,
+    /// Days an audit-log file is kept after its day (1-365) [default: 10].
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365))]
+    audit_retention_days: Option<u32>,
+    /// Modules a check may list; more is refused with 400 [default: 32].
+    #[arg(long, value_name = "N")]
+    max_modules_per_check: Option<usize>,
+    /// Devices the inventory remembers; beyond it the one seen longest ago is forgotten
+    /// [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_inventory_entries: Option<usize>,
+    /// Seconds between runs of the log and audit cleanup [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    cleanup_interval: Option<u64>,
+}
+
+impl QuotaArgs {
+    fn quotas(&self) -> Quotas {
+        let d = Quotas::default();
+        Quotas {
+            max_log_file_bytes: self.max_log_file_size.unwrap_or(d.max_log_file_bytes),
+            max_log_bytes_per_device: self
+                .log_quota_per_device
+                .unwrap_or(d.max_log_bytes_per_device),
+            max_log_bytes_total: self.log_quota_total.unwrap_or(d.max_log_bytes_total),
+            log_retention_days: self.log_retention_days.unwrap_or(d.log_retention_days),
+            audit_retention_days: self.audit_retention_days.unwrap_or(d.audit_retention_days),
+            max_modules_per_check: self
+                .max_modules_per_check
+                .unwrap_or(d.max_modules_per_check),
+            max_inventory_entries: self
+                .max_inventory_entries
+                .unwrap_or(d.max_inventory_entries),
+            cleanup_interval: self
+                .cleanup_interval
+                .map_or(d.cleanup_interval, Duration::from_secs),
+        }
+    }
 }
 
 fn catalog(action: CatalogAction) -> anyhow::Result<ExitCode> {
@@ -475,6 +532,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_publish_bytes: args.max_publish_bytes,
         },
         flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
+        quotas: args.quotas.quotas(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -190,13 +190,22 @@ pub fn device_id(identity: &DeviceIdentity) -> Option<String> {
     }
 }
 
+/// The longest `last_user` the inventory keeps, in bytes: the request's user is free text up
+/// to the message cap, and the inventory of an anonymous site must stay small per device.
+pub const MAX_INVENTORY_USER_BYTES: usize = 256;
+
 /// The whole service state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     pub rules: BTreeMap<UpdateKey, Rule>,
     pub test_devices: BTreeSet<TestDevice>,
     pub catalog: BTreeMap<(UpdateKey, FirmwareVersion), Vec<FileMeta>>,
+    /// Read freely; change through [`Model::remember`] and [`Model::record_check`], which
+    /// keep the age index that eviction at the cap uses.
     pub inventory: BTreeMap<String, InventoryEntry>,
+    /// `(last_check_unix, device)` of every inventory entry: the oldest-seen device is the
+    /// first, so eviction at the cap costs a log, not a scan of the inventory.
+    seen: BTreeSet<(u64, String)>,
 }
 
 /// Where offered files are downloaded from: the scheme, authority and optional path prefix of
@@ -344,16 +353,42 @@ impl Model {
         }
     }
 
+    /// Adds or replaces one inventory entry (loading, migration, [`Model::record_check`]).
+    pub fn remember(&mut self, entry: InventoryEntry) {
+        let age = (entry.last_check_unix, entry.device.clone());
+        if let Some(old) = self.inventory.insert(entry.device.clone(), entry) {
+            self.seen.remove(&(old.last_check_unix, old.device));
+        }
+        self.seen.insert(age);
+    }
+
+    /// Forgets the devices seen longest ago until at most `cap` are left; returns their ids.
+    pub fn evict_to(&mut self, cap: usize) -> Vec<String> {
+        let mut gone = Vec::new();
+        while self.inventory.len() > cap {
+            let Some((_, device)) = self.seen.pop_first() else {
+                break;
+            };
+            self.inventory.remove(&device);
+            gone.push(device);
+        }
+        gone
+    }
+
     /// Records a check in the inventory (devices with neither MAC nor serial are not tracked).
+    /// At most `cap` devices are remembered: a new device beyond it makes the one seen longest
+    /// ago forgotten (anonymous checks can name any number of made-up devices). Returns the
+    /// devices forgotten.
     pub fn record_check(
         &mut self,
         request: &CheckRequest,
         client: &str,
         outcome: &str,
         now_unix: u64,
-    ) {
+        cap: usize,
+    ) -> Vec<String> {
         let Some(device) = device_id(&request.identity) else {
-            return;
+            return Vec::new();
         };
         let id = &request.identity;
         let entry = InventoryEntry {
@@ -369,7 +404,7 @@ impl Model {
                 .map(|m| (m.update_type.to_string(), m.version.to_string()))
                 .collect(),
             // A check without a user keeps the last one known: the device's screen does too.
-            last_user: request.user.clone().or_else(|| {
+            last_user: request.user.as_deref().map(clip_user).or_else(|| {
                 self.inventory
                     .get(&device)
                     .and_then(|e| e.last_user.clone())
@@ -378,8 +413,18 @@ impl Model {
             last_client: client.to_owned(),
             last_offer: outcome.to_owned(),
         };
-        self.inventory.insert(device, entry);
+        self.remember(entry);
+        self.evict_to(cap.max(1))
     }
+}
+
+/// The first [`MAX_INVENTORY_USER_BYTES`] of a user name, cut at a character boundary.
+fn clip_user(user: &str) -> String {
+    let mut end = user.len().min(MAX_INVENTORY_USER_BYTES);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_owned()
 }
 
 #[cfg(test)]
@@ -728,14 +773,58 @@ mod tests {
         let mut model = Model::default();
         let mut req = request("1.0.0.0", MAC, None);
         req.user = Some("CONTOSO\\alice".into());
-        model.record_check(&req, "127.0.0.1", "none", 10);
+        model.record_check(&req, "127.0.0.1", "none", 10, 10);
         req.user = None;
-        model.record_check(&req, "127.0.0.1", "none", 20);
+        model.record_check(&req, "127.0.0.1", "none", 20, 10);
         let e = &model.inventory[MAC];
         assert_eq!(
             (e.last_user.as_deref(), e.last_check_unix),
             (Some("CONTOSO\\alice"), 20)
         );
         assert_eq!(e.versions["CPE"], "1.0.0.0");
+    }
+
+    #[test]
+    fn inventory_at_its_cap_forgets_the_device_seen_longest_ago() {
+        let mut model = Model::default();
+        let macs = [
+            "00-04-F2-00-00-01",
+            "00-04-F2-00-00-02",
+            "00-04-F2-00-00-03",
+        ];
+        for (i, mac) in macs.iter().enumerate() {
+            let gone = model.record_check(&request("1.0.0.0", mac, None), "c", "none", i as u64, 3);
+            assert!(gone.is_empty());
+        }
+        // The first device checks again: it is now the most recent, the second the oldest.
+        model.record_check(&request("1.0.0.0", macs[0], None), "c", "none", 10, 3);
+        let gone = model.record_check(
+            &request("1.0.0.0", "00-04-F2-00-00-04", None),
+            "c",
+            "none",
+            11,
+            3,
+        );
+        assert_eq!(gone, vec![macs[1].to_owned()]);
+        assert_eq!(model.inventory.len(), 3);
+        assert!(model.inventory.contains_key(macs[0]));
+        assert_eq!(model.seen.len(), 3, "the age index follows the inventory");
+        // A smaller cap (a restart with a new setting) shrinks it on the next check.
+        let gone = model.record_check(&request("1.0.0.0", macs[0], None), "c", "none", 12, 1);
+        assert_eq!(gone.len(), 2);
+        assert_eq!(model.inventory.keys().collect::<Vec<_>>(), vec![macs[0]]);
+    }
+
+    #[test]
+    fn inventory_keeps_a_bounded_user_name() {
+        let mut model = Model::default();
+        let mut req = request("1.0.0.0", MAC, None);
+        req.user = Some("é".repeat(1000));
+        model.record_check(&req, "c", "none", 1, 10);
+        let user = model.inventory[MAC].last_user.clone().unwrap();
+        assert!(
+            user.len() <= MAX_INVENTORY_USER_BYTES && user.len() >= MAX_INVENTORY_USER_BYTES - 1
+        );
+        assert!(user.chars().all(|c| c == 'é'));
     }
 }

@@ -3,7 +3,7 @@
 //! with (publish, approve, restore, reset, test devices, inventory, metrics).
 //!
 //! The shutdown signal is a `watch` channel handed to every listener; [`RunningServer::shutdown`]
-//! sets it, waits for the listeners and their in-flight requests, and flushes the state file.
+//! sets it, waits for the listeners and their in-flight requests, and flushes the state database.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,6 +22,7 @@ use crate::http::conn;
 use crate::http::Limits;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::model::{BaseUrls, InventoryEntry, Rule, TestDevice};
+use crate::quota::{QuotaError, Quotas};
 use crate::state::{RuleRecord, State, StateError};
 use crate::tls::{self, TlsError, TlsSource};
 use crate::{package, store};
@@ -55,8 +56,10 @@ pub struct ServerConfig {
     /// Accept device types other than `UCPhone` and `RoundTable` in checks (default: 400).
     pub accept_unknown_device_types: bool,
     pub limits: Limits,
-    /// How often inventory changes from checks are written to the state file.
+    /// How often inventory changes from checks are written to the database.
     pub flush_interval: Duration,
+    /// Log and inventory caps, retention periods and the cleanup period.
+    pub quotas: Quotas,
 }
 
 impl ServerConfig {
@@ -79,6 +82,7 @@ impl ServerConfig {
             accept_unknown_device_types: false,
             limits: Limits::default(),
             flush_interval: Duration::from_secs(1),
+            quotas: Quotas::default(),
         }
     }
 }
@@ -99,6 +103,9 @@ pub enum ServerError {
     State(#[from] StateError),
     #[error(transparent)]
     Package(#[from] package::PackageError),
+    /// A quota setting is out of range.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -136,7 +143,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Binds every configured listener, then serves until [`RunningServer::shutdown`].
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let opening = config.clone();
-    let state = tokio::task::spawn_blocking(move || app::open_state(&opening))
+    let (state, logs) = tokio::task::spawn_blocking(move || app::open_storage(&opening))
         .await
         .map_err(|e| ServerError::Task(e.to_string()))??;
     let state = Arc::new(state);
@@ -189,7 +196,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .clone()
             .or_else(|| external_addr.map(|a| url_of(true, a))),
     };
-    let app = App::with_state(&config, state.clone(), bases);
+    let app = App::with_state(&config, state.clone(), logs, bases);
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -214,6 +221,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     tasks.push(tokio::spawn(flusher(
         state.clone(),
         config.flush_interval,
+        rx.clone(),
+    )));
+    tasks.push(tokio::spawn(cleaner(
+        app.clone(),
+        config.quotas.cleanup_interval,
         rx,
     )));
 
@@ -257,8 +269,30 @@ async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiv
         let s = state.clone();
         match tokio::task::spawn_blocking(move || s.flush()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state file"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state database"),
             Err(e) => tracing::error!(error = %e, "state flush task failed"),
+        }
+    }
+}
+
+/// Deletes logs and audit files past their retention: once at start (before it looks at the
+/// shutdown signal, so a server that starts at all has cleaned up), then every `every`. The
+/// time is the clock module's; `App::cleanup` is the same work with an injected time.
+async fn cleaner(app: App, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let every = every.max(Duration::from_secs(1));
+    loop {
+        let run = app.clone();
+        match tokio::task::spawn_blocking(move || run.cleanup(crate::clock::unix_secs())).await {
+            Ok(Ok(done)) if done != crate::app::Cleanup::default() => {
+                tracing::info!(?done, "deleted logs past their retention");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "log cleanup failed"),
+            Err(e) => tracing::error!(error = %e, "log cleanup task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = conn::shutdown_signalled(&mut shutdown) => break,
         }
     }
 }
@@ -312,7 +346,7 @@ impl RunningServer {
         self.control.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish, and writes the state file.
+    /// Stops accepting, lets in-flight requests finish, and writes the pending state.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         for task in self.tasks {

@@ -1,12 +1,16 @@
-//! The shared, persistent service state: the [`Model`] in memory behind an `RwLock`, saved as
-//! one JSON file (`DATA/state.json`) written atomically.
+//! The shared, persistent service state: the [`Model`] in memory behind an `RwLock`, stored
+//! in an SQLite database (`DATA/state.sqlite`, see [`crate::db`]). A JSON state file of
+//! earlier versions (`DATA/state.json`) is migrated into the database on the first start and
+//! then renamed `state.json.migrated`.
 //!
 //! Two write paths, for two promises:
-//! - [`State::commit`] (admin changes, imports): applied and written to disk before it returns,
-//!   so whatever was acknowledged survives a crash.
-//! - [`State::record`] (inventory updates from checks): applied in memory and marked dirty; the
-//!   server flushes dirty state on a timer and at shutdown, so a check never waits for fsync.
+//! - [`State::commit`] (admin changes, imports): applied and written to the database (one
+//!   fsynced transaction) before it returns, so whatever was acknowledged survives a crash.
+//! - [`State::record_check`] (inventory updates from checks): applied in memory and the device
+//!   marked dirty; the server flushes dirty devices on a timer and at shutdown, one row each in
+//!   one transaction, so a check never waits for fsync and a flush costs what changed.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +19,17 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use ucupdate_protocol::{DeviceType, FileName, FirmwareVersion, UpdateKey};
 
+use ucupdate_protocol::CheckRequest;
+
+use crate::db::{self, Db, DbError, InventoryChange};
 use crate::model::{FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
 use crate::store;
 
-/// File name of the state file under the data directory.
+/// File name of the JSON state file of earlier versions, migrated on the first start.
 pub const STATE_FILE: &str = "state.json";
+/// What a migrated [`STATE_FILE`] is renamed to (kept as a backup, never read again).
+pub const MIGRATED_STATE_FILE: &str = "state.json.migrated";
+pub use crate::db::DB_FILE;
 const FORMAT: u32 = 1;
 
 /// Why the state could not be loaded, changed or saved.
@@ -29,9 +39,15 @@ pub enum StateError {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    /// The state file is not what this version writes.
-    #[error("{path}: corrupt state file: {reason}")]
+    /// The state file or database is not what this version writes.
+    #[error("{path}: corrupt state: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// The database refused a read or a write.
+    #[error("{path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     /// The requested rule change is not possible.
     #[error(transparent)]
     Rule(#[from] RuleError),
@@ -45,6 +61,19 @@ impl StateError {
         StateError::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    fn db(path: &Path, e: DbError) -> Self {
+        match e {
+            DbError::Sqlite(source) => StateError::Db {
+                path: path.to_owned(),
+                source,
+            },
+            DbError::Corrupt(reason) => StateError::Corrupt {
+                path: path.to_owned(),
+                reason,
+            },
         }
     }
 }
@@ -65,7 +94,7 @@ struct StateFile {
     inventory: Vec<InventoryEntry>,
 }
 
-/// A rule as listed by the CLI, the admin API and the state file.
+/// A rule as listed by the CLI and the admin API (and the JSON state file of earlier versions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleRecord {
     pub key: UpdateKey,
@@ -85,36 +114,74 @@ struct VersionRecord {
 pub struct State {
     data_dir: PathBuf,
     model: RwLock<Model>,
-    /// Serialises state-file writes so that a later snapshot is never overwritten by an older.
-    write_lock: Mutex<()>,
-    dirty: AtomicBool,
+    /// The database; its lock also serialises writes, so a later snapshot is never
+    /// overwritten by an older one.
+    db: Mutex<Db>,
+    /// Devices whose inventory entry changed (or went) since the last flush.
+    dirty_devices: Mutex<BTreeSet<String>>,
+    /// Set by [`State::record`] (any change, unknown which): the next flush writes it all.
+    dirty_all: AtomicBool,
     options: StateOptions,
 }
 
 impl State {
-    /// Opens (creating if needed) the data directory and loads its state file, if any.
+    /// Opens (creating if needed) the data directory and its database; migrates a JSON state
+    /// file of an earlier version into a new database.
     pub fn open(data_dir: &Path, options: StateOptions) -> Result<Self, StateError> {
         crate::disk::create_private_dir(data_dir).map_err(|e| StateError::io(data_dir, e))?;
-        let path = data_dir.join(STATE_FILE);
-        let model = match std::fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|reason| StateError::Corrupt {
-                path: path.clone(),
+        let legacy = data_dir.join(STATE_FILE);
+        let db_path = data_dir.join(DB_FILE);
+        let mut migrated = false;
+        let (db, created) = Db::open(data_dir, || match std::fs::read(&legacy) {
+            Ok(bytes) => {
+                migrated = true;
+                decode(&bytes).map_err(DbError::Corrupt)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Model::default()),
+            Err(e) => Err(DbError::Corrupt(format!("{}: {e}", legacy.display()))),
+        })
+        .map_err(|e| match e {
+            // A bad JSON file is reported as the JSON file, not the database.
+            DbError::Corrupt(reason) if migrated => StateError::Corrupt {
+                path: legacy.clone(),
                 reason,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Model::default(),
-            Err(e) => return Err(StateError::io(&path, e)),
-        };
+            },
+            e => StateError::db(&db_path, e),
+        })?;
+        if legacy.exists() {
+            // Migrated now, or a crash came between the migration's commit and this rename:
+            // either way the database holds the state and the JSON file is only a backup.
+            if !created {
+                tracing::warn!(path = %legacy.display(), "ignoring a JSON state file: the database is the state");
+            }
+            let aside = data_dir.join(MIGRATED_STATE_FILE);
+            std::fs::rename(&legacy, &aside).map_err(|e| StateError::io(&legacy, e))?;
+            store::sync_dir(data_dir).map_err(|e| StateError::io(data_dir, e))?;
+            if created {
+                tracing::info!(from = %legacy.display(), to = %db_path.display(), "state migrated");
+            }
+        }
+        let model = db.load().map_err(|e| StateError::db(&db_path, e))?;
         Ok(State {
             data_dir: data_dir.to_owned(),
             model: RwLock::new(model),
-            write_lock: Mutex::new(()),
-            dirty: AtomicBool::new(false),
+            db: Mutex::new(db),
+            dirty_devices: Mutex::new(BTreeSet::new()),
+            dirty_all: AtomicBool::new(false),
             options,
         })
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Database rows written by this `State` so far (what flushes cost; tests, benchmarks).
+    pub fn rows_written(&self) -> u64 {
+        self.db
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total_changes()
     }
 
     pub fn options(&self) -> StateOptions {
@@ -131,56 +198,111 @@ impl State {
         f(&self.model.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Changes the model without waiting for the disk (inventory); flushed later.
+    /// Changes the model without waiting for the disk; flushed later, all of it (prefer
+    /// [`State::record_check`], whose flush writes only the device it changed).
     pub fn record<R>(&self, f: impl FnOnce(&mut Model) -> R) -> R {
         let out = f(&mut self.model.write().unwrap_or_else(PoisonError::into_inner));
-        self.dirty.store(true, Ordering::Release);
+        self.dirty_all.store(true, Ordering::Release);
         out
     }
 
-    /// Changes the model and writes the state file before returning (blocking I/O).
+    /// Records a check in the inventory (at most `cap` devices, see
+    /// [`Model::record_check`]) without waiting for the disk; the flush writes this device's
+    /// row and deletes those of the devices it made the inventory forget.
+    pub fn record_check(
+        &self,
+        request: &CheckRequest,
+        client: &str,
+        outcome: &str,
+        now_unix: u64,
+        cap: usize,
+    ) {
+        let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+        let gone = model.record_check(request, client, outcome, now_unix, cap);
+        let mut dirty = self
+            .dirty_devices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(device) = crate::model::device_id(&request.identity) {
+            dirty.insert(device);
+        }
+        dirty.extend(gone);
+    }
+
+    /// Changes the model and writes the admin tables before returning (blocking I/O).
     pub fn commit<R>(
         &self,
         f: impl FnOnce(&mut Model) -> Result<R, RuleError>,
     ) -> Result<R, StateError> {
         let out = f(&mut self.model.write().unwrap_or_else(PoisonError::into_inner))?;
-        self.dirty.store(true, Ordering::Release);
-        self.persist()?;
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = {
+            let model = self.model.read().unwrap_or_else(PoisonError::into_inner);
+            db.write_admin(&model)
+        };
+        result.map_err(|e| StateError::db(db.path(), e))?;
         Ok(out)
     }
 
-    /// Writes the state file now (blocking I/O).
+    /// Writes everything not yet on disk now (blocking I/O): the admin tables and the
+    /// inventory changes (shutdown).
     pub fn persist(&self) -> Result<(), StateError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.persist_locked()
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.read(|m| db.write_admin(m));
+        result.map_err(|e| StateError::db(db.path(), e))?;
+        self.flush_locked(&mut db, true)
     }
 
-    /// The write itself; the caller holds `write_lock`.
-    fn persist_locked(&self) -> Result<(), StateError> {
-        self.dirty.store(false, Ordering::Release);
-        let bytes = self.read(encode);
-        let path = self.data_dir.join(STATE_FILE);
-        store::write_atomic(&path, &bytes).map_err(|e| {
-            self.dirty.store(true, Ordering::Release);
-            StateError::io(&path, e)
-        })
-    }
-
-    /// Writes the state file if something changed since the last write.
+    /// Writes the inventory changes since the last write, if any (the flush timer).
     pub fn flush(&self) -> Result<(), StateError> {
-        // Under the lock, so that a write already in progress has finished (renamed) when
-        // this returns, even if it is that write which cleared the dirty flag.
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.dirty.load(Ordering::Acquire) {
-            self.persist_locked()?;
+        // Under the database lock, so that a write already in progress has finished when
+        // this returns, even if it is that write which took the dirty devices.
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        self.flush_locked(&mut db, false)
+    }
+
+    /// The flush itself; the caller holds the database lock. Holds the model's read lock only
+    /// while it copies the changed entries, never during the write.
+    fn flush_locked(&self, db: &mut Db, admin_written: bool) -> Result<(), StateError> {
+        let all = self.dirty_all.swap(false, Ordering::AcqRel);
+        let devices = std::mem::take(
+            &mut *self
+                .dirty_devices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if !all && devices.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let changes: Vec<InventoryChange> = self.read(|m| {
+            let row = |e: &InventoryEntry| Some((e.last_check_unix, db::entry_json(e)));
+            if all {
+                m.inventory
+                    .values()
+                    .map(|e| (e.device.clone(), row(e)))
+                    .collect()
+            } else {
+                devices
+                    .iter()
+                    .map(|d| (d.clone(), m.inventory.get(d).and_then(row)))
+                    .collect()
+            }
+        });
+        let mut result = db.write_inventory(&changes, all);
+        if all && !admin_written && result.is_ok() {
+            result = self.read(|m| db.write_admin(m));
+        }
+        result.map_err(|e| {
+            // Not written: the next flush tries again.
+            if all {
+                self.dirty_all.store(true, Ordering::Release);
+            }
+            self.dirty_devices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(devices);
+            StateError::db(db.path(), e)
+        })
     }
 
     // ------------------------------------------------------------------------------------------
@@ -274,6 +396,8 @@ impl State {
     }
 }
 
+/// The JSON state file of earlier versions (tests write one to check the migration).
+#[cfg(test)]
 fn encode(model: &Model) -> Vec<u8> {
     let file = StateFile {
         format: FORMAT,
@@ -301,6 +425,7 @@ fn encode(model: &Model) -> Vec<u8> {
     serde_json::to_vec_pretty(&file).unwrap_or_default()
 }
 
+/// Reads the JSON state file of earlier versions (the migration's input).
 fn decode(bytes: &[u8]) -> Result<Model, String> {
     let file: StateFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if file.format != FORMAT {
@@ -322,7 +447,7 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
         model.catalog.insert((v.key, v.version), v.files);
     }
     for e in file.inventory {
-        model.inventory.insert(e.device.clone(), e);
+        model.remember(e);
     }
     Ok(model)
 }
@@ -362,18 +487,10 @@ mod tests {
         state.record(|m| {
             m.test_devices.insert("serial:A1".parse().unwrap());
         });
-        assert!(
-            !dir.path().join(STATE_FILE).exists(),
-            "record must not write"
-        );
+        let reopen = || State::open(dir.path(), StateOptions::default()).unwrap();
+        assert!(reopen().test_devices().is_empty(), "record must not write");
         state.flush().unwrap();
-        assert_eq!(
-            State::open(dir.path(), StateOptions::default())
-                .unwrap()
-                .test_devices()
-                .len(),
-            1
-        );
+        assert_eq!(reopen().test_devices().len(), 1);
     }
 
     #[test]
@@ -426,5 +543,182 @@ mod tests {
             String::from_utf8(encode(&model)).unwrap(),
             std::str::from_utf8(old).unwrap()
         );
+    }
+
+    fn check(mac: &str) -> CheckRequest {
+        CheckRequest::decode(
+            format!(
+                "<DeviceUpdateRequest><DeviceType>UCPhone</DeviceType><Brand>Polycom</Brand>\
+                 <Model>CX700</Model><Revision>A</Revision><Locale>ENU</Locale>\
+                 <MacAddress>{mac}</MacAddress><Modules><Module FileName=\"CPE.nbt\" \
+                 Version=\"1.0.0.0\"/></Modules></DeviceUpdateRequest>"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn mac(i: u32) -> String {
+        let b = i.to_be_bytes();
+        format!("02-00-{:02X}-{:02X}-{:02X}-{:02X}", b[0], b[1], b[2], b[3])
+    }
+
+    /// A flush writes the devices that changed since the last one, one row each, however
+    /// many are stored; a device forgotten at the cap is deleted.
+    #[test]
+    fn a_flush_costs_what_changed_not_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path(), StateOptions::default()).unwrap();
+        for i in 0..2000 {
+            state.record_check(&check(&mac(i)), "c", "none", u64::from(i), 2000);
+        }
+        state.flush().unwrap();
+        let before = state.rows_written();
+        state.record_check(&check(&mac(7)), "c", "none", 5000, 2000);
+        state.flush().unwrap();
+        assert_eq!(state.rows_written() - before, 1);
+        state.flush().unwrap();
+        assert_eq!(
+            state.rows_written() - before,
+            1,
+            "nothing changed: nothing written"
+        );
+        // A new device at the cap: its row, and the oldest-seen device's deletion.
+        state.record_check(&check(&mac(9999)), "c", "none", 5001, 2000);
+        state.flush().unwrap();
+        assert_eq!(state.rows_written() - before, 3);
+        drop(state);
+        let again = State::open(dir.path(), StateOptions::default()).unwrap();
+        let inventory = again.inventory();
+        assert_eq!(inventory.len(), 2000);
+        assert!(
+            !inventory.iter().any(|e| e.device == mac(0)),
+            "mac 0 was oldest"
+        );
+        assert!(inventory.iter().any(|e| e.device == mac(9999)));
+    }
+
+    /// Whatever today's encoder wrote migrates whole: rules, test devices, catalog,
+    /// inventory; the JSON file is set aside, and a failed migration leaves it in place.
+    #[test]
+    fn a_json_state_migrates_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        let meta = FileMeta {
+            name: FileName::new("CPE.nbt").unwrap(),
+            size: 5,
+            sha256: ucupdate_protocol::Sha256Digest([3; 32]),
+        };
+        model.import(key(), "2.0.0.0".parse().unwrap(), vec![meta], false);
+        model.approve(&key()).unwrap();
+        model.test_devices.insert("serial:PCX-9".parse().unwrap());
+        model.record_check(&check(MAC_A), "10.0.0.5", "none", 77, 10);
+        std::fs::write(dir.path().join(STATE_FILE), encode(&model)).unwrap();
+        let state = State::open(dir.path(), StateOptions::default()).unwrap();
+        state.read(|m| assert_eq!(m, &model));
+        assert!(!dir.path().join(STATE_FILE).exists());
+        assert_eq!(
+            std::fs::read(dir.path().join(MIGRATED_STATE_FILE)).unwrap(),
+            encode(&model)
+        );
+        drop(state);
+        let again = State::open(dir.path(), StateOptions::default()).unwrap();
+        again.read(|m| assert_eq!(m, &model));
+    }
+
+    const MAC_A: &str = "00-04-F2-00-01-76";
+
+    #[test]
+    fn a_corrupt_state_json_is_not_migrated_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), b"{ half").unwrap();
+        for _ in 0..2 {
+            let err = State::open(dir.path(), StateOptions::default()).unwrap_err();
+            assert!(
+                matches!(err, StateError::Corrupt { ref path, .. } if path.ends_with(STATE_FILE)),
+                "{err}"
+            );
+        }
+        assert!(dir.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn a_database_that_is_not_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), vec![b'x'; 8192]).unwrap();
+        assert!(State::open(dir.path(), StateOptions::default()).is_err());
+    }
+
+    /// `docs/BENCHMARKS.md` "State writes": the flush with 100k devices in the inventory, the
+    /// previous version's (the whole JSON file, encoded under the model lock and written
+    /// atomically) against this one's (the changed rows). Run by hand:
+    /// `cargo test -p ucupdate-server-stub --lib -- --ignored --nocapture flush_cost`.
+    #[test]
+    #[ignore = "a benchmark: prints timings"]
+    fn flush_cost_with_100k_inventory_entries() {
+        let n = 100_000;
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path(), StateOptions::default()).unwrap();
+        for i in 0..n {
+            state.record_check(&check(&mac(i)), "10.0.0.1", "none", u64::from(i), 1 << 20);
+        }
+        let time = |f: &mut dyn FnMut()| {
+            let t0 = crate::clock::monotonic();
+            f();
+            t0.elapsed().as_secs_f64() * 1000.0
+        };
+        let first = time(&mut || state.flush().unwrap());
+        let mut old = Vec::new();
+        let legacy = dir.path().join("legacy-state.json");
+        for _ in 0..3 {
+            old.push(time(&mut || {
+                let bytes = state.read(encode);
+                store::write_atomic(&legacy, &bytes).unwrap();
+            }));
+        }
+        let mut one = Vec::new();
+        let mut thousand = Vec::new();
+        for round in 0..3u32 {
+            state.record_check(
+                &check(&mac(round)),
+                "c",
+                "none",
+                u64::from(n + round),
+                1 << 20,
+            );
+            one.push(time(&mut || state.flush().unwrap()));
+            for i in 0..1000 {
+                state.record_check(
+                    &check(&mac(i * 97)),
+                    "c",
+                    "none",
+                    u64::from(n + 10 + round),
+                    1 << 20,
+                );
+            }
+            thousand.push(time(&mut || state.flush().unwrap()));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let json = std::fs::metadata(&legacy).unwrap().len();
+        let db: u64 = ["state.sqlite", "state.sqlite-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!("inventory entries: {n}");
+        println!(
+            "previous flush (whole state.json, {json} bytes): {:.1} ms",
+            median(&mut old)
+        );
+        println!("first flush (all {n} rows, one transaction): {first:.1} ms");
+        println!("flush, 1 device changed: {:.2} ms", median(&mut one));
+        println!(
+            "flush, 1000 devices changed: {:.1} ms",
+            median(&mut thousand)
+        );
+        println!("database + WAL: {db} bytes");
     }
 }

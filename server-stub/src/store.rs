@@ -5,10 +5,10 @@
 //! the catalog are exactly those of the bytes served. Paths are only ever built from
 //! [`StorePath`] and [`FileName`], which cannot escape the store.
 //!
-//! Every durable write of the crate (store files, the state file, device logs, the CA PEM)
-//! goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds the hash,
-//! [`write_atomic`] is the in-memory shorthand. Everything here is created 0600 and its
-//! directories 0700 ([`crate::disk`]).
+//! Every durable write of the crate outside the state database (store files, device logs,
+//! the CA PEM) goes through one temp-file-then-rename path, `TempFile`: [`StagedFile`] adds
+//! the hash, [`write_atomic`] is the in-memory shorthand. Everything here is
+//! created 0600 and its directories 0700 ([`crate::disk`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

@@ -166,7 +166,9 @@ pub(crate) fn error_response(e: &StateError) -> Response<Body> {
         StateError::Rule(RuleError::UnknownRule(_)) => StatusCode::NOT_FOUND,
         StateError::Rule(_) => StatusCode::CONFLICT,
         StateError::Invalid(_) => StatusCode::BAD_REQUEST,
-        StateError::Io { .. } | StateError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        StateError::Io { .. } | StateError::Corrupt { .. } | StateError::Db { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
     if status.is_server_error() {
         tracing::error!(error = %e, "admin request failed");

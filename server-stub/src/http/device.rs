@@ -1,6 +1,8 @@
 //! The device endpoints of one site (internal or external): the check handler (which also
 //! takes log uploads, `?action=logupload`) and the update files. Every refusal is a 4xx with a
 //! one-line reason, logged at `warn`, and leaves the connection and the server serving.
+//! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap,
+//! log file size and the log quotas (`crate::logs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use super::{
     drain, files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx, LINGER_BYTES,
 };
 use crate::clock;
+use crate::logs::LogError;
 
 /// Routes one request of a device site. `user` is the NTLM user of the connection (external).
 /// Returns the metrics endpoint name with the response.
@@ -114,6 +117,17 @@ where
             ),
         );
     }
+    let max_modules = ctx.quotas.max_modules_per_check;
+    if request.modules.len() > max_modules {
+        tracing::warn!(%peer, modules = request.modules.len(), "check lists too many modules");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "check lists {} modules: at most {max_modules} are accepted",
+                request.modules.len()
+            ),
+        );
+    }
     // The external site knows who signed in even when the request does not say.
     if request.user.is_none() {
         request.user = user;
@@ -121,8 +135,13 @@ where
     let decision = ctx.state.read(|m| m.decide(&request, &ctx.bases));
     let now = clock::unix_secs();
     let client = peer.ip().to_string();
-    ctx.state
-        .record(|m| m.record_check(&request, &client, &decision.outcome, now));
+    ctx.state.record_check(
+        &request,
+        &client,
+        &decision.outcome,
+        now,
+        ctx.quotas.max_inventory_entries,
+    );
     tracing::debug!(%peer, device_type = %request.identity.device_type, outcome = %decision.outcome, "check");
     let record = AuditRecord {
         unix_secs: now,
@@ -146,38 +165,41 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if let Some(r) = refuse_declared(req.headers(), MAX_LOG_BYTES) {
+    let max = ctx.quotas.max_log_file_bytes.min(MAX_LOG_BYTES);
+    if let Some(r) = refuse_declared(req.headers(), max) {
         tracing::warn!(device = %upload.device, "log upload declared too large");
         drain(req.into_body(), LINGER_BYTES).await;
         return r;
     }
-    let body = match read_capped(req.into_body(), MAX_LOG_BYTES as usize).await {
+    let body = match read_capped(req.into_body(), max as usize).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             tracing::warn!(device = %upload.device, "log upload too large");
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("log exceeds {MAX_LOG_BYTES} bytes"),
+                format!("log exceeds {max} bytes"),
             );
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
-    // Every component is a PathSegment / FileName: the joined path stays under DATA/logs.
-    let path = ctx
-        .state
-        .data_dir()
-        .join("logs")
-        .join(upload.device.as_str())
-        .join(upload.log_type.as_str())
-        .join(upload.file_name.as_str());
-    let target = path.clone();
-    match tokio::task::spawn_blocking(move || crate::store::write_atomic(&target, &body)).await {
-        Ok(Ok(())) => {
-            tracing::info!(device = %upload.device, file = %upload.file_name, "device log stored");
+    let store = ctx.clone();
+    let device = upload.device.clone();
+    let file = upload.file_name.clone();
+    match tokio::task::spawn_blocking(move || store.logs.store(&upload, &body)).await {
+        Ok(Ok(_)) => {
+            tracing::info!(%device, %file, "device log stored");
             text(StatusCode::OK, "log stored")
         }
+        Ok(Err(e @ LogError::TooLarge { .. })) => {
+            tracing::warn!(%device, error = %e, "log upload too large");
+            text(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Ok(Err(e @ (LogError::DeviceQuota { .. } | LogError::TotalQuota { .. }))) => {
+            tracing::warn!(%device, error = %e, "log upload over quota");
+            text(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
+        }
         Ok(Err(e)) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot store device log");
+            tracing::error!(error = %e, "cannot store device log");
             text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store log")
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store log"),

@@ -23,6 +23,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use ucupdate_ntlm::UserDb;
 
 use crate::audit::AuditLog;
+use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::model::BaseUrls;
 use crate::state::State;
@@ -61,6 +62,8 @@ pub(crate) struct Ctx {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
+    pub logs: LogStore,
+    pub quotas: crate::quota::Quotas,
     pub bases: BaseUrls,
     pub limits: Limits,
     pub users: Arc<UserDb>,

@@ -203,6 +203,9 @@ async fn serve_prints_urls_serves_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let state = std::fs::read_to_string(data.path().join("state.json")).unwrap();
-    assert!(state.contains(MAC), "inventory flushed at shutdown");
+    assert_eq!(
+        stored_inventory(data.path()),
+        vec![MAC.to_owned()],
+        "inventory flushed at shutdown"
+    );
 }

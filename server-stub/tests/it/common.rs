@@ -413,3 +413,20 @@ impl hyper::body::Body for Frames {
         }
     }
 }
+
+/// The device ids of the inventory rows stored in `data`'s database (read-only, beside a
+/// running server: the database is in WAL mode).
+pub fn stored_inventory(data: &std::path::Path) -> Vec<String> {
+    let db = rusqlite::Connection::open_with_flags(
+        data.join(ucupdate_server_stub::state::DB_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut rows = db
+        .prepare("SELECT device FROM inventory ORDER BY device")
+        .unwrap();
+    rows.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}

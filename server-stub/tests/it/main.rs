@@ -11,6 +11,7 @@ mod cli;
 mod connections;
 mod external;
 mod files;
+mod growth;
 mod hostile;
 mod import;
 mod logs;
