@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Child;
+use ucupdate_agent::hash::{splitmix64, SPLITMIX_GAMMA};
 use ucupdate_agent::machine::PersistedState;
 use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
 use ucupdate_server_stub::ServerConfig;
@@ -49,16 +50,14 @@ fn image() -> Vec<u8> {
         .collect()
 }
 
-/// splitmix64: the seeded kill delays.
+/// The seeded kill delays: a splitmix64 stream (the crate's one generator function).
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let out = splitmix64(self.0);
+        self.0 = self.0.wrapping_add(SPLITMIX_GAMMA);
+        out
     }
 
     fn below(&mut self, n: u64) -> u64 {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ucupdate_agent::machine::{
     Event, FailureClass, Instant, Machine, PersistedState, Phase, ProvisionedUrls,
 };
+use ucupdate_agent::hash::{fnv1a_extend, FNV_OFFSET};
 use ucupdate_agent::perform::InFlight;
 use ucupdate_protocol::FirmwareVersion;
 
@@ -65,7 +66,7 @@ impl Device {
             script: Script::None,
             activity_at: NEVER,
             phase_since: 0,
-            digest: 0xcbf2_9ce4_8422_2325,
+            digest: FNV_OFFSET,
             rng: splitmix64(spec.seed ^ 0xac71),
             version: initial,
             final_at: NEVER,
@@ -347,9 +348,7 @@ impl Engine {
                 scrubbed = scrubbed.replace(&format!(":{}/", external.port), ":<port-ext>/");
             }
             let dev = &mut self.devices[slot as usize];
-            for b in scrubbed.bytes() {
-                dev.digest = (dev.digest ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            }
+            dev.digest = fnv1a_extend(dev.digest, scrubbed.as_bytes());
         }
         if traced {
             self.trace.push(line);
