@@ -6,7 +6,7 @@
 //! [`AuditLog::cleanup`] deletes the files of days that ended the retention period or more
 //! ago (the cleanup task calls it, with the same injected `now` as the log cleanup).
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};

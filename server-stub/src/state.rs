@@ -74,6 +74,7 @@ impl StateError {
                 path: path.to_owned(),
                 reason,
             },
+            DbError::Io { path, error } => StateError::io(&path, error),
         }
     }
 }
