@@ -11,6 +11,8 @@
 //! - [`audit`]: the daily request-handler audit log.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
+//! - [`lock`]: the data directory's exclusive lock (`DATA/server.lock`, one process at a time).
+//! - [`token`]: the admin API's bearer token (`DATA/admin.token`, 0600).
 //! - [`app`]: the socket-free core, [`App::call`] answers one `http::Request` of one
 //!   connection ([`ConnState`]: its [`Site`], peer and NTLM state). Tests and fuzzers use it.
 //! - `http`: what [`App`] dispatches to (device endpoints, files, NTLM, admin API, body and
@@ -23,6 +25,7 @@ pub mod app;
 pub mod audit;
 mod clock;
 mod http;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod package;
@@ -30,13 +33,16 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod token;
 
 pub use app::{App, ConnState, Site};
 pub use http::Limits;
+pub use lock::{DataLock, LockError};
 pub use metrics::MetricsSnapshot;
 pub use model::{InventoryEntry, Rule, RuleError, TestDevice};
 pub use package::{PackageEntry, PackageError};
 pub use server::{start, Control, RunningServer, ServerConfig, ServerError};
 pub use state::{RuleRecord, State, StateError, StateOptions};
 pub use tls::{TlsMaterial, TlsSource};
+pub use token::{AdminToken, TokenError};
 pub use ucupdate_ntlm::UserDb;

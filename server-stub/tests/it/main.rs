@@ -14,3 +14,4 @@ mod hostile;
 mod logs;
 mod persistence;
 mod rules;
+mod shared_host;
