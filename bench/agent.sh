@@ -22,7 +22,7 @@ v=0
 for mb in "${SIZES[@]}"; do
     v=$((v + 1)); version=1.0.700.$v
     head -c $((mb * 1000000)) /dev/urandom >"$WORK/img-$mb.nbt"
-    curl -sf -T "$WORK/img-$mb.nbt" "${STUB_ADMIN%/}/admin/files/$KEY/$version/CPE.nbt" >/dev/null || die "publish refused"
+    curl -sf -H "Authorization: Bearer $(cat "$STUB_TOKEN_FILE")" -H "Content-Type: application/octet-stream" -T "$WORK/img-$mb.nbt" "${STUB_ADMIN%/}/admin/files/$KEY/$version/CPE.nbt" >/dev/null || die "publish refused"
     URL[$mb]=$(origin "$STUB_TLS")/DeviceUpdateFiles_Int/$dt/$br/$mo/$rev/$loc/$version/$ut/CPE.nbt
     SHA[$mb]=$(sha256sum "$WORK/img-$mb.nbt" | cut -d' ' -f1)
     rm -f "$WORK/img-$mb.nbt"

@@ -74,14 +74,14 @@ build_helper() {
 }
 
 # Starts `ucupdate-server serve` on loopback ports picked by the kernel and reads them back.
-# Sets STUB_PID STUB_DATA STUB_INTERNAL STUB_TLS STUB_EXTERNAL STUB_ADMIN STUB_CA.
+# Sets STUB_PID STUB_DATA STUB_INTERNAL STUB_TLS STUB_EXTERNAL STUB_ADMIN STUB_CA STUB_TOKEN_FILE.
 start_stub() {
     STUB_DATA=$(mktemp -d "$WORK/stub.XXXXXX")
     # Devices that never had a user discover ucupdates-r2.<domain> and connect by that name.
     local names=(--tls-name ucupdates-r2.sim.example)
     case " $* " in *" --cert "*) names=() ;; esac
     local out=$STUB_DATA.out
-    RUST_LOG=${STUB_LOG:-warn} "$BIN/ucupdate-server" serve --data "$STUB_DATA" \
+    RUST_LOG=${STUB_LOG:-warn} "$BIN/ucupdate-server" serve --init --data "$STUB_DATA" \
         --internal 127.0.0.1:0 --internal-tls 127.0.0.1:0 --external 127.0.0.1:0 \
         --admin 127.0.0.1:0 --flush-interval-ms 600000 --max-connections 100000 "${names[@]}" "$@" \
         >"$out" 2>"$STUB_DATA.err" &
@@ -89,7 +89,7 @@ start_stub() {
     PIDS+=("$STUB_PID")
     local i
     for i in $(seq 1 100); do
-        grep -q '^ca ' "$out" 2>/dev/null && break
+        grep -q '^admin-token ' "$out" 2>/dev/null && break
         kill -0 "$STUB_PID" 2>/dev/null || { cat "$STUB_DATA.err" >&2; die "stub exited"; }
         sleep 0.1
     done
@@ -98,6 +98,7 @@ start_stub() {
     STUB_EXTERNAL=$(awk '$1=="external"{print $2}' "$out")
     STUB_ADMIN=$(awk '$1=="admin"{print $2}' "$out")
     STUB_CA=$(awk '$1=="ca"{print $2}' "$out")
+    STUB_TOKEN_FILE=$(awk '$1=="admin-token"{print $2}' "$out")
     [ -n "$STUB_INTERNAL" ] && [ -n "$STUB_CA" ] || { cat "$out" "$STUB_DATA.err" >&2; die "stub ports not printed"; }
     log "stub pid $STUB_PID: $STUB_INTERNAL $STUB_TLS $STUB_EXTERNAL admin $STUB_ADMIN"
 }

@@ -47,7 +47,7 @@ n2=$(ntlm_ok)
 set +e
 /usr/bin/time -f '%U %S' -o "$WORK/simtime" timeout 1200 "$BIN/ucupdate-sim" run --scenario external \
     --devices "$DEVICES" --time-scale max --server "$STUB_INTERNAL" --external-server "$STUB_EXTERNAL" \
-    --admin "$STUB_ADMIN" --ca "$STUB_CA" --no-progress --report "$WORK/ext.json" >"$WORK/ext.out" 2>"$WORK/ext.err"
+    --admin "$STUB_ADMIN" --admin-token-file "$STUB_TOKEN_FILE" --ca "$STUB_CA" --no-progress --report "$WORK/ext.json" >"$WORK/ext.out" 2>"$WORK/ext.err"
 rc=$?
 set -e
 [ "$rc" -le 1 ] || { cat "$WORK/ext.out" "$WORK/ext.err" >&2; die "ucupdate-sim exited $rc"; }

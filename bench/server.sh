@@ -26,7 +26,7 @@ start_stub --cert "$WORK/cert.pem" --key "$WORK/key.pem"
 KEY=UCPhone/Polycom/CX700/A/ENU/CPE
 VERSION=1.0.600.1
 head -c $((IMAGE_MB * 1048576)) /dev/urandom >"$WORK/CPE.nbt"
-curl -sf -T "$WORK/CPE.nbt" "${STUB_ADMIN%/}/admin/files/$KEY/$VERSION/CPE.nbt" >/dev/null || die "publish refused"
+curl -sf -H "Authorization: Bearer $(cat "$STUB_TOKEN_FILE")" -H "Content-Type: application/octet-stream" -T "$WORK/CPE.nbt" "${STUB_ADMIN%/}/admin/files/$KEY/$VERSION/CPE.nbt" >/dev/null || die "publish refused"
 IFS=/ read -r dt br mo rev loc ut <<<"$KEY"
 FILE_PATH=/DeviceUpdateFiles_Int/$dt/$br/$mo/$rev/$loc/$VERSION/$ut/CPE.nbt
 

@@ -14,16 +14,17 @@ printf 'CONTOSO\\alice:S3cret!\n' >"$work/users"
 chmod 600 "$work/users" # the stub refuses a users file others may read
 printf 'S3cret!\n' >"$work/password"
 : >"$work/urls"
-target/debug/ucupdate-server serve --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \
+target/debug/ucupdate-server serve --init --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \
     --external 127.0.0.1:0 --admin 127.0.0.1:0 --users "$work/users" >"$work/urls" 2>"$work/server.log" &
 server_pid=$!
-for _ in $(seq 100); do [ "$(wc -l <"$work/urls")" -ge 4 ] && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '^admin-token ' "$work/urls" && break; sleep 0.1; done
 internal=$(awk '$1=="internal"{print $2}' "$work/urls")
 external=$(awk '$1=="external"{print $2}' "$work/urls")
 admin=$(awk '$1=="admin"{print $2}' "$work/urls")
 ca=$(awk '$1=="ca"{print $2}' "$work/urls")
+token_file=$(awk '$1=="admin-token"{print $2}' "$work/urls")
 flags=(--target "$internal" --external-target "$external" --user 'CONTOSO\alice'
-    --password-file "$work/password" --admin "$admin" --ca "$ca")
+    --password-file "$work/password" --admin "$admin" --admin-token-file "$token_file" --ca "$ca")
 target/debug/ucupdate-conformance "${flags[@]}" --junit "$work/junit.xml" | tee "$work/table"
 grep -q '<testsuites' "$work/junit.xml"
 # The thin subcommand: the same flags, the same checks with the same outcomes (times differ).
@@ -39,5 +40,8 @@ for bin in "target/debug/ucupdate-conformance" "target/debug/ucupdate-sim confor
 done
 if grep -q 'S3cret!' "$work/server.log" "$work/junit.xml" "$work/sim-junit.xml"; then
     echo "conformance: the password leaked into the server log or a JUnit report"; exit 1
+fi
+if grep -qF "$(cat "$token_file")" "$work/urls" "$work/server.log" "$work/junit.xml" "$work/table"; then
+    echo "conformance: the admin token leaked into the server output or a report"; exit 1
 fi
 if [ -n "${ARTIFACTS:-}" ]; then cp "$work/junit.xml" "$ARTIFACTS/conformance-junit.xml"; fi

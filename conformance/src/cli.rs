@@ -32,8 +32,11 @@ pub struct Args {
     #[arg(long)]
     pub password_file: Option<PathBuf>,
     /// Admin API of a `ucupdate-server`: enables the rule-transition checks.
-    #[arg(long)]
+    #[arg(long, requires = "admin_token_file")]
     pub admin: Option<String>,
+    /// The admin API's bearer token file (the server's DATA/admin.token).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// PEM bundle of CAs to trust for https targets [default: web roots].
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -167,6 +170,12 @@ pub fn options(args: &Args, program: &str) -> Result<Options, CliError> {
             .as_deref()
             .map(|u| parse::<HttpUrl>("--admin", u))
             .transpose()?,
+        admin_token: args
+            .admin_token_file
+            .as_deref()
+            .map(|p| read("--admin-token-file", p))
+            .transpose()?
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()),
         ca_pem: args.ca.as_deref().map(|p| read("--ca", p)).transpose()?,
         only: args.only.clone(),
         skip: args.skip.clone(),

@@ -52,6 +52,9 @@ pub struct Options {
     /// The admin API of a `ucupdate-server` (`http://127.0.0.1:port/`): enables the checks
     /// that publish, approve, restore and reset a probe update.
     pub admin: Option<HttpUrl>,
+    /// The admin API's bearer token (the content of the server's `DATA/admin.token`; never
+    /// logged or reported).
+    pub admin_token: Option<String>,
     /// PEM CA bundle to trust for `https` (default: the Mozilla roots).
     pub ca_pem: Option<Vec<u8>>,
     /// Run only these checks (empty: all).
@@ -70,6 +73,10 @@ impl std::fmt::Debug for Options {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("admin", &self.admin)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
             .field("only", &self.only)
             .field("skip", &self.skip)
@@ -87,6 +94,7 @@ impl Options {
             user: None,
             password: None,
             admin: None,
+            admin_token: None,
             ca_pem: None,
             only: Vec::new(),
             skip: Vec::new(),

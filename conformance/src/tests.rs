@@ -217,6 +217,7 @@ async fn every_check_passes_against_the_stub_twice() {
     options.user = Some("CONTOSO\\alice".into());
     options.password = Some("Secret1!".into());
     options.admin = server.admin_url();
+    options.admin_token = Some(server.admin_token().secret().to_owned());
     options.ca_pem = Some(server.ca_pem().as_bytes().to_vec());
     for round in 0..2 {
         let results = run(&options).await;

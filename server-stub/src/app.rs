@@ -17,9 +17,10 @@
 //! # }
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -30,12 +31,14 @@ pub use crate::http::Body;
 
 use crate::audit::AuditLog;
 use crate::http::auth::{self, ConnAuth};
-use crate::http::{admin, device, read_capped, Ctx};
+use crate::http::{admin, body_guard, device, read_capped, text, Ctx};
+use crate::lock::DataLock;
 use crate::logs::LogStore;
 use crate::metrics::Metrics;
 use crate::model::BaseUrls;
 use crate::server::{Control, ServerConfig, ServerError};
 use crate::state::{State, StateOptions};
+use crate::token::{AdminToken, TOKEN_FILE};
 
 /// Which site a connection reached: what it may ask for and how it authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub enum Site {
 pub struct ConnState {
     site: Site,
     peer: SocketAddr,
+    /// The listener's address (the admin API's `Host` check); `None` in memory.
+    local: Option<SocketAddr>,
     auth: ConnAuth,
 }
 
@@ -63,8 +68,15 @@ impl ConnState {
         ConnState {
             site,
             peer,
+            local: None,
             auth: ConnAuth::default(),
         }
+    }
+
+    /// The same, accepted by the listener bound at `local`.
+    pub fn with_local(mut self, local: SocketAddr) -> Self {
+        self.local = Some(local);
+        self
     }
 
     pub fn site(&self) -> Site {
@@ -84,30 +96,26 @@ pub struct App {
 }
 
 impl App {
-    /// Opens (or creates) `config.data_dir` without binding anything. Blocking: it reads the
-    /// state database. Check replies name `config.public_internal_url` / `public_external_url`
-    /// (no base URL when unset); the listener addresses in `config` are ignored.
+    /// Opens (or creates) `config.data_dir` without binding anything, and holds its lock
+    /// ([`DataLock`]) while this app or a clone lives. Blocking: it reads the state database.
+    /// Check replies name `config.public_internal_url` / `public_external_url` (no base URL
+    /// when unset); the listener addresses in `config` are ignored.
     pub fn open(config: &ServerConfig) -> Result<App, ServerError> {
-        let (state, logs) = open_storage(config)?;
+        let opened = open_data(config)?;
         let bases = BaseUrls {
             internal: config.public_internal_url.clone(),
             external: config.public_external_url.clone(),
         };
-        Ok(App::with_state(config, Arc::new(state), logs, bases))
+        Ok(App::with_data(config, opened, bases))
     }
 
-    pub(crate) fn with_state(
-        config: &ServerConfig,
-        state: Arc<State>,
-        logs: LogStore,
-        bases: BaseUrls,
-    ) -> App {
+    pub(crate) fn with_data(config: &ServerConfig, opened: OpenedData, bases: BaseUrls) -> App {
         App {
             ctx: Arc::new(Ctx {
-                state,
+                state: opened.state,
                 metrics: Arc::new(Metrics::default()),
                 audit: AuditLog::new(config.data_dir.join("audit"), &config.server_name),
-                logs,
+                logs: opened.logs,
                 quotas: config.quotas,
                 bases,
                 limits: config.limits,
@@ -115,12 +123,21 @@ impl App {
                 server_name: config.server_name.clone(),
                 accept_unknown_device_types: config.accept_unknown_device_types,
                 open_device_connections: AtomicUsize::new(0),
+                per_client: Mutex::new(HashMap::new()),
+                admin_token: opened.token,
+                admin_hosts: config.admin_hosts.clone(),
+                _lock: opened.lock,
             }),
         }
     }
 
     pub(crate) fn ctx(&self) -> &Arc<Ctx> {
         &self.ctx
+    }
+
+    /// The admin API's bearer token (what `DATA/admin.token` holds).
+    pub fn admin_token(&self) -> &AdminToken {
+        &self.ctx.admin_token
     }
 
     /// The scripting handle on this app's state and metrics.
@@ -132,7 +149,8 @@ impl App {
     }
 
     /// Answers one request of `conn`, and counts it in the metrics. Never fails: every problem
-    /// is a 4xx or 5xx response. A body that errors mid-read is answered 400.
+    /// is a 4xx or 5xx response. A body that errors mid-read is answered 400; a device body
+    /// that arrives too slowly ([`crate::Limits::body_deadline`]) 408 with `Connection: close`.
     pub async fn call<B>(&self, req: Request<B>, conn: &mut ConnState) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -140,11 +158,22 @@ impl App {
     {
         let ctx = &self.ctx;
         let peer = conn.peer;
-        let (endpoint, response) = match conn.site {
-            Site::Internal => device::route(ctx, StoreKind::Internal, req, peer, None).await,
-            Site::Admin => admin::route(ctx, req).await,
-            Site::External => match auth::gate(ctx, &mut conn.auth, &req) {
-                Ok(user) => device::route(ctx, StoreKind::External, req, peer, Some(user)).await,
+        let share = match conn.site {
+            Site::Admin => {
+                let (endpoint, response) = admin::route(ctx, req, conn.local).await;
+                return self.counted(endpoint, response, peer);
+            }
+            Site::Internal => StoreKind::Internal,
+            Site::External => StoreKind::External,
+        };
+        // Device bodies only: admin uploads (token-holders, up to a GiB) may be slow.
+        let (parts, body) = req.into_parts();
+        let (body, expired) = body_guard::Guarded::new(body, &ctx.limits);
+        let req = Request::from_parts(parts, body);
+        let (endpoint, mut response) = match share {
+            StoreKind::Internal => device::route(ctx, share, req, peer, None).await,
+            StoreKind::External => match auth::gate(ctx, &mut conn.auth, &req) {
+                Ok(user) => device::route(ctx, share, req, peer, Some(user)).await,
                 Err(refusal) => {
                     // Read (a bounded amount of) the body so the connection stays usable for
                     // the next leg of the handshake.
@@ -153,7 +182,26 @@ impl App {
                 }
             },
         };
-        ctx.metrics.request(endpoint, response.status().as_u16());
+        if expired.is_set() {
+            tracing::warn!(%peer, endpoint, "request body too slow: 408 and close");
+            response = text(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        self.counted(endpoint, response, peer)
+    }
+
+    fn counted(
+        &self,
+        endpoint: &'static str,
+        response: Response<Body>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        self.ctx
+            .metrics
+            .request(endpoint, response.status().as_u16());
         if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(%peer, endpoint, "request failed");
         }
@@ -185,16 +233,35 @@ pub struct Cleanup {
     pub audit_files: u64,
 }
 
-/// Opens the state (database) and the log store of `config.data_dir` (blocking).
-pub(crate) fn open_storage(config: &ServerConfig) -> Result<(State, LogStore), ServerError> {
+/// A data directory opened for serving: its lock (taken first, so a second process never gets
+/// as far as reading or writing anything), its state, its device logs and the admin token.
+pub(crate) struct OpenedData {
+    pub lock: Arc<DataLock>,
+    pub state: Arc<State>,
+    pub logs: LogStore,
+    pub token: AdminToken,
+}
+
+pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError> {
     config.quotas.validate()?;
+    let lock = Arc::new(DataLock::acquire(&config.data_dir)?);
     let options = StateOptions {
         deploy_roundtable_on_import: config.deploy_roundtable_on_import,
     };
-    let state = State::open(&config.data_dir, options)?;
+    let state = Arc::new(State::open(&config.data_dir, options)?);
     let logs = LogStore::open(&config.data_dir, config.quotas).map_err(|e| ServerError::Io {
         what: format!("read {}", config.data_dir.join("logs").display()),
         source: e,
     })?;
-    Ok((state, logs))
+    let token_file = config
+        .admin_token_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(TOKEN_FILE));
+    let token = AdminToken::load_or_create(&token_file)?;
+    Ok(OpenedData {
+        lock,
+        state,
+        logs,
+        token,
+    })
 }

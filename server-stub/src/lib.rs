@@ -15,6 +15,8 @@
 //! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
 //! - [`metrics`]: counters and the Prometheus text format.
 //! - [`tls`]: rustls configuration, generated or from PEM files.
+//! - [`lock`]: the data directory's exclusive lock (`DATA/server.lock`, one process at a time).
+//! - [`token`]: the admin API's bearer token (`DATA/admin.token`, 0600).
 //! - [`app`]: the socket-free core, [`App::call`] answers one `http::Request` of one
 //!   connection ([`ConnState`]: its [`Site`], peer and NTLM state). Tests and fuzzers use it.
 //! - `http`: what [`App`] dispatches to (device endpoints, files, NTLM, admin API, body and
@@ -30,6 +32,7 @@ mod clock;
 pub mod db;
 pub mod disk;
 mod http;
+pub mod lock;
 pub mod logs;
 pub mod metrics;
 pub mod model;
@@ -39,9 +42,11 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod token;
 
 pub use app::{App, Cleanup, ConnState, Site};
 pub use http::Limits;
+pub use lock::{DataLock, LockError};
 pub use metrics::MetricsSnapshot;
 pub use model::{InventoryEntry, Rule, RuleError, TestDevice};
 pub use package::{PackageEntry, PackageError};
@@ -49,4 +54,5 @@ pub use quota::Quotas;
 pub use server::{start, Control, RunningServer, ServerConfig, ServerError};
 pub use state::{RuleRecord, State, StateError, StateOptions};
 pub use tls::{TlsMaterial, TlsSource};
+pub use token::{AdminToken, TokenError};
 pub use ucupdate_ntlm::UserDb;

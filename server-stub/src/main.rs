@@ -1,6 +1,8 @@
 //! `ucupdate-server`: the command line of the server stub. `serve` runs the listeners; the
 //! other commands (`import`, `rules`, `test-devices`, `inventory`) work offline on a data
-//! directory's state database (stop the server first, or use the admin API while it runs).
+//! directory's state database. Both take the directory's lock (`DATA/server.lock`), so an offline
+//! change while a server runs is refused, naming the server's pid and the admin API to use
+//! instead, rather than printed as done and lost at the server's next write.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ucupdate_protocol::{HttpUrl, UpdateKey};
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
-    disk, package, Limits, Quotas, ServerConfig, State, StateOptions, TestDevice, TlsSource,
+    disk, package, DataLock, Limits, LockError, Quotas, ServerConfig, State, StateOptions,
+    TestDevice, TlsSource,
     UserDb,
 };
 
@@ -184,9 +187,20 @@ struct ServeArgs {
     /// External HTTPS listener (NTLM required), or `off`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4443")]
     external: Listen,
-    /// Admin API and /metrics (no authentication: keep it on loopback), or `off`.
+    /// Admin API and /metrics (bearer token, plain HTTP: keep it on loopback), or `off`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9080")]
     admin: Listen,
+    /// The admin API's bearer token file (default DIR/admin.token; created 0600 if missing).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// A name (NAME or NAME:PORT) the admin listener answers to besides its address and
+    /// localhost:PORT (repeatable). Other Host headers get 421.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
+    /// Create the data directory if it is missing or empty (without it, serve refuses one:
+    /// a typo in --data must not start an empty server).
+    #[arg(long)]
+    init: bool,
     /// NTLM users of the external listener: `DOMAIN\user:password` or `user:password` lines.
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -227,6 +241,20 @@ struct ServeArgs {
     /// Open device connections beyond this get a 503.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_connections: usize,
+    /// Open device connections from one client address beyond this get a 503 (default: half
+    /// of --max-connections).
+    #[arg(long, value_name = "N")]
+    max_connections_per_client: Option<usize>,
+    /// Seconds a device request's whole body may take after its head (then 408 and close).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    body_timeout: u64,
+    /// Minimum average rate of a device request body, bytes/s, after --body-rate-grace
+    /// (0: none).
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    body_min_rate: u64,
+    /// Seconds a device request body may start slower than --body-min-rate.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    body_rate_grace: u64,
     /// Largest file the admin publish endpoint accepts, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     max_publish_bytes: u64,
@@ -396,8 +424,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open(dir: &Path, options: StateOptions) -> anyhow::Result<State> {
-    State::open(dir, options).with_context(|| format!("open data directory {}", dir.display()))
+/// The state of `dir` for an offline command, with the directory's lock held while it lives.
+struct Offline {
+    state: State,
+    _lock: DataLock,
+}
+
+impl std::ops::Deref for Offline {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+fn open(dir: &Path, options: StateOptions) -> anyhow::Result<Offline> {
+    let lock = match DataLock::acquire(dir) {
+        Ok(lock) => lock,
+        Err(e @ LockError::Held { .. }) => bail!(
+            "{e}: stop that server first, or make the change through its admin API \
+             (see docs/SERVER.md: POST /admin/rules/..., PUT /admin/test-devices/..., \
+             POST /admin/import, GET /admin/inventory)"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let state = State::open(dir, options)
+        .with_context(|| format!("open data directory {}", dir.display()))?;
+    Ok(Offline { state, _lock: lock })
 }
 
 fn describe(rule: &ucupdate_server_stub::Rule) -> String {
@@ -488,8 +540,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Refuses a missing or empty data directory unless `--init`.
+fn check_data_dir(dir: &Path, init: bool) -> anyhow::Result<()> {
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(e).with_context(|| format!("read data directory {}", dir.display())),
+    };
+    if empty && !init {
+        bail!(
+            "data directory {} is missing or empty: give --init to start a new one",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
+    check_data_dir(&args.data.data, args.init)?;
     let users = match &args.users {
         Some(path) => {
             // Every device account's password: refused if others on the host may read it.
@@ -517,6 +586,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         internal_tls: args.internal_tls.0,
         external: args.external.0,
         admin: args.admin.0,
+        admin_token_file: args.admin_token_file.clone(),
+        admin_hosts: args.admin_hosts.clone(),
         users,
         tls,
         ca_out: args.ca_out.clone(),
@@ -529,6 +600,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             max_connections: args.max_connections,
+            max_connections_per_client: args.max_connections_per_client,
+            body_deadline: Duration::from_secs(args.body_timeout.max(1)),
+            body_min_rate: args.body_min_rate,
+            body_rate_grace: Duration::from_secs(args.body_rate_grace),
             max_publish_bytes: args.max_publish_bytes,
         },
         flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
@@ -555,12 +630,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 println!("{name} {url}");
             }
         }
+
         if !server.ca_pem().is_empty() {
             let ca = args
                 .ca_out
                 .clone()
                 .unwrap_or_else(|| args.data.data.join("ca.pem"));
             println!("ca {}", ca.display());
+        }
+        if server.admin_addr().is_some() {
+            // The path only: the token stays in its 0600 file, out of logs and terminals.
+            println!("admin-token {}", server.admin_token().path().display());
         }
         stop.wait().await;
         tracing::info!("shutting down");

@@ -20,11 +20,13 @@ use ucupdate_protocol::{FileName, FirmwareVersion, HttpUrl, UpdateKey};
 use crate::app::{self, App, Site};
 use crate::http::conn;
 use crate::http::Limits;
+use crate::lock::{DataLock, LockError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::model::{BaseUrls, InventoryEntry, Rule, TestDevice};
 use crate::quota::{QuotaError, Quotas};
 use crate::state::{RuleRecord, State, StateError};
 use crate::tls::{self, TlsError, TlsSource};
+use crate::token::{AdminToken, TokenError};
 use crate::{package, store};
 
 /// Everything a server needs. [`ServerConfig::loopback`] gives all four listeners on
@@ -39,8 +41,14 @@ pub struct ServerConfig {
     pub internal_tls: Option<SocketAddr>,
     /// External HTTPS listener (NTLM).
     pub external: Option<SocketAddr>,
-    /// Admin API and `/metrics` (keep it on loopback: it has no authentication).
+    /// Admin API and `/metrics` (bearer token, Host and Origin checks: see `http::admin_guard`;
+    /// still plain HTTP, so keep it on loopback or a trusted network).
     pub admin: Option<SocketAddr>,
+    /// The admin token's file (default `DATA/admin.token`; created 0600 if missing).
+    pub admin_token_file: Option<PathBuf>,
+    /// Names (`name` or `name:port`) the admin listener answers to besides its own address
+    /// and `localhost:PORT`.
+    pub admin_hosts: Vec<String>,
     /// NTLM users of the external listener.
     pub users: UserDb,
     pub tls: TlsSource,
@@ -72,6 +80,8 @@ impl ServerConfig {
             internal_tls: any,
             external: any,
             admin: any,
+            admin_token_file: None,
+            admin_hosts: Vec::new(),
             users: UserDb::default(),
             tls: TlsSource::default(),
             ca_out: None,
@@ -106,6 +116,11 @@ pub enum ServerError {
     /// A quota setting is out of range.
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    /// Another process holds the data directory.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -119,8 +134,11 @@ pub struct RunningServer {
     admin: Option<SocketAddr>,
     ca_pem: String,
     control: Control,
+    admin_token: AdminToken,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Released only after the last state write of [`RunningServer::shutdown`].
+    lock: Arc<DataLock>,
 }
 
 /// Accept-queue length of every listener. Tokio's `TcpListener::bind` leaves the kernel at 128:
@@ -143,10 +161,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Binds every configured listener, then serves until [`RunningServer::shutdown`].
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let opening = config.clone();
-    let (state, logs) = tokio::task::spawn_blocking(move || app::open_storage(&opening))
+    // The lock comes first: a second server on this directory stops here, before it binds
+    // anything or rewrites `ca.pem` under the first one's clients.
+    let opened = tokio::task::spawn_blocking(move || app::open_data(&opening))
         .await
         .map_err(|e| ServerError::Task(e.to_string()))??;
-    let state = Arc::new(state);
+    let state = opened.state.clone();
+    let lock = opened.lock.clone();
+    let admin_token = opened.token.clone();
 
     let bind = |addr: Option<SocketAddr>, what: &'static str| async move {
         match addr {
@@ -196,7 +218,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .clone()
             .or_else(|| external_addr.map(|a| url_of(true, a))),
     };
-    let app = App::with_state(&config, state.clone(), logs, bases);
+    let app = App::with_data(&config, opened, bases);
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -236,8 +258,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         admin: admin_addr,
         ca_pem,
         control: app.control(),
+        admin_token,
         shutdown,
         tasks,
+        lock,
     })
 }
 
@@ -346,6 +370,11 @@ impl RunningServer {
         self.control.clone()
     }
 
+    /// The admin API's bearer token.
+    pub fn admin_token(&self) -> &AdminToken {
+        &self.admin_token
+    }
+
     /// Stops accepting, lets in-flight requests finish, and writes the pending state.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
@@ -356,6 +385,7 @@ impl RunningServer {
         tokio::task::spawn_blocking(move || state.persist())
             .await
             .map_err(|e| ServerError::Task(e.to_string()))??;
+        drop(self.lock);
         Ok(())
     }
 }

@@ -149,9 +149,19 @@ impl Admin for ControlAdmin {
 }
 
 /// Drives a remote `ucupdate-server` through its admin API (plain HTTP, loopback or a trusted
-/// network: the admin API has no authentication).
+/// network), with the bearer token from the server's `DATA/admin.token`.
+#[derive(Clone)]
 pub struct HttpAdmin {
     pub base: HttpUrl,
+    pub token: String,
+}
+
+impl std::fmt::Debug for HttpAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAdmin")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 fn key_path(key: &UpdateKey) -> String {
@@ -175,10 +185,21 @@ impl HttpAdmin {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
+        // The admin API takes octet-stream for file publishes and JSON for every other change.
+        let content_type = if path.starts_with("/admin/files/") {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
         let request = Request::builder()
             .method(method)
             .uri(&path)
             .header(hyper::header::HOST, &addr)
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         let response = sender

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use ucupdate_agent::net::Timeouts;
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::HttpUrl;
+use ucupdate_simulator::embedded::HttpAdmin;
 use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
@@ -88,8 +89,11 @@ struct RunArgs {
     #[arg(long)]
     external_server: Option<String>,
     /// Admin API of a remote `ucupdate-server` (for scenarios that publish/approve/restore).
-    #[arg(long)]
+    #[arg(long, requires = "admin_token_file")]
     admin: Option<String>,
+    /// That server's admin token file (its DATA/admin.token, or its --admin-token-file).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// PEM bundle of CAs to trust for the server's certificate [default: web roots].
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -306,11 +310,16 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 .as_deref()
                 .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
                 .transpose()?,
-            admin: args
-                .admin
-                .as_deref()
-                .map(|u| u.parse().with_context(|| format!("--admin {u}")))
-                .transpose()?,
+            admin: match (&args.admin, &args.admin_token_file) {
+                (Some(u), Some(file)) => Some(HttpAdmin {
+                    base: u.parse().with_context(|| format!("--admin {u}"))?,
+                    token: std::fs::read_to_string(file)
+                        .with_context(|| format!("--admin-token-file {}", file.display()))?
+                        .trim()
+                        .to_owned(),
+                }),
+                _ => None,
+            },
             ca_pem: ca,
         },
     };

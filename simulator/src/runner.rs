@@ -23,7 +23,8 @@ pub enum Server {
     Remote {
         internal: HttpUrl,
         external: Option<HttpUrl>,
-        admin: Option<HttpUrl>,
+        /// The admin API and its token (`--admin`, `--admin-token-file`).
+        admin: Option<HttpAdmin>,
         ca_pem: Option<Vec<u8>>,
     },
 }
@@ -122,7 +123,7 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
                     .await?
                     .map(|a| a.ip())
                     .collect();
-                let admin = admin.map(|base| Arc::new(HttpAdmin { base }) as Arc<dyn Admin>);
+                let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
                 (
                     Target {
                         label: internal.to_string(),

@@ -353,3 +353,44 @@ async fn a_log_upload_that_finishes_first_does_not_cut_a_slow_download() {
         "image and catalog once per device, no retry after a false timeout"
     );
 }
+
+/// `--admin` against a separate stub: every publish and approve carries the bearer token (the
+/// rollout converges), and a wrong token stops the run at its first change with the 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_stub_is_driven_through_its_admin_api_with_its_token() {
+    use ucupdate_simulator::embedded::HttpAdmin;
+    use ucupdate_simulator::runner::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ucupdate_server_stub::ServerConfig::loopback(dir.path());
+    config.internal_tls = None;
+    config.external = None;
+    let server = ucupdate_server_stub::start(config).await.unwrap();
+    let scenario = Scenario::load("rollout").unwrap();
+    let remote = |token: &str| Server::Remote {
+        internal: server.internal_url().unwrap(),
+        external: None,
+        admin: Some(HttpAdmin {
+            base: server.admin_url().unwrap(),
+            token: token.to_owned(),
+        }),
+        ca_pem: None,
+    };
+
+    let mut spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, 20, 3));
+    spec.server = remote("not-the-token");
+    let err = runner::run(spec)
+        .await
+        .err()
+        .expect("a wrong token must fail");
+    assert!(format!("{err:#}").contains("401"), "{err:#}");
+
+    let mut spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, 20, 3));
+    spec.server = remote(server.admin_token().secret());
+    let r = runner::run(spec).await.unwrap().report;
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+    server.shutdown().await.unwrap();
+}

@@ -227,7 +227,13 @@ async fn a_burst_of_ten_thousand_devices_is_answered_with_503_or_served() {
     use ucupdate_simulator::scenario::Scenario;
     let dir = tempfile::tempdir().unwrap();
     // No update published: every device must stay on its version ("initial").
-    let server = bare_stub(dir.path(), |c| c.limits.max_connections = 256).await;
+    // The subject is the global cap: every simulated device shares 127.0.0.1, so the per-client
+    // cap (half the global one by default) is lifted to the global one here.
+    let server = bare_stub(dir.path(), |c| {
+        c.limits.max_connections = 256;
+        c.limits.max_connections_per_client = Some(256);
+    })
+    .await;
     let scenario = Scenario::parse(
         "burst",
         r#"name = "burst"

@@ -619,6 +619,7 @@ async fn nginx_edge_in_front_of_the_external_listener() {
 
     let mut options = Options::new(server.internal_url().unwrap());
     options.admin = server.admin_url();
+    options.admin_token = Some(server.admin_token().secret().to_owned());
     options.user = Some(USER.into());
     options.password = Some(PASSWORD.into());
     options.ca_pem = Some(format!("{edge_ca}{}", server.ca_pem()).into_bytes());

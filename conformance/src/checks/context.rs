@@ -132,7 +132,16 @@ impl Ctx<'_> {
             return Err("no --admin URL".into());
         };
         let url = base.with_path(path);
-        let headers = [(header::CONTENT_TYPE, "application/octet-stream".to_owned())];
+        // The stub's admin API takes octet-stream for file publishes, JSON for the rest.
+        let content_type = if path.starts_with("/admin/files/") {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let mut headers = vec![(header::CONTENT_TYPE, content_type.to_owned())];
+        if let Some(token) = &self.opts.admin_token {
+            headers.push((header::AUTHORIZATION, format!("Bearer {token}")));
+        }
         let reply = raw::once(&url, self.tls_for(&url)?, method.clone(), &headers, body)
             .await
             .map_err(|e| format!("admin {method} {path}: {e}"))?;

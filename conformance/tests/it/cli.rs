@@ -39,6 +39,8 @@ async fn green_against_the_stub_with_junit() {
         ])
         .arg("--password-file")
         .arg(&password)
+        .arg("--admin-token-file")
+        .arg(server.admin_token().path())
         .arg("--ca")
         .arg(&ca)
         .arg("--junit")

@@ -18,6 +18,7 @@ fn full_options(server: &RunningServer) -> Options {
     options.user = Some(USER.into());
     options.password = Some(PASSWORD.into());
     options.admin = server.admin_url();
+    options.admin_token = Some(server.admin_token().secret().to_owned());
     options.ca_pem = Some(server.ca_pem().as_bytes().to_vec());
     options
 }

@@ -1,5 +1,7 @@
-//! The admin API (bind it to loopback) and `/metrics`. JSON in and out; every change is
-//! written to the state file before it is answered.
+//! The admin API (bind it to loopback) and `/metrics`. JSON in and out, errors included
+//! (`{"error": "..."}`); every change is written to the state file before it is answered.
+//! Every request first passes [`admin_guard::check`] (Host, Origin, bearer token,
+//! Content-Type).
 //!
 //! | Method | Path | Does |
 //! |---|---|---|
@@ -13,6 +15,7 @@
 //! | POST | `/admin/import` | `{"path": "<server-side .cab or directory>"}` |
 //! | PUT | `/admin/files/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<UpdateType>/<Version>/<FileName>` | publish one file; the version becomes pending |
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,20 +24,36 @@ use serde::Serialize;
 use ucupdate_protocol::url::percent_decode;
 use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
 
-use super::{full, json, read_capped, read_frames, refuse_declared, text, Body, BodyError, Ctx};
+use super::admin_guard::{self, json_error};
+use super::{full, json, read_capped, read_frames, Body, BodyError, Ctx};
 use crate::model::{RuleError, TestDevice};
 use crate::state::{State, StateError};
 use crate::store::StagedFile;
 
-pub(crate) async fn route<B>(ctx: &Arc<Ctx>, req: Request<B>) -> (&'static str, Response<Body>)
+pub(crate) async fn route<B>(
+    ctx: &Arc<Ctx>,
+    req: Request<B>,
+    local: Option<SocketAddr>,
+) -> (&'static str, Response<Body>)
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path().to_owned();
+    let endpoint = if path == "/metrics" {
+        "metrics"
+    } else {
+        "admin"
+    };
+    if let Some(refusal) = admin_guard::check(ctx, &req, local) {
+        return (endpoint, refusal);
+    }
     if path == "/metrics" {
         if req.method() != Method::GET {
-            return ("metrics", text(StatusCode::METHOD_NOT_ALLOWED, "GET only"));
+            return (
+                "metrics",
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "GET only"),
+            );
         }
         let mut r = Response::new(full(ctx.metrics.render()));
         r.headers_mut().insert(
@@ -44,10 +63,16 @@ where
         return ("metrics", r);
     }
     let Some(rest) = path.strip_prefix("/admin/") else {
-        return ("other", text(StatusCode::NOT_FOUND, "no such endpoint"));
+        return (
+            "other",
+            json_error(StatusCode::NOT_FOUND, "no such endpoint"),
+        );
     };
     let Some(decoded) = percent_decode(rest) else {
-        return ("admin", text(StatusCode::BAD_REQUEST, "bad percent escape"));
+        return (
+            "admin",
+            json_error(StatusCode::BAD_REQUEST, "bad percent escape"),
+        );
     };
     let parts: Vec<&str> = decoded.split('/').collect();
     let method = req.method().clone();
@@ -57,7 +82,7 @@ where
             let key = match format!("{dt}/{brand}/{model}/{rev}/{locale}/{ut}").parse::<UpdateKey>()
             {
                 Ok(k) => k,
-                Err(e) => return ("admin", text(StatusCode::BAD_REQUEST, e.to_string())),
+                Err(e) => return ("admin", json_error(StatusCode::BAD_REQUEST, e.to_string())),
             };
             let action = action.to_string();
             let state = ctx.state.clone();
@@ -87,7 +112,7 @@ where
                 Err(e) => {
                     return (
                         "admin",
-                        text(StatusCode::BAD_REQUEST, format!("bad test device: {e}")),
+                        json_error(StatusCode::BAD_REQUEST, format!("bad test device: {e}")),
                     )
                 }
             };
@@ -116,11 +141,11 @@ where
                 (Ok(key), Ok(version), Ok(name)) => publish(ctx, key, version, name, req).await,
                 (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     tracing::warn!(error = %e, "refused publish path");
-                    text(StatusCode::BAD_REQUEST, format!("bad publish path: {e}"))
+                    json_error(StatusCode::BAD_REQUEST, format!("bad publish path: {e}"))
                 }
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "no such admin endpoint"),
+        _ => json_error(StatusCode::NOT_FOUND, "no such admin endpoint"),
     };
     ("admin", response)
 }
@@ -185,7 +210,7 @@ where
 {
     let body = match read_capped(req.into_body(), 64 * 1024).await {
         Ok(b) => b,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "expected a small JSON body"),
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "expected a small JSON body"),
     };
     #[derive(serde::Deserialize)]
     struct ImportRequest {
@@ -194,7 +219,7 @@ where
     let request: ImportRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return text(
+            return json_error(
                 StatusCode::BAD_REQUEST,
                 format!("expected {{\"path\": ...}}: {e}"),
             )
@@ -223,8 +248,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let cap = ctx.limits.max_publish_bytes;
-    if let Some(r) = refuse_declared(req.headers(), cap) {
-        return r;
+    if let Some(len) = super::content_length(req.headers()).filter(|&len| len > cap) {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body of {len} bytes exceeds the {cap}-byte publish cap"),
+        );
     }
     let data_dir = ctx.state.data_dir().to_owned();
     let mut staged = match StagedFile::new(&data_dir) {
@@ -237,13 +265,13 @@ where
     match read_frames(&mut body, cap, |chunk| staged.write(chunk)).await {
         Ok(_) => {}
         Err(BodyError::TooLarge) => {
-            return text(
+            return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("file exceeds the {cap}-byte publish cap"),
             )
         }
         Err(BodyError::Io(e)) => {
-            return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+            return json_error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
         }
         Err(BodyError::Sink(e)) => return error_response(&StateError::io(&data_dir, e)),
     }

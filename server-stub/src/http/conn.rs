@@ -1,5 +1,6 @@
 //! Listeners and connections: the accept loop, the TLS handshake (bounded by the header
-//! timeout), the idle timeout, the connection cap (503 beyond it) and graceful shutdown. What
+//! timeout), the idle timeout, the connection caps (global and per client address, 503
+//! beyond either) and graceful shutdown. What
 //! a request does is the socket-free [`App`]'s business; this module gives each connection
 //! its [`ConnState`] (so NTLM lives and dies with the TCP connection) and hands it every
 //! request of that connection.
@@ -10,7 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,12 +47,17 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let local = listener.local_addr().ok();
     loop {
         tokio::select! {
             () = shutdown_signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(connection(stream, peer, site, tls.clone(), app.clone(), shutdown.clone()));
+                    let mut state = ConnState::new(site, peer);
+                    if let Some(local) = local {
+                        state = state.with_local(local);
+                    }
+                    conns.spawn(connection(stream, state, tls.clone(), app.clone(), shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -66,17 +72,61 @@ pub(crate) async fn run(
     while conns.join_next().await.is_some() {}
 }
 
-/// Counts an open device connection; dropping it uncounts.
+/// Counts an open device connection (globally and for its client address); dropping it
+/// uncounts.
 struct Slot {
     app: App,
-    counted: bool,
+    /// The client address, for device connections (the admin listener is not counted).
+    counted: Option<IpAddr>,
+}
+
+impl Slot {
+    /// Counts a connection from `peer`; says whether it is over either cap.
+    fn open(app: &App, site: Site, peer: SocketAddr) -> (Slot, Option<&'static str>) {
+        let ctx = app.ctx();
+        ctx.metrics.connection_opened();
+        if site == Site::Admin {
+            let slot = Slot {
+                app: app.clone(),
+                counted: None,
+            };
+            return (slot, None);
+        }
+        let ip = peer.ip();
+        let global = ctx.open_device_connections.fetch_add(1, Ordering::AcqRel);
+        let mine = {
+            let mut per_client = ctx.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_client.entry(ip).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let over = if global >= ctx.limits.max_connections {
+            Some("connection cap reached")
+        } else if mine >= ctx.limits.per_client_cap() {
+            Some("per-client connection cap reached")
+        } else {
+            None
+        };
+        let slot = Slot {
+            app: app.clone(),
+            counted: Some(ip),
+        };
+        (slot, over)
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let ctx = self.app.ctx();
-        if self.counted {
+        if let Some(ip) = self.counted {
             ctx.open_device_connections.fetch_sub(1, Ordering::AcqRel);
+            let mut per_client = ctx.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per_client.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_client.remove(&ip);
+                }
+            }
         }
         ctx.metrics.connection_closed();
     }
@@ -84,28 +134,21 @@ impl Drop for Slot {
 
 async fn connection(
     stream: TcpStream,
-    peer: SocketAddr,
-    site: Site,
+    state: ConnState,
     tls: Option<TlsAcceptor>,
     app: App,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let ctx = app.ctx().clone();
-    ctx.metrics.connection_opened();
-    let counted = site != Site::Admin;
-    let over_cap = counted
-        && ctx.open_device_connections.fetch_add(1, Ordering::AcqRel) >= ctx.limits.max_connections;
-    let _slot = Slot {
-        app: app.clone(),
-        counted,
-    };
+    let peer = state.peer();
+    let (_slot, over_cap) = Slot::open(&app, state.site(), peer);
     match tls {
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await;
             match handshake {
-                Ok(Ok(tls_stream)) => serve(tls_stream, peer, site, app, over_cap, shutdown).await,
+                Ok(Ok(tls_stream)) => serve(tls_stream, state, app, over_cap, shutdown).await,
                 Ok(Err(e)) => {
                     ctx.metrics.tls_handshake_failed();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -116,26 +159,31 @@ async fn connection(
                 }
             }
         }
-        None => serve(stream, peer, site, app, over_cap, shutdown).await,
+        None => serve(stream, state, app, over_cap, shutdown).await,
     }
 }
 
 async fn serve<IO>(
     mut io: IO,
-    peer: SocketAddr,
-    site: Site,
+    state: ConnState,
     app: App,
-    over_cap: bool,
+    over_cap: Option<&'static str>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = app.ctx().clone();
-    if over_cap {
+    let peer = state.peer();
+    if let Some(which) = over_cap {
         ctx.metrics.connection_rejected();
         ctx.metrics.request("other", 503);
-        tracing::warn!(%peer, cap = ctx.limits.max_connections, "connection cap reached: 503");
-        let body = "server busy: connection cap reached\n";
+        tracing::warn!(
+            %peer,
+            cap = ctx.limits.max_connections,
+            per_client = ctx.limits.per_client_cap(),
+            "{which}: 503"
+        );
+        let body = format!("server busy: {which}\n");
         let head = format!(
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -164,7 +212,7 @@ async fn serve<IO>(
     let io = IdleIo::new(io, ctx.limits.idle_timeout);
     // Per-connection state (NTLM): created here, dropped when this connection ends. hyper
     // serves one request of a connection at a time, so the lock is never contended.
-    let state = Arc::new(Mutex::new(ConnState::new(site, peer)));
+    let state = Arc::new(Mutex::new(state));
     let service = service_fn(move |req: Request<Incoming>| {
         let app = app.clone();
         let state = state.clone();

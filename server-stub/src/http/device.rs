@@ -128,9 +128,22 @@ where
             ),
         );
     }
-    // The external site knows who signed in even when the request does not say.
-    if request.user.is_none() {
-        request.user = user;
+    // On the external site NTLM says who signed in; the body's LastSignedInUser is only a
+    // claim (an authenticated alice could otherwise put `CORP\ceo` in the inventory).
+    if let Some(authenticated) = user {
+        if let Some(claimed) = request
+            .user
+            .as_deref()
+            .filter(|c| !c.eq_ignore_ascii_case(&authenticated))
+        {
+            tracing::warn!(
+                %peer,
+                authenticated = %authenticated,
+                claimed = %super::clipped(claimed.to_owned()),
+                "check claims another user than the NTLM one: recording the NTLM user"
+            );
+        }
+        request.user = Some(authenticated);
     }
     let decision = ctx.state.read(|m| m.decide(&request, &ctx.bases));
     let now = clock::unix_secs();

@@ -4,17 +4,23 @@
 //! - [`device`]: the device endpoints (check, log upload) of the internal and external sites.
 //! - [`files`]: `GET`/`HEAD` of update files with single `Range`s, streamed from disk.
 //! - [`auth`]: NTLM on the external listener, state per connection.
-//! - [`admin`]: the loopback admin API and `/metrics`.
+//! - [`admin`]: the loopback admin API and `/metrics`; [`admin_guard`]: its Host, Origin,
+//!   token and Content-Type rules.
+//! - [`body_guard`]: the total deadline and minimum rate of device request bodies.
 
 pub(crate) mod admin;
+pub(crate) mod admin_guard;
 pub(crate) mod auth;
+pub(crate) mod body_guard;
 pub(crate) mod conn;
 pub(crate) mod device;
 pub(crate) mod files;
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,8 +48,28 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Device connections (all device listeners together) beyond this get a 503.
     pub max_connections: usize,
+    /// Device connections from one client IP address beyond this get a 503, so one address
+    /// cannot take every slot. `None`: half of `max_connections` (at least 1).
+    pub max_connections_per_client: Option<usize>,
+    /// A device request's whole body must arrive within this time after its head (408 and
+    /// close otherwise), however steadily its bytes trickle in.
+    pub body_deadline: Duration,
+    /// After [`Limits::body_rate_grace`], a device request body must have averaged at least
+    /// this many bytes per second since its head (0: no minimum).
+    pub body_min_rate: u64,
+    /// How long a body may start slowly before [`Limits::body_min_rate`] applies.
+    pub body_rate_grace: Duration,
     /// Largest file body the admin publish endpoint accepts.
     pub max_publish_bytes: u64,
+}
+
+impl Limits {
+    /// The effective per-client connection cap.
+    pub fn per_client_cap(&self) -> usize {
+        self.max_connections_per_client
+            .unwrap_or(self.max_connections / 2)
+            .max(1)
+    }
 }
 
 impl Default for Limits {
@@ -52,6 +78,10 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: None,
+            body_deadline: Duration::from_secs(60),
+            body_min_rate: 256,
+            body_rate_grace: Duration::from_secs(5),
             max_publish_bytes: 1 << 30,
         }
     }
@@ -71,6 +101,13 @@ pub(crate) struct Ctx {
     pub server_name: String,
     pub accept_unknown_device_types: bool,
     pub open_device_connections: AtomicUsize,
+    /// Open device connections per client address (entries removed at zero).
+    pub per_client: Mutex<HashMap<IpAddr, usize>>,
+    pub admin_token: crate::token::AdminToken,
+    /// Extra names the admin listener answers to (`--admin-host`).
+    pub admin_hosts: Vec<String>,
+    /// Held as long as anything may still write the data directory.
+    pub _lock: Arc<crate::lock::DataLock>,
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {

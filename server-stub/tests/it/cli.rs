@@ -148,6 +148,7 @@ async fn serve_prints_urls_serves_and_stops_on_sigterm() {
     let mut child = bin()
         .args([
             "serve",
+            "--init",
             "--data",
             data.path().to_str().unwrap(),
             "--users",
@@ -173,7 +174,7 @@ async fn serve_prints_urls_serves_and_stops_on_sigterm() {
     let lines = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
-            .take(4)
+            .take(5)
             .map(|l| l.unwrap())
             .collect::<Vec<_>>()
     })
@@ -188,6 +189,16 @@ async fn serve_prints_urls_serves_and_stops_on_sigterm() {
         "{lines:?}"
     );
     assert!(lines[3].starts_with("ca "), "{lines:?}");
+    // The token file's path is printed, never the token.
+    let token_file = lines[4]
+        .strip_prefix("admin-token ")
+        .expect("admin-token line");
+    assert_eq!(
+        std::path::Path::new(token_file),
+        data.path().join("admin.token")
+    );
+    let token = std::fs::read_to_string(token_file).unwrap();
+    assert!(!lines.concat().contains(token.trim()), "{lines:?}");
     let url: ucupdate_protocol::HttpUrl = lines[0].split_once(' ').unwrap().1.parse().unwrap();
     let addr = format!("127.0.0.1:{}", url.port).parse().unwrap();
     let mut c = Conn::plain(addr).await;

@@ -96,7 +96,23 @@ impl TestApp {
         Conn::Mem {
             app: self.app.clone(),
             state: ConnState::new(site, PEER.parse().unwrap()),
+            token: None,
         }
+    }
+
+    /// An admin connection that sends the token and the Content-Type the admin API wants.
+    pub fn admin(&self) -> Conn {
+        self.conn(Site::Admin)
+            .with_token(self.app.admin_token().secret())
+    }
+}
+
+impl TestServer {
+    /// A loopback admin connection that sends the token and the right Content-Type.
+    pub async fn admin(&self) -> Conn {
+        Conn::plain(self.server.admin_addr().unwrap())
+            .await
+            .with_token(self.server.admin_token().secret())
     }
 }
 
@@ -105,6 +121,8 @@ pub fn app_with(dir: tempfile::TempDir, tune: impl FnOnce(&mut ServerConfig)) ->
     config.users = users();
     config.public_internal_url = Some(INTERNAL_BASE.parse().unwrap());
     config.public_external_url = Some(EXTERNAL_BASE.parse().unwrap());
+    // The name in-memory requests carry in their Host header.
+    config.admin_hosts = vec!["stub.test".to_owned()];
     tune(&mut config);
     let app = App::open(&config).unwrap();
     TestApp { app, dir }
@@ -137,15 +155,19 @@ pub fn check_body(running: &str, mac: &str) -> String {
 }
 
 /// One client connection; every request on it travels on the same connection: one
-/// `ConnState` through `App::call`, or one TCP (and TLS) session.
+/// `ConnState` through `App::call`, or one TCP (and TLS) session. With a `token` (admin
+/// connections), requests that set no `authorization` carry `Bearer <token>` and state-changing
+/// ones that set no `content-type` carry the one the admin API wants.
 pub enum Conn {
     Mem {
         app: App,
         state: ConnState,
+        token: Option<String>,
     },
     Socket {
         sender: SendRequest<Full<Bytes>>,
         host: String,
+        token: Option<String>,
     },
 }
 
@@ -188,6 +210,16 @@ impl Reply {
 }
 
 impl Conn {
+    /// This connection, sending the admin `token` (see [`Conn`]).
+    pub fn with_token(mut self, secret: &str) -> Conn {
+        match &mut self {
+            Conn::Mem { token, .. } | Conn::Socket { token, .. } => {
+                *token = Some(secret.to_owned())
+            }
+        }
+        self
+    }
+
     pub async fn plain(addr: SocketAddr) -> Conn {
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -197,6 +229,7 @@ impl Conn {
         Conn::Socket {
             sender,
             host: addr.to_string(),
+            token: None,
         }
     }
 
@@ -224,6 +257,7 @@ impl Conn {
         Conn::Socket {
             sender,
             host: addr.to_string(),
+            token: None,
         }
     }
 
@@ -234,20 +268,34 @@ impl Conn {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let host = match self {
-            Conn::Mem { .. } => "stub.test",
-            Conn::Socket { host, .. } => host,
+        let (host, token) = match self {
+            Conn::Mem { token, .. } => ("stub.test", token.as_deref()),
+            Conn::Socket { host, token, .. } => (host.as_str(), token.as_deref()),
         };
+        let given = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
         let mut builder = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(path)
             .header("host", host);
+        if let Some(token) = token {
+            if !given("authorization") {
+                builder = builder.header("authorization", format!("Bearer {token}"));
+            }
+            if method != Method::GET && method != Method::HEAD && !given("content-type") {
+                let wanted = if path.starts_with("/admin/files/") {
+                    "application/octet-stream"
+                } else {
+                    "application/json"
+                };
+                builder = builder.header("content-type", wanted);
+            }
+        }
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let request = builder.body(Full::new(body.into())).unwrap();
         match self {
-            Conn::Mem { app, state } => Reply::of(app.call(request, state).await).await,
+            Conn::Mem { app, state, .. } => Reply::of(app.call(request, state).await).await,
             Conn::Socket { sender, .. } => {
                 sender.ready().await.unwrap();
                 Reply::of(sender.send_request(request).await.unwrap()).await
@@ -261,7 +309,7 @@ impl Conn {
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Conn::Mem { app, state } = self else {
+        let Conn::Mem { app, state, .. } = self else {
             panic!("Conn::call is for in-memory connections");
         };
         Reply::of(app.call(request, state).await).await

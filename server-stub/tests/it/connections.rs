@@ -25,7 +25,7 @@ async fn connection_cap_answers_503_then_recovers() {
     assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
     assert_eq!(t.server.control().metrics().connections_rejected, 1);
     // The admin listener is not subject to the device cap.
-    let mut admin = Conn::plain(t.server.admin_addr().unwrap()).await;
+    let mut admin = t.admin().await;
     assert_eq!(admin.get("/metrics", &[]).await.status, StatusCode::OK);
     drop(first);
     // Once the first connection is gone a new one is served. Its close is observed by the

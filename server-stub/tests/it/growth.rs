@@ -335,6 +335,7 @@ async fn a_state_json_of_the_previous_version_is_migrated() {
         let mut c = Conn::Mem {
             app: app.clone(),
             state: ucupdate_server_stub::ConnState::new(Site::Internal, PEER.parse().unwrap()),
+            token: None,
         };
         let ucupdate_protocol::CheckResponse::Update(offer) = c.check("1.0.0.0", OTHER_MAC).await
         else {

@@ -473,8 +473,12 @@ async fn a_body_that_fails_mid_read_is_refused_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(c.call(request).await.status, StatusCode::BAD_REQUEST);
     // A publish cut short leaves no version and no staged file.
-    let mut admin = t.conn(Site::Admin);
+    let mut admin = t.admin();
+    let bearer = format!("Bearer {}", t.app.admin_token().secret());
     let request = Request::put("/admin/files/UCPhone/Polycom/CX700/A/ENU/CPE/2.0.0.0/CPE.nbt")
+        .header("host", "127.0.0.1:9080")
+        .header("authorization", bearer)
+        .header("content-type", "application/octet-stream")
         .body(Frames::failing([Bytes::from_static(b"image")]))
         .unwrap();
     assert_eq!(admin.call(request).await.status, StatusCode::BAD_REQUEST);

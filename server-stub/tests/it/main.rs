@@ -18,3 +18,4 @@ mod logs;
 mod permissions;
 mod persistence;
 mod rules;
+mod shared_host;

@@ -97,12 +97,12 @@ async fn inventory_is_flushed_in_batches_not_per_check() {
     assert_eq!(stored_inventory(t.dir.path()), vec![MAC.to_owned()]);
 }
 
-/// `ucupdate-server serve` on `data` with the internal and admin listeners on port 0; the
-/// child and its admin address.
-async fn serve(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+/// `ucupdate-server serve --init` on `data` with the internal and admin listeners on port 0;
+/// the child and an admin connection to it (with the token from the file it names).
+pub(crate) async fn serve(data: &std::path::Path) -> (std::process::Child, Conn) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
-        .args(["serve", "--data"])
+        .args(["serve", "--init", "--data"])
         .arg(data)
         .args([
             "--internal",
@@ -119,20 +119,26 @@ async fn serve(data: &std::path::Path) -> (std::process::Child, std::net::Socket
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let admin = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
+    let (admin, token_file) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout)
             .lines()
-            .map_while(Result::ok)
+            .map_while(Result::ok);
+        let admin = lines
             .find_map(|line| {
                 line.strip_prefix("admin ")
                     .map(|url| url.trim().parse::<ucupdate_protocol::HttpUrl>().unwrap())
             })
-            .expect("the server prints its admin listener")
+            .expect("the server prints its admin listener");
+        let token = lines
+            .find_map(|line| line.strip_prefix("admin-token ").map(str::to_owned))
+            .expect("the server prints its admin token file");
+        (admin, token)
     })
     .await
     .unwrap();
+    let token = std::fs::read_to_string(token_file.trim()).unwrap();
     let addr = format!("127.0.0.1:{}", admin.port).parse().unwrap();
-    (child, addr)
+    (child, Conn::plain(addr).await.with_token(token.trim()))
 }
 
 /// Every change the admin API acknowledged is in the database before the answer: a SIGKILL
@@ -141,9 +147,8 @@ async fn serve(data: &std::path::Path) -> (std::process::Child, std::net::Socket
 async fn acknowledged_changes_survive_a_sigkill() {
     use http::{Method, StatusCode};
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, admin) = serve(dir.path()).await;
+    let (mut child, mut a) = serve(dir.path()).await;
     let rule = "UCPhone/Polycom/CX700/A/ENU/CPE";
-    let mut a = Conn::plain(admin).await;
     for version in ["3.0.0.1", "3.0.0.2"] {
         let put = a
             .send(
@@ -171,8 +176,7 @@ async fn acknowledged_changes_survive_a_sigkill() {
     // Power cut right after the last acknowledgement.
     child.kill().unwrap();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-    let (mut child, admin) = serve(dir.path()).await;
-    let mut a = Conn::plain(admin).await;
+    let (mut child, mut a) = serve(dir.path()).await;
     let rules = a.get("/admin/rules", &[]).await;
     assert_eq!(rules.status, StatusCode::OK);
     let rules: serde_json::Value = serde_json::from_slice(&rules.body).unwrap();

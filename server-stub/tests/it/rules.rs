@@ -137,7 +137,7 @@ async fn offered_files_download_with_matching_hash_and_size() {
 #[tokio::test]
 async fn admin_api_drives_the_rules() {
     let t = app();
-    let mut a = t.conn(Site::Admin);
+    let mut a = t.admin();
     let mut c = t.conn(Site::Internal);
 
     // Publish one file through the admin API: the version becomes pending.
@@ -259,7 +259,7 @@ async fn import_through_the_admin_api_and_roundtable_deploy_on_import() {
         ],
     )
     .unwrap();
-    let mut a = t.conn(Site::Admin);
+    let mut a = t.admin();
     let body = serde_json::json!({ "path": pkg.path().join("UCUpdates.cab") }).to_string();
     let r = a.send(Method::POST, "/admin/import", &[], body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
