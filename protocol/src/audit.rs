@@ -1,26 +1,112 @@
-//! The request handler's daily audit log: one line per check, fields split by `;`, the device's
-//! modules split by `#` (each module `FileName,Version,Timestamp`). The service names the file
-//! `RequestHandlerAuditLog_<server>_<YYYYMMDD>.log`.
+//! The request handler's daily audit log, `RequestHandlerAuditLog_<server>_<YYYYMMDD>.log`: one
+//! record per check, in the documented columns (OCS 2007 R2 and Lync 2010 audit-schema pages):
 //!
-//! Field order (our choice; the real order is not public):
-//! `time;client;deviceType;mac;serial;brand;model;revision;locale;user;modules;outcome`.
-//! `%`, `;`, `#`, `,` and line breaks inside values are percent-escaped so every line splits back.
+//! Logging Date Time, User Host Address, Device Type, MAC Address, Serial Number, Vendor, Model,
+//! Revision, Locale, Request Modules, Response Modules, User ID.
+//!
+//! Two forms of the same record ([`AuditFormat`]): the CSV one that Lync-era admin scripts read
+//! (a header row whose line 1 starts `Logging DateTime,`, fields quoted per RFC 4180) and OCS
+//! R2's, with `;` between fields. Request modules are `Filename;Version;Timestamp`, response
+//! modules `Filename;Signature Filename;Version;Timestamp`, `#` between modules, in both forms.
+//! Our choices where the documentation is silent: the time is `YYYY-MM-DD HH:MM:SS` UTC; `%`,
+//! `;`, `#` and line breaks inside a module's parts (and, in the R2 form, inside any value) are
+//! percent-escaped, so every record splits back. What the server decided is not a column (the
+//! service has none); the stub logs and counts it elsewhere. [`parse_log`] reads either form.
 
 use crate::error::ProtocolError;
 use crate::identity::{DeviceIdentity, FileName, MacAddress, PathSegment, SerialNumber};
+use crate::store::FileKind;
 use crate::url::percent_decode;
-use crate::wire::{CheckRequest, InstalledModule};
+use crate::version::FirmwareVersion;
+use crate::wire::{CheckRequest, CheckResponse, InstalledModule};
 
-/// One audit-log line.
+/// The CSV form's header row. `Logging DateTime`, `User Host Address`, `Mac Address`, `Vendor`,
+/// `Model` and `Revision` are spelled as a public community report script reads them by name;
+/// the others follow the documented column names.
+pub const CSV_HEADER: &str = "Logging DateTime,User Host Address,Device Type,Mac Address,\
+Serial Number,Vendor,Model,Revision,Locale,Request Modules,Response Modules,User ID";
+
+/// How audit records are written. Readers accept both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFormat {
+    /// Comma-separated with a header row (Lync Server 2010 and later; the default).
+    #[default]
+    Csv,
+    /// `;` between fields, no header (OCS 2007 R2).
+    R2,
+}
+
+impl AuditFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFormat::Csv => "csv",
+            AuditFormat::R2 => "r2",
+        }
+    }
+
+    fn separator(self) -> char {
+        match self {
+            AuditFormat::Csv => ',',
+            AuditFormat::R2 => ';',
+        }
+    }
+}
+
+impl std::str::FromStr for AuditFormat {
+    type Err = ProtocolError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "csv" => Ok(AuditFormat::Csv),
+            "r2" => Ok(AuditFormat::R2),
+            _ => Err(ProtocolError::BadAuditLine(format!(
+                "unknown audit format {text:?} (csv or r2)"
+            ))),
+        }
+    }
+}
+
+/// One module of the server's reply, as the Response Modules column lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseModule {
+    pub file_name: FileName,
+    /// The catalog (`.cat`) that signs the file; `None` when the offer has none.
+    pub signature_file_name: Option<FileName>,
+    pub version: FirmwareVersion,
+    pub timestamp: Option<String>,
+}
+
+impl ResponseModule {
+    /// The modules a reply offers: none for "no update", else the image (or the first file)
+    /// with its catalog.
+    pub fn of(response: &CheckResponse) -> Vec<ResponseModule> {
+        let CheckResponse::Update(offer) = response else {
+            return Vec::new();
+        };
+        let file = offer.image().or_else(|| offer.files.first());
+        let signature = offer.files.iter().find(|f| f.kind == FileKind::Catalog);
+        file.map(|f| ResponseModule {
+            file_name: f.file_name.clone(),
+            signature_file_name: signature.map(|s| s.file_name.clone()),
+            version: offer.version,
+            timestamp: offer.timestamp.clone(),
+        })
+        .into_iter()
+        .collect()
+    }
+}
+
+/// One audit record (one check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     /// Seconds since the Unix epoch (UTC); written as `YYYY-MM-DD HH:MM:SS`.
     pub unix_secs: u64,
-    /// The client's address as the server saw it.
+    /// The client's address as the server saw it (User Host Address).
     pub client: String,
+    /// The device, its modules and its user (User ID) as the check carried them.
     pub request: CheckRequest,
-    /// What the server answered: `downloads=0`, `approved 1.0.522.200`, `denied: ...`.
-    pub outcome: String,
+    /// What the reply offered (Response Modules).
+    pub response: Vec<ResponseModule>,
 }
 
 const FIELDS: usize = 12;
@@ -32,61 +118,102 @@ impl AuditRecord {
         format!("RequestHandlerAuditLog_{server}_{y:04}{m:02}{d:02}.log")
     }
 
-    /// The line, without its line break.
-    pub fn to_line(&self) -> String {
+    /// The record in `format`, without its line break (a CSV field may hold one, quoted).
+    pub fn to_line(&self, format: AuditFormat) -> String {
         let id = &self.request.identity;
-        let modules: Vec<String> = self
+        let opt = |v: Option<&str>| v.unwrap_or("").to_owned();
+        let request_modules: Vec<String> = self
             .request
             .modules
             .iter()
             .map(|m| {
                 format!(
-                    "{},{},{}",
-                    esc(m.file_name.as_str()),
+                    "{};{};{}",
+                    part(m.file_name.as_str()),
                     m.version,
-                    esc(m.timestamp.as_deref().unwrap_or(""))
+                    part(m.timestamp.as_deref().unwrap_or(""))
                 )
             })
             .collect();
-        let fields = [
+        let response_modules: Vec<String> = self
+            .response
+            .iter()
+            .map(|m| {
+                format!(
+                    "{};{};{};{}",
+                    part(m.file_name.as_str()),
+                    part(m.signature_file_name.as_ref().map_or("", |f| f.as_str())),
+                    m.version,
+                    part(m.timestamp.as_deref().unwrap_or(""))
+                )
+            })
+            .collect();
+        let values = [
             format_time(self.unix_secs),
-            esc(&self.client),
-            esc(id.device_type.as_str()),
+            self.client.clone(),
+            id.device_type.as_str().to_owned(),
             id.mac.map(|m| m.to_string()).unwrap_or_default(),
-            id.serial
-                .as_ref()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            esc(id.brand.as_str()),
-            esc(id.model.as_str()),
-            esc(id.revision.as_str()),
-            esc(id.locale.as_str()),
-            esc(self.request.user.as_deref().unwrap_or("")),
-            modules.join("#"),
-            esc(&self.outcome),
+            opt(id.serial.as_ref().map(|s| s.as_str())),
+            id.brand.as_str().to_owned(),
+            id.model.as_str().to_owned(),
+            id.revision.as_str().to_owned(),
+            id.locale.as_str().to_owned(),
+            request_modules.join("#"),
+            response_modules.join("#"),
+            opt(self.request.user.as_deref()),
         ];
-        fields.join(";")
+        let fields: Vec<String> = match format {
+            AuditFormat::Csv => values.iter().map(|v| csv_field(v)).collect(),
+            // The module columns are escaped already; their `;` and `#` are structure.
+            AuditFormat::R2 => values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if i == 9 || i == 10 {
+                        v.clone()
+                    } else {
+                        r2_field(v)
+                    }
+                })
+                .collect(),
+        };
+        fields.join(&format.separator().to_string())
     }
 
+    /// One record in either form (told apart by the character after the time).
     pub fn parse_line(line: &str) -> Result<Self, ProtocolError> {
+        let line = line.trim_end_matches(['\r', '\n']);
         let bad = |why: &str| ProtocolError::BadAuditLine(format!("{why}: {line:?}"));
-        let fields: Vec<&str> = line.trim_end_matches(['\r', '\n']).split(';').collect();
+        let fields = match line.as_bytes().get(19) {
+            Some(b',') => {
+                let (fields, rest) = split_csv(line).ok_or_else(|| bad("bad CSV quoting"))?;
+                if !rest.trim_end_matches(['\r', '\n']).is_empty() {
+                    return Err(bad("more than one record"));
+                }
+                fields
+            }
+            Some(b';') => split_r2(line).ok_or_else(|| bad("bad R2 fields"))?,
+            _ => return Err(bad("no time then `,` or `;` at the start")),
+        };
+        Self::from_fields(&fields).map_err(|e| match e {
+            ProtocolError::BadAuditLine(why) => bad(&why),
+            e => e,
+        })
+    }
+
+    fn from_fields(fields: &[String]) -> Result<Self, ProtocolError> {
+        let bad = |why: &str| ProtocolError::BadAuditLine(why.to_owned());
         if fields.len() != FIELDS {
             return Err(bad("expected 12 fields"));
         }
-        let text = |i: usize| percent_decode(fields[i]).ok_or_else(|| bad("bad escape"));
-        let optional = |i: usize| -> Result<Option<String>, ProtocolError> {
-            let v = text(i)?;
-            Ok((!v.is_empty()).then_some(v))
-        };
+        let optional = |i: usize| (!fields[i].is_empty()).then(|| fields[i].clone());
         let mut modules = Vec::new();
-        for module in fields[10].split('#').filter(|m| !m.is_empty()) {
-            let parts: Vec<&str> = module.split(',').collect();
-            let [file, version, timestamp] = parts[..] else {
-                return Err(bad("module is not FileName,Version,Timestamp"));
+        for module in modules_of(&fields[9]) {
+            let [file, version, timestamp] = &module[..] else {
+                return Err(bad("request module is not Filename;Version;Timestamp"));
             };
-            let file_name = FileName::new(&percent_decode(file).ok_or_else(|| bad("bad escape"))?)?;
-            let timestamp = percent_decode(timestamp).ok_or_else(|| bad("bad escape"))?;
+            let file_name = FileName::new(&unpart(file)?)?;
+            let timestamp = unpart(timestamp)?;
             modules.push(InstalledModule {
                 update_type: PathSegment::new(file_name.stem())?,
                 file_name,
@@ -94,39 +221,200 @@ impl AuditRecord {
                 timestamp: (!timestamp.is_empty()).then_some(timestamp),
             });
         }
+        let mut response = Vec::new();
+        for module in modules_of(&fields[10]) {
+            let [file, signature, version, timestamp] = &module[..] else {
+                return Err(bad(
+                    "response module is not Filename;Signature Filename;Version;Timestamp",
+                ));
+            };
+            let signature = unpart(signature)?;
+            let timestamp = unpart(timestamp)?;
+            response.push(ResponseModule {
+                file_name: FileName::new(&unpart(file)?)?,
+                signature_file_name: (!signature.is_empty())
+                    .then(|| FileName::new(&signature))
+                    .transpose()?,
+                version: version.parse()?,
+                timestamp: (!timestamp.is_empty()).then_some(timestamp),
+            });
+        }
         let identity = DeviceIdentity {
-            device_type: text(2)?.parse()?,
-            mac: optional(3)?.map(|m| m.parse::<MacAddress>()).transpose()?,
-            serial: optional(4)?
-                .map(|s| s.parse::<SerialNumber>())
-                .transpose()?,
-            brand: PathSegment::new(&text(5)?)?,
-            model: PathSegment::new(&text(6)?)?,
-            revision: PathSegment::new(&text(7)?)?,
-            locale: PathSegment::new(&text(8)?)?,
+            device_type: fields[2].parse()?,
+            mac: optional(3).map(|m| m.parse::<MacAddress>()).transpose()?,
+            serial: optional(4).map(|s| s.parse::<SerialNumber>()).transpose()?,
+            brand: PathSegment::new(&fields[5])?,
+            model: PathSegment::new(&fields[6])?,
+            revision: PathSegment::new(&fields[7])?,
+            locale: PathSegment::new(&fields[8])?,
         };
         Ok(AuditRecord {
-            unix_secs: parse_time(fields[0]).ok_or_else(|| bad("bad time"))?,
-            client: text(1)?,
+            unix_secs: parse_time(&fields[0]).ok_or_else(|| bad("bad time"))?,
+            client: fields[1].clone(),
             request: CheckRequest {
                 identity,
                 modules,
-                user: optional(9)?,
+                user: optional(11),
             },
-            outcome: text(11)?,
+            response,
         })
     }
 }
 
-fn esc(value: &str) -> String {
+/// Every record of an audit file in either form; a CSV header row (anywhere, as appended
+/// files may hold several) is skipped, blank lines too.
+pub fn parse_log(text: &str) -> Result<Vec<AuditRecord>, ProtocolError> {
+    let mut records = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        let line = &rest[..line_end];
+        let trimmed = line.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() || trimmed == CSV_HEADER {
+            rest = &rest[line_end..];
+            continue;
+        }
+        if trimmed.as_bytes().get(19) == Some(&b',') {
+            // A quoted CSV field may span lines: split the record, not the line.
+            let (_, after) = split_csv(rest).ok_or_else(|| {
+                ProtocolError::BadAuditLine(format!("bad CSV quoting: {trimmed:?}"))
+            })?;
+            records.push(AuditRecord::parse_line(&rest[..rest.len() - after.len()])?);
+            rest = after;
+        } else {
+            records.push(AuditRecord::parse_line(trimmed)?);
+            rest = &rest[line_end..];
+        }
+    }
+    Ok(records)
+}
+
+/// Escapes a module's part: `%`, `;`, `#` and line breaks.
+fn part(value: &str) -> String {
+    escape(value, &['%', ';', '#', '\n', '\r'])
+}
+
+fn unpart(value: &str) -> Result<String, ProtocolError> {
+    percent_decode(value).ok_or_else(|| ProtocolError::BadAuditLine("bad escape".to_owned()))
+}
+
+/// An R2 field: `%`, `;` and line breaks escaped (the whole line splits on `;`).
+fn r2_field(value: &str) -> String {
+    escape(value, &['%', ';', '\n', '\r'])
+}
+
+fn escape(value: &str, special: &[char]) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
-        match c {
-            '%' | ';' | '#' | ',' | '\n' | '\r' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
+        if special.contains(&c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
         }
     }
     out
+}
+
+/// A CSV field per RFC 4180: quoted (with `"` doubled) when it holds `,`, `"` or a line break.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+/// Splits one CSV record off `text`: its fields and what follows its line break.
+fn split_csv(text: &str) -> Option<(Vec<String>, &str)> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.char_indices().peekable();
+    let mut quoted_field = false;
+    loop {
+        match chars.next() {
+            None => {
+                fields.push(field);
+                return Some((fields, ""));
+            }
+            Some((_, '"')) if field.is_empty() && !quoted_field => {
+                quoted_field = true;
+                loop {
+                    match chars.next()? {
+                        (_, '"') if chars.peek().is_some_and(|&(_, c)| c == '"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        (_, '"') => break,
+                        (_, c) => field.push(c),
+                    }
+                }
+                // After the closing quote only a separator or the end of the record.
+                if !matches!(chars.peek(), None | Some((_, ',' | '\r' | '\n'))) {
+                    return None;
+                }
+            }
+            Some((_, ',')) => {
+                fields.push(std::mem::take(&mut field));
+                quoted_field = false;
+            }
+            Some((i, '\r' | '\n')) => {
+                fields.push(field);
+                let rest = &text[i..];
+                let rest = rest
+                    .strip_prefix("\r\n")
+                    .or_else(|| rest.strip_prefix('\n'));
+                return Some((fields, rest.unwrap_or(&text[i + 1..])));
+            }
+            Some((_, '"')) => return None,
+            Some((_, c)) => field.push(c),
+        }
+    }
+}
+
+/// Splits an R2 line into its 12 fields. Its module columns hold `;` too, so they are walked:
+/// each request module has 3 parts, each response module 4; a part that ends in `#name`
+/// starts the next module of the same column. An empty column is one empty part.
+fn split_r2(line: &str) -> Option<Vec<String>> {
+    let parts: Vec<&str> = line.split(';').collect();
+    if parts.len() < FIELDS {
+        return None;
+    }
+    let mut fields: Vec<String> = Vec::with_capacity(FIELDS);
+    for p in &parts[..9] {
+        fields.push(percent_decode(p)?);
+    }
+    let mut i = 9;
+    for arity in [3, 4] {
+        let start = i;
+        if parts.get(i)?.is_empty() {
+            i += 1;
+        } else {
+            loop {
+                // The last part of a module: `timestamp` or `timestamp#NextFile`.
+                let last = parts.get(i + arity - 1)?;
+                i += arity - 1;
+                if !last.contains('#') {
+                    i += 1;
+                    break;
+                }
+            }
+        }
+        fields.push(parts[start..i].join(";"));
+    }
+    if i + 1 != parts.len() {
+        return None;
+    }
+    fields.push(percent_decode(parts[i])?);
+    Some(fields)
+}
+
+/// A module column's modules, each split into its escaped parts.
+fn modules_of(column: &str) -> Vec<Vec<&str>> {
+    column
+        .split('#')
+        .filter(|m| !m.is_empty())
+        .map(|m| m.split(';').collect())
+        .collect()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.

@@ -12,7 +12,7 @@
 //! - [`url`]: the small `http(s)://host:port/path` URL type the other crates share.
 //! - [`wire`]: **every wire-format choice** (element names, endpoints, content types, the
 //!   "no update" form, the log-upload query): encode and decode of each message.
-//! - [`audit`]: the request handler's daily audit-log line (`;` fields, `#` modules).
+//! - [`audit`]: the request handler's daily audit log (CSV with a header, or R2's `;` form).
 //! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
 //!   list of file digests): a bounded DER codec, no cryptography.
 //! - [`xml`]: a bounded, tolerant XML reader (size, depth and element caps; no DTDs).
@@ -34,7 +34,7 @@ pub mod xml;
 #[cfg(feature = "serde")]
 mod serde_impls;
 
-pub use audit::AuditRecord;
+pub use audit::{AuditFormat, AuditRecord, ResponseModule};
 pub use error::ProtocolError;
 pub use identity::{DeviceIdentity, DeviceType, FileName, MacAddress, PathSegment, SerialNumber};
 pub use store::{FileKind, StoreKind, StorePath, UpdateKey};

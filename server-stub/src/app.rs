@@ -114,7 +114,7 @@ impl App {
             ctx: Arc::new(Ctx {
                 state: opened.state,
                 metrics: Arc::new(Metrics::default()),
-                audit: AuditLog::new(config.data_dir.join("audit"), &config.server_name),
+                audit: AuditLog::new(&config.data_dir, &config.server_name, config.audit_format),
                 logs: opened.logs,
                 quotas: config.quotas,
                 bases,

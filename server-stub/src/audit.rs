@@ -1,17 +1,28 @@
-//! The request handler's daily audit log: one [`AuditRecord`] line per check in
-//! `DATA/audit/RequestHandlerAuditLog_<server>_<YYYYMMDD>.log`.
+//! The request handler's daily audit log: one [`AuditRecord`] per check in
+//! `DATA/Logs/Server/Audit/imageUpdates/RequestHandlerAuditLog_<server>_<YYYYMMDD>.log`, the
+//! service's own place and name, in the configured [`AuditFormat`] (CSV with a header row by
+//! default). Before that move the files lived in `DATA/audit/`; [`AuditLog::cleanup`] still
+//! sweeps that directory so old files expire as before.
 //!
 //! Lines are appended without fsync (an audit line is not an acknowledged change); the file
-//! switches when the date in the record's time changes, so the time is the caller's.
-//! [`AuditLog::cleanup`] deletes the files of days that ended the retention period or more
-//! ago (the cleanup task calls it, with the same injected `now` as the log cleanup).
+//! switches when the date in the record's time changes, so the time is the caller's. A CSV
+//! file gets its header row when it is created empty (a restart appends to the day's file
+//! without a second header). [`AuditLog::cleanup`] deletes the files of days that ended the
+//! retention period or more ago (the cleanup task calls it, with the same injected `now` as
+//! the log cleanup).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use ucupdate_protocol::audit::{AuditFormat, CSV_HEADER};
 use ucupdate_protocol::AuditRecord;
+
+/// Where the audit files live inside the data directory (the service's layout).
+pub const AUDIT_DIR: &str = "Logs/Server/Audit/imageUpdates";
+/// Where they lived before; only cleaned up.
+const LEGACY_AUDIT_DIR: &str = "audit";
 
 /// The start of every audit file name.
 const FILE_PREFIX: &str = "RequestHandlerAuditLog_";
@@ -22,62 +33,54 @@ const DATE_SUFFIX: usize = 12;
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
+    legacy_dir: PathBuf,
     server: String,
+    format: AuditFormat,
     current: Mutex<Option<(String, File)>>,
 }
 
 impl AuditLog {
-    pub fn new(dir: PathBuf, server: &str) -> Self {
+    /// The log of `server` under `data_dir` (see [`AUDIT_DIR`]).
+    pub fn new(data_dir: &Path, server: &str, format: AuditFormat) -> Self {
         AuditLog {
-            dir,
+            dir: data_dir.join(AUDIT_DIR),
+            legacy_dir: data_dir.join(LEGACY_AUDIT_DIR),
             server: server.to_owned(),
+            format,
             current: Mutex::new(None),
         }
     }
 
-    /// Deletes the audit files (of any server name) whose day ended `retention_secs` or more
-    /// before `now_unix`; returns how many. The current file is never one of them.
+    /// The directory the files are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes the audit files (of any server name, in the current and the legacy directory)
+    /// whose day ended `retention_secs` or more before `now_unix`; returns how many. The
+    /// current file is never one of them.
     pub fn cleanup(&self, now_unix: u64, retention_secs: u64) -> io::Result<u64> {
         // File names end in `_YYYYMMDD.log`, which sorts like the date: every day before the
         // cutoff's goes.
         let cutoff = AuditRecord::file_name("", now_unix.saturating_sub(retention_secs));
         let cutoff = &cutoff[cutoff.len() - DATE_SUFFIX..];
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            if !name.starts_with(FILE_PREFIX.as_bytes())
-                || name.len() < FILE_PREFIX.len() + DATE_SUFFIX
-            {
-                continue;
-            }
-            let date = &name[name.len() - DATE_SUFFIX..];
-            let dated = date[..8].iter().all(u8::is_ascii_digit) && date.ends_with(b".log");
-            if dated && date < cutoff.as_bytes() {
-                fs::remove_file(entry.path())?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(sweep(&self.dir, cutoff)? + sweep(&self.legacy_dir, cutoff)?)
     }
 
     pub fn append(&self, record: &AuditRecord) -> io::Result<()> {
         let name = AuditRecord::file_name(&self.server, record.unix_secs);
-        let mut line = record.to_line();
+        let mut line = record.to_line(self.format);
         line.push_str("\r\n");
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.as_ref().is_none_or(|(n, _)| *n != name) {
             crate::disk::create_private_dir(&self.dir)?;
-            let file = crate::disk::private_file()
+            let mut file = crate::disk::private_file()
                 .create(true)
                 .append(true)
                 .open(self.dir.join(&name))?;
+            if self.format == AuditFormat::Csv && file.metadata()?.len() == 0 {
+                file.write_all(format!("{CSV_HEADER}\r\n").as_bytes())?;
+            }
             *current = Some((name, file));
         }
         match current.as_mut() {
@@ -87,49 +90,101 @@ impl AuditLog {
     }
 }
 
+/// Deletes the dated audit files in `dir` whose date sorts before `cutoff` (`YYYYMMDD.log`).
+fn sweep(dir: &Path, cutoff: &str) -> io::Result<u64> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.as_encoded_bytes();
+        if !name.starts_with(FILE_PREFIX.as_bytes()) || name.len() < FILE_PREFIX.len() + DATE_SUFFIX
+        {
+            continue;
+        }
+        let date = &name[name.len() - DATE_SUFFIX..];
+        let dated = date[..8].iter().all(u8::is_ascii_digit) && date.ends_with(b".log");
+        if dated && date < cutoff.as_bytes() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+    use ucupdate_protocol::audit::parse_log;
     use ucupdate_protocol::CheckRequest;
 
-    #[test]
-    fn writes_one_file_per_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path().to_owned(), "stub");
+    fn record(unix_secs: u64) -> AuditRecord {
         let request = CheckRequest::decode(
             b"<DeviceUpdateRequest><DeviceType>UCPhone</DeviceType><Brand>Polycom</Brand><Model>CX700</Model>\
               <Revision>A</Revision><Locale>ENU</Locale><MacAddress>00-04-F2-00-01-76</MacAddress>\
               <Modules><Module FileName=\"CPE.nbt\" Version=\"1.0.0.0\"/></Modules></DeviceUpdateRequest>",
         )
         .unwrap();
-        let mut record = AuditRecord {
-            unix_secs: 1_795_600_000,
+        AuditRecord {
+            unix_secs,
             client: "127.0.0.1".into(),
             request,
-            outcome: "none".into(),
-        };
-        log.append(&record).unwrap();
-        record.unix_secs += 86_400;
-        log.append(&record).unwrap();
-        let first = fs::read_to_string(dir.path().join("RequestHandlerAuditLog_stub_20261125.log"))
-            .unwrap();
-        assert_eq!(
-            AuditRecord::parse_line(first.trim_end()).unwrap().unix_secs,
-            1_795_600_000
-        );
-        assert!(dir
-            .path()
+            response: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn writes_one_file_per_day_with_one_header_under_the_service_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path(), "stub", AuditFormat::Csv);
+        let mut r = record(1_795_600_000);
+        log.append(&r).unwrap();
+        // A restart appends to the day's file without a second header.
+        let log = AuditLog::new(dir.path(), "stub", AuditFormat::Csv);
+        log.append(&r).unwrap();
+        r.unix_secs += 86_400;
+        log.append(&r).unwrap();
+        let audit_dir = dir.path().join("Logs/Server/Audit/imageUpdates");
+        let first =
+            fs::read_to_string(audit_dir.join("RequestHandlerAuditLog_stub_20261125.log")).unwrap();
+        assert!(first.starts_with("Logging DateTime,"), "{first}");
+        assert_eq!(first.matches("Logging DateTime").count(), 1, "{first}");
+        let records = parse_log(&first).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].unix_secs, 1_795_600_000);
+        assert!(audit_dir
             .join("RequestHandlerAuditLog_stub_20261126.log")
             .exists());
     }
 
     #[test]
-    fn cleanup_deletes_days_past_the_retention_only() {
+    fn r2_form_has_no_header_and_semicolons() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path().to_owned(), "stub");
+        let log = AuditLog::new(dir.path(), "stub", AuditFormat::R2);
+        log.append(&record(1_795_600_000)).unwrap();
+        let text =
+            fs::read_to_string(log.dir().join("RequestHandlerAuditLog_stub_20261125.log")).unwrap();
+        assert!(
+            text.starts_with("2026-11-25 09:46:40;127.0.0.1;UCPhone;"),
+            "{text}"
+        );
+        assert_eq!(parse_log(&text).unwrap(), vec![record(1_795_600_000)]);
+    }
+
+    #[test]
+    fn cleanup_deletes_days_past_the_retention_only_in_both_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path(), "stub", AuditFormat::Csv);
         let day = 86_400;
         let now = 1_795_600_000; // 2026-11-25
+        let legacy = dir.path().join("audit");
+        fs::create_dir_all(log.dir()).unwrap();
+        fs::create_dir_all(&legacy).unwrap();
         for name in [
             "RequestHandlerAuditLog_stub_20261114.log",
             "RequestHandlerAuditLog_stub_20261115.log",
@@ -137,23 +192,29 @@ mod tests {
             "RequestHandlerAuditLog_stub_20261125.log",
             "notes.txt",
         ] {
-            fs::write(dir.path().join(name), "x").unwrap();
+            fs::write(log.dir().join(name), "x").unwrap();
         }
+        fs::write(legacy.join("RequestHandlerAuditLog_stub_20261001.log"), "x").unwrap();
+        fs::write(legacy.join("RequestHandlerAuditLog_stub_20261124.log"), "x").unwrap();
         // 10 days: the cutoff day is 2026-11-15, the days before it go.
-        assert_eq!(log.cleanup(now, 10 * day).unwrap(), 2);
-        let mut left: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        assert_eq!(log.cleanup(now, 10 * day).unwrap(), 3);
+        let names = |d: &Path| {
+            let mut left: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            left
+        };
         assert_eq!(
-            left,
+            names(log.dir()),
             [
                 "RequestHandlerAuditLog_stub_20261115.log",
                 "RequestHandlerAuditLog_stub_20261125.log",
                 "notes.txt"
             ]
         );
+        assert_eq!(names(&legacy), ["RequestHandlerAuditLog_stub_20261124.log"]);
         assert_eq!(log.cleanup(now, 10 * day).unwrap(), 0);
     }
 }

@@ -225,6 +225,9 @@ struct ServeArgs {
     /// Server name in audit-log file names and the NTLM target name.
     #[arg(long, value_name = "NAME", default_value = "ucupdate")]
     server_name: String,
+    /// Audit-log form: csv (header row, Lync and later) or r2 (OCS 2007 R2's `;` fields).
+    #[arg(long, value_name = "FORM", default_value = "csv")]
+    audit_format: ucupdate_protocol::AuditFormat,
     /// Approve RoundTable updates on import (the R2 rule).
     #[arg(long)]
     deploy_roundtable_on_import: bool,
@@ -593,6 +596,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_internal_url: args.public_internal_url.clone(),
         public_external_url: args.public_external_url.clone(),
         server_name: args.server_name.clone(),
+        audit_format: args.audit_format,
         deploy_roundtable_on_import: args.deploy_roundtable_on_import,
         accept_unknown_device_types: args.accept_unknown_device_types,
         limits: Limits {

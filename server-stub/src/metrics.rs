@@ -1,5 +1,5 @@
 //! Counters for `/metrics` (Prometheus text format) and for tests (`Control::hits`): requests
-//! by endpoint and status, NTLM outcomes, bytes of update files served, connections.
+//! by endpoint and status, check decisions (offer status or none), NTLM outcomes, bytes of update files served, connections.
 //!
 //! Plain atomics plus one small map under a mutex: a check costs one uncontended lock.
 
@@ -12,6 +12,7 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    decisions: Mutex<BTreeMap<&'static str, u64>>,
     ntlm_failures: AtomicU64,
     ntlm_successes: AtomicU64,
     bytes_served: AtomicU64,
@@ -27,6 +28,9 @@ pub struct MetricsSnapshot {
     /// (endpoint, HTTP status) -> count. Endpoints: `check`, `log_upload`, `files`, `admin`,
     /// `metrics`, `auth` (NTLM handshake legs and refusals), `other`.
     pub requests: BTreeMap<(String, u16), u64>,
+    /// What checks were answered, by decision: `none` (no update) or the offer's status
+    /// (`approved`, `pending`, `restore`). Not in the audit log, which has no such column.
+    pub decisions: BTreeMap<String, u64>,
     pub ntlm_failures: u64,
     pub ntlm_successes: u64,
     pub bytes_served: u64,
@@ -62,6 +66,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry((endpoint, status))
+            .or_default() += 1;
+    }
+
+    /// One check answered with `decision` (see [`MetricsSnapshot::decisions`]).
+    pub fn decision(&self, decision: &'static str) {
+        *self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(decision)
             .or_default() += 1;
     }
 
@@ -101,6 +115,13 @@ impl Metrics {
                 .iter()
                 .map(|((e, s), n)| ((e.to_string(), *s), *n))
                 .collect(),
+            decisions: self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(d, n)| (d.to_string(), *n))
+                .collect(),
             ntlm_failures: self.ntlm_failures.load(Ordering::Relaxed),
             ntlm_successes: self.ntlm_successes.load(Ordering::Relaxed),
             bytes_served: self.bytes_served.load(Ordering::Relaxed),
@@ -121,6 +142,14 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "ucupdate_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP ucupdate_check_decisions_total Checks answered, by decision.\n");
+        out.push_str("# TYPE ucupdate_check_decisions_total counter\n");
+        for (decision, n) in &s.decisions {
+            let _ = writeln!(
+                out,
+                "ucupdate_check_decisions_total{{decision=\"{decision}\"}} {n}"
             );
         }
         let scalar = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
@@ -194,7 +223,12 @@ mod tests {
         m.request("files", 206);
         m.ntlm_failure();
         m.bytes_served(10);
+        m.decision("approved");
         let text = m.render();
+        assert!(
+            text.contains("ucupdate_check_decisions_total{decision=\"approved\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("ucupdate_requests_total{endpoint=\"check\",status=\"200\"} 2\n"),
             "{text}"

@@ -132,17 +132,31 @@ impl TestDevice {
 
 impl FromStr for TestDevice {
     type Err = ucupdate_protocol::ProtocolError;
-    /// A MAC in any accepted spelling, else a serial number. A 12-hex-digit serial number
-    /// reads as a MAC; write it as `serial:<SN>` to force the serial reading.
+    /// `mac:<MAC>` or `serial:<SN>`; bare, a MAC in any accepted spelling, else a serial
+    /// number. A 12-hex-digit serial number reads as a MAC; write it as `serial:<SN>` to force
+    /// the serial reading. A bare value that looks like a MAC attempt (a `:`, or `-`-split
+    /// pairs, as in `zz-zz` or the five-pair `00-04-F2-00-01`) but is not six hex pairs is
+    /// refused: serial numbers have neither shape, and storing it as one would make a test
+    /// device no phone ever matches.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         if let Some(serial) = text.strip_prefix("serial:") {
             return serial.parse().map(TestDevice::Serial);
         }
+        if let Some(mac) = text.strip_prefix("mac:") {
+            return mac.parse().map(TestDevice::Mac);
+        }
         match text.parse::<MacAddress>() {
             Ok(mac) => Ok(TestDevice::Mac(mac)),
+            Err(e) if looks_like_a_mac(text) => Err(e),
             Err(_) => text.parse().map(TestDevice::Serial),
         }
     }
+}
+
+/// A `:`, or two or more `-`-split groups that are all two characters long.
+fn looks_like_a_mac(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    text.contains(':') || (groups.len() > 1 && groups.iter().all(|g| g.len() == 2))
 }
 
 impl fmt::Display for TestDevice {
@@ -738,6 +752,51 @@ mod tests {
         assert_eq!(
             "PCX-1".parse::<TestDevice>().unwrap().to_string(),
             "serial:PCX-1"
+        );
+    }
+
+    /// `zz-zz` and the five-pair `00-04-F2-00-01` used to be stored as serial numbers that no
+    /// device ever matches; they are refused as bad MACs now.
+    #[test]
+    fn mac_lookalikes_are_refused_not_stored_as_serials() {
+        for text in [
+            "zz-zz",
+            "00-04-F2-00-01",
+            "00:04:f2:00:01",
+            "00-04-F2-00-01-76-00",
+            "mac:PCX-1",
+            "0004f20001",
+        ] {
+            if text == "0004f20001" {
+                // Ten hex digits and no separator is a plausible serial number.
+                assert!(matches!(
+                    text.parse::<TestDevice>(),
+                    Ok(TestDevice::Serial(_))
+                ));
+                continue;
+            }
+            assert!(
+                matches!(
+                    text.parse::<TestDevice>(),
+                    Err(ucupdate_protocol::ProtocolError::BadMac(_))
+                ),
+                "{text}"
+            );
+        }
+        for text in [
+            "010203040506",
+            "01-02-03-04-05-06",
+            "01:02:03:04:05:06",
+            "mac:010203040506",
+        ] {
+            assert_eq!(
+                text.parse::<TestDevice>().unwrap().to_string(),
+                "01-02-03-04-05-06"
+            );
+        }
+        assert_eq!(
+            "serial:zz-zz".parse::<TestDevice>().unwrap().to_string(),
+            "serial:zz-zz"
         );
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use ucupdate_ntlm::UserDb;
-use ucupdate_protocol::{FileName, FirmwareVersion, HttpUrl, UpdateKey};
+use ucupdate_protocol::{AuditFormat, FileName, FirmwareVersion, HttpUrl, UpdateKey};
 
 use crate::app::{self, App, Site};
 use crate::http::conn;
@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub public_external_url: Option<HttpUrl>,
     /// The audit-log file's server name and the NTLM target name.
     pub server_name: String,
+    /// The audit log's form: CSV with a header row (default) or OCS R2's `;` form.
+    pub audit_format: AuditFormat,
     pub deploy_roundtable_on_import: bool,
     /// Accept device types other than `UCPhone` and `RoundTable` in checks (default: 400).
     pub accept_unknown_device_types: bool,
@@ -88,6 +90,7 @@ impl ServerConfig {
             public_internal_url: None,
             public_external_url: None,
             server_name: "ucupdate".to_owned(),
+            audit_format: AuditFormat::default(),
             deploy_roundtable_on_import: false,
             accept_unknown_device_types: false,
             limits: Limits::default(),

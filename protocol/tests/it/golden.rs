@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 
+use ucupdate_protocol::audit::{self, AuditFormat, ResponseModule};
 use ucupdate_protocol::wire::{CheckRequest, CheckResponse, LogUpload, OfferStatus, Provisioning};
 use ucupdate_protocol::{AuditRecord, DeviceType, FileKind, ProtocolError};
 
@@ -133,17 +134,69 @@ fn provisioning_is_canonical_and_found_among_other_properties() {
 }
 
 #[test]
-fn audit_line_is_canonical() {
-    let line = text("audit_line.txt");
-    let record = AuditRecord::parse_line(line.trim_end()).unwrap();
-    assert_eq!(record.client, "10.1.2.3");
-    assert_eq!(record.outcome, "approved 1.0.522.200");
-    assert_eq!(record.to_line(), line.trim_end());
+fn audit_logs_in_both_forms_are_canonical_and_hold_the_same_records() {
+    let csv = text("audit_log.csv");
+    let r2 = text("audit_log_r2.log");
+    assert!(csv.starts_with("Logging DateTime,"));
+    assert_eq!(csv.lines().next(), Some(audit::CSV_HEADER));
+    let records = audit::parse_log(&csv).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        audit::parse_log(&r2).unwrap(),
+        records,
+        "both forms carry the same records"
+    );
+    for (format, file) in [(AuditFormat::Csv, &csv), (AuditFormat::R2, &r2)] {
+        let lines: Vec<String> = records.iter().map(|r| r.to_line(format)).collect();
+        let body: Vec<&str> = file.lines().filter(|l| *l != audit::CSV_HEADER).collect();
+        assert_eq!(lines, body, "{format:?} lines are canonical");
+    }
+    let [offer, none] = &records[..] else {
+        unreachable!()
+    };
+    assert_eq!(offer.client, "10.1.2.3");
     let request = CheckRequest::decode(&fixture("check_request.xml")).unwrap();
     assert_eq!(
-        record.request, request,
-        "the audit line carries the whole request"
+        offer.request, request,
+        "the record carries the whole request"
     );
+    let response = CheckResponse::decode(&fixture("check_response_update.xml")).unwrap();
+    assert_eq!(offer.response, ResponseModule::of(&response));
+    assert_eq!(
+        offer.response[0]
+            .signature_file_name
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "CPE.cat"
+    );
+    assert!(none.response.is_empty());
+    assert_eq!(none.request.identity.serial, None);
+    assert_eq!(none.request.modules.len(), 2);
+    assert_eq!(none.request.modules[1].timestamp, None);
+    assert_eq!(
+        none.request.user.as_deref(),
+        Some("CONTOSO\\bob, the \"tester\"")
+    );
+}
+
+#[test]
+fn audit_reader_refuses_broken_records() {
+    for line in [
+        "2026-11-25 09:46:40,10.1.2.3,UCPhone",
+        "2026-11-25 09:46:40,\"unterminated,UCPhone,,,P,M,A,ENU,,,",
+        "2026-11-25 09:46:40;10.1.2.3;UCPhone;;;P;M;A;ENU;CPE.nbt;1.0.0.1;;",
+        "2026-13-25 09:46:40;10.1.2.3;UCPhone;;;P;M;A;ENU;;;",
+        "not a record",
+    ] {
+        assert!(
+            matches!(
+                AuditRecord::parse_line(line),
+                Err(ProtocolError::BadAuditLine(_))
+            ),
+            "{line:?}"
+        );
+    }
 }
 
 #[test]

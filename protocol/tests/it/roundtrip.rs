@@ -7,8 +7,9 @@ use ucupdate_protocol::wire::{
     OfferedFile, Provisioning, Sha256Digest,
 };
 use ucupdate_protocol::{
-    AuditRecord, DeviceIdentity, DeviceType, FileKind, FileName, FirmwareVersion, HttpUrl,
-    MacAddress, PathSegment, SerialNumber, StoreKind, StorePath, UpdateKey,
+    AuditFormat, AuditRecord, DeviceIdentity, DeviceType, FileKind, FileName, FirmwareVersion,
+    HttpUrl, MacAddress, PathSegment, ResponseModule, SerialNumber, StoreKind, StorePath,
+    UpdateKey,
 };
 
 fn version() -> impl Strategy<Value = FirmwareVersion> {
@@ -188,11 +189,14 @@ proptest! {
     }
 
     #[test]
-    fn audit_line_round_trips(secs in 0u64..8_000_000_000, client in text(), r in request(), outcome in text()) {
-        let record = AuditRecord { unix_secs: secs, client, request: r, outcome };
-        let line = record.to_line();
+    fn audit_records_round_trip_in_both_forms(secs in 0u64..8_000_000_000, client in text(), r in request(), resp in response(), csv in any::<bool>()) {
+        let record = AuditRecord { unix_secs: secs, client, request: r, response: ResponseModule::of(&resp) };
+        let format = if csv { AuditFormat::Csv } else { AuditFormat::R2 };
+        let line = record.to_line(format);
         prop_assert!(!line.contains('\n'));
-        prop_assert_eq!(AuditRecord::parse_line(&line).unwrap(), record);
+        prop_assert_eq!(AuditRecord::parse_line(&line).unwrap(), record.clone());
+        let file = format!("{}\r\n{line}\r\n{line}\r\n", ucupdate_protocol::audit::CSV_HEADER);
+        prop_assert_eq!(ucupdate_protocol::audit::parse_log(&file).unwrap(), vec![record.clone(), record]);
     }
 
     #[test]

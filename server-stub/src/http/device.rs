@@ -10,10 +10,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use ucupdate_protocol::wire::{
-    CONTENT_TYPE_XML, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES,
+    CheckResponse, CONTENT_TYPE_XML, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES,
     MAX_MESSAGE_BYTES,
 };
-use ucupdate_protocol::{AuditRecord, CheckRequest, DeviceType, LogUpload, StoreKind};
+use ucupdate_protocol::{
+    AuditRecord, CheckRequest, DeviceType, LogUpload, ResponseModule, StoreKind,
+};
 
 use super::{
     drain, files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx, LINGER_BYTES,
@@ -155,12 +157,19 @@ where
         now,
         ctx.quotas.max_inventory_entries,
     );
-    tracing::debug!(%peer, device_type = %request.identity.device_type, outcome = %decision.outcome, "check");
+    // The decision goes to the structured log and the metrics: the audit log has no column
+    // for it (the service's does not).
+    let decided = match &decision.response {
+        CheckResponse::NoUpdate => "none",
+        CheckResponse::Update(offer) => offer.status.as_str(),
+    };
+    ctx.metrics.decision(decided);
+    tracing::debug!(%peer, device_type = %request.identity.device_type, decision = decided, outcome = %decision.outcome, "check");
     let record = AuditRecord {
         unix_secs: now,
         client,
+        response: ResponseModule::of(&decision.response),
         request,
-        outcome: decision.outcome,
     };
     if let Err(e) = ctx.audit.append(&record) {
         tracing::error!(error = %e, "cannot write the audit log");

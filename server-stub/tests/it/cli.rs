@@ -80,6 +80,13 @@ fn offline_commands_work_on_the_state_file() {
 
     assert!(run(&["test-devices", "add", "--data", d, "0004f2000176"]).0);
     assert!(run(&["test-devices", "add", "--data", d, "PCX-1"]).0);
+    for lookalike in ["zz-zz", "00-04-F2-00-01"] {
+        let (ok, _, err) = run(&["test-devices", "add", "--data", d, lookalike]);
+        assert!(
+            !ok && err.contains("invalid MAC address"),
+            "{lookalike}: {err}"
+        );
+    }
     let (_, out, _) = run(&["test-devices", "list", "--data", d]);
     assert_eq!(out, format!("{MAC}\nserial:PCX-1\n"));
     assert!(run(&["test-devices", "remove", "--data", d, "00:04:f2:00:01:76"]).0);

@@ -192,19 +192,14 @@ async fn audit_files_are_rotated_by_day_and_deleted_after_the_retention() {
     let t = app();
     let mut c = t.conn(Site::Internal);
     c.check("1.0.0.0", MAC).await;
-    let audit = files_under(&t.dir.path().join("audit"));
+    let audit_dir = t.dir.path().join("Logs/Server/Audit/imageUpdates");
+    let audit = files_under(&audit_dir);
     assert_eq!(audit.len(), 1);
     let text = std::fs::read_to_string(&audit[0]).unwrap();
-    let at = AuditRecord::parse_line(text.lines().next().unwrap())
-        .unwrap()
-        .unix_secs;
+    let at = ucupdate_protocol::audit::parse_log(&text).unwrap()[0].unix_secs;
     let today = at - at % DAY;
     // An older day's file, as the server wrote it 11 days ago.
-    let old = t
-        .dir
-        .path()
-        .join("audit")
-        .join(AuditRecord::file_name("ucupdate", today - 11 * DAY));
+    let old = audit_dir.join(AuditRecord::file_name("ucupdate", today - 11 * DAY));
     std::fs::write(&old, "old\r\n").unwrap();
 
     assert_eq!(t.app.cleanup(at).unwrap().audit_files, 1);

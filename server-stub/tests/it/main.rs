@@ -6,6 +6,7 @@
 
 mod common;
 
+mod audit;
 mod catalog;
 mod cli;
 mod connections;

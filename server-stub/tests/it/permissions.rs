@@ -53,7 +53,13 @@ async fn everything_the_server_writes_is_0600_in_0700_directories() {
     let data = t.dir.path().to_owned();
     t.server.shutdown().await.unwrap();
 
-    for written in ["state.sqlite", "ca.pem", "logs", "audit", "store"] {
+    for written in [
+        "state.sqlite",
+        "ca.pem",
+        "logs",
+        "Logs/Server/Audit/imageUpdates",
+        "store",
+    ] {
         assert!(data.join(written).exists(), "{written} was not written");
     }
     let (mut found, mut seen) = (Vec::new(), 0);

@@ -60,19 +60,21 @@ async fn state_survives_a_restart() {
         Some(("approved", "2.0.0.0".into()))
     );
 
-    let audit_dir = t.dir.path().join("audit");
+    let audit_dir = t.dir.path().join("Logs/Server/Audit/imageUpdates");
     let files: Vec<_> = std::fs::read_dir(&audit_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let text = std::fs::read_to_string(&files[0]).unwrap();
-    let lines: Vec<AuditRecord> = text
-        .lines()
-        .map(|l| AuditRecord::parse_line(l).unwrap())
-        .collect();
+    let lines: Vec<AuditRecord> = ucupdate_protocol::audit::parse_log(&text).unwrap();
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0].outcome, "approved CPE 2.0.0.0");
+    assert_eq!(
+        lines[0].response.len(),
+        1,
+        "the offer is in Response Modules"
+    );
+    assert_eq!(lines[0].response[0].version.to_string(), "2.0.0.0");
     assert!(files[0]
         .file_name()
         .unwrap()

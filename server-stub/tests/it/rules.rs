@@ -166,6 +166,20 @@ async fn admin_api_drives_the_rules() {
     );
     let list = a.get("/admin/test-devices", &[]).await;
     assert!(list.text().contains(MAC));
+    for lookalike in ["zz-zz", "00-04-F2-00-01"] {
+        let bad = a
+            .send(
+                Method::PUT,
+                &format!("/admin/test-devices/{lookalike}"),
+                &[],
+                "",
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{lookalike}");
+        assert!(bad.text().contains("invalid MAC address"), "{}", bad.text());
+    }
+    let list = a.get("/admin/test-devices", &[]).await;
+    assert!(!list.text().contains("zz"), "{}", list.text());
 
     let rule_path = "/admin/rules/UCPhone/Polycom/CX700/A/ENU/CPE";
     assert_eq!(
