@@ -21,6 +21,11 @@ use ucupdate_protocol::catalog::{
     self, cert_issuer_and_serial, oid, DigestAlgorithm, Member, MemberDigest, SignedAttributes,
     SignerInfo, TrustList,
 };
+use ucupdate_protocol::{FileKind, FileName, FirmwareVersion, UpdateKey};
+
+use crate::model::FileMeta;
+use crate::state::{State, StateError};
+use crate::store;
 
 /// Why a catalog could not be signed.
 #[derive(Debug, Error)]
@@ -189,6 +194,86 @@ impl CatalogSigner {
         };
         Ok(catalog::encode_signed(&ctl, &self.chain, &signer))
     }
+}
+
+impl CatalogSigner {
+    /// Whether `catalog` carries this signer's certificate first, i.e. this server made it. A
+    /// catalog it did not make is the vendor's and is never replaced ([`resign_version`]).
+    pub fn made(&self, catalog: &[u8]) -> bool {
+        catalog::decode(catalog)
+            .ok()
+            .and_then(|c| {
+                c.certificates
+                    .first()
+                    .map(|c| c.as_slice() == self.chain[0].as_slice())
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// The catalog a server signs for one version's files (`(name, SHA-256)`): every file that is
+/// not itself a catalog, under `<image stem>.cat` (the first `.nbt`, else the first file),
+/// the name devices look for. `None` when there is nothing to list.
+pub fn version_catalog(
+    signer: &CatalogSigner,
+    files: &[(FileName, [u8; 32])],
+    signing_time: u64,
+) -> Result<Option<(FileName, Vec<u8>)>, CatalogSignError> {
+    let listed: Vec<_> = files
+        .iter()
+        .filter(|(n, _)| FileKind::of(n) != FileKind::Catalog)
+        .collect();
+    let Some(named) = listed
+        .iter()
+        .find(|(n, _)| FileKind::of(n) == FileKind::Image)
+        .or(listed.first())
+    else {
+        return Ok(None);
+    };
+    let name = FileName::new(&format!("{}.cat", named.0.stem()))
+        .map_err(|e| CatalogSignError::Key(format!("catalog name: {e}")))?;
+    let members = listed
+        .iter()
+        .map(|(n, d)| Member::new(n.as_str(), MemberDigest::sha256(*d)))
+        .collect();
+    Ok(Some((name, signer.sign_members(members, signing_time)?)))
+}
+
+/// Signs (again) the stored version `key` `version` after a publish: its catalog is replaced
+/// unless one the server did not make is stored (the vendor's: what a real device verifies).
+/// Returns the catalog stored, if any.
+pub fn resign_version(
+    state: &State,
+    signer: &CatalogSigner,
+    key: &UpdateKey,
+    version: FirmwareVersion,
+) -> Result<Option<FileMeta>, StateError> {
+    let metas = state
+        .read(|m| m.catalog.get(&(key.clone(), version)).cloned())
+        .unwrap_or_default();
+    let dir = store::version_dir(state.data_dir(), key, version);
+    for meta in metas
+        .iter()
+        .filter(|m| FileKind::of(&m.name) == FileKind::Catalog)
+    {
+        let path = dir.join(meta.name.as_str());
+        let bytes = std::fs::read(&path).map_err(|e| StateError::io(&path, e))?;
+        if !signer.made(&bytes) {
+            tracing::info!(%key, %version, catalog = %meta.name, "kept the vendor's catalog");
+            return Ok(None);
+        }
+    }
+    let files: Vec<_> = metas.iter().map(|m| (m.name.clone(), m.sha256.0)).collect();
+    let signed = version_catalog(signer, &files, crate::clock::unix_secs())
+        .map_err(|e| StateError::Invalid(format!("signing the catalog of {key} {version}: {e}")))?;
+    let Some((name, bytes)) = signed else {
+        return Ok(None);
+    };
+    let meta = store::store_file(state.data_dir(), key, version, name, &mut &bytes[..])
+        .map_err(|e| StateError::io(&dir, e))?;
+    state.publish_meta(key, version, meta.clone())?;
+    tracing::info!(%key, %version, catalog = %meta.name, "signed the catalog");
+    Ok(Some(meta))
 }
 
 /// The CTL for `members`; the list identifier is derived from the members and the time, so the
