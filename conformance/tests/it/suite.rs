@@ -436,3 +436,25 @@ async fn without_trust_the_catalog_checks_skip_with_a_reason() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// A server that does not sign what its admin publishes (the suite publishes no placeholder
+/// with --trust): the offer has no catalog, and catalog-offered names that first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_a_catalog_fails_catalog_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |c| c.catalog_signer = None).await;
+    let results = conformance::run(&full_options(&server)).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["catalog-offered", "catalog-verifies", "catalog-lists-image"],
+        "{table}"
+    );
+    assert!(
+        result(&results, "catalog-offered")
+            .detail
+            .contains("names no .cat catalog"),
+        "{table}"
+    );
+    server.shutdown().await.unwrap();
+}
