@@ -26,6 +26,16 @@ printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedK
     >"$work/signer.ext"
 openssl x509 -req -in "$work/signer.csr" -CA "$work/catalog-ca.pem" -CAkey "$work/ca.key" \
     -CAcreateserial -days 2 -extfile "$work/signer.ext" -out "$work/signer.pem" 2>/dev/null
+# A vendor-style package without a catalog, imported with the signing key and approved before
+# the server starts: `import --sign-cert` must give it a CPE.cat the suite verifies (below).
+mkdir -p "$work/pkg"
+head -c 70001 /dev/urandom >"$work/pkg/CPE.nbt"
+printf '%s' '<Updates><Updates><Update version="1.0.522.200" DeviceType="UCPhone" Brand="Polycom"
+  Model="CX700" Revision="A" Locale="ENU" UpdateType="CPE"><File name="CPE.nbt"/></Update>
+  </Updates></Updates>' >"$work/pkg/updateInfo.xml"
+target/debug/ucupdate-server import --data "$work/data" --sign-cert "$work/signer.pem" \
+    --sign-key "$work/signer.key" "$work/pkg" >/dev/null
+target/debug/ucupdate-server rules approve --data "$work/data" UCPhone/Polycom/CX700/A/ENU/CPE >/dev/null
 : >"$work/urls"
 target/debug/ucupdate-server serve --init --data "$work/data" --internal 127.0.0.1:0 --internal-tls off \
     --external 127.0.0.1:0 --admin 127.0.0.1:0 --users "$work/users" \
@@ -46,6 +56,12 @@ grep -q '<testsuites' "$work/junit.xml"
 for check in catalog-offered catalog-verifies catalog-lists-image; do
     grep -q "^PASS *$check " "$work/table" || { echo "conformance: $check did not pass"; exit 1; }
 done
+# The imported package, probed without admin as a real model: its signed catalog verifies.
+target/debug/ucupdate-conformance --target "$internal" --trust "$work/catalog-ca.pem" \
+    --probe-key UCPhone/Polycom/CX700/A/ENU/CPE --probe-version 1.0.522.101 \
+    --only catalog-offered,catalog-verifies,catalog-lists-image >"$work/imported"
+[ "$(grep -c '^PASS' "$work/imported")" -eq 3 ] || {
+    cat "$work/imported"; echo "conformance: the imported package's catalog did not verify"; exit 1; }
 # The thin subcommand: the same flags, the same checks with the same outcomes (times differ).
 target/debug/ucupdate-sim conformance "${flags[@]}" --junit "$work/sim-junit.xml" >"$work/sim-table"
 verdicts() { awk '{print $1, $2}' "$1"; }

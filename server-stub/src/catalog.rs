@@ -165,13 +165,7 @@ impl CatalogSigner {
         let content_digest = ring::digest::digest(&ring::digest::SHA256, inner);
         let attrs = catalog::signed_attributes(content_digest.as_ref(), signing_time);
         let (signature_algorithm, signature) = match &self.key {
-            Key::Ecdsa(k) => (
-                oid::ECDSA_WITH_SHA256,
-                k.sign(&self.rng, &attrs)
-                    .map_err(|_| CatalogSignError::Sign)?
-                    .as_ref()
-                    .to_vec(),
-            ),
+            Key::Ecdsa(k) => (oid::ECDSA_WITH_SHA256, self.fixed_length_ecdsa(k, &attrs)?),
             Key::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, &attrs, &mut sig)
@@ -197,6 +191,28 @@ impl CatalogSigner {
 }
 
 impl CatalogSigner {
+    /// An ECDSA signature of the longest DER length (72 bytes for P-256: both integers with a
+    /// leading zero), signing again until one is: a DER signature's length varies with its
+    /// random nonce, and a catalog whose size is a function of its inputs keeps the
+    /// simulator's runs reproducible (a download's modelled time follows its size). About
+    /// four signatures on average, microseconds each.
+    fn fixed_length_ecdsa(
+        &self,
+        key: &EcdsaKeyPair,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, CatalogSignError> {
+        const LONGEST: usize = 72;
+        for _ in 0..256 {
+            let sig = key
+                .sign(&self.rng, msg)
+                .map_err(|_| CatalogSignError::Sign)?;
+            if sig.as_ref().len() == LONGEST {
+                return Ok(sig.as_ref().to_vec());
+            }
+        }
+        Err(CatalogSignError::Sign)
+    }
+
     /// Whether `catalog` carries this signer's certificate first, i.e. this server made it. A
     /// catalog it did not make is the vendor's and is never replaced ([`resign_version`]).
     pub fn made(&self, catalog: &[u8]) -> bool {

@@ -2,7 +2,7 @@
 //! `--server` is given) or a remote one, plus the [`Admin`] implementations that drive each:
 //! [`ControlAdmin`] in-process, [`HttpAdmin`] over a remote `ucupdate-server`'s admin API.
 //!
-//! The embedded server makes a throwaway catalog CA at start and signs `<image stem>.cat` for
+//! The embedded server makes a throwaway catalog CA (once per process) and signs `<image stem>.cat` for
 //! everything the run publishes ([`Embedded::catalog_ca_pem`] is the anchor a device needs).
 //! Simulated devices do not verify catalogs yet (docs/SIMULATOR.md).
 
@@ -18,7 +18,9 @@ use ucupdate_agent::net::{self, ClientSettings, TlsOptions};
 use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::wire::{DISCOVERY_PREFIX, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::{FileKind, HttpUrl, UpdateKey};
-use ucupdate_server_stub::catalog::{throwaway_signer, CatalogSignError, LeafOptions};
+use ucupdate_server_stub::catalog::{
+    throwaway_signer, CatalogSignError, CatalogSigner, LeafOptions,
+};
 use ucupdate_server_stub::{Control, RunningServer, ServerConfig, TestDevice};
 
 use crate::admin::{Admin, AdminOp, BoxFuture};
@@ -79,8 +81,8 @@ pub async fn start(
     config.users = users;
     // The run's own flush cadence: checks only touch the inventory.
     config.flush_interval = std::time::Duration::from_secs(5);
-    let catalog = throwaway_signer(LeafOptions::default())?;
-    config.catalog_signer = Some(Arc::new(catalog.signer));
+    let (signer, catalog_ca_pem) = run_signer()?;
+    config.catalog_signer = Some(signer);
     let server = ucupdate_server_stub::start(config).await?;
     let internal = server
         .internal_url()
@@ -100,9 +102,22 @@ pub async fn start(
         server,
         target,
         ca_pem,
-        catalog_ca_pem: catalog.ca_pem,
+        catalog_ca_pem,
         _dir: dir,
     })
+}
+
+/// The throwaway catalog signer, made once per process: every run of the process signs with the
+/// same certificates, so a catalog's size (and a device's modelled download time) is the same
+/// in every run with the same seed (`a_seed_fixes_every_device_sequence`).
+fn run_signer() -> Result<(Arc<CatalogSigner>, String), CatalogSignError> {
+    static SIGNER: std::sync::OnceLock<(Arc<CatalogSigner>, String)> = std::sync::OnceLock::new();
+    if let Some((signer, ca)) = SIGNER.get() {
+        return Ok((signer.clone(), ca.clone()));
+    }
+    let t = throwaway_signer(LeafOptions::default())?;
+    let (signer, ca) = SIGNER.get_or_init(|| (Arc::new(t.signer), t.ca_pem));
+    Ok((signer.clone(), ca.clone()))
 }
 
 impl Embedded {
