@@ -366,7 +366,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     ca_params.not_before = date_time_ymd(2000, 1, 1);
     ca_params.not_after = date_time_ymd(2199, 12, 31);
     let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_cert = longest(|| ca_params.self_signed(&ca_key))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut leaf_params = CertificateParams::new(Vec::<String>::new())?;
@@ -384,7 +384,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     let (y, m, d) = options.not_after;
     leaf_params.not_after = date_time_ymd(y, m, d);
     let leaf_key = KeyPair::generate()?;
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+    let leaf = longest(|| leaf_params.signed_by(&leaf_key, &issuer))?;
     let key_pem = leaf_key.serialize_pem();
     let signer = CatalogSigner::from_pem(leaf.pem().as_bytes(), key_pem.as_bytes())?;
     Ok(ThrowawaySigner {
@@ -393,6 +393,25 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
         key_pem,
         signer,
     })
+}
+
+/// A certificate whose ECDSA P-256 signature has the longest DER form (72 bytes), made again
+/// until it has: the throwaway certificates then have the same size in every process, and so
+/// do the catalogs that embed them (the simulator's sharded runs must serve the same bytes).
+fn longest(
+    mut make: impl FnMut() -> Result<rcgen::Certificate, rcgen::Error>,
+) -> Result<rcgen::Certificate, CatalogSignError> {
+    // The certificate ends with BIT STRING(73 bytes: 0 unused bits, SEQUENCE(70 bytes: two
+    // 33-byte INTEGERs)).
+    const TAIL: [u8; 5] = [0x03, 0x49, 0x00, 0x30, 0x46];
+    for _ in 0..256 {
+        let cert = make()?;
+        let der = cert.der();
+        if der.len() > 75 && der[der.len() - 75..der.len() - 70] == TAIL {
+            return Ok(cert);
+        }
+    }
+    Err(CatalogSignError::Sign)
 }
 
 /// `catalog create`: a catalog of `files` (read from disk, listed under their base names),
@@ -456,6 +475,22 @@ mod tests {
         let content = ring::digest::digest(&ring::digest::SHA256, &cat.signed_content);
         assert_eq!(attrs.message_digest.as_deref(), Some(content.as_ref()));
         assert_eq!(attrs.signing_time, Some(1_750_000_000));
+    }
+
+    /// Sizes that depend only on the inputs: the simulator's sharded processes must serve the
+    /// same number of bytes (each process makes its own throwaway CA).
+    #[test]
+    fn throwaway_certificates_and_their_catalogs_have_one_size() {
+        let a = throwaway_signer(LeafOptions::default()).unwrap();
+        let b = throwaway_signer(LeafOptions::default()).unwrap();
+        assert_eq!(a.ca_pem.len(), b.ca_pem.len());
+        assert_eq!(a.cert_pem.len(), b.cert_pem.len());
+        let files = [("CPE.nbt", b"image".as_slice())];
+        let sizes: std::collections::HashSet<usize> = (0..16)
+            .flat_map(|_| [&a, &b])
+            .map(|t| t.signer.sign_files(&files, 1_750_000_000).unwrap().len())
+            .collect();
+        assert_eq!(sizes.len(), 1, "{sizes:?}");
     }
 
     #[test]
