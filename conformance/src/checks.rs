@@ -8,6 +8,7 @@
 //! live in `context` (plumbing, admin, shared results), and the checks by area in `offers`,
 //! `external`, `rules` and `hostile`.
 
+mod catalog;
 mod context;
 mod external;
 mod hostile;
@@ -51,6 +52,9 @@ enum Id {
     NbtContentType,
     SizeAndHash,
     RangeRequests,
+    CatalogOffered,
+    CatalogVerifies,
+    CatalogListsImage,
     ExternalAnonymous,
     ExternalWrongPassword,
     ExternalSameConnection,
@@ -125,6 +129,21 @@ pub(crate) const CHECKS: &[Spec] = &[
         Id::RangeRequests,
         "range-requests",
         "Range requests on the image get 206 with the right Content-Range and bytes",
+    ),
+    spec(
+        Id::CatalogOffered,
+        "catalog-offered",
+        "the offer names a .cat catalog beside its image (--trust)",
+    ),
+    spec(
+        Id::CatalogVerifies,
+        "catalog-verifies",
+        "the offered catalog downloads and verifies against the --trust anchors",
+    ),
+    spec(
+        Id::CatalogListsImage,
+        "catalog-lists-image",
+        "the verified catalog lists the image under its file name with its SHA-256 (--trust)",
     ),
     spec(
         Id::ExternalAnonymous,
@@ -342,6 +361,9 @@ impl<'a> Ctx<'a> {
             Id::NbtContentType => self.nbt_content_type().await,
             Id::SizeAndHash => self.size_and_hash().await,
             Id::RangeRequests => self.range_requests().await,
+            Id::CatalogOffered => self.catalog_offered().await,
+            Id::CatalogVerifies => self.catalog_verifies().await,
+            Id::CatalogListsImage => self.catalog_lists_image().await,
             Id::ExternalAnonymous => self.external_anonymous().await,
             Id::ExternalWrongPassword => self.external_wrong_password().await,
             Id::ExternalSameConnection => self.external_same_connection().await,

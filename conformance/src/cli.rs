@@ -40,6 +40,10 @@ pub struct Args {
     /// PEM bundle of CAs to trust for https targets [default: web roots].
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// PEM bundle of the catalog signers' roots (what a device has as `[trust]
+    /// catalog_roots`): enables the checks that the offered `.cat` verifies and lists the image.
+    #[arg(long, value_name = "PEM")]
+    pub trust: Option<PathBuf>,
     /// Write JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
@@ -92,6 +96,13 @@ pub enum CliError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// `--trust` names a file that gives no trust anchors.
+    #[error("--trust {}", path.display())]
+    Trust {
+        path: PathBuf,
+        #[source]
+        source: ucupdate_agent::trust::AnchorError,
     },
     /// `--only` or `--skip` names checks the catalogue does not hold: a typo in CI must not
     /// silently skip a check.
@@ -177,6 +188,7 @@ pub fn options(args: &Args, program: &str) -> Result<Options, CliError> {
             .transpose()?
             .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned()),
         ca_pem: args.ca.as_deref().map(|p| read("--ca", p)).transpose()?,
+        trust: args.trust.as_deref().map(trust).transpose()?,
         only: args.only.clone(),
         skip: args.skip.clone(),
         device,
@@ -198,6 +210,14 @@ fn parse<T: std::str::FromStr<Err = ProtocolError>>(
     value.parse().map_err(|source| CliError::BadValue {
         flag,
         value: value.to_owned(),
+        source,
+    })
+}
+
+fn trust(path: &Path) -> Result<ucupdate_agent::trust::TrustAnchors, CliError> {
+    let pem = read("--trust", path)?;
+    ucupdate_agent::trust::TrustAnchors::from_pem(&pem).map_err(|source| CliError::Trust {
+        path: path.to_owned(),
         source,
     })
 }

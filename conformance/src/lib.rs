@@ -57,6 +57,9 @@ pub struct Options {
     pub admin_token: Option<String>,
     /// PEM CA bundle to trust for `https` (default: the Mozilla roots).
     pub ca_pem: Option<Vec<u8>>,
+    /// The catalog trust anchors (`--trust`): enables the signed-catalog checks, which verify
+    /// the offered `.cat` with the agent's own verifier.
+    pub trust: Option<ucupdate_agent::trust::TrustAnchors>,
     /// Run only these checks (empty: all).
     pub only: Vec<String>,
     /// Never run these checks.
@@ -78,6 +81,7 @@ impl std::fmt::Debug for Options {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field("trust", &self.trust.as_ref().map(|t| t.len()))
             .field("only", &self.only)
             .field("skip", &self.skip)
             .field("device", &self.device)
@@ -96,6 +100,7 @@ impl Options {
             admin: None,
             admin_token: None,
             ca_pem: None,
+            trust: None,
             only: Vec::new(),
             skip: Vec::new(),
             device: ProbeDevice::default(),

@@ -211,8 +211,12 @@ async fn every_check_passes_against_the_stub_twice() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::loopback(dir.path());
     config.users = UserDb::parse("CONTOSO\\alice:Secret1!\n").unwrap();
+    let signer = ucupdate_server_stub::catalog::throwaway_signer(Default::default()).unwrap();
+    config.catalog_signer = Some(std::sync::Arc::new(signer.signer));
     let server = ucupdate_server_stub::start(config).await.unwrap();
     let mut options = Options::new(server.internal_url().unwrap());
+    options.trust =
+        Some(ucupdate_agent::trust::TrustAnchors::from_pem(signer.ca_pem.as_bytes()).unwrap());
     options.external_target = server.external_url();
     options.user = Some("CONTOSO\\alice".into());
     options.password = Some("Secret1!".into());

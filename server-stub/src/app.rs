@@ -126,6 +126,7 @@ impl App {
                 per_client: Mutex::new(HashMap::new()),
                 admin_token: opened.token,
                 admin_hosts: config.admin_hosts.clone(),
+                catalog_signer: config.catalog_signer.clone(),
                 _lock: opened.lock,
             }),
         }
@@ -145,6 +146,7 @@ impl App {
         Control {
             state: self.ctx.state.clone(),
             metrics: self.ctx.metrics.clone(),
+            catalog_signer: self.ctx.catalog_signer.clone(),
         }
     }
 

@@ -21,6 +21,11 @@ use ucupdate_protocol::catalog::{
     self, cert_issuer_and_serial, oid, DigestAlgorithm, Member, MemberDigest, SignedAttributes,
     SignerInfo, TrustList,
 };
+use ucupdate_protocol::{FileKind, FileName, FirmwareVersion, UpdateKey};
+
+use crate::model::FileMeta;
+use crate::state::{State, StateError};
+use crate::store;
 
 /// Why a catalog could not be signed.
 #[derive(Debug, Error)]
@@ -160,13 +165,7 @@ impl CatalogSigner {
         let content_digest = ring::digest::digest(&ring::digest::SHA256, inner);
         let attrs = catalog::signed_attributes(content_digest.as_ref(), signing_time);
         let (signature_algorithm, signature) = match &self.key {
-            Key::Ecdsa(k) => (
-                oid::ECDSA_WITH_SHA256,
-                k.sign(&self.rng, &attrs)
-                    .map_err(|_| CatalogSignError::Sign)?
-                    .as_ref()
-                    .to_vec(),
-            ),
+            Key::Ecdsa(k) => (oid::ECDSA_WITH_SHA256, self.fixed_length_ecdsa(k, &attrs)?),
             Key::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, &attrs, &mut sig)
@@ -189,6 +188,108 @@ impl CatalogSigner {
         };
         Ok(catalog::encode_signed(&ctl, &self.chain, &signer))
     }
+}
+
+impl CatalogSigner {
+    /// An ECDSA signature of the longest DER length (72 bytes for P-256: both integers with a
+    /// leading zero), signing again until one is: a DER signature's length varies with its
+    /// random nonce, and a catalog whose size is a function of its inputs keeps the
+    /// simulator's runs reproducible (a download's modelled time follows its size). About
+    /// four signatures on average, microseconds each.
+    fn fixed_length_ecdsa(
+        &self,
+        key: &EcdsaKeyPair,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, CatalogSignError> {
+        const LONGEST: usize = 72;
+        for _ in 0..256 {
+            let sig = key
+                .sign(&self.rng, msg)
+                .map_err(|_| CatalogSignError::Sign)?;
+            if sig.as_ref().len() == LONGEST {
+                return Ok(sig.as_ref().to_vec());
+            }
+        }
+        Err(CatalogSignError::Sign)
+    }
+
+    /// Whether `catalog` carries this signer's certificate first, i.e. this server made it. A
+    /// catalog it did not make is the vendor's and is never replaced ([`resign_version`]).
+    pub fn made(&self, catalog: &[u8]) -> bool {
+        catalog::decode(catalog)
+            .ok()
+            .and_then(|c| {
+                c.certificates
+                    .first()
+                    .map(|c| c.as_slice() == self.chain[0].as_slice())
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// The catalog a server signs for one version's files (`(name, SHA-256)`): every file that is
+/// not itself a catalog, under `<image stem>.cat` (the first `.nbt`, else the first file),
+/// the name devices look for. `None` when there is nothing to list.
+pub fn version_catalog(
+    signer: &CatalogSigner,
+    files: &[(FileName, [u8; 32])],
+    signing_time: u64,
+) -> Result<Option<(FileName, Vec<u8>)>, CatalogSignError> {
+    let listed: Vec<_> = files
+        .iter()
+        .filter(|(n, _)| FileKind::of(n) != FileKind::Catalog)
+        .collect();
+    let Some(named) = listed
+        .iter()
+        .find(|(n, _)| FileKind::of(n) == FileKind::Image)
+        .or(listed.first())
+    else {
+        return Ok(None);
+    };
+    let name = FileName::new(&format!("{}.cat", named.0.stem()))
+        .map_err(|e| CatalogSignError::Key(format!("catalog name: {e}")))?;
+    let members = listed
+        .iter()
+        .map(|(n, d)| Member::new(n.as_str(), MemberDigest::sha256(*d)))
+        .collect();
+    Ok(Some((name, signer.sign_members(members, signing_time)?)))
+}
+
+/// Signs (again) the stored version `key` `version` after a publish: its catalog is replaced
+/// unless one the server did not make is stored (the vendor's: what a real device verifies).
+/// Returns the catalog stored, if any.
+pub fn resign_version(
+    state: &State,
+    signer: &CatalogSigner,
+    key: &UpdateKey,
+    version: FirmwareVersion,
+) -> Result<Option<FileMeta>, StateError> {
+    let metas = state
+        .read(|m| m.catalog.get(&(key.clone(), version)).cloned())
+        .unwrap_or_default();
+    let dir = store::version_dir(state.data_dir(), key, version);
+    for meta in metas
+        .iter()
+        .filter(|m| FileKind::of(&m.name) == FileKind::Catalog)
+    {
+        let path = dir.join(meta.name.as_str());
+        let bytes = std::fs::read(&path).map_err(|e| StateError::io(&path, e))?;
+        if !signer.made(&bytes) {
+            tracing::info!(%key, %version, catalog = %meta.name, "kept the vendor's catalog");
+            return Ok(None);
+        }
+    }
+    let files: Vec<_> = metas.iter().map(|m| (m.name.clone(), m.sha256.0)).collect();
+    let signed = version_catalog(signer, &files, crate::clock::unix_secs())
+        .map_err(|e| StateError::Invalid(format!("signing the catalog of {key} {version}: {e}")))?;
+    let Some((name, bytes)) = signed else {
+        return Ok(None);
+    };
+    let meta = store::store_file(state.data_dir(), key, version, name, &mut &bytes[..])
+        .map_err(|e| StateError::io(&dir, e))?;
+    state.publish_meta(key, version, meta.clone())?;
+    tracing::info!(%key, %version, catalog = %meta.name, "signed the catalog");
+    Ok(Some(meta))
 }
 
 /// The CTL for `members`; the list identifier is derived from the members and the time, so the
@@ -265,7 +366,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     ca_params.not_before = date_time_ymd(2000, 1, 1);
     ca_params.not_after = date_time_ymd(2199, 12, 31);
     let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca_cert = longest(|| ca_params.self_signed(&ca_key))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut leaf_params = CertificateParams::new(Vec::<String>::new())?;
@@ -283,7 +384,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     let (y, m, d) = options.not_after;
     leaf_params.not_after = date_time_ymd(y, m, d);
     let leaf_key = KeyPair::generate()?;
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+    let leaf = longest(|| leaf_params.signed_by(&leaf_key, &issuer))?;
     let key_pem = leaf_key.serialize_pem();
     let signer = CatalogSigner::from_pem(leaf.pem().as_bytes(), key_pem.as_bytes())?;
     Ok(ThrowawaySigner {
@@ -292,6 +393,25 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
         key_pem,
         signer,
     })
+}
+
+/// A certificate whose ECDSA P-256 signature has the longest DER form (72 bytes), made again
+/// until it has: the throwaway certificates then have the same size in every process, and so
+/// do the catalogs that embed them (the simulator's sharded runs must serve the same bytes).
+fn longest(
+    mut make: impl FnMut() -> Result<rcgen::Certificate, rcgen::Error>,
+) -> Result<rcgen::Certificate, CatalogSignError> {
+    // The certificate ends with BIT STRING(73 bytes: 0 unused bits, SEQUENCE(70 bytes: two
+    // 33-byte INTEGERs)).
+    const TAIL: [u8; 5] = [0x03, 0x49, 0x00, 0x30, 0x46];
+    for _ in 0..256 {
+        let cert = make()?;
+        let der = cert.der();
+        if der.len() > 75 && der[der.len() - 75..der.len() - 70] == TAIL {
+            return Ok(cert);
+        }
+    }
+    Err(CatalogSignError::Sign)
 }
 
 /// `catalog create`: a catalog of `files` (read from disk, listed under their base names),
@@ -355,6 +475,22 @@ mod tests {
         let content = ring::digest::digest(&ring::digest::SHA256, &cat.signed_content);
         assert_eq!(attrs.message_digest.as_deref(), Some(content.as_ref()));
         assert_eq!(attrs.signing_time, Some(1_750_000_000));
+    }
+
+    /// Sizes that depend only on the inputs: the simulator's sharded processes must serve the
+    /// same number of bytes (each process makes its own throwaway CA).
+    #[test]
+    fn throwaway_certificates_and_their_catalogs_have_one_size() {
+        let a = throwaway_signer(LeafOptions::default()).unwrap();
+        let b = throwaway_signer(LeafOptions::default()).unwrap();
+        assert_eq!(a.ca_pem.len(), b.ca_pem.len());
+        assert_eq!(a.cert_pem.len(), b.cert_pem.len());
+        let files = [("CPE.nbt", b"image".as_slice())];
+        let sizes: std::collections::HashSet<usize> = (0..16)
+            .flat_map(|_| [&a, &b])
+            .map(|t| t.signer.sign_files(&files, 1_750_000_000).unwrap().len())
+            .collect();
+        assert_eq!(sizes.len(), 1, "{sizes:?}");
     }
 
     #[test]

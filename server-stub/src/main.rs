@@ -48,6 +48,8 @@ enum Command {
         /// Most cabinet members, and most files listed in updateInfo.xml.
         #[arg(long, value_name = "N", default_value_t = ImportLimits::DEFAULT.max_entries)]
         max_entries: usize,
+        #[command(flatten)]
+        sign: SignArgs,
         /// The package: FILE.cab or a directory.
         package: PathBuf,
     },
@@ -100,6 +102,30 @@ struct DataArg {
     /// The data directory (state.sqlite, store/, logs/, audit/).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
+}
+
+/// The key that signs catalogs for updates that carry none (docs/SERVER.md, "Signing").
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// Code-signing certificate (PEM, then any intermediates): sign `<image stem>.cat` for
+    /// every update without a catalog. A package's own catalog is always kept.
+    #[arg(long, value_name = "PEM", requires = "sign_key")]
+    sign_cert: Option<PathBuf>,
+    /// The signing certificate's private key (PEM; ECDSA P-256 PKCS#8 or RSA).
+    #[arg(long, value_name = "PEM", requires = "sign_cert")]
+    sign_key: Option<PathBuf>,
+}
+
+impl SignArgs {
+    fn signer(&self) -> anyhow::Result<Option<ucupdate_server_stub::catalog::CatalogSigner>> {
+        let (Some(cert), Some(key)) = (&self.sign_cert, &self.sign_key) else {
+            return Ok(None);
+        };
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+        ucupdate_server_stub::catalog::CatalogSigner::from_pem(&read(cert)?, &read(key)?)
+            .map(Some)
+            .context("load the catalog signing certificate and key")
+    }
 }
 
 /// A rule key: DeviceType/Brand/Model/Revision/Locale/UpdateType.
@@ -231,6 +257,9 @@ struct ServeArgs {
     /// Approve RoundTable updates on import (the R2 rule).
     #[arg(long)]
     deploy_roundtable_on_import: bool,
+    /// Sign catalogs for what the admin API publishes and imports.
+    #[command(flatten)]
+    sign: SignArgs,
     /// Accept device types other than UCPhone and RoundTable in checks (default: 400).
     #[arg(long)]
     accept_unknown_device_types: bool,
@@ -369,8 +398,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_file_bytes,
             max_package_bytes,
             max_entries,
+            sign,
             package: path,
         } => {
+            let signer = sign.signer()?;
             let options = StateOptions {
                 deploy_roundtable_on_import,
             };
@@ -380,7 +411,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_entries,
             };
             let state = open(&data.data, options)?;
-            let imported = package::import_path_with(&state, &path, &limits)
+            let imported = package::import_path_signed(&state, &path, &limits, signer.as_ref())
                 .with_context(|| format!("import {}", path.display()))?;
             for i in imported {
                 println!(
@@ -611,6 +642,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
         quotas: args.quotas.quotas(),
+        catalog_signer: args.sign.signer()?.map(std::sync::Arc::new),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,8 +33,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ucupdate_protocol::xml::{self, Element, Limits, Writer};
-use ucupdate_protocol::{FileName, FirmwareVersion, PathSegment, ProtocolError, UpdateKey};
+use ucupdate_protocol::{
+    FileKind, FileName, FirmwareVersion, PathSegment, ProtocolError, UpdateKey,
+};
 
+use crate::catalog::{self, CatalogSigner};
 use crate::disk;
 use crate::model::Rule;
 use crate::state::{State, StateError};
@@ -107,6 +110,9 @@ pub enum PackageError {
     /// More entries than [`ImportLimits::max_entries`].
     #[error("updateInfo.xml lists {count} files, more than the cap of {limit} (--max-entries)")]
     TooManyEntries { count: usize, limit: usize },
+    /// Signing the catalog of an update that carries none failed.
+    #[error("signing the catalog: {0}")]
+    Sign(String),
     /// Storing the files or the rules failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -290,6 +296,19 @@ pub fn import_path_with(
     path: &Path,
     limits: &ImportLimits,
 ) -> Result<Vec<Imported>, PackageError> {
+    import_path_signed(state, path, limits, None)
+}
+
+/// Imports a package under `limits`; with a `signer`, every update of the package that carries
+/// no `.cat` gets `<image stem>.cat` listing all its files (SHA-256), signed before anything is
+/// stored. An update that carries a catalog keeps it (the vendor's: what a real device
+/// verifies), signer or not.
+pub fn import_path_signed(
+    state: &State,
+    path: &Path,
+    limits: &ImportLimits,
+    signer: Option<&CatalogSigner>,
+) -> Result<Vec<Imported>, PackageError> {
     let io_err = |e| PackageError::Io {
         path: path.to_owned(),
         error: e,
@@ -299,7 +318,7 @@ pub fn import_path_with(
         let mut source = DirSource {
             root: path.to_owned(),
         };
-        return import_from(state, &mut source, limits);
+        return import_from(state, &mut source, limits, signer);
     }
     let file = File::open(path).map_err(io_err)?;
     let opened = file.metadata().map_err(io_err)?;
@@ -310,7 +329,7 @@ pub fn import_path_with(
         )));
     }
     let mut source = cabinet::CabSource::open(path, file, limits)?;
-    import_from(state, &mut source, limits)
+    import_from(state, &mut source, limits, signer)
 }
 
 /// Where a package's bytes come from.
@@ -439,10 +458,38 @@ fn stage(
     Ok(staged)
 }
 
+/// Adds a signed catalog to an update's staged files unless the package carries one.
+fn sign_staged(
+    state: &State,
+    signer: &CatalogSigner,
+    entry: &InfoEntry,
+    files: &mut Vec<(FileName, StagedFile)>,
+) -> Result<(), PackageError> {
+    if files
+        .iter()
+        .any(|(n, _)| FileKind::of(n) == FileKind::Catalog)
+    {
+        tracing::info!(key = %entry.key, version = %entry.version, "kept the package's own catalog");
+        return Ok(());
+    }
+    let digests: Vec<_> = files.iter().map(|(n, f)| (n.clone(), f.sha256())).collect();
+    let signed = catalog::version_catalog(signer, &digests, crate::clock::unix_secs())
+        .map_err(|e| PackageError::Sign(e.to_string()))?;
+    if let Some((name, bytes)) = signed {
+        let tmp = state.data_dir().join("tmp");
+        let mut staged = StagedFile::new(state.data_dir()).map_err(|e| StateError::io(&tmp, e))?;
+        staged.write(&bytes).map_err(|e| StateError::io(&tmp, e))?;
+        tracing::info!(key = %entry.key, version = %entry.version, catalog = %name, "signed the catalog");
+        files.push((name, staged));
+    }
+    Ok(())
+}
+
 fn import_from(
     state: &State,
     source: &mut dyn Source,
     limits: &ImportLimits,
+    signer: Option<&CatalogSigner>,
 ) -> Result<Vec<Imported>, PackageError> {
     let entries = parse_info(&read_info(source)?)?;
     check_listing(&entries, limits)?;
@@ -469,6 +516,9 @@ fn import_from(
             }
             total += file.size();
             files.push((name.clone(), file));
+        }
+        if let Some(signer) = signer {
+            sign_staged(state, signer, &entry, &mut files)?;
         }
         staged.push((entry.key, entry.version, files));
     }

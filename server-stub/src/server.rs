@@ -18,6 +18,7 @@ use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::{AuditFormat, FileName, FirmwareVersion, HttpUrl, UpdateKey};
 
 use crate::app::{self, App, Site};
+use crate::catalog::CatalogSigner;
 use crate::http::conn;
 use crate::http::Limits;
 use crate::lock::{DataLock, LockError};
@@ -70,6 +71,9 @@ pub struct ServerConfig {
     pub flush_interval: Duration,
     /// Log and inventory caps, retention periods and the cleanup period.
     pub quotas: Quotas,
+    /// Signs `<image stem>.cat` for what is published through the admin API or [`Control`]
+    /// when the version holds no catalog the server did not make (`serve --sign-cert`).
+    pub catalog_signer: Option<Arc<CatalogSigner>>,
 }
 
 impl ServerConfig {
@@ -96,6 +100,7 @@ impl ServerConfig {
             limits: Limits::default(),
             flush_interval: Duration::from_secs(1),
             quotas: Quotas::default(),
+            catalog_signer: None,
         }
     }
 }
@@ -399,6 +404,7 @@ impl RunningServer {
 pub struct Control {
     pub(crate) state: Arc<State>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) catalog_signer: Option<Arc<CatalogSigner>>,
 }
 
 impl Control {
@@ -413,7 +419,8 @@ impl Control {
     }
 
     /// Stores `files` as `version` of `key` (replacing that version's file list) and makes it
-    /// pending, or approved for a RoundTable with deploy-on-import.
+    /// pending, or approved for a RoundTable with deploy-on-import. With a catalog signer and
+    /// no `.cat` among `files`, the server signs one ([`crate::catalog::resign_version`]).
     pub async fn publish(
         &self,
         key: &UpdateKey,
@@ -421,6 +428,7 @@ impl Control {
         files: Vec<(FileName, Vec<u8>)>,
     ) -> Result<Rule, ServerError> {
         let key = key.clone();
+        let signer = self.catalog_signer.clone();
         self.blocking(move |state| {
             let mut metas = Vec::new();
             for (name, bytes) in files {
@@ -430,7 +438,14 @@ impl Control {
                         .map_err(|e| StateError::io(&dir, e))?,
                 );
             }
-            Ok(state.import_version(key, version, metas)?)
+            let rule = state.import_version(key.clone(), version, metas)?;
+            match signer {
+                Some(signer) => {
+                    crate::catalog::resign_version(state, &signer, &key, version)?;
+                    Ok(state.read(|m| m.rules.get(&key).cloned()).unwrap_or(rule))
+                }
+                None => Ok(rule),
+            }
         })
         .await
     }
@@ -441,8 +456,17 @@ impl Control {
         path: impl Into<PathBuf>,
     ) -> Result<Vec<package::Imported>, ServerError> {
         let path = path.into();
-        self.blocking(move |state| Ok(package::import_path(state, &path)?))
-            .await
+        let signer = self.catalog_signer.clone();
+        self.blocking(move |state| {
+            let limits = package::ImportLimits::default();
+            Ok(package::import_path_signed(
+                state,
+                &path,
+                &limits,
+                signer.as_deref(),
+            )?)
+        })
+        .await
     }
 
     pub async fn approve(&self, key: &UpdateKey) -> Result<Rule, ServerError> {

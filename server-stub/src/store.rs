@@ -116,6 +116,11 @@ impl StagedFile {
         self.size
     }
 
+    /// The SHA-256 of what was written so far (a catalog is signed before the files move).
+    pub fn sha256(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.temp.write_all(bytes)?;
         self.hasher.update(bytes);

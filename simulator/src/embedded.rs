@@ -1,9 +1,14 @@
 //! The server a run talks to: the embedded server stub (started in-process on loopback when no
 //! `--server` is given) or a remote one, plus the [`Admin`] implementations that drive each:
 //! [`ControlAdmin`] in-process, [`HttpAdmin`] over a remote `ucupdate-server`'s admin API.
+//!
+//! The embedded server makes a throwaway catalog CA (once per process) and signs `<image stem>.cat` for
+//! everything the run publishes ([`Embedded::catalog_ca_pem`] is the anchor a device needs).
+//! Simulated devices do not verify catalogs yet (docs/SIMULATOR.md).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,7 +17,10 @@ use hyper_util::rt::TokioIo;
 use ucupdate_agent::net::{self, ClientSettings, TlsOptions};
 use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::wire::{DISCOVERY_PREFIX, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
-use ucupdate_protocol::{HttpUrl, UpdateKey};
+use ucupdate_protocol::{FileKind, HttpUrl, UpdateKey};
+use ucupdate_server_stub::catalog::{
+    throwaway_signer, CatalogSignError, CatalogSigner, LeafOptions,
+};
 use ucupdate_server_stub::{Control, RunningServer, ServerConfig, TestDevice};
 
 use crate::admin::{Admin, AdminOp, BoxFuture};
@@ -24,6 +32,8 @@ pub struct Embedded {
     pub server: RunningServer,
     pub target: Target,
     pub ca_pem: String,
+    /// The throwaway CA that issued the catalog signer (PEM).
+    catalog_ca_pem: String,
     /// Keeps the temporary data directory alive for the run.
     _dir: Option<tempfile::TempDir>,
 }
@@ -34,6 +44,8 @@ pub enum EmbeddedError {
     TempDir(std::io::Error),
     #[error("starting the embedded server: {0}")]
     Start(#[from] ucupdate_server_stub::ServerError),
+    #[error("the throwaway catalog signer: {0}")]
+    Catalog(#[from] CatalogSignError),
     #[error("the embedded server has no {0} listener")]
     Missing(&'static str),
 }
@@ -69,6 +81,8 @@ pub async fn start(
     config.users = users;
     // The run's own flush cadence: checks only touch the inventory.
     config.flush_interval = std::time::Duration::from_secs(5);
+    let (signer, catalog_ca_pem) = run_signer()?;
+    config.catalog_signer = Some(signer);
     let server = ucupdate_server_stub::start(config).await?;
     let internal = server
         .internal_url()
@@ -88,8 +102,30 @@ pub async fn start(
         server,
         target,
         ca_pem,
+        catalog_ca_pem,
         _dir: dir,
     })
+}
+
+/// The throwaway catalog signer, made once per process: every run of the process signs with the
+/// same certificates, so a catalog's size (and a device's modelled download time) is the same
+/// in every run with the same seed (`a_seed_fixes_every_device_sequence`).
+fn run_signer() -> Result<(Arc<CatalogSigner>, String), CatalogSignError> {
+    static SIGNER: std::sync::OnceLock<(Arc<CatalogSigner>, String)> = std::sync::OnceLock::new();
+    if let Some((signer, ca)) = SIGNER.get() {
+        return Ok((signer.clone(), ca.clone()));
+    }
+    let t = throwaway_signer(LeafOptions::default())?;
+    let (signer, ca) = SIGNER.get_or_init(|| (Arc::new(t.signer), t.ca_pem));
+    Ok((signer.clone(), ca.clone()))
+}
+
+impl Embedded {
+    /// The PEM of the throwaway CA whose leaf signs every catalog this server publishes: the
+    /// `[trust] catalog_roots` a simulated device will be given.
+    pub fn catalog_ca_pem(&self) -> &str {
+        &self.catalog_ca_pem
+    }
 }
 
 /// The fleet's shared client: trusts `ca_pem` (or the system's web roots), resolves the
@@ -133,7 +169,13 @@ impl Admin for ControlAdmin {
                     version,
                     files,
                 } => {
-                    let files = files.into_iter().map(|(n, b)| (n, b.to_vec())).collect();
+                    // The engine's `.cat` is placeholder bytes (for remote servers); leaving it
+                    // out lets the server sign a real one over the other files.
+                    let files = files
+                        .into_iter()
+                        .filter(|(n, _)| FileKind::of(n) != FileKind::Catalog)
+                        .map(|(n, b)| (n, b.to_vec()))
+                        .collect();
                     c.publish(&key, version, files).await.map(drop)
                 }
                 AdminOp::Approve(key) => c.approve(&key).await.map(drop),
@@ -273,5 +315,66 @@ impl Admin for HttpAdmin {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Mix;
+    use ucupdate_agent::trust::{verify_catalog, CatalogClock, CatalogPolicy, TrustAnchors};
+    use ucupdate_protocol::FileName;
+
+    /// What the run publishes through [`ControlAdmin`] (image plus the engine's placeholder
+    /// `.cat`) is stored with a real catalog: it verifies against the embedded CA with the
+    /// agent's verifier and lists the image's SHA-256.
+    #[tokio::test]
+    async fn the_embedded_server_signs_what_the_run_publishes() {
+        let fleet = FleetSpec {
+            devices: 1,
+            mix: Mix::default_fleet(),
+            external_share: 0.0,
+            signed_in_share: 0.0,
+            test_devices: 0,
+            seed: 1,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let e = start(&fleet, "SIM", "secret", Some(dir.path().to_owned()))
+            .await
+            .unwrap();
+        let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
+        let version = "1.0.0.9".parse().unwrap();
+        let image = Bytes::from_static(b"simulated image");
+        let files = vec![
+            (FileName::new("CPE.nbt").unwrap(), image.clone()),
+            (
+                FileName::new("CPE.cat").unwrap(),
+                Bytes::from_static(b"fake"),
+            ),
+        ];
+        let admin = ControlAdmin(e.server.control());
+        admin
+            .apply(AdminOp::Publish {
+                key: key.clone(),
+                version,
+                files,
+            })
+            .await
+            .unwrap();
+        let stored = ucupdate_server_stub::store::version_dir(dir.path(), &key, version);
+        let cat = std::fs::read(stored.join("CPE.cat")).unwrap();
+        let anchors = TrustAnchors::from_pem(e.catalog_ca_pem().as_bytes()).unwrap();
+        let verified = verify_catalog(
+            &cat,
+            &anchors,
+            CatalogClock::Untrusted,
+            CatalogPolicy::default(),
+        )
+        .unwrap();
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &image)
+            .as_ref()
+            .try_into()
+            .unwrap();
+        verified.verify_file("CPE.nbt", digest).unwrap();
     }
 }

@@ -166,18 +166,21 @@ impl Ctx<'_> {
         .join("/")
     }
 
-    /// Publishes the probe image and its catalog as `version` (pending on the server).
+    /// Publishes the probe image and its catalog as `version` (pending on the server). With
+    /// `--trust` the suite publishes no catalog of its own: the server under test must sign
+    /// what its administrator publishes (`ucupdate-server serve --sign-cert`), as it would a
+    /// vendor package without one, or the catalog checks fail.
     pub(super) async fn publish(&self, version: FirmwareVersion) -> Result<(), String> {
         let image = self.device().image.clone();
         let catalog = FileName::new(&format!("{}.cat", image.stem()))
             .map_err(|e| format!("catalog name for {image}: {e}"))?;
-        let files = [
-            (image, probe_bytes(version, PROBE_IMAGE_BYTES)),
-            (
+        let mut files = vec![(image, probe_bytes(version, PROBE_IMAGE_BYTES))];
+        if self.opts.trust.is_none() {
+            files.push((
                 catalog,
                 Bytes::from(format!("ucupdate conformance catalog {version}\n")),
-            ),
-        ];
+            ));
+        }
         for (name, bytes) in files {
             let path = format!(
                 "/admin/files/{}/{version}/{}",

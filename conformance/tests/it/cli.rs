@@ -19,9 +19,12 @@ async fn green_against_the_stub_with_junit() {
     let mut users = UserDb::default();
     users.insert(Some("CONTOSO"), "alice", "S3cret!");
     config.users = users;
+    config.catalog_signer = Some(crate::catalog_signer());
     let server = ucupdate_server_stub::start(config).await.unwrap();
     let ca = data.path().join("ca.pem");
     std::fs::write(&ca, server.ca_pem()).unwrap();
+    let trust = data.path().join("catalog-ca.pem");
+    std::fs::write(&trust, crate::catalog_ca()).unwrap();
     let password = data.path().join("pw");
     std::fs::write(&password, "S3cret!\n").unwrap();
     let junit = data.path().join("junit.xml");
@@ -43,6 +46,8 @@ async fn green_against_the_stub_with_junit() {
         .arg(server.admin_token().path())
         .arg("--ca")
         .arg(&ca)
+        .arg("--trust")
+        .arg(&trust)
         .arg("--junit")
         .arg(&junit)
         .stderr(Stdio::piped())

@@ -9,19 +9,43 @@ mod suite;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use tokio::net::TcpListener;
 use ucupdate_protocol::HttpUrl;
+use ucupdate_server_stub::catalog::{throwaway_signer, CatalogSigner, LeafOptions};
 use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
+
+/// One throwaway catalog CA for the test binary: the stubs sign with its leaf, and
+/// [`catalog_ca`] is the `--trust` the suite gets.
+fn test_signer() -> &'static (Arc<CatalogSigner>, String) {
+    static SIGNER: OnceLock<(Arc<CatalogSigner>, String)> = OnceLock::new();
+    SIGNER.get_or_init(|| {
+        let t = throwaway_signer(LeafOptions::default()).expect("a throwaway catalog CA");
+        (Arc::new(t.signer), t.ca_pem)
+    })
+}
+
+/// The PEM of the CA whose leaf signs the stubs' catalogs.
+pub fn catalog_ca() -> &'static str {
+    &test_signer().1
+}
+
+/// The leaf that signs the stubs' catalogs (tests make catalogs of their own with it).
+pub fn catalog_signer() -> Arc<CatalogSigner> {
+    test_signer().0.clone()
+}
 
 /// The stub's one NTLM user (`DOMAIN\user`) and password.
 pub const USER: &str = "CONTOSO\\alice";
 pub const PASSWORD: &str = "Secret1!";
 
-/// A stub on `dir` with every listener on 127.0.0.1 and [`USER`]; `tune` adjusts the config.
+/// A stub on `dir` with every listener on 127.0.0.1 and [`USER`], signing the catalogs of
+/// what is published with [`catalog_signer`]; `tune` adjusts the config.
 pub async fn stub(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> RunningServer {
     let mut config = ServerConfig::loopback(dir);
     config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).expect("valid user line");
+    config.catalog_signer = Some(catalog_signer());
     tune(&mut config);
     ucupdate_server_stub::start(config)
         .await

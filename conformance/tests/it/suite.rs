@@ -4,12 +4,13 @@
 //! faulty reverse proxy in front of the stub. The JUnit output is checked with quick-xml.
 
 use quick_xml::events::Event;
+use ucupdate_agent::trust::TrustAnchors;
 use ucupdate_conformance::{self as conformance, CheckResult, Options, Outcome};
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_server_stub::RunningServer;
 
 use crate::proxy::{spawn_proxy, Fault};
-use crate::{bind_loopback, http_url, stub, PASSWORD, USER};
+use crate::{bind_loopback, catalog_ca, catalog_signer, http_url, stub, PASSWORD, USER};
 
 /// Options for the whole suite against `server`: admin, external site, the user, its CA.
 fn full_options(server: &RunningServer) -> Options {
@@ -20,6 +21,7 @@ fn full_options(server: &RunningServer) -> Options {
     options.admin = server.admin_url();
     options.admin_token = Some(server.admin_token().secret().to_owned());
     options.ca_pem = Some(server.ca_pem().as_bytes().to_vec());
+    options.trust = Some(TrustAnchors::from_pem(catalog_ca().as_bytes()).unwrap());
     options
 }
 
@@ -130,9 +132,11 @@ async fn a_server_ignoring_ranges_fails_range_requests_and_nothing_else() {
 async fn a_file_that_differs_from_its_offered_hash_fails_size_and_hash_match_and_nothing_else() {
     let results = run_behind_faulty_internal(Fault::CorruptNbt).await;
     let table = conformance::render_table(&results);
+    // The signed catalog catches the corrupted image too: the bytes served are not the ones
+    // the catalog lists.
     assert_eq!(
         names(&results, Outcome::Fail),
-        ["size-and-hash-match"],
+        ["size-and-hash-match", "catalog-lists-image"],
         "{table}"
     );
     assert!(
@@ -299,10 +303,8 @@ async fn without_admin_the_suite_learns_the_approved_version_from_a_real_rule() 
     let dir = tempfile::tempdir().unwrap();
     let server = stub(dir.path(), |_| {}).await;
     let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
-    let files = vec![
-        (FileName::new("CPE.nbt").unwrap(), vec![0x5a; 70_000]),
-        (FileName::new("CPE.cat").unwrap(), b"catalog".to_vec()),
-    ];
+    // No catalog: the stub signs one, as `import --sign-cert` does for such a package.
+    let files = vec![(FileName::new("CPE.nbt").unwrap(), vec![0x5a; 70_000])];
     let control = server.control();
     control
         .publish(&key, "1.0.522.200".parse().unwrap(), files)
@@ -340,6 +342,118 @@ async fn without_admin_the_suite_learns_the_approved_version_from_a_real_rule() 
             .iter()
             .filter(|r| r.outcome == Outcome::Skip)
             .all(|r| r.detail.starts_with("needs --admin")),
+        "{table}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// A pool whose catalogs another CA signed (or a `--trust` that is not the vendor's): the
+/// catalog does not verify (code 0x2, the phone's certificate-validation failure), and the
+/// check that needs a verified catalog fails with it; nothing else does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_signed_by_another_ca_fails_catalog_verifies() {
+    use ucupdate_server_stub::catalog::{throwaway_signer, LeafOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |_| {}).await;
+    let mut options = full_options(&server);
+    let other = throwaway_signer(LeafOptions::default()).unwrap();
+    options.trust = Some(TrustAnchors::from_pem(other.ca_pem.as_bytes()).unwrap());
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["catalog-verifies", "catalog-lists-image"],
+        "{table}"
+    );
+    let detail = &result(&results, "catalog-verifies").detail;
+    assert!(detail.contains("code 0x2"), "{table}");
+    assert_eq!(
+        result(&results, "catalog-offered").outcome,
+        Outcome::Pass,
+        "{table}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// A catalog the trusted CA signed that lists the image with another digest (an image swapped
+/// after signing): it verifies, and catalog-lists-image fails naming the digest mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_listing_another_digest_fails_catalog_lists_image() {
+    use ucupdate_conformance::ProbeDevice;
+    use ucupdate_protocol::{FileName, UpdateKey};
+    let dir = tempfile::tempdir().unwrap();
+    // A server that does not sign: the catalog published below is the only one.
+    let server = stub(dir.path(), |c| c.catalog_signer = None).await;
+    let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
+    let catalog = catalog_signer()
+        .sign_files(&[("CPE.nbt", b"the image that was signed")], 1_780_000_000)
+        .unwrap();
+    let files = vec![
+        (FileName::new("CPE.nbt").unwrap(), vec![0x5a; 70_000]),
+        (FileName::new("CPE.cat").unwrap(), catalog),
+    ];
+    let control = server.control();
+    control
+        .publish(&key, "1.0.522.200".parse().unwrap(), files)
+        .await
+        .unwrap();
+    control.approve(&key).await.unwrap();
+    let mut options = full_options(&server);
+    options.admin = None;
+    options.device = "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101,mac=00-04-F2-00-01-76"
+        .parse::<ProbeDevice>()
+        .unwrap();
+    let results = conformance::run(&options).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["catalog-lists-image"],
+        "{table}"
+    );
+    let detail = &result(&results, "catalog-lists-image").detail;
+    assert!(detail.contains("code 0x5"), "{table}");
+    assert!(detail.contains("does not match the digest"), "{table}");
+    server.shutdown().await.unwrap();
+}
+
+/// Without --trust the catalog checks skip, saying what they need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trust_the_catalog_checks_skip_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |_| {}).await;
+    let mut options = full_options(&server);
+    options.trust = None;
+    options.only = vec![
+        "catalog-offered".into(),
+        "catalog-verifies".into(),
+        "catalog-lists-image".into(),
+    ];
+    let results = conformance::run(&options).await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert_eq!(r.outcome, Outcome::Skip, "{r:?}");
+        assert!(r.detail.starts_with("needs --trust"), "{r:?}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// A server that does not sign what its admin publishes (the suite publishes no placeholder
+/// with --trust): the offer has no catalog, and catalog-offered names that first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_a_catalog_fails_catalog_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |c| c.catalog_signer = None).await;
+    let results = conformance::run(&full_options(&server)).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Fail),
+        ["catalog-offered", "catalog-verifies", "catalog-lists-image"],
+        "{table}"
+    );
+    assert!(
+        result(&results, "catalog-offered")
+            .detail
+            .contains("names no .cat catalog"),
         "{table}"
     );
     server.shutdown().await.unwrap();

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
 use ucupdate_protocol::url::percent_decode;
-use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
+use ucupdate_protocol::{FileKind, FileName, FirmwareVersion, UpdateKey};
 
 use super::admin_guard::{self, json_error};
 use super::{full, json, read_capped, read_frames, Body, BodyError, Ctx};
@@ -226,11 +226,14 @@ where
         }
     };
     let state = ctx.state.clone();
+    let signer = ctx.catalog_signer.clone();
     let outcome = blocking(move || {
-        crate::package::import_path(&state, &request.path).map_err(|e| match e {
-            crate::package::PackageError::State(s) => s,
-            other => StateError::Invalid(other.to_string()),
-        })
+        let limits = crate::package::ImportLimits::default();
+        crate::package::import_path_signed(&state, &request.path, &limits, signer.as_deref())
+            .map_err(|e| match e {
+                crate::package::PackageError::State(s) => s,
+                other => StateError::Invalid(other.to_string()),
+            })
     })
     .await;
     reply(outcome)
@@ -276,10 +279,18 @@ where
         Err(BodyError::Sink(e)) => return error_response(&StateError::io(&data_dir, e)),
     }
     let state = ctx.state.clone();
+    let signer = ctx.catalog_signer.clone();
     let target = crate::store::version_dir(&data_dir, &key, version).join(name.as_str());
     let outcome = blocking(move || {
         let meta = staged.commit(&target, name).map_err(|e| StateError::io(&target, e))?;
-        let rule = state.publish_meta(&key, version, meta.clone())?;
+        let mut rule = state.publish_meta(&key, version, meta.clone())?;
+        // Each file re-signs the version's catalog, unless it is a catalog itself (kept as
+        // published: the vendor's) or a vendor catalog is already stored.
+        if let Some(signer) = signer.filter(|_| FileKind::of(&meta.name) != FileKind::Catalog) {
+            if crate::catalog::resign_version(&state, &signer, &key, version)?.is_some() {
+                rule = state.read(|m| m.rules[&key].clone());
+            }
+        }
         tracing::info!(%key, %version, file = %meta.name, size = meta.size, "published");
         Ok(serde_json::json!({ "key": key.to_string(), "version": version.to_string(), "file": meta, "rule": rule }))
     })

@@ -104,6 +104,8 @@ pub(crate) struct Ctx {
     /// Open device connections per client address (entries removed at zero).
     pub per_client: Mutex<HashMap<IpAddr, usize>>,
     pub admin_token: crate::token::AdminToken,
+    /// Signs catalogs for admin publishes and imports (`ServerConfig::catalog_signer`).
+    pub catalog_signer: Option<Arc<crate::catalog::CatalogSigner>>,
     /// Extra names the admin listener answers to (`--admin-host`).
     pub admin_hosts: Vec<String>,
     /// Held as long as anything may still write the data directory.

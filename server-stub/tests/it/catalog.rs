@@ -99,3 +99,145 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).to_vec()
 }
+
+/// The leaf's DER (what a catalog the server signed carries first).
+fn leaf_der(pem: &str) -> Vec<u8> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+fn stored(data: &Path, key: &str, version: &str, name: &str) -> Option<Vec<u8>> {
+    let dir = ucupdate_server_stub::store::version_dir(
+        data,
+        &key.parse().unwrap(),
+        version.parse().unwrap(),
+    );
+    std::fs::read(dir.join(name)).ok()
+}
+
+/// `import --sign-cert --sign-key`: the update without a catalog gets `CPE.cat` listing every
+/// file with its SHA-256, signed by the configured leaf; the update that carries one keeps the
+/// vendor's bytes.
+#[test]
+fn import_signs_updates_without_a_catalog_and_keeps_the_vendors() {
+    use ucupdate_protocol::FileName;
+    use ucupdate_server_stub::package::{write_dir, PackageEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let t = throwaway_signer(LeafOptions::default()).unwrap();
+    std::fs::write(dir.path().join("leaf.pem"), &t.cert_pem).unwrap();
+    std::fs::write(dir.path().join("leaf.key"), &t.key_pem).unwrap();
+    let key = "UCPhone/Polycom/CX700/A/ENU/CPE";
+    let entry = |version: &str, files: &[(&str, &[u8])]| PackageEntry {
+        key: key.parse().unwrap(),
+        version: version.parse().unwrap(),
+        files: files
+            .iter()
+            .map(|(n, b)| (FileName::new(n).unwrap(), b.to_vec()))
+            .collect(),
+    };
+    let unsigned = [
+        ("CPE.nbt", b"image one".as_slice()),
+        ("CPE.xml", b"<D/>".as_slice()),
+    ];
+    let vendor = [
+        ("CPE.nbt", b"image two".as_slice()),
+        ("CPE.cat", b"vendor catalog".as_slice()),
+    ];
+    let pkg = dir.path().join("pkg");
+    write_dir(
+        &pkg,
+        &[entry("1.0.0.1", &unsigned), entry("1.0.0.2", &vendor)],
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
+        .current_dir(dir.path())
+        .args(["import", "--data"])
+        .arg(&data)
+        .args(["--sign-cert", "leaf.pem", "--sign-key", "leaf.key"])
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = stored(&data, key, "1.0.0.1", "CPE.cat").expect("a signed CPE.cat");
+    let cat = catalog::decode(&signed).unwrap();
+    assert_eq!(cat.certificates[0], leaf_der(&t.cert_pem));
+    let listed: Vec<_> = cat
+        .trust_list
+        .members
+        .iter()
+        .map(|m| {
+            let digest = m.digest.as_ref().unwrap().value().to_vec();
+            (m.file_name.clone().unwrap(), digest)
+        })
+        .collect();
+    let sha = |b: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, b)
+            .as_ref()
+            .to_vec()
+    };
+    assert_eq!(
+        listed,
+        [
+            ("CPE.nbt".to_owned(), sha(b"image one")),
+            ("CPE.xml".to_owned(), sha(b"<D/>")),
+        ]
+    );
+    assert_eq!(
+        stored(&data, key, "1.0.0.2", "CPE.cat").as_deref(),
+        Some(b"vendor catalog".as_slice())
+    );
+}
+
+/// `--sign-cert` without `--sign-key` is a usage error, not an unsigned import.
+#[test]
+fn import_refuses_a_signing_certificate_without_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ucupdate-server"))
+        .args(["import", "--data"])
+        .arg(dir.path().join("data"))
+        .args(["--sign-cert", "leaf.pem"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The scripting path (`Control::publish`, what the simulator's embedded server uses): with a
+/// signer and no `.cat` among the files, the version gets a signed one; republishing with a
+/// vendor catalog keeps that one.
+#[tokio::test]
+async fn control_publish_signs_when_no_catalog_is_given() {
+    use crate::common::{app_with, key, v};
+    use ucupdate_protocol::FileName;
+    let t = throwaway_signer(LeafOptions::default()).unwrap();
+    let leaf = leaf_der(&t.cert_pem);
+    let test = app_with(tempfile::tempdir().unwrap(), |c| {
+        c.catalog_signer = Some(std::sync::Arc::new(t.signer));
+    });
+    let image = (FileName::new("CPE.nbt").unwrap(), b"image".to_vec());
+    test.control()
+        .publish(&key(), v("1.0.0.1"), vec![image.clone()])
+        .await
+        .unwrap();
+    let data = test.dir.path();
+    let key_text = key().to_string();
+    let cat = stored(data, &key_text, "1.0.0.1", "CPE.cat").expect("a signed CPE.cat");
+    assert_eq!(catalog::decode(&cat).unwrap().certificates[0], leaf);
+    let vendor = (FileName::new("CPE.cat").unwrap(), b"vendor".to_vec());
+    test.control()
+        .publish(&key(), v("1.0.0.2"), vec![image, vendor])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(data, &key_text, "1.0.0.2", "CPE.cat").as_deref(),
+        Some(b"vendor".as_slice())
+    );
+}
