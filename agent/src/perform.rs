@@ -168,6 +168,12 @@ pub trait Context {
     /// The signed-in user's credentials. Sent only on external requests: internal ones are
     /// anonymous.
     fn credentials(&self) -> Option<Credentials>;
+    /// A lab override (`[trust] allow_plain_http_credentials`): credentials may also go over
+    /// plain HTTP. Off by default: an NTLM Type 3 in clear lets anyone on the path crack the
+    /// password offline.
+    fn plain_http_credentials(&self) -> bool {
+        false
+    }
     /// Where a download of `file` of `version` goes; `None` counts and hashes only.
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf>;
     /// The logs an upload sends (asked for only when the machine wants an upload).
@@ -227,7 +233,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                 user,
             };
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
             let call = async move {
                 let (result, stats) =
                     net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
@@ -253,7 +259,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
         } => {
             let dest = ctx.staging(version, &file.file_name);
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
             let call = async move {
                 let (result, stats) =
                     download(&client, &url, &file, dest, resume_from, auth.as_ref()).await;
@@ -276,7 +282,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
         }
         Action::UploadLog { url, external } => {
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
             let folder = device_segment(&ctx.identity());
             let logs = ctx.logs();
             let call = async move {
@@ -297,9 +303,17 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
     }
 }
 
-fn credentials(ctx: &impl Context, external: bool) -> Option<Credentials> {
-    // Internal requests are anonymous; only the external path authenticates.
-    external.then(|| ctx.credentials()).flatten()
+fn credentials(ctx: &impl Context, external: bool, url: &HttpUrl) -> Option<Credentials> {
+    // Internal requests are anonymous; only the external path authenticates, and only over
+    // HTTPS (the configuration refuses an `http://` external URL; a provisioned one may be).
+    if !external {
+        return None;
+    }
+    if !url.https && !ctx.plain_http_credentials() {
+        tracing::warn!(%url, "not sending credentials over plain HTTP");
+        return None;
+    }
+    ctx.credentials()
 }
 
 /// The MAC (canonical) or serial number that names the device's log folder on the server.
@@ -320,7 +334,7 @@ async fn download(
     auth: Option<&Credentials>,
 ) -> (Result<net::DownloadedFile, NetError>, RequestStats) {
     if let Some(parent) = dest.as_deref().and_then(std::path::Path::parent) {
-        if let Err(source) = tokio::fs::create_dir_all(parent).await {
+        if let Err(source) = private_dir(parent).await {
             let error = NetError::Io {
                 op: "create staging dir",
                 path: parent.display().to_string(),
@@ -334,6 +348,19 @@ async fn download(
         None => DownloadSink::Discard,
     };
     net::download_to(client, url, file, sink, resume_from, auth).await
+}
+
+/// Creates `staging/<version>` (0700) and refuses one that is not a real directory: the
+/// download opens its file with `O_NOFOLLOW`, which guards only the last path component.
+async fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    builder.create(dir).await?;
+    let meta = tokio::fs::symlink_metadata(dir).await?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a directory (a symlink?)"));
+    }
+    Ok(())
 }
 
 /// Uploads each log (its last `MAX_LOG_BYTES`) to the check handler, in order; the first

@@ -12,8 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ucupdate_protocol::{HttpUrl, UpdateKey};
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
-    disk, package, Limits, Quotas, ServerConfig, State, StateOptions, TestDevice, TlsSource,
-    UserDb,
+    disk, package, Limits, Quotas, ServerConfig, State, StateOptions, TestDevice, TlsSource, UserDb,
 };
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and

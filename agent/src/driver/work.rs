@@ -82,6 +82,10 @@ impl<D: Device> perform::Context for Running<D> {
         self.sign_in.as_ref().and_then(SignIn::credentials)
     }
 
+    fn plain_http_credentials(&self) -> bool {
+        self.config.allow_plain_http_credentials
+    }
+
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
         Some(staged_path(&self.config.state_dir, version, file))
     }

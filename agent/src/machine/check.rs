@@ -73,7 +73,7 @@ impl Machine {
         }
     }
 
-    fn external_source(&self) -> Option<&str> {
+    pub(super) fn external_source(&self) -> Option<&str> {
         if let Some(url) = &self.config.external_server_url {
             return Some(url);
         }
