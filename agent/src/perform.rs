@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ucupdate_protocol::{
@@ -174,6 +175,11 @@ pub trait Context {
     fn plain_http_credentials(&self) -> bool {
         false
     }
+    /// The total deadline of one file download (connect to last byte); `None`: only the
+    /// client's per-phase timeouts. A body that trickles forever is cut here.
+    fn download_deadline(&self) -> Option<Duration> {
+        None
+    }
     /// Where a download of `file` of `version` goes; `None` counts and hashes only.
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf>;
     /// The logs an upload sends (asked for only when the machine wants an upload).
@@ -260,9 +266,23 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
             let dest = ctx.staging(version, &file.file_name);
             let client = ctx.client();
             let auth = credentials(ctx, external, &url);
+            let deadline = ctx.download_deadline();
             let call = async move {
-                let (result, stats) =
-                    download(&client, &url, &file, dest, resume_from, auth.as_ref()).await;
+                let fetch = download(
+                    &client,
+                    &url,
+                    &file,
+                    dest.clone(),
+                    resume_from,
+                    auth.as_ref(),
+                );
+                let (result, stats) = match deadline {
+                    None => fetch.await,
+                    Some(limit) => match tokio::time::timeout(limit, fetch).await {
+                        Ok(done) => done,
+                        Err(_) => (Err(past_deadline(dest).await), RequestStats::default()),
+                    },
+                };
                 tracing::debug!(?stats, "download call");
                 if let Ok(done) = &result {
                     let (size, resumed_from) = (done.size, done.resumed_from);
@@ -343,11 +363,56 @@ async fn download(
             return (Err(error), RequestStats::default());
         }
     }
+    if let (Some(path), Some(size)) = (&dest, file.size) {
+        if let Err(error) = free_space_for(path, size).await {
+            return (Err(error), RequestStats::default());
+        }
+    }
     let sink = match &dest {
         Some(path) => DownloadSink::File(path),
         None => DownloadSink::Discard,
     };
     net::download_to(client, url, file, sink, resume_from, auth).await
+}
+
+/// Refuses a download the staging file system cannot hold, before the first byte: a full
+/// flash also stops the state file from being written. The bytes already in `dest` (a resume)
+/// count as room.
+async fn free_space_for(dest: &std::path::Path, size: u64) -> Result<(), NetError> {
+    let dir = dest.parent().unwrap_or(dest).to_owned();
+    let on_disk = tokio::fs::metadata(dest).await.map_or(0, |m| m.len());
+    let needed = size.saturating_sub(on_disk);
+    let stat = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || rustix::fs::statvfs(&dir)
+    })
+    .await
+    .map_err(|e| NetError::io("statvfs", &dir)(std::io::Error::other(e.to_string())))?
+    .map_err(|e| NetError::io("statvfs", &dir)(e.into()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if needed > free {
+        let full = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{needed} bytes needed, {free} free"),
+        );
+        return Err(NetError::io("free space", &dir)(full));
+    }
+    Ok(())
+}
+
+/// A download cut by its total deadline: the bytes on disk are kept for a resume, as after
+/// any other cut (their SHA-256 is checked again when the file completes).
+async fn past_deadline(dest: Option<PathBuf>) -> NetError {
+    let on_disk = match dest {
+        Some(path) => tokio::fs::metadata(&path).await.map_or(0, |m| m.len()),
+        None => 0,
+    };
+    NetError::Partial {
+        on_disk,
+        source: Box::new(NetError::Timeout {
+            phase: net::TimeoutPhase::Total,
+        }),
+    }
 }
 
 /// Creates `staging/<version>` (0700) and refuses one that is not a real directory: the
@@ -489,6 +554,140 @@ mod tests {
         fn logs(&self) -> Vec<Log> {
             Vec::new()
         }
+    }
+
+    /// Bare, but staging into `dir` with a total download deadline.
+    struct Staging {
+        dir: PathBuf,
+        deadline: Option<Duration>,
+    }
+
+    impl Context for Staging {
+        fn client(&self) -> Client {
+            Bare.client()
+        }
+        fn identity(&self) -> DeviceIdentity {
+            Bare.identity()
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            Bare.module(version)
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            None
+        }
+        fn download_deadline(&self) -> Option<Duration> {
+            self.deadline
+        }
+        fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
+            Some(self.dir.join(version.to_string()).join(file.as_str()))
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    fn download_action(url: &str, size: u64) -> Action {
+        Action::Download {
+            url: url.parse().unwrap(),
+            version: FirmwareVersion::new(3, 5, 6907, 35),
+            file: OfferedFile {
+                kind: ucupdate_protocol::FileKind::Image,
+                file_name: FileName::new("CPE.nbt").unwrap(),
+                size: Some(size),
+                sha256: None,
+            },
+            resume_from: 0,
+            external: false,
+        }
+    }
+
+    async fn run_in(ctx: &Staging, action: Action) -> Done {
+        match start(action, ctx) {
+            Work::Request { call, .. } => call.await,
+            Work::Local(action) => panic!("{action} is network work"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_download_the_staging_file_system_cannot_hold_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Staging {
+            dir: dir.path().to_owned(),
+            deadline: None,
+        };
+        // Port 9 on loopback: a request would fail to connect, so "no space" proves none left.
+        let done = run_in(&ctx, download_action("http://127.0.0.1:9/CPE.nbt", 1 << 62)).await;
+        let error = done.error.expect("refused");
+        assert_eq!(error.class(), net::ErrorClass::Io, "{error}");
+        assert!(error.to_string().contains("free space"), "{error}");
+        let staged = dir.path().join("3.5.6907.35").join("CPE.nbt");
+        assert!(!staged.exists(), "nothing was written");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_planted_in_staging_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(staging.join("3.5.6907.35")).unwrap();
+        std::os::unix::fs::symlink(&victim, staging.join("3.5.6907.35").join("CPE.nbt")).unwrap();
+        let ctx = Staging {
+            dir: staging,
+            deadline: None,
+        };
+        let done = run_in(&ctx, download_action("http://127.0.0.1:9/CPE.nbt", 10)).await;
+        let error = done.error.expect("refused");
+        assert_eq!(error.class(), net::ErrorClass::Io, "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_cut_at_the_total_deadline() {
+        use tokio::io::AsyncWriteExt;
+        // Declares a megabyte, sends a little, then holds the connection open: the per-phase
+        // timeouts (30 s idle) would wait; the total deadline does not.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(&[0u8; 100]).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Staging {
+            dir: dir.path().to_owned(),
+            deadline: Some(Duration::from_millis(300)),
+        };
+        let done = run_in(
+            &ctx,
+            download_action(&format!("http://{addr}/CPE.nbt"), 1 << 20),
+        )
+        .await;
+        server.abort();
+        match done.error {
+            Some(NetError::Partial { source, .. }) => assert!(
+                matches!(
+                    *source,
+                    NetError::Timeout {
+                        phase: net::TimeoutPhase::Total
+                    }
+                ),
+                "{source}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            done.event,
+            Event::DownloadDone(Err(crate::machine::DownloadFailure {
+                class: crate::machine::FailureClass::Timeout,
+                ..
+            }))
+        ));
     }
 
     async fn run(action: Action) -> (Kind, Done) {

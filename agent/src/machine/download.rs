@@ -44,7 +44,11 @@ impl Machine {
         // The rules of `trust::offer`, against the endpoint this check went to (the route has
         // not moved since: only a sign-in changes it, and the check was sent on it).
         let verdict = match self.route() {
-            Route::Check { url, .. } => check_offer(&self.config.offer_policy, &url, &base, &files),
+            Route::Check { url, external } => {
+                let discovered = !external && matches!(self.internal_source(), Some(Err(_)));
+                let domain = self.config.discovery_domain().filter(|_| discovered);
+                check_offer(&self.config.offer_policy, &url, domain, &base, &files)
+            }
             _ => Err(OfferRefusal::ForeignOrigin),
         };
         if let Err(reason) = verdict {

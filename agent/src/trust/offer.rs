@@ -81,14 +81,31 @@ pub enum OfferRefusal {
 /// Whether the device may download `files` from under `base`, offered by a check that went to
 /// `check_url`. Files without a declared size are bounded while streaming instead (the client's
 /// `max_download_bytes`, which the agent sets to `max_file_bytes`).
+///
+/// `discovered_in`: the check went to `ucupdates-r2.<domain>`, a DNS record that points at the
+/// pool, whose offers name the pool by its own FQDN (`pool01.<domain>`). A host in that domain
+/// with the check's scheme and port is then the check's site too (discovery already trusts
+/// that domain's DNS for the check itself).
 pub fn check_offer(
     policy: &OfferPolicy,
     check_url: &HttpUrl,
+    discovered_in: Option<&str>,
     base: &HttpUrl,
     files: &[OfferedFile],
 ) -> Result<(), OfferRefusal> {
     let origin = Origin::of(base);
-    if origin != Origin::of(check_url) && !policy.allowed_file_origins.contains(&origin) {
+    let check = Origin::of(check_url);
+    let same_site = discovered_in.is_some_and(|domain| {
+        let domain = domain.trim_matches('.').to_ascii_lowercase();
+        origin.https == check.https
+            && origin.port == check.port
+            && !domain.is_empty()
+            && origin
+                .host
+                .strip_suffix(domain.as_str())
+                .is_some_and(|head| head.is_empty() || head.ends_with('.'))
+    });
+    if origin != check && !same_site && !policy.allowed_file_origins.contains(&origin) {
         return Err(OfferRefusal::ForeignOrigin);
     }
     let mut total: u64 = 0;
@@ -132,7 +149,10 @@ mod tests {
             "http://pool.contoso.com/DeviceUpdateFiles_Int/UCPhone/CPE",
             "http://POOL.contoso.com:80/RequestHandler/Files/UCPhone",
         ] {
-            assert_eq!(check_offer(&p, &url(CHECK), &url(base), &files), Ok(()));
+            assert_eq!(
+                check_offer(&p, &url(CHECK), None, &url(base), &files),
+                Ok(())
+            );
         }
     }
 
@@ -146,7 +166,13 @@ mod tests {
             "http://pool.contoso.com.evil/x",
         ] {
             assert_eq!(
-                check_offer(&OfferPolicy::default(), &url(CHECK), &url(base), &files),
+                check_offer(
+                    &OfferPolicy::default(),
+                    &url(CHECK),
+                    None,
+                    &url(base),
+                    &files
+                ),
                 Err(OfferRefusal::ForeignOrigin),
                 "{base}"
             );
@@ -156,11 +182,37 @@ mod tests {
             ..OfferPolicy::default()
         };
         let base = url("http://files.contoso.com:8080/DeviceUpdateFiles_Int/x");
-        assert_eq!(check_offer(&allowed, &url(CHECK), &base, &files), Ok(()));
+        assert_eq!(
+            check_offer(&allowed, &url(CHECK), None, &base, &files),
+            Ok(())
+        );
         assert_eq!(
             Origin::of(&base).to_string(),
             "http://files.contoso.com:8080"
         );
+    }
+
+    #[test]
+    fn a_discovered_check_admits_the_pool_of_its_domain_on_the_same_scheme_and_port() {
+        let p = OfferPolicy::default();
+        let check = url("http://ucupdates-r2.contoso.com/RequestHandler/ucdevice.upx");
+        let files = [sized("CPE.nbt", Some(10))];
+        let ok = |base: &str, domain| check_offer(&p, &check, domain, &url(base), &files);
+        let pool = "http://POOL01.Contoso.com/DeviceUpdateFiles_Int/UCPhone/CPE";
+        assert_eq!(ok(pool, Some("contoso.com.")), Ok(()));
+        assert_eq!(ok("http://contoso.com/x", Some("contoso.com")), Ok(()));
+        let foreign = Err(OfferRefusal::ForeignOrigin);
+        assert_eq!(ok(pool, None), foreign, "only for a discovered check");
+        for base in [
+            "http://evilcontoso.com/x",
+            "http://pool01.contoso.com.evil/x",
+            "https://pool01.contoso.com/x",
+            "http://pool01.contoso.com:8080/x",
+            "http://127.0.0.1:18081/evil",
+        ] {
+            assert_eq!(ok(base, Some("contoso.com")), foreign, "{base}");
+        }
+        assert_eq!(ok(pool, Some(".")), foreign);
     }
 
     #[test]
@@ -173,16 +225,16 @@ mod tests {
         let (check, base) = (url(CHECK), url("http://pool.contoso.com/f"));
         let huge = [sized("CPE.nbt", Some(1_000_000_000_000_000))];
         assert_eq!(
-            check_offer(&p, &check, &base, &huge),
+            check_offer(&p, &check, None, &base, &huge),
             Err(OfferRefusal::FileTooLarge)
         );
         let two = [sized("CPE.nbt", Some(100)), sized("CPE.cat", Some(51))];
         assert_eq!(
-            check_offer(&p, &check, &base, &two),
+            check_offer(&p, &check, None, &base, &two),
             Err(OfferRefusal::OfferTooLarge)
         );
         let fits = [sized("CPE.nbt", Some(100)), sized("CPE.cat", None)];
-        assert_eq!(check_offer(&p, &check, &base, &fits), Ok(()));
+        assert_eq!(check_offer(&p, &check, None, &base, &fits), Ok(()));
         // Sizes that overflow a u64 when added saturate instead of wrapping under the cap.
         let unbounded = OfferPolicy {
             max_file_bytes: u64::MAX,
@@ -191,7 +243,7 @@ mod tests {
         };
         let wrap = [sized("a", Some(u64::MAX)), sized("b", Some(2))];
         assert_eq!(
-            check_offer(&unbounded, &check, &base, &wrap),
+            check_offer(&unbounded, &check, None, &base, &wrap),
             Err(OfferRefusal::OfferTooLarge)
         );
     }
