@@ -690,6 +690,128 @@ mod tests {
         ));
     }
 
+    /// A signed-in user on the external path; `plain`: the lab override.
+    struct SignedIn {
+        plain: bool,
+    }
+
+    impl Context for SignedIn {
+        fn client(&self) -> Client {
+            Bare.client()
+        }
+        fn identity(&self) -> DeviceIdentity {
+            Bare.identity()
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            Bare.module(version)
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            Some(Credentials::parse_user("CONTOSO\\alice", "Secret1!"))
+        }
+        fn plain_http_credentials(&self) -> bool {
+            self.plain
+        }
+        fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {
+            None
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    /// An `http://` server that answers every request `401 WWW-Authenticate: NTLM` and keeps
+    /// the request heads it saw.
+    async fn ntlm_wall() -> (HttpUrl, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut have = 0;
+                    loop {
+                        let Ok(n) = socket.read(&mut buf[have..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have += n;
+                        let text = String::from_utf8_lossy(&buf[..have]).into_owned();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = text[..end].to_owned();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if have < end + 4 + length {
+                            continue;
+                        }
+                        seen.lock().unwrap().push(head);
+                        let reply = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n";
+                        if socket.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        have = 0;
+                    }
+                });
+            }
+        });
+        let url = format!("http://{addr}/RequestHandlerExt/ucdevice.upx")
+            .parse()
+            .unwrap();
+        (url, heads)
+    }
+
+    fn external_check(url: HttpUrl) -> Action {
+        Action::Check {
+            url,
+            external: true,
+            user: Some("CONTOSO\\alice".into()),
+            current_version: FirmwareVersion::new(1, 0, 522, 101),
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_never_sent_over_plain_http() {
+        let authorized = |heads: &[String]| {
+            heads
+                .iter()
+                .any(|h| h.to_ascii_lowercase().contains("\nauthorization: ntlm"))
+        };
+        let (url, heads) = ntlm_wall().await;
+        let done = match start(external_check(url), &SignedIn { plain: false }) {
+            Work::Request { call, .. } => call.await,
+            Work::Local(a) => panic!("{a}"),
+        };
+        assert_eq!(
+            done.event,
+            Event::CheckDone(Err(crate::machine::FailureClass::Unauthorized))
+        );
+        let seen = heads.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(
+            !authorized(&seen),
+            "an NTLM message went in clear: {seen:?}"
+        );
+        // The lab override: the same exchange does send NTLM (so the check above can see it).
+        let (url, heads) = ntlm_wall().await;
+        if let Work::Request { call, .. } = start(external_check(url), &SignedIn { plain: true }) {
+            call.await;
+        }
+        assert!(authorized(&heads.lock().unwrap()));
+    }
+
     async fn run(action: Action) -> (Kind, Done) {
         match start(action, &Bare) {
             Work::Request { kind, call } => (kind, call.await),

@@ -273,3 +273,55 @@ impl AgentConfig {
             .is_some_and(|u| !u.https)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "state_dir = \"/tmp/ucupdate-test\"\n[device]\nbrand = \"Polycom\"\n\
+                        model = \"CX700\"\nmac = \"00:04:f2:00:01:76\"\ninitial_version = \"1.0.0.0\"\n";
+
+    fn config(extra: &str) -> Result<DriverConfig, AgentConfigError> {
+        AgentConfig::from_toml(&format!("{BASE}{extra}"))?.driver_config()
+    }
+
+    #[test]
+    fn an_http_external_url_is_a_configuration_error_unless_the_lab_override_says_so() {
+        let http = "[machine]\nexternal_server_url = \"http://ext.contoso.com/RequestHandlerExt/ucdevice.upx\"\n";
+        let err = config(http).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("in clear") && err.contains("https"), "{err}");
+        let lab = config(&format!(
+            "{http}[trust]\nallow_plain_http_credentials = true\n"
+        ))
+        .unwrap();
+        assert!(lab.allow_plain_http_credentials);
+        let https = "[machine]\nexternal_server_url = \"https://ext.contoso.com/RequestHandlerExt/ucdevice.upx\"\n";
+        assert!(!config(https).unwrap().allow_plain_http_credentials);
+    }
+
+    #[test]
+    fn trust_limits_and_origins_reach_the_machine_and_the_client() {
+        let c = config(
+            "[trust]\nallowed_file_origins = [\"http://Files.contoso.com:8080\"]\n\
+             max_file_bytes = 1000\nmax_offer_bytes = 2000\n",
+        )
+        .unwrap();
+        let p = &c.machine.offer_policy;
+        assert_eq!((p.max_file_bytes, p.max_offer_bytes), (1000, 2000));
+        assert_eq!(
+            p.allowed_file_origins[0].to_string(),
+            "http://files.contoso.com:8080"
+        );
+        assert_eq!(c.client.settings().max_download_bytes, 1000);
+        let defaults = config("").unwrap();
+        assert_eq!(defaults.machine.offer_policy, OfferPolicy::default());
+        for bad in [
+            "allowed_file_origins = [\"ftp://x\"]",
+            "allowed_file_origins = [\"http://x/files\"]",
+            "max_file_bytes = 0",
+            "max_offset_bytes = 1",
+        ] {
+            assert!(config(&format!("[trust]\n{bad}\n")).is_err(), "{bad}");
+        }
+    }
+}
