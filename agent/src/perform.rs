@@ -268,14 +268,15 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
             let auth = credentials(ctx, external, &url);
             let deadline = ctx.download_deadline();
             let call = async move {
-                let fetch = download(
+                // Boxed: awaited on two paths, the (large) download future is compiled once.
+                let fetch: Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(download(
                     &client,
                     &url,
                     &file,
                     dest.clone(),
                     resume_from,
                     auth.as_ref(),
-                );
+                ));
                 let (result, stats) = match deadline {
                     None => fetch.await,
                     Some(limit) => match tokio::time::timeout(limit, fetch).await {
@@ -353,18 +354,11 @@ async fn download(
     resume_from: u64,
     auth: Option<&Credentials>,
 ) -> (Result<net::DownloadedFile, NetError>, RequestStats) {
-    if let Some(parent) = dest.as_deref().and_then(std::path::Path::parent) {
-        if let Err(source) = private_dir(parent).await {
-            let error = NetError::Io {
-                op: "create staging dir",
-                path: parent.display().to_string(),
-                source,
-            };
-            return (Err(error), RequestStats::default());
-        }
-    }
-    if let (Some(path), Some(size)) = (&dest, file.size) {
-        if let Err(error) = free_space_for(path, size).await {
+    if let Some(path) = dest.clone() {
+        let size = file.size;
+        let prepared = tokio::task::spawn_blocking(move || prepare_staging(&path, size)).await;
+        let prepared = prepared.unwrap_or_else(|e| Err(NetError::Config(e.to_string())));
+        if let Err(error) = prepared {
             return (Err(error), RequestStats::default());
         }
     }
@@ -375,27 +369,36 @@ async fn download(
     net::download_to(client, url, file, sink, resume_from, auth).await
 }
 
-/// Refuses a download the staging file system cannot hold, before the first byte: a full
-/// flash also stops the state file from being written. The bytes already in `dest` (a resume)
-/// count as room.
-async fn free_space_for(dest: &std::path::Path, size: u64) -> Result<(), NetError> {
-    let dir = dest.parent().unwrap_or(dest).to_owned();
-    let on_disk = tokio::fs::metadata(dest).await.map_or(0, |m| m.len());
+/// The file work before a download, in one blocking call: `staging/<version>` is created
+/// (0700) and must be a real directory (the download opens its file with `O_NOFOLLOW`, which
+/// guards only the last path component); then a file the staging file system cannot hold is
+/// refused before the first byte (`statvfs`), since a full flash also stops the state file
+/// from being written. Bytes already there (a resume) count as room.
+fn prepare_staging(dest: &std::path::Path, size: Option<u64>) -> Result<(), NetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = dest.parent().unwrap_or(dest);
+    let io = |op| NetError::io(op, dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create staging dir"))?;
+    if !std::fs::symlink_metadata(dir).map_err(io("stat"))?.is_dir() {
+        return Err(io("create staging dir")(std::io::Error::other(
+            "not a directory (a symlink?)",
+        )));
+    }
+    let Some(size) = size else { return Ok(()) };
+    let on_disk = std::fs::metadata(dest).map_or(0, |m| m.len());
     let needed = size.saturating_sub(on_disk);
-    let stat = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || rustix::fs::statvfs(&dir)
-    })
-    .await
-    .map_err(|e| NetError::io("statvfs", &dir)(std::io::Error::other(e.to_string())))?
-    .map_err(|e| NetError::io("statvfs", &dir)(e.into()))?;
+    let stat = rustix::fs::statvfs(dir).map_err(|e| io("statvfs")(e.into()))?;
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     if needed > free {
         let full = std::io::Error::new(
             std::io::ErrorKind::StorageFull,
             format!("{needed} bytes needed, {free} free"),
         );
-        return Err(NetError::io("free space", &dir)(full));
+        return Err(io("free space")(full));
     }
     Ok(())
 }
@@ -413,19 +416,6 @@ async fn past_deadline(dest: Option<PathBuf>) -> NetError {
             phase: net::TimeoutPhase::Total,
         }),
     }
-}
-
-/// Creates `staging/<version>` (0700) and refuses one that is not a real directory: the
-/// download opens its file with `O_NOFOLLOW`, which guards only the last path component.
-async fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = tokio::fs::DirBuilder::new();
-    builder.recursive(true).mode(0o700);
-    builder.create(dir).await?;
-    let meta = tokio::fs::symlink_metadata(dir).await?;
-    if !meta.is_dir() {
-        return Err(std::io::Error::other("not a directory (a symlink?)"));
-    }
-    Ok(())
 }
 
 /// Uploads each log (its last `MAX_LOG_BYTES`) to the check handler, in order; the first

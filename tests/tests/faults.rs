@@ -83,8 +83,8 @@ struct Rig {
     _dir: tempfile::TempDir,
     proxies: Option<FaultProxies>,
     check_url: HttpUrl,
-    /// The proxy's origin when the stub advertises it for files only (the check goes
-    /// direct): the device must list it in `allowed_file_origins`.
+    /// The files' origin when a proxy stands in front of only one of check and files (the
+    /// other goes direct): the device must list it in `allowed_file_origins`.
     file_origins: Vec<Origin>,
 }
 
@@ -116,6 +116,18 @@ impl Rig {
         control.publish(&key(), v(NEW), published()).await.unwrap();
         control.approve(&key()).await.unwrap();
         let direct = stub.internal_url().unwrap();
+        let file_origins = match (proxy_addr, route) {
+            (Some(addr), Route::Download) => {
+                vec![Origin::of(&format!("http://{addr}/").parse().unwrap())]
+            }
+            // External devices fetch from the stub's external listener.
+            (Some(_), Route::Check) => [Some(direct.clone()), stub.external_url()]
+                .iter()
+                .flatten()
+                .map(Origin::of)
+                .collect(),
+            (None, _) => Vec::new(),
+        };
         let upstream: SocketAddr = format!("{}:{}", direct.host, direct.port).parse().unwrap();
         let proxies = match (fault, listener) {
             (Some(kind), Some(l)) => {
@@ -128,12 +140,6 @@ impl Rig {
                 .parse()
                 .unwrap(),
             _ => direct,
-        };
-        let file_origins = match (proxy_addr, route) {
-            (Some(addr), Route::Download) => {
-                vec![Origin::of(&format!("http://{addr}/").parse().unwrap())]
-            }
-            _ => Vec::new(),
         };
         Rig {
             stub,
@@ -211,6 +217,11 @@ impl perform::Context for Device {
 
     fn credentials(&self) -> Option<Credentials> {
         self.creds.clone()
+    }
+
+    /// The fault proxy speaks plain HTTP, also in front of the external check: a lab setup.
+    fn plain_http_credentials(&self) -> bool {
+        true
     }
 
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<std::path::PathBuf> {

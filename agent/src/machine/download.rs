@@ -55,13 +55,19 @@ impl Machine {
             self.refuse_offer(now, reason);
             return;
         }
-        // Credentials go only to the configured (or provisioned) external origin: files on
-        // another origin that `allowed_file_origins` admits are fetched anonymously.
+        // Credentials go only to configured origins: the configured (or provisioned) external
+        // URL's, or one `allowed_file_origins` lists. Never to a host the reply merely names.
+        let origin = Origin::of(&base);
         let external = external
-            && self
-                .external_source()
-                .and_then(|text| text.parse::<HttpUrl>().ok())
-                .is_some_and(|ext| Origin::of(&ext) == Origin::of(&base));
+            && (self
+                .config
+                .offer_policy
+                .allowed_file_origins
+                .contains(&origin)
+                || self
+                    .external_source()
+                    .and_then(|text| text.parse::<HttpUrl>().ok())
+                    .is_some_and(|ext| Origin::of(&ext) == origin));
         files.sort_by_key(|f| f.kind != FileKind::Image);
         // Resume only where the record and the offer agree on the file at that position;
         // anything else starts over (and `Install` re-verifies every file regardless).
