@@ -281,7 +281,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                     None => fetch.await,
                     Some(limit) => match tokio::time::timeout(limit, fetch).await {
                         Ok(done) => done,
-                        Err(_) => (Err(past_deadline(dest).await), RequestStats::default()),
+                        Err(_) => (Err(past_deadline(dest)), RequestStats::default()),
                     },
                 };
                 tracing::debug!(?stats, "download call");
@@ -405,11 +405,11 @@ fn prepare_staging(dest: &std::path::Path, size: Option<u64>) -> Result<(), NetE
 
 /// A download cut by its total deadline: the bytes on disk are kept for a resume, as after
 /// any other cut (their SHA-256 is checked again when the file completes).
-async fn past_deadline(dest: Option<PathBuf>) -> NetError {
-    let on_disk = match dest {
-        Some(path) => tokio::fs::metadata(&path).await.map_or(0, |m| m.len()),
-        None => 0,
-    };
+fn past_deadline(dest: Option<PathBuf>) -> NetError {
+    // One stat, on the task: not worth a blocking-pool round trip (nor its code on a device).
+    let on_disk = dest
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
     NetError::Partial {
         on_disk,
         source: Box::new(NetError::Timeout {

@@ -34,17 +34,23 @@ pub fn staged_path(state_dir: &Path, version: FirmwareVersion, file: &FileName) 
 /// alone (a world-writable staging dir let another user plant a symlink there). An existing
 /// state directory is narrowed to 0700 too.
 pub(super) async fn create_private_dirs(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
-    use std::os::unix::fs::PermissionsExt;
-    let staging = dir.join(STAGING_DIR);
-    let mut builder = tokio::fs::DirBuilder::new();
-    builder.recursive(true).mode(0o700);
-    builder
-        .create(&staging)
+    let dir = dir.to_owned();
+    let on_pool = dir.clone();
+    tokio::task::spawn_blocking(move || private_dirs(&on_pool))
         .await
+        .unwrap_or_else(|e| Err((dir, std::io::Error::other(e.to_string()))))
+}
+
+fn private_dirs(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let staging = dir.join(STAGING_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&staging)
         .map_err(|e| (staging.clone(), e))?;
     for path in [dir, staging.as_path()] {
-        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .await
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| (path.to_owned(), e))?;
     }
     Ok(())
