@@ -411,11 +411,24 @@ fn tail(text: &str, max: usize) -> &str {
 }
 
 /// The first line of a password file (a trailing newline is not part of the password).
+/// A file that group or others can read is refused: the password would not be the user's
+/// secret any more, and a device that used it anyway would teach people to leave it so.
 pub fn read_password(path: &Path) -> Result<Secret, DeviceError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DeviceError::Io {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| DeviceError::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(DeviceError::Config(format!(
+            "password file {} is readable or writable by group or others (mode {:o}); \
+             `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
     Ok(Secret::new(text.lines().next().unwrap_or("")))
 }
 
@@ -526,6 +539,21 @@ impl Device for HookDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_password(&path).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains("chmod 600"), "{mode:o}: {err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password(&path).unwrap().expose(), "hunter2");
+    }
 
     fn config() -> DeviceConfig {
         toml::from_str(

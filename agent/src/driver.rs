@@ -86,6 +86,8 @@ pub struct DriverConfig {
     pub activity_poll: Duration,
     /// The jitter seed; `None` derives one from the device identity and the time.
     pub seed: Option<u64>,
+    /// `[trust] allow_plain_http_credentials`: a lab override that lets NTLM go over HTTP.
+    pub allow_plain_http_credentials: bool,
 }
 
 impl DriverConfig {
@@ -103,6 +105,7 @@ impl DriverConfig {
             control_socket: true,
             activity_poll: Duration::from_secs(5),
             seed: None,
+            allow_plain_http_credentials: false,
         }
     }
 }
@@ -278,11 +281,11 @@ impl<D: Device> Running<D> {
         status_tx: watch::Sender<StatusReport>,
     ) -> Result<Running<D>, DriverError> {
         let dir = config.state_dir.clone();
-        tokio::fs::create_dir_all(dir.join(STAGING_DIR))
+        files::create_private_dirs(&dir)
             .await
-            .map_err(|source| DriverError::Io {
+            .map_err(|(path, source)| DriverError::Io {
                 what: "create",
-                path: dir.join(STAGING_DIR),
+                path,
                 source,
             })?;
         let (mut state, fresh) = files::load_state(&dir, device.factory_version()).await?;

@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ucupdate_protocol::{
@@ -168,6 +169,17 @@ pub trait Context {
     /// The signed-in user's credentials. Sent only on external requests: internal ones are
     /// anonymous.
     fn credentials(&self) -> Option<Credentials>;
+    /// A lab override (`[trust] allow_plain_http_credentials`): credentials may also go over
+    /// plain HTTP. Off by default: an NTLM Type 3 in clear lets anyone on the path crack the
+    /// password offline.
+    fn plain_http_credentials(&self) -> bool {
+        false
+    }
+    /// The total deadline of one file download (connect to last byte); `None`: only the
+    /// client's per-phase timeouts. A body that trickles forever is cut here.
+    fn download_deadline(&self) -> Option<Duration> {
+        None
+    }
     /// Where a download of `file` of `version` goes; `None` counts and hashes only.
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf>;
     /// The logs an upload sends (asked for only when the machine wants an upload).
@@ -227,7 +239,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                 user,
             };
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
             let call = async move {
                 let (result, stats) =
                     net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
@@ -253,10 +265,25 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
         } => {
             let dest = ctx.staging(version, &file.file_name);
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
+            let deadline = ctx.download_deadline();
             let call = async move {
-                let (result, stats) =
-                    download(&client, &url, &file, dest, resume_from, auth.as_ref()).await;
+                // Boxed: awaited on two paths, the (large) download future is compiled once.
+                let fetch: Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(download(
+                    &client,
+                    &url,
+                    &file,
+                    dest.clone(),
+                    resume_from,
+                    auth.as_ref(),
+                ));
+                let (result, stats) = match deadline {
+                    None => fetch.await,
+                    Some(limit) => match tokio::time::timeout(limit, fetch).await {
+                        Ok(done) => done,
+                        Err(_) => (Err(past_deadline(dest)), RequestStats::default()),
+                    },
+                };
                 tracing::debug!(?stats, "download call");
                 if let Ok(done) = &result {
                     let (size, resumed_from) = (done.size, done.resumed_from);
@@ -276,7 +303,7 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
         }
         Action::UploadLog { url, external } => {
             let client = ctx.client();
-            let auth = credentials(ctx, external);
+            let auth = credentials(ctx, external, &url);
             let folder = device_segment(&ctx.identity());
             let logs = ctx.logs();
             let call = async move {
@@ -297,9 +324,17 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
     }
 }
 
-fn credentials(ctx: &impl Context, external: bool) -> Option<Credentials> {
-    // Internal requests are anonymous; only the external path authenticates.
-    external.then(|| ctx.credentials()).flatten()
+fn credentials(ctx: &impl Context, external: bool, url: &HttpUrl) -> Option<Credentials> {
+    // Internal requests are anonymous; only the external path authenticates, and only over
+    // HTTPS (the configuration refuses an `http://` external URL; a provisioned one may be).
+    if !external {
+        return None;
+    }
+    if !url.https && !ctx.plain_http_credentials() {
+        tracing::warn!(%url, "not sending credentials over plain HTTP");
+        return None;
+    }
+    ctx.credentials()
 }
 
 /// The MAC (canonical) or serial number that names the device's log folder on the server.
@@ -319,13 +354,11 @@ async fn download(
     resume_from: u64,
     auth: Option<&Credentials>,
 ) -> (Result<net::DownloadedFile, NetError>, RequestStats) {
-    if let Some(parent) = dest.as_deref().and_then(std::path::Path::parent) {
-        if let Err(source) = tokio::fs::create_dir_all(parent).await {
-            let error = NetError::Io {
-                op: "create staging dir",
-                path: parent.display().to_string(),
-                source,
-            };
+    if let Some(path) = dest.clone() {
+        let size = file.size;
+        let prepared = tokio::task::spawn_blocking(move || prepare_staging(&path, size)).await;
+        let prepared = prepared.unwrap_or_else(|e| Err(NetError::Config(e.to_string())));
+        if let Err(error) = prepared {
             return (Err(error), RequestStats::default());
         }
     }
@@ -334,6 +367,55 @@ async fn download(
         None => DownloadSink::Discard,
     };
     net::download_to(client, url, file, sink, resume_from, auth).await
+}
+
+/// The file work before a download, in one blocking call: `staging/<version>` is created
+/// (0700) and must be a real directory (the download opens its file with `O_NOFOLLOW`, which
+/// guards only the last path component); then a file the staging file system cannot hold is
+/// refused before the first byte (`statvfs`), since a full flash also stops the state file
+/// from being written. Bytes already there (a resume) count as room.
+fn prepare_staging(dest: &std::path::Path, size: Option<u64>) -> Result<(), NetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = dest.parent().unwrap_or(dest);
+    let io = |op| NetError::io(op, dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create staging dir"))?;
+    if !std::fs::symlink_metadata(dir).map_err(io("stat"))?.is_dir() {
+        return Err(io("create staging dir")(std::io::Error::other(
+            "not a directory (a symlink?)",
+        )));
+    }
+    let Some(size) = size else { return Ok(()) };
+    let on_disk = std::fs::metadata(dest).map_or(0, |m| m.len());
+    let needed = size.saturating_sub(on_disk);
+    let stat = rustix::fs::statvfs(dir).map_err(|e| io("statvfs")(e.into()))?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if needed > free {
+        let full = std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{needed} bytes needed, {free} free"),
+        );
+        return Err(io("free space")(full));
+    }
+    Ok(())
+}
+
+/// A download cut by its total deadline: the bytes on disk are kept for a resume, as after
+/// any other cut (their SHA-256 is checked again when the file completes).
+fn past_deadline(dest: Option<PathBuf>) -> NetError {
+    // One stat, on the task: not worth a blocking-pool round trip (nor its code on a device).
+    let on_disk = dest
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    NetError::Partial {
+        on_disk,
+        source: Box::new(NetError::Timeout {
+            phase: net::TimeoutPhase::Total,
+        }),
+    }
 }
 
 /// Uploads each log (its last `MAX_LOG_BYTES`) to the check handler, in order; the first
@@ -462,6 +544,262 @@ mod tests {
         fn logs(&self) -> Vec<Log> {
             Vec::new()
         }
+    }
+
+    /// Bare, but staging into `dir` with a total download deadline.
+    struct Staging {
+        dir: PathBuf,
+        deadline: Option<Duration>,
+    }
+
+    impl Context for Staging {
+        fn client(&self) -> Client {
+            Bare.client()
+        }
+        fn identity(&self) -> DeviceIdentity {
+            Bare.identity()
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            Bare.module(version)
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            None
+        }
+        fn download_deadline(&self) -> Option<Duration> {
+            self.deadline
+        }
+        fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
+            Some(self.dir.join(version.to_string()).join(file.as_str()))
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    fn download_action(url: &str, size: u64) -> Action {
+        Action::Download {
+            url: url.parse().unwrap(),
+            version: FirmwareVersion::new(3, 5, 6907, 35),
+            file: OfferedFile {
+                kind: ucupdate_protocol::FileKind::Image,
+                file_name: FileName::new("CPE.nbt").unwrap(),
+                size: Some(size),
+                sha256: None,
+            },
+            resume_from: 0,
+            external: false,
+        }
+    }
+
+    async fn run_in(ctx: &Staging, action: Action) -> Done {
+        match start(action, ctx) {
+            Work::Request { call, .. } => call.await,
+            Work::Local(action) => panic!("{action} is network work"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_download_the_staging_file_system_cannot_hold_is_refused_before_connecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Staging {
+            dir: dir.path().to_owned(),
+            deadline: None,
+        };
+        // Port 9 on loopback: a request would fail to connect, so "no space" proves none left.
+        let done = run_in(&ctx, download_action("http://127.0.0.1:9/CPE.nbt", 1 << 62)).await;
+        let error = done.error.expect("refused");
+        assert_eq!(error.class(), net::ErrorClass::Io, "{error}");
+        assert!(error.to_string().contains("free space"), "{error}");
+        let staged = dir.path().join("3.5.6907.35").join("CPE.nbt");
+        assert!(!staged.exists(), "nothing was written");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_planted_in_staging_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(staging.join("3.5.6907.35")).unwrap();
+        std::os::unix::fs::symlink(&victim, staging.join("3.5.6907.35").join("CPE.nbt")).unwrap();
+        let ctx = Staging {
+            dir: staging,
+            deadline: None,
+        };
+        let done = run_in(&ctx, download_action("http://127.0.0.1:9/CPE.nbt", 10)).await;
+        let error = done.error.expect("refused");
+        assert_eq!(error.class(), net::ErrorClass::Io, "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_is_cut_at_the_total_deadline() {
+        use tokio::io::AsyncWriteExt;
+        // Declares a megabyte, sends a little, then holds the connection open: the per-phase
+        // timeouts (30 s idle) would wait; the total deadline does not.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket.write_all(&[0u8; 100]).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Staging {
+            dir: dir.path().to_owned(),
+            deadline: Some(Duration::from_millis(300)),
+        };
+        let done = run_in(
+            &ctx,
+            download_action(&format!("http://{addr}/CPE.nbt"), 1 << 20),
+        )
+        .await;
+        server.abort();
+        match done.error {
+            Some(NetError::Partial { source, .. }) => assert!(
+                matches!(
+                    *source,
+                    NetError::Timeout {
+                        phase: net::TimeoutPhase::Total
+                    }
+                ),
+                "{source}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            done.event,
+            Event::DownloadDone(Err(crate::machine::DownloadFailure {
+                class: crate::machine::FailureClass::Timeout,
+                ..
+            }))
+        ));
+    }
+
+    /// A signed-in user on the external path; `plain`: the lab override.
+    struct SignedIn {
+        plain: bool,
+    }
+
+    impl Context for SignedIn {
+        fn client(&self) -> Client {
+            Bare.client()
+        }
+        fn identity(&self) -> DeviceIdentity {
+            Bare.identity()
+        }
+        fn module(&self, version: FirmwareVersion) -> InstalledModule {
+            Bare.module(version)
+        }
+        fn credentials(&self) -> Option<Credentials> {
+            Some(Credentials::parse_user("CONTOSO\\alice", "Secret1!"))
+        }
+        fn plain_http_credentials(&self) -> bool {
+            self.plain
+        }
+        fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {
+            None
+        }
+        fn logs(&self) -> Vec<Log> {
+            Vec::new()
+        }
+    }
+
+    /// An `http://` server that answers every request `401 WWW-Authenticate: NTLM` and keeps
+    /// the request heads it saw.
+    async fn ntlm_wall() -> (HttpUrl, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut have = 0;
+                    loop {
+                        let Ok(n) = socket.read(&mut buf[have..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have += n;
+                        let text = String::from_utf8_lossy(&buf[..have]).into_owned();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = text[..end].to_owned();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if have < end + 4 + length {
+                            continue;
+                        }
+                        seen.lock().unwrap().push(head);
+                        let reply = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n";
+                        if socket.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        have = 0;
+                    }
+                });
+            }
+        });
+        let url = format!("http://{addr}/RequestHandlerExt/ucdevice.upx")
+            .parse()
+            .unwrap();
+        (url, heads)
+    }
+
+    fn external_check(url: HttpUrl) -> Action {
+        Action::Check {
+            url,
+            external: true,
+            user: Some("CONTOSO\\alice".into()),
+            current_version: FirmwareVersion::new(1, 0, 522, 101),
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_never_sent_over_plain_http() {
+        let authorized = |heads: &[String]| {
+            heads
+                .iter()
+                .any(|h| h.to_ascii_lowercase().contains("\nauthorization: ntlm"))
+        };
+        let (url, heads) = ntlm_wall().await;
+        let done = match start(external_check(url), &SignedIn { plain: false }) {
+            Work::Request { call, .. } => call.await,
+            Work::Local(a) => panic!("{a}"),
+        };
+        assert_eq!(
+            done.event,
+            Event::CheckDone(Err(crate::machine::FailureClass::Unauthorized))
+        );
+        let seen = heads.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(
+            !authorized(&seen),
+            "an NTLM message went in clear: {seen:?}"
+        );
+        // The lab override: the same exchange does send NTLM (so the check above can see it).
+        let (url, heads) = ntlm_wall().await;
+        if let Work::Request { call, .. } = start(external_check(url), &SignedIn { plain: true }) {
+            call.await;
+        }
+        assert!(authorized(&heads.lock().unwrap()));
     }
 
     async fn run(action: Action) -> (Kind, Done) {

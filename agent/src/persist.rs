@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -81,9 +82,11 @@ pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, PersistError> {
         std::process::id()
     ));
     let result = (|| {
+        // 0600: the state names the server, the user and what is installed; nobody else's.
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&temp)
             .map_err(io_err("create", &temp))?;
         file.write_all(bytes).map_err(io_err("write", &temp))?;
@@ -204,6 +207,16 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.contains(TEMP_MARK))
             .collect()
+    }
+
+    #[test]
+    fn a_written_state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use ucupdate_agent::machine::{
 };
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
 use ucupdate_agent::perform::{self, InFlight, Kind, Work};
+use ucupdate_agent::trust::{OfferPolicy, Origin};
 use ucupdate_protocol::{
     DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
 };
@@ -82,6 +83,9 @@ struct Rig {
     _dir: tempfile::TempDir,
     proxies: Option<FaultProxies>,
     check_url: HttpUrl,
+    /// The files' origin when a proxy stands in front of only one of check and files (the
+    /// other goes direct): the device must list it in `allowed_file_origins`.
+    file_origins: Vec<Origin>,
 }
 
 impl Rig {
@@ -112,6 +116,18 @@ impl Rig {
         control.publish(&key(), v(NEW), published()).await.unwrap();
         control.approve(&key()).await.unwrap();
         let direct = stub.internal_url().unwrap();
+        let file_origins = match (proxy_addr, route) {
+            (Some(addr), Route::Download) => {
+                vec![Origin::of(&format!("http://{addr}/").parse().unwrap())]
+            }
+            // External devices fetch from the stub's external listener.
+            (Some(_), Route::Check) => [Some(direct.clone()), stub.external_url()]
+                .iter()
+                .flatten()
+                .map(Origin::of)
+                .collect(),
+            (None, _) => Vec::new(),
+        };
         let upstream: SocketAddr = format!("{}:{}", direct.host, direct.port).parse().unwrap();
         let proxies = match (fault, listener) {
             (Some(kind), Some(l)) => {
@@ -130,6 +146,7 @@ impl Rig {
             _dir: dir,
             proxies,
             check_url,
+            file_origins,
         }
     }
 
@@ -202,6 +219,11 @@ impl perform::Context for Device {
         self.creds.clone()
     }
 
+    /// The fault proxy speaks plain HTTP, also in front of the external check: a lab setup.
+    fn plain_http_credentials(&self) -> bool {
+        true
+    }
+
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<std::path::PathBuf> {
         Some(
             self.staging
@@ -225,6 +247,14 @@ fn client(ca_pem: &str, timeouts: Option<net::Timeouts>) -> Client {
         timeouts: timeouts.unwrap_or_default(),
         ..ClientSettings::default()
     })
+}
+
+/// The default download rules, plus files from `origins` (a download-only fault proxy).
+fn allowing(origins: &[Origin]) -> OfferPolicy {
+    OfferPolicy {
+        allowed_file_origins: origins.to_vec(),
+        ..OfferPolicy::default()
+    }
 }
 
 /// Timeouts short enough that a stall costs a fraction of a second of real time.
@@ -269,11 +299,12 @@ impl Device {
     }
 
     /// Outside the firewall with a signed-in user: the only path that sends credentials.
-    fn external_signed_in(url: &HttpUrl, client: Client) -> Device {
+    fn external_signed_in(url: &HttpUrl, files: &[Origin], client: Client) -> Device {
         let mut dev = Self::new(
             MachineConfig {
                 external_server_url: Some(url.to_string()),
                 outside_firewall: Some(true),
+                offer_policy: allowing(files),
                 ..MachineConfig::default()
             },
             client,
@@ -287,11 +318,12 @@ impl Device {
         dev
     }
 
-    fn internal(url: &HttpUrl, client: Client) -> Device {
+    fn internal(url: &HttpUrl, files: &[Origin], client: Client) -> Device {
         Self::new(
             MachineConfig {
                 server_url: Some(url.to_string()),
                 outside_firewall: Some(false),
+                offer_policy: allowing(files),
                 ..MachineConfig::default()
             },
             client,
@@ -475,9 +507,9 @@ async fn proxied(
     let rig = Rig::start(Some(kind), route, tune).await;
     let client = client(rig.stub.ca_pem(), timeouts);
     let mut dev = if creds {
-        Device::external_signed_in(&rig.check_url, client)
+        Device::external_signed_in(&rig.check_url, &rig.file_origins, client)
     } else {
-        Device::internal(&rig.check_url, client)
+        Device::internal(&rig.check_url, &rig.file_origins, client)
     };
     dev.assert_fault_phase(3, net, machine).await;
     assert!(rig.injected(kind) > 0, "{kind} was never injected");
@@ -691,7 +723,11 @@ async fn a_different_file_than_advertised_is_never_installed() {
     let mut other = original.clone();
     other.reverse();
     std::fs::write(&stored, &other).unwrap();
-    let mut dev = Device::internal(&rig.check_url, client(rig.stub.ca_pem(), None));
+    let mut dev = Device::internal(
+        &rig.check_url,
+        &rig.file_origins,
+        client(rig.stub.ca_pem(), None),
+    );
     dev.assert_fault_phase(3, &[ErrorClass::HashMismatch], FailureClass::HashMismatch)
         .await;
     std::fs::write(&stored, &original).unwrap();
@@ -750,6 +786,8 @@ async fn dns_fault(mode: Dns, net: &[ErrorClass], machine: FailureClass) {
         dhcp_domain: Some("corp.example".into()),
         discovery_port: rig.check_url.port,
         outside_firewall: Some(false),
+        // The stub names its files by address, not under the discovered domain.
+        offer_policy: allowing(&[Origin::of(&rig.check_url)]),
         ..MachineConfig::default()
     };
     let mut dev = Device::new(config, client(rig.stub.ca_pem(), None));
@@ -796,7 +834,9 @@ async fn tls_fault(wrong_name: bool) {
     } else {
         (tls.clone(), client(other.stub.ca_pem(), None))
     };
-    let mut dev = Device::internal(&url, bad_client);
+    // The check goes over HTTPS, the stub offers its files over its plain listener.
+    let plain = [Origin::of(&rig.stub.internal_url().unwrap())];
+    let mut dev = Device::internal(&url, &plain, bad_client);
     dev.assert_fault_phase(3, &[ErrorClass::Tls], FailureClass::Tls)
         .await;
     assert!(
@@ -816,6 +856,7 @@ async fn tls_fault(wrong_name: bool) {
             outside_firewall: Some(false),
             power_on_jitter: Duration::ZERO,
             idle_before_restart: Duration::from_secs(60),
+            offer_policy: allowing(&plain),
             ..MachineConfig::default()
         };
         let state = dev.machine.persisted().clone();

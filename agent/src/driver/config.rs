@@ -14,6 +14,9 @@ use crate::dns::DnsSettings;
 use crate::machine::config::duration_text;
 use crate::machine::MachineConfig;
 use crate::net::{Client, ClientSettings, NetError, TlsOptions};
+use crate::trust::offer::{DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_OFFER_BYTES};
+use crate::trust::{OfferPolicy, Origin};
+use ucupdate_protocol::HttpUrl;
 
 /// Where the agent keeps its state unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucupdate-agent";
@@ -35,6 +38,61 @@ pub enum AgentConfigError {
     Tls(#[from] NetError),
     #[error("[device]/[hooks]: {0}")]
     Device(#[from] DeviceError),
+    #[error("[trust]: {0}")]
+    Trust(String),
+}
+
+/// `[trust]`: the download rules of docs/AGENT.md ("What the agent refuses").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Origins (`scheme://host[:port]`) files may come from besides the check endpoint's.
+    pub allowed_file_origins: Vec<String>,
+    /// Largest file an offer may declare; also the cap on a file that declares no size.
+    pub max_file_bytes: u64,
+    /// Largest total of an offer's declared sizes.
+    pub max_offer_bytes: u64,
+    /// Lab only: allow an `http://` external URL, so NTLM goes in clear. Warned at start.
+    pub allow_plain_http_credentials: bool,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            allowed_file_origins: Vec::new(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
+            allow_plain_http_credentials: false,
+        }
+    }
+}
+
+impl TrustConfig {
+    /// The machine's [`OfferPolicy`]: every allowed origin must parse and carry no path.
+    pub fn offer_policy(&self) -> Result<OfferPolicy, AgentConfigError> {
+        let mut allowed = Vec::new();
+        for text in &self.allowed_file_origins {
+            let url: HttpUrl = text.parse().map_err(|e| {
+                AgentConfigError::Trust(format!("allowed_file_origins {text:?}: {e}"))
+            })?;
+            if url.path != "/" {
+                return Err(AgentConfigError::Trust(format!(
+                    "allowed_file_origins {text:?}: an origin has no path"
+                )));
+            }
+            allowed.push(Origin::of(&url));
+        }
+        if self.max_file_bytes == 0 || self.max_offer_bytes == 0 {
+            return Err(AgentConfigError::Trust(
+                "max_file_bytes and max_offer_bytes must be greater than zero".into(),
+            ));
+        }
+        Ok(OfferPolicy {
+            allowed_file_origins: allowed,
+            max_file_bytes: self.max_file_bytes,
+            max_offer_bytes: self.max_offer_bytes,
+        })
+    }
 }
 
 /// `[tls]`: verification is always on; this only says whom to trust.
@@ -125,6 +183,8 @@ pub struct AgentConfig {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub agent: DaemonConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -156,6 +216,8 @@ impl AgentConfig {
         tls.resumption = self.tls.resumption;
         Ok(Client::with_settings(ClientSettings {
             tls: Some(tls.build()?),
+            // A file whose offer declares no size is bounded like one that declares too much.
+            max_download_bytes: self.trust.max_file_bytes,
             ..ClientSettings::default()
         }))
     }
@@ -168,7 +230,24 @@ impl AgentConfig {
     /// Everything the driver needs (validates `[machine]`).
     pub fn driver_config(&self) -> Result<DriverConfig, AgentConfigError> {
         self.machine.validate()?;
-        let mut config = DriverConfig::new(&self.state_dir, self.machine.clone(), self.client()?);
+        let plain = self.plain_external_url();
+        if plain && !self.trust.allow_plain_http_credentials {
+            return Err(AgentConfigError::Trust(
+                "external_server_url is http://: the user's NTLM credentials would go in clear; \
+                 use https (or, in a lab only, allow_plain_http_credentials = true)"
+                    .into(),
+            ));
+        }
+        if self.trust.allow_plain_http_credentials {
+            tracing::warn!(
+                "[trust] allow_plain_http_credentials = true: NTLM credentials may go over plain \
+                 HTTP, where anyone on the path can recover the password; never on a real device"
+            );
+        }
+        let mut machine = self.machine.clone();
+        machine.offer_policy = self.trust.offer_policy()?;
+        let mut config = DriverConfig::new(&self.state_dir, machine, self.client()?);
+        config.allow_plain_http_credentials = self.trust.allow_plain_http_credentials;
         config.dns = match self.dns.nameserver {
             Some(addr) => DnsSource::Nameserver(addr),
             None => DnsSource::ResolvConf(self.dns.resolv_conf.clone()),
@@ -183,5 +262,66 @@ impl AgentConfig {
         config.activity_poll = self.agent.activity_poll;
         config.seed = self.agent.seed;
         Ok(config)
+    }
+
+    /// Whether the configured external URL is plain HTTP (the only URL credentials go to).
+    fn plain_external_url(&self) -> bool {
+        self.machine
+            .external_server_url
+            .as_deref()
+            .and_then(|u| u.parse::<HttpUrl>().ok())
+            .is_some_and(|u| !u.https)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "state_dir = \"/tmp/ucupdate-test\"\n[device]\nbrand = \"Polycom\"\n\
+                        model = \"CX700\"\nmac = \"00:04:f2:00:01:76\"\ninitial_version = \"1.0.0.0\"\n";
+
+    fn config(extra: &str) -> Result<DriverConfig, AgentConfigError> {
+        AgentConfig::from_toml(&format!("{BASE}{extra}"))?.driver_config()
+    }
+
+    #[test]
+    fn an_http_external_url_is_a_configuration_error_unless_the_lab_override_says_so() {
+        let http = "[machine]\nexternal_server_url = \"http://ext.contoso.com/RequestHandlerExt/ucdevice.upx\"\n";
+        let err = config(http).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("in clear") && err.contains("https"), "{err}");
+        let lab = config(&format!(
+            "{http}[trust]\nallow_plain_http_credentials = true\n"
+        ))
+        .unwrap();
+        assert!(lab.allow_plain_http_credentials);
+        let https = "[machine]\nexternal_server_url = \"https://ext.contoso.com/RequestHandlerExt/ucdevice.upx\"\n";
+        assert!(!config(https).unwrap().allow_plain_http_credentials);
+    }
+
+    #[test]
+    fn trust_limits_and_origins_reach_the_machine_and_the_client() {
+        let c = config(
+            "[trust]\nallowed_file_origins = [\"http://Files.contoso.com:8080\"]\n\
+             max_file_bytes = 1000\nmax_offer_bytes = 2000\n",
+        )
+        .unwrap();
+        let p = &c.machine.offer_policy;
+        assert_eq!((p.max_file_bytes, p.max_offer_bytes), (1000, 2000));
+        assert_eq!(
+            p.allowed_file_origins[0].to_string(),
+            "http://files.contoso.com:8080"
+        );
+        assert_eq!(c.client.settings().max_download_bytes, 1000);
+        let defaults = config("").unwrap();
+        assert_eq!(defaults.machine.offer_policy, OfferPolicy::default());
+        for bad in [
+            "allowed_file_origins = [\"ftp://x\"]",
+            "allowed_file_origins = [\"http://x/files\"]",
+            "max_file_bytes = 0",
+            "max_offset_bytes = 1",
+        ] {
+            assert!(config(&format!("[trust]\n{bad}\n")).is_err(), "{bad}");
+        }
     }
 }

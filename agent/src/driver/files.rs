@@ -30,6 +30,32 @@ pub fn staged_path(state_dir: &Path, version: FirmwareVersion, file: &FileName) 
     staging_dir(state_dir, version).join(file.as_str())
 }
 
+/// The state directory and its `staging/`, 0700: state, status and downloads are the agent's
+/// alone (a world-writable staging dir let another user plant a symlink there). An existing
+/// state directory is narrowed to 0700 too.
+pub(super) async fn create_private_dirs(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    let dir = dir.to_owned();
+    let on_pool = dir.clone();
+    tokio::task::spawn_blocking(move || private_dirs(&on_pool))
+        .await
+        .unwrap_or_else(|e| Err((dir, std::io::Error::other(e.to_string()))))
+}
+
+fn private_dirs(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let staging = dir.join(STAGING_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| (staging.clone(), e))?;
+    for path in [dir, staging.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| (path.to_owned(), e))?;
+    }
+    Ok(())
+}
+
 /// The persisted state, or a first state at `factory` (`true`: nothing was on disk).
 pub(super) async fn load_state(
     dir: &Path,
@@ -156,6 +182,20 @@ mod tests {
             file_name: FileName::new("CPE.nbt").unwrap(),
             size: Some(bytes.len() as u64),
             sha256: Some(Sha256Digest(Sha256::digest(bytes).into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_dir_and_staging_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dirs(&state).await.unwrap();
+        for path in [state.clone(), state.join(STAGING_DIR)] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}: {mode:o}", path.display());
         }
     }
 

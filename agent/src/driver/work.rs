@@ -82,6 +82,17 @@ impl<D: Device> perform::Context for Running<D> {
         self.sign_in.as_ref().and_then(SignIn::credentials)
     }
 
+    /// `[machine] download_timeout`, less 5 %: the cut lands just before the machine's
+    /// watchdog for the same download, so the machine hears how many bytes were kept.
+    fn download_deadline(&self) -> Option<std::time::Duration> {
+        let total = self.config.machine.download_timeout;
+        Some(total.saturating_sub(total / 20))
+    }
+
+    fn plain_http_credentials(&self) -> bool {
+        self.config.allow_plain_http_credentials
+    }
+
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
         Some(staged_path(&self.config.state_dir, version, file))
     }

@@ -62,7 +62,7 @@ impl Machine {
     /// Discovery is for a device that was never provisioned: nobody ever signed in, or the
     /// sign-ins carried no update-service properties. In the second case the documentation is
     /// silent; going on with discovery beats never checking again.
-    fn internal_source(&self) -> Option<Result<&str, String>> {
+    pub(super) fn internal_source(&self) -> Option<Result<&str, String>> {
         let cfg = &self.config;
         if let Some(url) = &cfg.server_url {
             return Some(Ok(url));
@@ -73,7 +73,7 @@ impl Machine {
         }
     }
 
-    fn external_source(&self) -> Option<&str> {
+    pub(super) fn external_source(&self) -> Option<&str> {
         if let Some(url) = &self.config.external_server_url {
             return Some(url);
         }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use ucupdate_protocol::HttpUrl;
 
+use crate::trust::OfferPolicy;
+
 /// When the machine asks the driver to upload device logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -80,6 +82,10 @@ pub struct MachineConfig {
     /// A hand-configured external check URL.
     pub external_server_url: Option<String>,
     pub log_upload: LogPolicy,
+    /// Where an offer's files may come from and how large they may be. Not a `[machine]` key:
+    /// the agent fills it from `[trust]`.
+    #[serde(skip)]
+    pub offer_policy: OfferPolicy,
 }
 
 impl Default for MachineConfig {
@@ -106,6 +112,7 @@ impl Default for MachineConfig {
             server_url: None,
             external_server_url: None,
             log_upload: LogPolicy::Never,
+            offer_policy: OfferPolicy::default(),
         }
     }
 }

@@ -6,8 +6,9 @@ use ucupdate_protocol::{FileKind, HttpUrl, Offer};
 
 use super::{
     Action, CheckOutcome, DownloadFailure, DownloadedFile, FailureClass, Instant, Machine,
-    MachineError, PartialDownload, Phase, Retry, State, Update,
+    MachineError, PartialDownload, Phase, Retry, Route, State, Update,
 };
+use crate::trust::{check_offer, OfferRefusal, Origin};
 
 impl Machine {
     pub(super) fn start_update(&mut self, now: Instant, offer: Offer, external: bool) {
@@ -40,6 +41,33 @@ impl Machine {
             self.fail(now, FailureClass::Protocol, Retry::Check);
             return;
         };
+        // The rules of `trust::offer`, against the endpoint this check went to (the route has
+        // not moved since: only a sign-in changes it, and the check was sent on it).
+        let verdict = match self.route() {
+            Route::Check { url, external } => {
+                let discovered = !external && matches!(self.internal_source(), Some(Err(_)));
+                let domain = self.config.discovery_domain().filter(|_| discovered);
+                check_offer(&self.config.offer_policy, &url, domain, &base, &files)
+            }
+            _ => Err(OfferRefusal::ForeignOrigin),
+        };
+        if let Err(reason) = verdict {
+            self.refuse_offer(now, reason);
+            return;
+        }
+        // Credentials go only to configured origins: the configured (or provisioned) external
+        // URL's, or one `allowed_file_origins` lists. Never to a host the reply merely names.
+        let origin = Origin::of(&base);
+        let external = external
+            && (self
+                .config
+                .offer_policy
+                .allowed_file_origins
+                .contains(&origin)
+                || self
+                    .external_source()
+                    .and_then(|text| text.parse::<HttpUrl>().ok())
+                    .is_some_and(|ext| Origin::of(&ext) == origin));
         files.sort_by_key(|f| f.kind != FileKind::Image);
         // Resume only where the record and the offer agree on the file at that position;
         // anything else starts over (and `Install` re-verifies every file regardless).
@@ -63,6 +91,17 @@ impl Machine {
             attempts: 0,
         });
         self.download_next(now, update);
+    }
+
+    /// An offer that broke a download rule: counted once in the status and dropped until the
+    /// next regular check (never retried in a back-off loop). A half download of an earlier
+    /// offer is forgotten, so the driver removes its bytes.
+    fn refuse_offer(&mut self, now: Instant, reason: OfferRefusal) {
+        self.last_outcome = Some(CheckOutcome::Refused(reason));
+        if self.persisted.download.take().is_some() {
+            self.persist();
+        }
+        self.go_idle(now);
     }
 
     pub(super) fn download_next(&mut self, now: Instant, u: Box<Update>) {

@@ -8,6 +8,7 @@ use ucupdate_protocol::{FileName, FirmwareVersion};
 
 use super::event::FailureClass;
 use super::time::Instant;
+use crate::trust::OfferRefusal;
 
 /// Where the machine is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,6 +79,9 @@ pub enum CheckOutcome {
     Failed(FailureClass),
     /// No update server is known (never provisioned, no domain) or provisioning disabled it.
     NoServer,
+    /// The offer broke a download rule (foreign file origin, declared size too large) and was
+    /// dropped until the next regular check; nothing of it was downloaded.
+    Refused(OfferRefusal),
 }
 
 impl fmt::Display for CheckOutcome {
@@ -88,6 +92,7 @@ impl fmt::Display for CheckOutcome {
             CheckOutcome::DeniedNoUser => f.write_str("denied: no user signed in"),
             CheckOutcome::Failed(c) => write!(f, "failed: {c}"),
             CheckOutcome::NoServer => f.write_str("no update server known"),
+            CheckOutcome::Refused(r) => write!(f, "offer refused: {r}"),
         }
     }
 }

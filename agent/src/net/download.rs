@@ -139,11 +139,15 @@ impl Progress {
                 resumed_from: wanted,
             }),
             DownloadSink::File(path) => {
+                // 0600, and never through a symlink: a link planted in staging/ would make the
+                // download overwrite whatever it points at.
                 let mut file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
                     .truncate(false)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .await
                     .map_err(NetError::io("open", path))?;

@@ -17,6 +17,8 @@ pub enum TimeoutPhase {
     ResponseHead,
     /// No body bytes for this long.
     BodyIdle,
+    /// The whole download took longer than its deadline (a trickling or endless body).
+    Total,
 }
 
 /// Coarse failure classes: the retry policy and the fleet report work on these.

@@ -18,6 +18,12 @@ async fn the_binary_updates_over_ntlm_and_never_logs_the_password() {
     std::fs::write(&ca, stub.server.ca_pem()).unwrap();
     let password = dir.join("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    // A password file others can read is refused (docs/AGENT.md).
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,

@@ -34,6 +34,12 @@ async fn external_update_with_a_signed_in_user_uses_ntlm() {
     // Sign in the way a test bench does, with the password in a file.
     let password_file = dev.dir.path().join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    // A password file others can read is refused (docs/AGENT.md).
+    std::fs::set_permissions(
+        &password_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-agent"))
         .arg("--state-dir")
         .arg(dev.state_dir())

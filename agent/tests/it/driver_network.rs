@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use ucupdate_agent::driver::{DnsSource, RunOutcome};
 use ucupdate_agent::machine::MachineConfig;
+use ucupdate_agent::trust::{OfferPolicy, Origin};
 use ucupdate_protocol::HttpUrl;
 
 /// What went through the proxy: each request head and each response status line.
@@ -226,6 +227,11 @@ fn discovering(stub: &Stub, domain: &str) -> MachineConfig {
         dhcp_domain: Some(domain.into()),
         discovery_port: stub.server.internal_addr().unwrap().port(),
         outside_firewall: Some(false),
+        // The stub offers its files at 127.0.0.1, not under the discovered domain.
+        offer_policy: OfferPolicy {
+            allowed_file_origins: vec![Origin::of(&stub.server.internal_url().unwrap())],
+            ..OfferPolicy::default()
+        },
         ..quick_machine()
     }
 }

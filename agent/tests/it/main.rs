@@ -4,7 +4,8 @@
 //! - `dns_discovery`: discovery against a real in-process DNS server;
 //! - `driver_*`: the real driver and the `ucupdate-agent` binary against the in-process server
 //!   stub (`driver_support`: the stub, hook devices, status polling);
-//! - `power_cut`: the real binary SIGKILLed at seeded instants through a whole update.
+//! - `power_cut`: the real binary SIGKILLed at seeded instants through a whole update;
+//! - `trust_hostile`: the download rules against `peers/hostile_server.py`, a hostile server.
 
 mod dns_discovery;
 mod driver_cli;
@@ -18,3 +19,4 @@ mod net_download;
 mod net_ntlm;
 mod net_support;
 mod power_cut;
+mod trust_hostile;

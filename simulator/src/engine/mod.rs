@@ -44,6 +44,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use ucupdate_agent::machine::MachineConfig;
 use ucupdate_agent::net;
+use ucupdate_agent::trust::Origin;
 use ucupdate_protocol::{HttpUrl, Provisioning};
 
 use crate::admin::Admin;
@@ -174,6 +175,14 @@ impl Engine {
         base.dhcp_domain = Some(cfg.dhcp_domain.clone());
         base.discovery_https = cfg.target.internal.https;
         base.discovery_port = cfg.target.internal.port;
+        // The discovery name stands for the target, whose offers name it by its own address:
+        // its origins are the check's own for the download rules (`trust::check_offer`).
+        base.offer_policy.allowed_file_origins =
+            [Some(&cfg.target.internal), cfg.target.external.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(Origin::of)
+                .collect();
         let mut external = base.clone();
         external.outside_firewall = Some(true);
         base.outside_firewall = Some(false);
