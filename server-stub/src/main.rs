@@ -15,8 +15,7 @@ use ucupdate_protocol::{HttpUrl, UpdateKey};
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
     disk, package, DataLock, Limits, LockError, Quotas, ServerConfig, State, StateOptions,
-    TestDevice, TlsSource,
-    UserDb,
+    TestDevice, TlsSource, UserDb,
 };
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and

@@ -8,25 +8,11 @@ mod proxy;
 mod suite;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 
 use tokio::net::TcpListener;
 use ucupdate_protocol::HttpUrl;
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
-
-/// The stub's one NTLM user (`DOMAIN\user`) and password.
-pub const USER: &str = "CONTOSO\\alice";
-pub const PASSWORD: &str = "Secret1!";
-
-/// A stub on `dir` with every listener on 127.0.0.1 and [`USER`]; `tune` adjusts the config.
-pub async fn stub(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> RunningServer {
-    let mut config = ServerConfig::loopback(dir);
-    config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).expect("valid user line");
-    tune(&mut config);
-    ucupdate_server_stub::start(config)
-        .await
-        .expect("the stub starts")
-}
+// The stub on a temp dir with its one NTLM user: the workspace's shared fixtures.
+pub use ucupdate_server_stub::testing::{start as stub, PASSWORD, USER};
 
 /// A listener on 127.0.0.1 with an OS-chosen port.
 pub async fn bind_loopback() -> TcpListener {

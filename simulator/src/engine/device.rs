@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use ucupdate_agent::hash::{fnv1a_extend, FNV_OFFSET};
 use ucupdate_agent::machine::{
     Event, FailureClass, Instant, Machine, PersistedState, Phase, ProvisionedUrls,
 };
-use ucupdate_agent::hash::{fnv1a_extend, FNV_OFFSET};
 use ucupdate_agent::perform::InFlight;
 use ucupdate_protocol::FirmwareVersion;
 

@@ -17,8 +17,8 @@ use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, FirmwareVersion, HttpUrl,
     InstalledModule, MacAddress, Offer, OfferStatus, OfferedFile, PathSegment,
 };
+use ucupdate_server_stub::testing::{start as stub, v, PASSWORD, USER};
 use ucupdate_server_stub::TestDevice;
-use ucupdate_tests::{stub, PASSWORD, USER};
 
 /// A child process that is killed (by its own handle) when the test ends, pass or fail.
 struct Peer(Child);
@@ -32,10 +32,6 @@ impl Drop for Peer {
 
 fn seg(s: &str) -> PathSegment {
     PathSegment::new(s).unwrap()
-}
-
-fn v(s: &str) -> FirmwareVersion {
-    s.parse().unwrap()
 }
 
 fn cx700(mac: &str) -> DeviceIdentity {

@@ -36,7 +36,8 @@ use ucupdate_agent::perform::{self, InFlight, Kind, Work};
 use ucupdate_protocol::{
     DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
 };
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
+use ucupdate_server_stub::testing::{self, key, v, PASSWORD, USER};
+use ucupdate_server_stub::{RunningServer, ServerConfig};
 use ucupdate_simulator::faults::{FaultKind, FaultProxies};
 
 /// docs/AGENT-MACHINE.md: "a failing server sees at most 6 requests per device in any hour".
@@ -44,16 +45,6 @@ const MAX_REQUESTS_PER_HOUR: usize = 6;
 const HOUR: u64 = 3_600_000;
 const OLD: &str = "1.0.522.101";
 const NEW: &str = "1.0.522.200";
-const USER: &str = "CONTOSO\\alice";
-const PASSWORD: &str = "Secret1!";
-
-fn key() -> UpdateKey {
-    "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
-}
-
-fn v(text: &str) -> FirmwareVersion {
-    text.parse().unwrap()
-}
 
 /// The published files of [`NEW`]: an image big enough to be cut mid-way, and a catalog.
 fn published() -> Vec<(FileName, Vec<u8>)> {
@@ -95,8 +86,7 @@ impl Rig {
         tune: impl FnOnce(&mut ServerConfig),
     ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::loopback(dir.path());
-        config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).unwrap();
+        let mut config = testing::loopback_config(dir.path());
         tune(&mut config);
         // The proxy's port must be known before the stub starts when the stub advertises it.
         let listener = match fault {
