@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's browser-origin test: a real browser (headless Chromium) loads a page from another
+# The admin API's browser-origin test: a real browser (headless Chromium) loads a page from another
 # loopback origin whose script tries to approve a pending rule through the stub's admin API,
 # with a `no-cors` fetch (text/plain and a JSON body) and an auto-submitted form POST. The
 # requests must reach the server (its log shows each refused as cross-origin) and change

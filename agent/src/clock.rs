@@ -15,12 +15,6 @@ pub fn monotonic() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
-/// Now as a `std` instant, still read through tokio so paused time applies. The sans-IO
-/// machine takes `std::time::Instant`; the driver hands it this.
-pub fn monotonic_std() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 /// Wall-clock milliseconds since the Unix epoch. A clock set before 1970 reads as 0 rather than
 /// failing: a device with no RTC battery boots in 1970 and must still work.
 pub fn unix_millis() -> u64 {
@@ -44,9 +38,6 @@ mod tests {
         let start = monotonic();
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(elapsed(start), Duration::from_secs(3600));
-        let std_start = monotonic_std();
-        tokio::time::advance(Duration::from_millis(5)).await;
-        assert_eq!(monotonic_std() - std_start, Duration::from_millis(5));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`machine`]: the sans-IO update state machine (events and `now` in; actions and the next
-//!   deadline out). No tokio, no sockets, no clock reads: the simulator drives thousands of it.
+//!   deadline out). No tokio, no sockets, no clock reads: the simulator drives up to millions of it.
 //! - [`net`]: the HTTP(S) client: pinned connections, NTLM, the check POST, ranged streaming
 //!   downloads with SHA-256, log upload. Shared by the driver and the simulator.
 //! - [`dns`]: discovery of `ucupdates-r2.<domain>` and the DHCP / resolv.conf domain.

@@ -117,6 +117,7 @@ fn serve_refuses_a_users_file_others_may_read() {
         std::fs::set_permissions(&users, std::fs::Permissions::from_mode(mode)).unwrap();
         let (ok, out, err) = run(&[
             "serve",
+            "--init",
             "--data",
             data.path().join("srv").to_str().unwrap(),
             "--users",
