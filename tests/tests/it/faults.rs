@@ -33,9 +33,7 @@ use ucupdate_agent::machine::{
 };
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
 use ucupdate_agent::perform::{self, InFlight, Kind, Work};
-use ucupdate_protocol::{
-    DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
-};
+use ucupdate_protocol::{DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule};
 use ucupdate_server_stub::testing::{self, key, v, PASSWORD, USER};
 use ucupdate_server_stub::{RunningServer, ServerConfig};
 use ucupdate_simulator::faults::{FaultKind, FaultProxies};

@@ -17,8 +17,7 @@ use tokio::net::TcpStream;
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
 use ucupdate_protocol::wire::INTERNAL_HANDLER_PATH;
 use ucupdate_protocol::{
-    CheckRequest, CheckResponse, DeviceIdentity, FileName, FirmwareVersion, HttpUrl,
-    InstalledModule, UpdateKey,
+    CheckRequest, CheckResponse, DeviceIdentity, FileName, HttpUrl, InstalledModule,
 };
 use ucupdate_server_stub::testing::{self, key, v, MAC, USER};
 use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
