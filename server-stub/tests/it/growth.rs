@@ -1,4 +1,4 @@
-//! What anonymous clients can make the server keep (issue 13, case 4), in memory: the log
+//! What anonymous clients can make the server keep is bounded, in memory: the log
 //! quotas (per file, per device, total: 413 / 507 and nothing partial left), log and audit
 //! retention driven by `App::cleanup(now)` with an injected time (and the cleanup task's
 //! first run at start), the cap on modules per check, the inventory cap (oldest-seen

@@ -1,4 +1,4 @@
-//! Network faults between a device and the server (issue 8): the agent's real `net` client and
+//! Network faults between a device and the server: the agent's real `net` client and
 //! real `Machine`, driven by hand on machine time, talk to a real in-process stub through the
 //! fault-injecting proxy of `ucupdate_simulator::faults` (or a real DNS responder, or a TLS
 //! listener with the wrong certificate). For every fault the test checks four things:
