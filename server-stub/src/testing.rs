@@ -1,5 +1,6 @@
 //! Fixtures every crate's tests share when they run against this stub: the one update key the
-//! tests publish under ([`UPDATE_KEY`], [`key`]), version parsing ([`v`]), a tagged set of
+//! tests publish under ([`UPDATE_KEY`], [`key`]) and the device that checks under it
+//! ([`identity`]), version parsing ([`v`]), a tagged set of
 //! published files ([`files`]), the one NTLM user ([`USER`] / [`PASSWORD`], [`users`]), and a
 //! loopback stub on a caller's directory ([`loopback_config`], [`start`]). Before this module
 //! the agent, conformance, cross-crate and stub tests each carried a copy, and the copies had
@@ -16,7 +17,7 @@
 use std::path::Path;
 
 use ucupdate_ntlm::UserDb;
-use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
+use ucupdate_protocol::{DeviceIdentity, FileName, FirmwareVersion, UpdateKey};
 
 use crate::{RunningServer, ServerConfig};
 
@@ -35,6 +36,20 @@ pub fn key() -> UpdateKey {
     UPDATE_KEY
         .parse()
         .expect("UPDATE_KEY is a valid update key")
+}
+
+/// The device of [`UPDATE_KEY`] (a Polycom CX700, revision A, English) with MAC `mac`.
+pub fn identity(mac: &str) -> DeviceIdentity {
+    let segment = |text: &str| text.parse().expect("a valid path segment");
+    DeviceIdentity {
+        device_type: "UCPhone".parse().expect("a valid device type"),
+        brand: segment("Polycom"),
+        model: segment("CX700"),
+        revision: segment("A"),
+        locale: segment("ENU"),
+        mac: Some(mac.parse().expect("a valid MAC address")),
+        serial: None,
+    }
 }
 
 /// A firmware version from its text (`"1.0.522.101"`); panics on a malformed one.

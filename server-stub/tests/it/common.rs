@@ -113,15 +113,7 @@ pub fn app() -> TestApp {
 
 pub fn check_body(running: &str, mac: &str) -> String {
     CheckRequest {
-        identity: DeviceIdentity {
-            device_type: "UCPhone".parse().unwrap(),
-            brand: PathSegment::new("Polycom").unwrap(),
-            model: PathSegment::new("CX700").unwrap(),
-            revision: PathSegment::new("A").unwrap(),
-            locale: PathSegment::new("ENU").unwrap(),
-            mac: Some(mac.parse().unwrap()),
-            serial: None,
-        },
+        identity: testing::identity(mac),
         modules: vec![InstalledModule {
             update_type: PathSegment::new("CPE").unwrap(),
             file_name: FileName::new("CPE.nbt").unwrap(),

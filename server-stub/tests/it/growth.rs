@@ -13,7 +13,7 @@ use ucupdate_protocol::wire::{INTERNAL_HANDLER_PATH, MAX_LOG_BYTES};
 use ucupdate_protocol::{
     AuditRecord, CheckRequest, DeviceIdentity, FileName, InstalledModule, PathSegment,
 };
-use ucupdate_server_stub::{Quotas, Site};
+use ucupdate_server_stub::{testing, Quotas, Site};
 
 use crate::common::*;
 
@@ -246,15 +246,7 @@ async fn the_cleanup_task_deletes_old_logs_at_start() {
 
 fn check_with_modules(mac: &str, n: usize) -> String {
     CheckRequest {
-        identity: DeviceIdentity {
-            device_type: "UCPhone".parse().unwrap(),
-            brand: PathSegment::new("Polycom").unwrap(),
-            model: PathSegment::new("CX700").unwrap(),
-            revision: PathSegment::new("A").unwrap(),
-            locale: PathSegment::new("ENU").unwrap(),
-            mac: Some(mac.parse().unwrap()),
-            serial: None,
-        },
+        identity: testing::identity(mac),
         modules: (0..n)
             .map(|i| InstalledModule {
                 update_type: PathSegment::new(&format!("M{i}")).unwrap(),

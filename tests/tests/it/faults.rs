@@ -156,15 +156,7 @@ struct Device {
 }
 
 fn identity() -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: "Polycom".parse().unwrap(),
-        model: "CX700".parse().unwrap(),
-        revision: "A".parse().unwrap(),
-        locale: "ENU".parse().unwrap(),
-        mac: Some("00-04-F2-00-01-76".parse().unwrap()),
-        serial: None,
-    }
+    testing::identity(testing::MAC)
 }
 
 /// The fixture device as the agent's performer sees it: the same requests a real device sends.

@@ -69,15 +69,7 @@ fn check_body(running: &str) -> String {
 }
 
 fn identity() -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: "Polycom".parse().unwrap(),
-        model: "CX700".parse().unwrap(),
-        revision: "A".parse().unwrap(),
-        locale: "ENU".parse().unwrap(),
-        mac: Some(MAC.parse().unwrap()),
-        serial: None,
-    }
+    testing::identity(MAC)
 }
 
 /// One HTTP/1.1 exchange on an open stream: the status, lower-cased headers and the body.

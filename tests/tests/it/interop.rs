@@ -35,15 +35,7 @@ fn seg(s: &str) -> PathSegment {
 }
 
 fn cx700(mac: &str) -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: seg("Polycom"),
-        model: seg("CX700"),
-        revision: seg("A"),
-        locale: seg("ENU"),
-        mac: Some(mac.parse::<MacAddress>().unwrap()),
-        serial: None,
-    }
+    ucupdate_server_stub::testing::identity(mac)
 }
 
 fn check_request(mac: &str, version: &str) -> CheckRequest {
