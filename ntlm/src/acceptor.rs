@@ -326,7 +326,7 @@ fn decode_string(bytes: &[u8], unicode: bool) -> Result<String, RejectReason> {
     if !unicode {
         return Ok(bytes.iter().copied().map(char::from).collect());
     }
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(RejectReason::Malformed);
     }
     let units: Vec<u16> = bytes

@@ -266,7 +266,7 @@ pub mod duration_text {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms != 0 && ms % per == 0 {
+            if ms != 0 && ms.is_multiple_of(per) {
                 return format!("{}{unit}", ms / per);
             }
         }

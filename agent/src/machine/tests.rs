@@ -1531,7 +1531,7 @@ mod random {
                 assert_eq!(before, (self.m.phase(), self.m.poll_timeout()));
                 return;
             };
-            let fail = pick % 3 == 0;
+            let fail = pick.is_multiple_of(3);
             let class = CLASSES[(pick / 3) as usize % CLASSES.len()];
             let event = match &action {
                 Action::Resolve { .. } if fail => Event::Resolved(Err(class)),

@@ -313,7 +313,7 @@ fn hash_tag_digest(tag_bytes: &[u8]) -> Option<MemberDigest> {
         32 => MemberDigest::new(DigestAlgorithm::Sha256, bytes.to_vec()).ok(),
         _ => None,
     };
-    if tag_bytes.len() % 2 == 0 {
+    if tag_bytes.len().is_multiple_of(2) {
         let mut units: Vec<u16> = tag_bytes
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))

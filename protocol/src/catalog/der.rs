@@ -178,7 +178,7 @@ pub fn small_uint(content: &[u8], what: &'static str) -> Result<u64, CatalogErro
 
 /// A BMPString (UTF-16 big-endian) as text.
 pub fn bmp_string(content: &[u8], what: &'static str) -> Result<String, CatalogError> {
-    if content.len() % 2 != 0 {
+    if !content.len().is_multiple_of(2) {
         return Err(CatalogError::BadDer {
             what,
             reason: "BMPString of odd length",
@@ -238,7 +238,7 @@ fn digits(text: &[u8]) -> Option<u64> {
 }
 
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {

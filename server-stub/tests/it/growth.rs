@@ -400,6 +400,36 @@ async fn concurrent_uploads_and_a_restart_do_not_overshoot_the_quota() {
     assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{}", r.text());
 }
 
+/// Eight uploads of one file name at once shared one temp name (`.{name}.{pid}.tmp`) and 2-4
+/// of them failed with 500. Each write now has its own temp file: every upload is answered
+/// 200, and what is stored is exactly one of the uploads, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_uploads_of_one_file_name_all_succeed_and_one_whole_upload_is_kept() {
+    let t = with_quotas(|_| {});
+    let uploads = (0..8u8).map(|i| {
+        let mut c = t.conn(Site::Internal);
+        tokio::spawn(async move {
+            let body = vec![b'a' + i; 200_000];
+            upload(&mut c, "0004F2000176", "same.txt", body)
+                .await
+                .status
+        })
+    });
+    for u in uploads.collect::<Vec<_>>() {
+        assert_eq!(u.await.unwrap(), StatusCode::OK);
+    }
+    let stored = files_under(&t.dir.path().join("logs"));
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let bytes = std::fs::read(&stored[0]).unwrap();
+    assert_eq!(bytes.len(), 200_000);
+    assert!(bytes.iter().all(|b| *b == bytes[0]), "a mix of two uploads");
+    let leftovers: Vec<_> = files_under(t.dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
 /// `LogCleanUpInterval` is 1-365 days in the service; the command line refuses the rest.
 #[test]
 fn a_retention_outside_one_to_365_days_is_refused_by_the_command_line() {
