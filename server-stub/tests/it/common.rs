@@ -15,9 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use ucupdate_protocol::{
-    CheckRequest, CheckResponse, DeviceIdentity, FileName, InstalledModule, PathSegment,
-};
+use ucupdate_protocol::{CheckRequest, CheckResponse, FileName, InstalledModule, PathSegment};
 use ucupdate_server_stub::{App, ConnState, Control, RunningServer, ServerConfig, Site, UserDb};
 
 // The update key, versions, published files and device MAC every crate's tests share.

@@ -10,9 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 use ucupdate_protocol::wire::{INTERNAL_HANDLER_PATH, MAX_LOG_BYTES};
-use ucupdate_protocol::{
-    AuditRecord, CheckRequest, DeviceIdentity, FileName, InstalledModule, PathSegment,
-};
+use ucupdate_protocol::{AuditRecord, CheckRequest, FileName, InstalledModule, PathSegment};
 use ucupdate_server_stub::{testing, Quotas, Site};
 
 use crate::common::*;

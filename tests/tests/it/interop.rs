@@ -15,7 +15,7 @@ use ucupdate_agent::net::{self, AuthStage, ClientSettings, Credentials, NetError
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, HttpUrl, InstalledModule,
-    MacAddress, Offer, OfferStatus, OfferedFile, PathSegment,
+    Offer, OfferStatus, OfferedFile, PathSegment,
 };
 use ucupdate_server_stub::testing::{start as stub, v, PASSWORD, USER};
 use ucupdate_server_stub::TestDevice;
