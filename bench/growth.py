@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/growth.py BIN [SERVE_ARGS...] [-- BIN [SERVE_ARGS...]]...: what anonymous clients make one `ucupdate-server
-serve` keep (issue 13, case 4), per binary: 400 checks from made-up devices with 550 modules
+serve` keep, per binary: 400 checks from made-up devices with 550 modules
 each, the same with 32 modules (the default cap), and 30 x 1 MB log uploads under made-up ids.
 Prints the time of each phase, the status counts and the data directory's size by part after a
 clean stop. Loopback only; every server started is ended by its pid."""

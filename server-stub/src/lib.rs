@@ -23,6 +23,8 @@
 //!   response helpers) and the listeners around it (`http::conn`: TLS, caps, timeouts).
 //! - [`server`]: [`ServerConfig`], [`start`] (an [`App`] behind listeners), [`RunningServer`],
 //!   [`Control`].
+//! - [`testing`] (feature `testing`): the fixtures the workspace's tests share (update key,
+//!   files, NTLM user, a loopback stub on a temp dir).
 //! - `clock`: the one module that reads a clock.
 
 pub mod app;
@@ -41,6 +43,8 @@ pub mod quota;
 pub mod server;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod token;
 

@@ -11,38 +11,9 @@ use ucupdate_agent::device::{DeviceConfig, HookDevice, HooksConfig};
 use ucupdate_agent::driver::{Driver, DriverConfig, DriverHandle, RunOutcome, StatusReport};
 use ucupdate_agent::machine::{MachineConfig, PersistedState};
 use ucupdate_agent::net::{Client, ClientSettings, TlsOptions};
-use ucupdate_protocol::{FileName, FirmwareVersion, UpdateKey};
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
-
-pub const MAC: &str = "00-04-F2-00-01-76";
-pub const USER: &str = "CONTOSO\\alice";
-pub const PASSWORD: &str = "Secret1!";
-
-pub fn key() -> UpdateKey {
-    "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
-}
-
-pub fn v(text: &str) -> FirmwareVersion {
-    text.parse().unwrap()
-}
-
-/// An image (big enough to be cut mid-way), a catalog and a description, tagged by version.
-pub fn files(tag: &str) -> Vec<(FileName, Vec<u8>)> {
-    vec![
-        (
-            FileName::new("CPE.nbt").unwrap(),
-            format!("image {tag} ").repeat(30_000).into_bytes(),
-        ),
-        (
-            FileName::new("CPE.cat").unwrap(),
-            format!("catalog {tag}").into_bytes(),
-        ),
-        (
-            FileName::new("CPE.xml").unwrap(),
-            format!("<Description>{tag}</Description>").into_bytes(),
-        ),
-    ]
-}
+// The update key, versions, published files, NTLM user and device MAC every crate's tests share.
+pub use ucupdate_server_stub::testing::{files, key, v, MAC, PASSWORD, USER};
+use ucupdate_server_stub::{testing, RunningServer, ServerConfig};
 
 pub struct Stub {
     pub server: RunningServer,
@@ -56,10 +27,7 @@ impl Stub {
 
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Stub {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::loopback(dir.path());
-        config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).unwrap();
-        tune(&mut config);
-        let server = ucupdate_server_stub::start(config).await.unwrap();
+        let server = testing::start(dir.path(), tune).await;
         Stub { server, dir }
     }
 

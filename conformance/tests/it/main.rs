@@ -14,7 +14,9 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use ucupdate_protocol::HttpUrl;
 use ucupdate_server_stub::catalog::{throwaway_signer, CatalogSigner, LeafOptions};
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
+use ucupdate_server_stub::{RunningServer, ServerConfig};
+// The stub's one NTLM user: the workspace's shared fixtures.
+pub use ucupdate_server_stub::testing::{PASSWORD, USER};
 
 /// One throwaway catalog CA for the test binary: the stubs sign with its leaf, and
 /// [`catalog_ca`] is the `--trust` the suite gets.
@@ -36,20 +38,14 @@ pub fn catalog_signer() -> Arc<CatalogSigner> {
     test_signer().0.clone()
 }
 
-/// The stub's one NTLM user (`DOMAIN\user`) and password.
-pub const USER: &str = "CONTOSO\\alice";
-pub const PASSWORD: &str = "Secret1!";
-
-/// A stub on `dir` with every listener on 127.0.0.1 and [`USER`], signing the catalogs of
-/// what is published with [`catalog_signer`]; `tune` adjusts the config.
+/// The shared fixture stub ([`ucupdate_server_stub::testing::start`]) on `dir`, signing the
+/// catalogs of what is published with [`catalog_signer`]; `tune` adjusts the config.
 pub async fn stub(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> RunningServer {
-    let mut config = ServerConfig::loopback(dir);
-    config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).expect("valid user line");
-    config.catalog_signer = Some(catalog_signer());
-    tune(&mut config);
-    ucupdate_server_stub::start(config)
-        .await
-        .expect("the stub starts")
+    ucupdate_server_stub::testing::start(dir, |config| {
+        config.catalog_signer = Some(catalog_signer());
+        tune(config);
+    })
+    .await
 }
 
 /// A listener on 127.0.0.1 with an OS-chosen port.

@@ -298,11 +298,11 @@ async fn https_internal_target_is_green_and_an_untrusted_certificate_fails_loudl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_admin_the_suite_learns_the_approved_version_from_a_real_rule() {
     use ucupdate_conformance::ProbeDevice;
-    use ucupdate_protocol::{FileName, UpdateKey};
+    use ucupdate_protocol::FileName;
 
     let dir = tempfile::tempdir().unwrap();
     let server = stub(dir.path(), |_| {}).await;
-    let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();
+    let key = ucupdate_server_stub::testing::key();
     // No catalog: the stub signs one, as `import --sign-cert` does for such a package.
     let files = vec![(FileName::new("CPE.nbt").unwrap(), vec![0x5a; 70_000])];
     let control = server.control();

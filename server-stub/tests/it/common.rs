@@ -15,57 +15,34 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use ucupdate_protocol::{
-    CheckRequest, CheckResponse, DeviceIdentity, FileName, FirmwareVersion, InstalledModule,
-    PathSegment, UpdateKey,
-};
+use ucupdate_protocol::{CheckRequest, CheckResponse, FileName, InstalledModule, PathSegment};
 use ucupdate_server_stub::{App, ConnState, Control, RunningServer, ServerConfig, Site, UserDb};
 
-pub const MAC: &str = "00-04-F2-00-01-76";
+// The update key, versions, published files and device MAC every crate's tests share.
+use ucupdate_server_stub::testing::{self, PASSWORD, USER};
+pub use ucupdate_server_stub::testing::{files, key, v, MAC};
+
 pub const OTHER_MAC: &str = "00-04-F2-00-01-77";
-
-pub fn key() -> UpdateKey {
-    "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
-}
-
-pub fn v(text: &str) -> FirmwareVersion {
-    text.parse().unwrap()
-}
-
-pub fn files(tag: &str) -> Vec<(FileName, Vec<u8>)> {
-    vec![
-        (
-            FileName::new("CPE.nbt").unwrap(),
-            format!("image {tag} ").repeat(5000).into_bytes(),
-        ),
-        (
-            FileName::new("CPE.cat").unwrap(),
-            format!("catalog {tag}").into_bytes(),
-        ),
-        (
-            FileName::new("CPE.xml").unwrap(),
-            format!("<Description>{tag}</Description>").into_bytes(),
-        ),
-    ]
-}
 
 pub struct TestServer {
     pub server: RunningServer,
     pub dir: tempfile::TempDir,
 }
 
+/// The shared NTLM user ([`USER`]) and a second one without a domain (`bob`).
 pub fn users() -> UserDb {
-    UserDb::parse("CONTOSO\\alice:Secret1!\nbob:hunter2\n").unwrap()
+    UserDb::parse(&format!("{USER}:{PASSWORD}\nbob:hunter2\n")).unwrap()
 }
 
 pub async fn start_with(
     dir: tempfile::TempDir,
     tune: impl FnOnce(&mut ServerConfig),
 ) -> TestServer {
-    let mut config = ServerConfig::loopback(dir.path());
-    config.users = users();
-    tune(&mut config);
-    let server = ucupdate_server_stub::start(config).await.unwrap();
+    let server = testing::start(dir.path(), |config| {
+        config.users = users();
+        tune(config);
+    })
+    .await;
     TestServer { server, dir }
 }
 
@@ -117,7 +94,7 @@ impl TestServer {
 }
 
 pub fn app_with(dir: tempfile::TempDir, tune: impl FnOnce(&mut ServerConfig)) -> TestApp {
-    let mut config = ServerConfig::loopback(dir.path());
+    let mut config = testing::loopback_config(dir.path());
     config.users = users();
     config.public_internal_url = Some(INTERNAL_BASE.parse().unwrap());
     config.public_external_url = Some(EXTERNAL_BASE.parse().unwrap());
@@ -134,15 +111,7 @@ pub fn app() -> TestApp {
 
 pub fn check_body(running: &str, mac: &str) -> String {
     CheckRequest {
-        identity: DeviceIdentity {
-            device_type: "UCPhone".parse().unwrap(),
-            brand: PathSegment::new("Polycom").unwrap(),
-            model: PathSegment::new("CX700").unwrap(),
-            revision: PathSegment::new("A").unwrap(),
-            locale: PathSegment::new("ENU").unwrap(),
-            mac: Some(mac.parse().unwrap()),
-            serial: None,
-        },
+        identity: testing::identity(mac),
         modules: vec![InstalledModule {
             update_type: PathSegment::new("CPE").unwrap(),
             file_name: FileName::new("CPE.nbt").unwrap(),

@@ -1,4 +1,4 @@
-//! What anonymous clients can make the server keep (issue 13, case 4), in memory: the log
+//! What anonymous clients can make the server keep is bounded, in memory: the log
 //! quotas (per file, per device, total: 413 / 507 and nothing partial left), log and audit
 //! retention driven by `App::cleanup(now)` with an injected time (and the cleanup task's
 //! first run at start), the cap on modules per check, the inventory cap (oldest-seen
@@ -10,10 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{Method, StatusCode};
 use ucupdate_protocol::wire::{INTERNAL_HANDLER_PATH, MAX_LOG_BYTES};
-use ucupdate_protocol::{
-    AuditRecord, CheckRequest, DeviceIdentity, FileName, InstalledModule, PathSegment,
-};
-use ucupdate_server_stub::{Quotas, Site};
+use ucupdate_protocol::{AuditRecord, CheckRequest, FileName, InstalledModule, PathSegment};
+use ucupdate_server_stub::{testing, Quotas, Site};
 
 use crate::common::*;
 
@@ -241,15 +239,7 @@ async fn the_cleanup_task_deletes_old_logs_at_start() {
 
 fn check_with_modules(mac: &str, n: usize) -> String {
     CheckRequest {
-        identity: DeviceIdentity {
-            device_type: "UCPhone".parse().unwrap(),
-            brand: PathSegment::new("Polycom").unwrap(),
-            model: PathSegment::new("CX700").unwrap(),
-            revision: PathSegment::new("A").unwrap(),
-            locale: PathSegment::new("ENU").unwrap(),
-            mac: Some(mac.parse().unwrap()),
-            serial: None,
-        },
+        identity: testing::identity(mac),
         modules: (0..n)
             .map(|i| InstalledModule {
                 update_type: PathSegment::new(&format!("M{i}")).unwrap(),

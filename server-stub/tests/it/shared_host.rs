@@ -1,5 +1,4 @@
-//! Issue 13, the HTTP and process side: what makes the stub safe to leave running on a shared
-//! host. The admin API's token, Host, Origin and Content-Type rules (in memory, plus the
+//! The HTTP and process side of what makes the stub safe to leave running on a shared host. The admin API's token, Host, Origin and Content-Type rules (in memory, plus the
 //! listener's own address over loopback); slow request bodies and the per-client connection
 //! cap (loopback, small timeouts, the assertion is the server closing the socket); the NTLM
 //! identity in the inventory (in memory); the data directory's lock and `--init` (in process

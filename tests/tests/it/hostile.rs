@@ -17,28 +17,21 @@ use tokio::net::TcpStream;
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
 use ucupdate_protocol::wire::INTERNAL_HANDLER_PATH;
 use ucupdate_protocol::{
-    CheckRequest, CheckResponse, DeviceIdentity, FileName, FirmwareVersion, HttpUrl,
-    InstalledModule, UpdateKey,
+    CheckRequest, CheckResponse, DeviceIdentity, FileName, HttpUrl, InstalledModule,
 };
+use ucupdate_server_stub::testing::{self, key, v, MAC, USER};
 use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
 
-const USER: &str = "CONTOSO\\alice";
+/// Not the shared fixture password: one no log line could contain by accident, so finding it
+/// in a log is always a leak.
 const PASSWORD: &str = "Pa55-w0rd-NEVER-LOGGED";
-const MAC: &str = "00-04-F2-00-01-76";
-
-fn key() -> UpdateKey {
-    "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
-}
-
-fn v(text: &str) -> FirmwareVersion {
-    text.parse().unwrap()
-}
 
 async fn bare_stub(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> RunningServer {
-    let mut config = ServerConfig::loopback(dir);
-    config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).unwrap();
-    tune(&mut config);
-    ucupdate_server_stub::start(config).await.unwrap()
+    testing::start(dir, |config| {
+        config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).unwrap();
+        tune(config);
+    })
+    .await
 }
 
 /// A stub with 2.0.0.0 approved.
@@ -76,15 +69,7 @@ fn check_body(running: &str) -> String {
 }
 
 fn identity() -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: "Polycom".parse().unwrap(),
-        model: "CX700".parse().unwrap(),
-        revision: "A".parse().unwrap(),
-        locale: "ENU".parse().unwrap(),
-        mac: Some(MAC.parse().unwrap()),
-        serial: None,
-    }
+    testing::identity(MAC)
 }
 
 /// One HTTP/1.1 exchange on an open stream: the status, lower-cased headers and the body.

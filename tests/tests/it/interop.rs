@@ -14,11 +14,11 @@ use ucupdate_agent::dns::{Discovery, DnsError, DnsSettings};
 use ucupdate_agent::net::{self, AuthStage, ClientSettings, Credentials, NetError};
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::{
-    CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, FirmwareVersion, HttpUrl,
-    InstalledModule, MacAddress, Offer, OfferStatus, OfferedFile, PathSegment,
+    CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, HttpUrl, InstalledModule,
+    Offer, OfferStatus, OfferedFile, PathSegment,
 };
+use ucupdate_server_stub::testing::{start as stub, v, PASSWORD, USER};
 use ucupdate_server_stub::TestDevice;
-use ucupdate_tests::{stub, PASSWORD, USER};
 
 /// A child process that is killed (by its own handle) when the test ends, pass or fail.
 struct Peer(Child);
@@ -34,20 +34,8 @@ fn seg(s: &str) -> PathSegment {
     PathSegment::new(s).unwrap()
 }
 
-fn v(s: &str) -> FirmwareVersion {
-    s.parse().unwrap()
-}
-
 fn cx700(mac: &str) -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: seg("Polycom"),
-        model: seg("CX700"),
-        revision: seg("A"),
-        locale: seg("ENU"),
-        mac: Some(mac.parse::<MacAddress>().unwrap()),
-        serial: None,
-    }
+    ucupdate_server_stub::testing::identity(mac)
 }
 
 fn check_request(mac: &str, version: &str) -> CheckRequest {

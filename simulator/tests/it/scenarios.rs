@@ -287,10 +287,11 @@ async fn a_server_that_answers_nothing_fails_every_verdict() {
     assert!(r.errors.get("connect").copied().unwrap_or(0) > 0);
 }
 
-/// Issue 11: the engine kept one "request in flight" flag per device, so a log upload that
-/// finished while a slow download was still out cleared it, re-armed the machine's download
-/// watchdog, and the download's late answer was refused. With per-kind tracking the download
-/// still completes: one request per file, and no answer the machine did not expect.
+/// A log upload that finishes while a slow download is still out does not cut the download:
+/// one "request in flight" flag per device would be cleared by the upload, re-arm the
+/// machine's download watchdog and make it refuse the download's late answer. With per-kind
+/// tracking the download still completes: one request per file, and no answer the machine did
+/// not expect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_upload_that_finishes_first_does_not_cut_a_slow_download() {
     let text = r#"

@@ -1,4 +1,4 @@
-//! Network faults between a device and the server (issue 8): the agent's real `net` client and
+//! Network faults between a device and the server: the agent's real `net` client and
 //! real `Machine`, driven by hand on machine time, talk to a real in-process stub through the
 //! fault-injecting proxy of `ucupdate_simulator::faults` (or a real DNS responder, or a TLS
 //! listener with the wrong certificate). For every fault the test checks four things:
@@ -34,10 +34,9 @@ use ucupdate_agent::machine::{
 use ucupdate_agent::net::{self, Client, ClientSettings, Credentials, ErrorClass, TlsOptions};
 use ucupdate_agent::perform::{self, InFlight, Kind, Work};
 use ucupdate_agent::trust::{OfferPolicy, Origin};
-use ucupdate_protocol::{
-    DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule, UpdateKey,
-};
-use ucupdate_server_stub::{RunningServer, ServerConfig, UserDb};
+use ucupdate_protocol::{DeviceIdentity, FileName, FirmwareVersion, HttpUrl, InstalledModule};
+use ucupdate_server_stub::testing::{self, key, v, PASSWORD, USER};
+use ucupdate_server_stub::{RunningServer, ServerConfig};
 use ucupdate_simulator::faults::{FaultKind, FaultProxies};
 
 /// docs/AGENT-MACHINE.md: "a failing server sees at most 6 requests per device in any hour".
@@ -45,16 +44,6 @@ const MAX_REQUESTS_PER_HOUR: usize = 6;
 const HOUR: u64 = 3_600_000;
 const OLD: &str = "1.0.522.101";
 const NEW: &str = "1.0.522.200";
-const USER: &str = "CONTOSO\\alice";
-const PASSWORD: &str = "Secret1!";
-
-fn key() -> UpdateKey {
-    "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap()
-}
-
-fn v(text: &str) -> FirmwareVersion {
-    text.parse().unwrap()
-}
 
 /// The published files of [`NEW`]: an image big enough to be cut mid-way, and a catalog.
 fn published() -> Vec<(FileName, Vec<u8>)> {
@@ -99,8 +88,7 @@ impl Rig {
         tune: impl FnOnce(&mut ServerConfig),
     ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::loopback(dir.path());
-        config.users = UserDb::parse(&format!("{USER}:{PASSWORD}\n")).unwrap();
+        let mut config = testing::loopback_config(dir.path());
         tune(&mut config);
         // The proxy's port must be known before the stub starts when the stub advertises it.
         let listener = match fault {
@@ -185,15 +173,7 @@ struct Device {
 }
 
 fn identity() -> DeviceIdentity {
-    DeviceIdentity {
-        device_type: "UCPhone".parse().unwrap(),
-        brand: "Polycom".parse().unwrap(),
-        model: "CX700".parse().unwrap(),
-        revision: "A".parse().unwrap(),
-        locale: "ENU".parse().unwrap(),
-        mac: Some("00-04-F2-00-01-76".parse().unwrap()),
-        serial: None,
-    }
+    testing::identity(testing::MAC)
 }
 
 /// The fixture device as the agent's performer sees it: the same requests a real device sends.

@@ -1,0 +1,8 @@
+//! The simulator's integration tests, one binary (a clean `cargo test` links one executable per
+//! crate, not one per file):
+//! - `scenarios`: every built-in scenario against the embedded stub, verdicts checked, and
+//!   reproducibility from the seed;
+//! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report.
+
+mod scenarios;
+mod shards;

@@ -1,0 +1,16 @@
+//! The workspace's cross-crate tests, one binary (a clean `cargo test` links one executable per
+//! crate, not one per file). Each module is a suite:
+//! - `faults`: network faults between the agent's real client and machine and a real stub
+//!   (fault proxies, DNS, wrong certificates): error class, back-off cap, no bad install,
+//!   convergence;
+//! - `hostile`: hostile input that needs more than the stub (no password in either end's logs, a
+//!   burst far over the connection cap);
+//! - `interop`: peers nobody on this project wrote (curl, pyspnego, dnsmasq, gcab, nginx), each
+//!   `#[ignore]`d with the tool it needs; `.ci/run` runs them with `-- --ignored`.
+//!
+//! The fixtures they share with the other crates' tests (update key, files, the NTLM user, a
+//! loopback stub) come from `ucupdate_server_stub::testing`.
+
+mod faults;
+mod hostile;
+mod interop;
