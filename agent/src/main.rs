@@ -167,7 +167,11 @@ fn init_logging(format: LogFormat) {
         .ok()
         .and_then(|text| text.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let ansi = std::io::stderr().is_terminal();
+    // Colour only on a terminal, only when the build has the ANSI writer, and never with
+    // NO_COLOR set (no-color.org).
+    let ansi = cfg!(feature = "colour")
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry
