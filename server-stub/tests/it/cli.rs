@@ -228,3 +228,44 @@ async fn serve_prints_urls_serves_and_stops_on_sigterm() {
         "inventory flushed at shutdown"
     );
 }
+
+/// Log lines written to a file kept ANSI colour codes: colour is for a terminal only.
+#[tokio::test]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("server.log");
+    let mut child = bin()
+        .args(["serve", "--init", "--data"])
+        .arg(data.path().join("srv"))
+        .args(["--internal", "127.0.0.1:0", "--internal-tls", "off"])
+        .args(["--external", "off", "--admin", "off"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The URLs are printed once the listeners are up; the start-up log lines precede them.
+    let first = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout).lines().next().unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(first.starts_with("internal "), "{first}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "no log lines to look at: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
