@@ -80,7 +80,10 @@ EOF
 "$SERVER" rules list --data "$work/server"
 
 step "start the server (127.0.0.1:$HTTP_PORT) and dnsmasq (127.0.0.1:$DNS_PORT)"
-"$SERVER" serve --data "$work/server" --internal "127.0.0.1:$HTTP_PORT" \
+# The files are named by the pool's DNS name, as a real pool names them: the agent takes files
+# only from the origin of the check it discovered (docs/AGENT.md, "file origins").
+"$SERVER" serve --init --data "$work/server" --internal "127.0.0.1:$HTTP_PORT" \
+    --public-internal-url "http://ucupdates-r2.corp.example:$HTTP_PORT/" \
     --internal-tls off --external off --admin off >"$work/server.log" 2>&1 &
 pids+=($!)
 dnsmasq --keep-in-foreground --port="$DNS_PORT" --listen-address=127.0.0.1 --bind-interfaces \
