@@ -109,10 +109,10 @@ struct RunArgs {
     /// Run only shard I of N (global indices I, I+N, ...); merge the reports with `merge`.
     #[arg(long)]
     shard: Option<String>,
-    /// Write the JSON report here.
+    /// Write the JSON report here (`-`: standard output, and the summary goes to stderr).
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write the self-contained HTML report here.
+    /// Write the self-contained HTML report here (`-`: standard output).
     #[arg(long)]
     html: Option<PathBuf>,
     /// Print this device's timeline (virtual time, phase, event or action).
@@ -141,10 +141,10 @@ struct MergeArgs {
     /// Shard reports (JSON).
     #[arg(required = true)]
     reports: Vec<PathBuf>,
-    /// Write the merged JSON report here.
+    /// Write the merged JSON report here (`-`: standard output).
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write the merged HTML report here.
+    /// Write the merged HTML report here (`-`: standard output).
     #[arg(long)]
     html: Option<PathBuf>,
 }
@@ -285,6 +285,10 @@ fn handler_url(text: &str, path: &str) -> Result<HttpUrl> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
+    if is_stdout(args.report.as_ref()) && is_stdout(args.html.as_ref()) {
+        // Before the run, not after it: a usage mistake must not cost a whole fleet's run.
+        bail!("--report - and --html - cannot both go to standard output");
+    }
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(d) = args.duration {
         scenario.duration = d;
@@ -360,7 +364,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         println!();
     }
     write_outputs(&outcome.report, args.report.as_ref(), args.html.as_ref())?;
-    print!("{}", text::render(&outcome.report));
+    print_summary(&outcome.report, [args.report.as_ref(), args.html.as_ref()]);
     Ok(if outcome.report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -397,16 +401,44 @@ fn progress_bar(duration: std::time::Duration) -> ProgressSink {
     })
 }
 
+/// `-` as a report path names standard output (then the text summary goes to stderr, so that
+/// stdout holds the report alone and pipes into `jq`).
+fn is_stdout(path: Option<&PathBuf>) -> bool {
+    path.is_some_and(|p| p.as_os_str() == "-")
+}
+
 fn write_outputs(report: &Report, json: Option<&PathBuf>, page: Option<&PathBuf>) -> Result<()> {
+    if is_stdout(json) && is_stdout(page) {
+        bail!("--report - and --html - cannot both go to standard output");
+    }
+    let write = |path: &PathBuf, text: String| -> Result<()> {
+        if is_stdout(Some(path)) {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .context("writing the report to standard output")
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+    };
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        write(path, serde_json::to_string_pretty(report)?)?;
     }
     if let Some(path) = page {
-        std::fs::write(path, html::render(report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write(path, html::render(report))?;
     }
     Ok(())
+}
+
+/// The text summary: on stdout, unless a report went there.
+fn print_summary(report: &Report, outputs: [Option<&PathBuf>; 2]) {
+    let summary = text::render(report);
+    if outputs.iter().any(|p| is_stdout(*p)) {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode> {
@@ -420,7 +452,7 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
     }
     let merged = Report::merge(reports)?;
     write_outputs(&merged, args.report.as_ref(), args.html.as_ref())?;
-    print!("{}", text::render(&merged));
+    print_summary(&merged, [args.report.as_ref(), args.html.as_ref()]);
     Ok(if merged.passed() {
         ExitCode::SUCCESS
     } else {

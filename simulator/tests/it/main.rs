@@ -2,7 +2,9 @@
 //! crate, not one per file):
 //! - `scenarios`: every built-in scenario against the embedded stub, verdicts checked, and
 //!   reproducibility from the seed;
+//! - `cli`: the binary's output options (`--report -`);
 //! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report.
 
+mod cli;
 mod scenarios;
 mod shards;
