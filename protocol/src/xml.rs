@@ -80,6 +80,7 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
         at: e.valid_up_to(),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    xml_chars(text)?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
 
@@ -100,6 +101,7 @@ pub fn parse(body: &[u8], limits: Limits) -> Result<Element, ProtocolError> {
             }
             Event::Text(text) => {
                 let value = text.unescape().map_err(xml_err)?;
+                xml_chars(&value)?;
                 match stack.last_mut() {
                     Some(open) => open.text.push_str(&value),
                     None if value.trim().is_empty() => {}
@@ -168,9 +170,28 @@ fn open_element(start: &BytesStart<'_>) -> Result<Element, ProtocolError> {
         let value = attr
             .unescape_value()
             .map_err(|e| ProtocolError::Xml(e.to_string()))?;
+        xml_chars(&value)?;
         element.attrs.push((key, value.into_owned()));
     }
     Ok(element)
+}
+
+/// Refuses characters XML 1.0 cannot carry (its `Char` production: C0 controls other than tab,
+/// line feed and carriage return, and U+FFFE/U+FFFF), raw or written as character references.
+/// Accepting them would let a value read here fail to survive our own writer, which replaces
+/// them (found by the `check_response` fuzz target).
+fn xml_chars(text: &str) -> Result<(), ProtocolError> {
+    match text.char_indices().find(|&(_, c)| !is_xml_char(c)) {
+        None => Ok(()),
+        Some((at, c)) => Err(ProtocolError::Xml(format!(
+            "character U+{:04X} at byte {at} is not allowed in XML",
+            c as u32
+        ))),
+    }
+}
+
+fn is_xml_char(c: char) -> bool {
+    !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
 }
 
 fn close(stack: &mut [Element], root: &mut Option<Element>, done: Element) {
@@ -306,7 +327,7 @@ fn escape_into(out: &mut String, text: &str) {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c if !is_xml_char(c) => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -377,6 +398,11 @@ mod tests {
             "text",
             "<a/>trailing",
             "<a x='1' x='2'/>",
+            "<a>\u{ffff}</a>",
+            "<a>&#xFFFF;</a>",
+            "<a x='&#1;'/>",
+            "<a>x\u{0}y</a>",
+            "<a><!-- \u{1b} --></a>",
         ] {
             assert!(read(text).is_err(), "{text:?} accepted");
         }

@@ -1,5 +1,6 @@
 //! The protocol crate's integration tests, one binary: golden fixtures under `tests/fixtures/`
-//! (`golden`) and property tests (`roundtrip`).
+//! (`golden`), property tests (`roundtrip`) and a replay of the fuzz corpus (`fuzz_corpus`).
 
+mod fuzz_corpus;
 mod golden;
 mod roundtrip;
