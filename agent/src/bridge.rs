@@ -5,7 +5,7 @@
 
 use ucupdate_protocol::{CheckResponse, FileName};
 
-use crate::machine::{DownloadFailure, DownloadedFile, Event, FailureClass};
+use crate::machine::{CatalogVerdict, DownloadFailure, DownloadedFile, Event, FailureClass};
 use crate::net::{self, ErrorClass, NetError};
 
 /// How the machine schedules around a network failure class.
@@ -46,6 +46,8 @@ pub fn download_event(
             let file = DownloadedFile {
                 file_name: file_name.clone(),
                 size: done.size,
+                sha256: done.sha256,
+                catalog: CatalogVerdict::NotChecked,
             };
             (Event::DownloadDone(Ok(file)), None)
         }

@@ -44,7 +44,7 @@ use crate::device::{Device, DeviceError, RebootJob, SignIn};
 use crate::dns::{self, Discovery, DnsError, DnsSettings};
 use crate::machine::{Action, Event, Instant, Machine, MachineConfig, Phase};
 use crate::net::Client;
-use crate::perform::{self, InFlight, Kind, Ticket, Work};
+use crate::perform::{self, CatalogCheck, InFlight, Kind, Ticket, Work};
 use crate::persist;
 
 pub use config::{AgentConfig, AgentConfigError};
@@ -88,6 +88,9 @@ pub struct DriverConfig {
     pub seed: Option<u64>,
     /// `[trust] allow_plain_http_credentials`: a lab override that lets NTLM go over HTTP.
     pub allow_plain_http_credentials: bool,
+    /// `[trust] catalog_roots` and its settings. [`CatalogCheck::NoAnchors`] (the default)
+    /// refuses every update, and the driver says so at start.
+    pub catalog_check: CatalogCheck,
 }
 
 impl DriverConfig {
@@ -106,6 +109,7 @@ impl DriverConfig {
             activity_poll: Duration::from_secs(5),
             seed: None,
             allow_plain_http_credentials: false,
+            catalog_check: CatalogCheck::NoAnchors,
         }
     }
 }
@@ -237,6 +241,12 @@ impl<D: Device> Driver<D> {
             status_tx,
             status_rx,
         } = self;
+        if matches!(config.catalog_check, CatalogCheck::NoAnchors) {
+            tracing::error!(
+                "no catalog trust anchors ([trust] catalog_roots): every update will be refused; \
+                 nothing is installed without a catalog that verifies"
+            );
+        }
         let run = Running::start(config, device, status_tx).await?;
         // Dropped (socket removed) when the loop ends.
         let _control = if run.config.control_socket {

@@ -22,7 +22,7 @@ use ucupdate_protocol::{
 };
 
 use crate::bridge;
-use crate::machine::{Action, Event};
+use crate::machine::{Action, CatalogVerdict, DownloadFailure, Event, FailureClass};
 use crate::net::{self, Client, Credentials, DownloadSink, NetError, RequestStats};
 
 /// The kinds of work the machine asks for that an event answers, one of each at most in flight.
@@ -184,6 +184,15 @@ pub trait Context {
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf>;
     /// The logs an upload sends (asked for only when the machine wants an upload).
     fn logs(&self) -> Vec<Log>;
+    /// How this device verifies the catalogs it downloads. By default it has no anchors, so
+    /// every catalog, and so every update, is refused.
+    fn catalog_check(&self) -> CatalogCheck {
+        CatalogCheck::NoAnchors
+    }
+    /// The device's idea of the time, for a `[trust] trusted_clock` (seconds since the epoch).
+    fn now_unix_secs(&self) -> u64 {
+        crate::clock::unix_millis() / 1000
+    }
 }
 
 /// One device log for an upload.
@@ -262,11 +271,15 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
             file,
             resume_from,
             external,
+            catalog_for,
+            expect_sha1,
         } => {
             let dest = ctx.staging(version, &file.file_name);
             let client = ctx.client();
             let auth = credentials(ctx, external, &url);
             let deadline = ctx.download_deadline();
+            let catalog =
+                catalog_for.map(|image| (image, ctx.catalog_check(), ctx.now_unix_secs()));
             let call = async move {
                 // Boxed: awaited on two paths, the (large) download future is compiled once.
                 let fetch: Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(download(
@@ -276,12 +289,13 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                     dest.clone(),
                     resume_from,
                     auth.as_ref(),
+                    catalog.is_some(),
                 ));
                 let (result, stats) = match deadline {
                     None => fetch.await,
                     Some(limit) => match tokio::time::timeout(limit, fetch).await {
                         Ok(done) => done,
-                        Err(_) => (Err(past_deadline(dest)), RequestStats::default()),
+                        Err(_) => (Err(past_deadline(dest.clone())), RequestStats::default()),
                     },
                 };
                 tracing::debug!(?stats, "download call");
@@ -289,7 +303,24 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
                     let (size, resumed_from) = (done.size, done.resumed_from);
                     tracing::debug!(file = %file.file_name, size, resumed_from, "downloaded and verified");
                 }
-                let (event, error) = bridge::download_event(&file.file_name, result);
+                let verdict = match (&result, catalog) {
+                    (Ok(done), Some((image, check, now))) => {
+                        verify::catalog(check, done, dest.clone(), &image, now).await
+                    }
+                    _ => CatalogVerdict::NotChecked,
+                };
+                let (mut event, error) = bridge::download_event(&file.file_name, result);
+                if let Event::DownloadDone(Ok(done)) = &mut event {
+                    done.catalog = verdict;
+                    if let Some(want) = expect_sha1 {
+                        if !verify::sha1_matches(dest, want).await {
+                            event = Event::DownloadDone(Err(DownloadFailure {
+                                class: FailureClass::HashMismatch,
+                                bytes_kept: 0,
+                            }));
+                        }
+                    }
+                }
                 Done {
                     event,
                     stats,
@@ -353,6 +384,7 @@ async fn download(
     dest: Option<PathBuf>,
     resume_from: u64,
     auth: Option<&Credentials>,
+    keep_in_memory: bool,
 ) -> (Result<net::DownloadedFile, NetError>, RequestStats) {
     if let Some(path) = dest.clone() {
         let size = file.size;
@@ -364,6 +396,7 @@ async fn download(
     }
     let sink = match &dest {
         Some(path) => DownloadSink::File(path),
+        None if keep_in_memory => DownloadSink::Memory,
         None => DownloadSink::Discard,
     };
     net::download_to(client, url, file, sink, resume_from, auth).await
@@ -464,3 +497,6 @@ async fn upload_logs(
 
 #[cfg(test)]
 mod tests;
+mod verify;
+
+pub use verify::CatalogCheck;

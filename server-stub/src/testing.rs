@@ -1,7 +1,8 @@
 //! Fixtures every crate's tests share when they run against this stub: the one update key the
 //! tests publish under ([`UPDATE_KEY`], [`key`]) and the device that checks under it
 //! ([`identity`]), version parsing ([`v`]), a tagged set of
-//! published files ([`files`]), the one NTLM user ([`USER`] / [`PASSWORD`], [`users`]), and a
+//! published files ([`files`], whose catalog is signed by the tests' throwaway CA,
+//! [`catalog_ca_pem`]: the anchor an agent under test needs), the one NTLM user ([`USER`] / [`PASSWORD`], [`users`]), and a
 //! loopback stub on a caller's directory ([`loopback_config`], [`start`]). Before this module
 //! the agent, conformance, cross-crate and stub tests each carried a copy, and the copies had
 //! started to drift.
@@ -15,11 +16,29 @@
 //! would instead skip the tests silently without that flag.)
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::{DeviceIdentity, FileName, FirmwareVersion, UpdateKey};
 
+use crate::catalog::{throwaway_signer, LeafOptions, ThrowawaySigner};
 use crate::{RunningServer, ServerConfig};
+
+/// When the fixtures' catalogs say they were signed: 2025-01-01T00:00:00Z, inside the signer's
+/// validity (2020-2099), fixed so the same files give a catalog of the same meaning.
+pub const CATALOG_SIGNING_TIME: u64 = 1_735_689_600;
+
+/// The tests' catalog signer: a throwaway CA and code-signing leaf, made once per process.
+pub fn catalog_signer() -> &'static ThrowawaySigner {
+    static SIGNER: OnceLock<ThrowawaySigner> = OnceLock::new();
+    SIGNER.get_or_init(|| throwaway_signer(LeafOptions::default()).expect("a throwaway signer"))
+}
+
+/// The CA that signs every [`files`] catalog (PEM): `[trust] catalog_roots` of an agent under
+/// test.
+pub fn catalog_ca_pem() -> &'static str {
+    &catalog_signer().ca_pem
+}
 
 /// The update key the tests publish, approve and check under.
 pub const UPDATE_KEY: &str = "UCPhone/Polycom/CX700/A/ENU/CPE";
@@ -58,19 +77,23 @@ pub fn v(text: &str) -> FirmwareVersion {
 }
 
 /// The files of one published version, each naming `tag`: an image (about 300 KiB, big enough
-/// to be cut mid-way and to span several reads), a catalog and a description.
+/// to be cut mid-way and to span several reads), its catalog (listing the image and the
+/// description, signed by [`catalog_signer`]) and a description.
 pub fn files(tag: &str) -> Vec<(FileName, Vec<u8>)> {
     let name = |n: &str| FileName::new(n).expect("a valid file name");
+    let image = format!("image {tag} ").repeat(30_000).into_bytes();
+    let description = format!("<Description>{tag}</Description>").into_bytes();
+    let catalog = catalog_signer()
+        .signer
+        .sign_files(
+            &[("CPE.nbt", &image[..]), ("CPE.xml", &description[..])],
+            CATALOG_SIGNING_TIME,
+        )
+        .expect("the fixture catalog signs");
     vec![
-        (
-            name("CPE.nbt"),
-            format!("image {tag} ").repeat(30_000).into_bytes(),
-        ),
-        (name("CPE.cat"), format!("catalog {tag}").into_bytes()),
-        (
-            name("CPE.xml"),
-            format!("<Description>{tag}</Description>").into_bytes(),
-        ),
+        (name("CPE.nbt"), image),
+        (name("CPE.cat"), catalog),
+        (name("CPE.xml"), description),
     ]
 }
 

@@ -16,7 +16,7 @@ use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
 use ucupdate_simulator::report::{html, text, Report};
-use ucupdate_simulator::runner::{self, RunSpec, Server};
+use ucupdate_simulator::runner::{self, CatalogTrustChoice, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
 use ucupdate_simulator::{clock, duration};
 
@@ -97,6 +97,11 @@ struct RunArgs {
     /// PEM bundle of CAs to trust for the server's certificate [default: web roots].
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// The roots simulated devices verify catalogs against (PEM), or `none` to neither verify
+    /// nor require catalogs [default: the embedded server's throwaway CA; against --server,
+    /// no verification, with a warning].
+    #[arg(long, value_name = "PEM|none")]
+    trust: Option<String>,
     /// Keep the embedded server's data here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -335,7 +340,15 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let show_progress = !args.no_progress && std::io::stderr().is_terminal();
     let progress: Option<ProgressSink> = show_progress.then(|| progress_bar(scenario.duration));
 
+    let catalog_trust = match args.trust.as_deref() {
+        None => CatalogTrustChoice::Default,
+        Some("none") => CatalogTrustChoice::None,
+        Some(path) => CatalogTrustChoice::Roots(
+            std::fs::read(path).with_context(|| format!("--trust {path}"))?,
+        ),
+    };
     let spec = RunSpec {
+        catalog_trust,
         shard,
         time_scale,
         max_in_flight: args.max_in_flight,

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ucupdate_agent::perform::CatalogCheck;
+use ucupdate_agent::trust::{CatalogPolicy, CatalogTrust, TrustAnchors};
 use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
@@ -29,8 +31,23 @@ pub enum Server {
     },
 }
 
+/// What the simulated devices verify catalogs against (`--trust`).
+#[derive(Debug, Clone, Default)]
+pub enum CatalogTrustChoice {
+    /// The embedded server's throwaway CA; against a remote server, no verification (with a
+    /// warning: give `--trust PEM` to verify).
+    #[default]
+    Default,
+    /// `--trust none`: the devices neither verify nor require catalogs.
+    None,
+    /// `--trust PEM`: these roots.
+    Roots(Vec<u8>),
+}
+
 pub struct RunSpec {
     pub scenario: Scenario,
+    /// How the devices verify catalogs (`--trust`).
+    pub catalog_trust: CatalogTrustChoice,
     pub fleet: FleetSpec,
     pub shard: Shard,
     pub time_scale: TimeScale,
@@ -53,6 +70,7 @@ impl RunSpec {
     pub fn embedded(scenario: Scenario, fleet: FleetSpec) -> RunSpec {
         RunSpec {
             scenario,
+            catalog_trust: CatalogTrustChoice::Default,
             fleet,
             shard: Shard::WHOLE,
             time_scale: TimeScale::Max,
@@ -92,8 +110,35 @@ async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<Fault
     })
 }
 
+/// The devices' [`CatalogCheck`] for `choice`, given the embedded server's CA when there is one.
+fn catalog_check(
+    choice: &CatalogTrustChoice,
+    embedded_ca: Option<&str>,
+) -> anyhow::Result<CatalogCheck> {
+    let anchors = |pem: &[u8]| -> anyhow::Result<CatalogCheck> {
+        Ok(CatalogCheck::Verify(Arc::new(CatalogTrust {
+            anchors: TrustAnchors::from_pem(pem).map_err(|e| anyhow::anyhow!("--trust: {e}"))?,
+            policy: CatalogPolicy::default(),
+            trusted_clock: false,
+        })))
+    };
+    match (choice, embedded_ca) {
+        (CatalogTrustChoice::Roots(pem), _) => anchors(pem),
+        (CatalogTrustChoice::None, _) => Ok(CatalogCheck::Skip),
+        (CatalogTrustChoice::Default, Some(ca)) => anchors(ca.as_bytes()),
+        (CatalogTrustChoice::Default, None) => {
+            tracing::warn!(
+                "simulated devices do not verify catalogs against this server: give --trust PEM \
+                 (its vendors' catalog roots) to verify, or --trust none to say so"
+            );
+            Ok(CatalogCheck::Skip)
+        }
+    }
+}
+
 pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
     let mut embedded = None;
+    let mut embedded_ca = None;
     let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
         match spec.server {
             Server::Embedded { data_dir } => {
@@ -105,6 +150,7 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
                 )
                 .await?;
                 let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+                embedded_ca = Some(e.catalog_ca_pem().to_owned());
                 let parts = (
                     e.target.clone(),
                     Some(admin),
@@ -151,7 +197,9 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
         .iter()
         .flat_map(|f| f.proxies.values().cloned())
         .collect();
+    let catalog = catalog_check(&spec.catalog_trust, embedded_ca.as_deref())?;
     let config = RunConfig {
+        catalog,
         scenario: spec.scenario,
         fleet: spec.fleet,
         shard: spec.shard,

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,9 +15,10 @@ use crate::dns::DnsSettings;
 use crate::machine::config::duration_text;
 use crate::machine::MachineConfig;
 use crate::net::{Client, ClientSettings, NetError, TlsOptions};
+use crate::perform::CatalogCheck;
 use crate::trust::offer::{DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_OFFER_BYTES};
-use crate::trust::{OfferPolicy, Origin};
-use ucupdate_protocol::HttpUrl;
+use crate::trust::{CatalogPolicy, CatalogTrust, OfferPolicy, Origin, TrustAnchors};
+use ucupdate_protocol::{FirmwareVersion, HttpUrl};
 
 /// Where the agent keeps its state unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucupdate-agent";
@@ -54,6 +56,16 @@ pub struct TrustConfig {
     pub max_offer_bytes: u64,
     /// Lab only: allow an `http://` external URL, so NTLM goes in clear. Warned at start.
     pub allow_plain_http_credentials: bool,
+    /// PEM bundle of the roots a catalog's signer must chain to. Without it the agent says so
+    /// at start and installs nothing.
+    pub catalog_roots: Option<PathBuf>,
+    /// Accept images an older vendor catalog lists by SHA-1 only.
+    pub allow_sha1_catalogs: bool,
+    /// The device's clock is trustworthy (NTP or a set RTC): a catalog's signingTime may then
+    /// not lie in the future, and one without signingTime is checked at the current time.
+    pub trusted_clock: bool,
+    /// The anti-rollback floor: no offer below this version is ever installed.
+    pub min_version: Option<FirmwareVersion>,
 }
 
 impl Default for TrustConfig {
@@ -63,6 +75,10 @@ impl Default for TrustConfig {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
             allow_plain_http_credentials: false,
+            catalog_roots: None,
+            allow_sha1_catalogs: false,
+            trusted_clock: false,
+            min_version: None,
         }
     }
 }
@@ -91,7 +107,31 @@ impl TrustConfig {
             allowed_file_origins: allowed,
             max_file_bytes: self.max_file_bytes,
             max_offer_bytes: self.max_offer_bytes,
+            require_catalog: true,
+            min_version: self.min_version,
         })
+    }
+
+    /// How the agent verifies catalogs: against `catalog_roots`, or (none configured) not at
+    /// all, which refuses every update.
+    pub fn catalog_check(&self) -> Result<CatalogCheck, AgentConfigError> {
+        let Some(path) = &self.catalog_roots else {
+            return Ok(CatalogCheck::NoAnchors);
+        };
+        let pem = std::fs::read(path).map_err(|source| AgentConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let anchors = TrustAnchors::from_pem(&pem).map_err(|e| {
+            AgentConfigError::Trust(format!("catalog_roots {}: {e}", path.display()))
+        })?;
+        Ok(CatalogCheck::Verify(Arc::new(CatalogTrust {
+            anchors,
+            policy: CatalogPolicy {
+                allow_sha1_catalogs: self.allow_sha1_catalogs,
+            },
+            trusted_clock: self.trusted_clock,
+        })))
     }
 }
 
@@ -248,6 +288,7 @@ impl AgentConfig {
         machine.offer_policy = self.trust.offer_policy()?;
         let mut config = DriverConfig::new(&self.state_dir, machine, self.client()?);
         config.allow_plain_http_credentials = self.trust.allow_plain_http_credentials;
+        config.catalog_check = self.trust.catalog_check()?;
         config.dns = match self.dns.nameserver {
             Some(addr) => DnsSource::Nameserver(addr),
             None => DnsSource::ResolvConf(self.dns.resolv_conf.clone()),

@@ -32,8 +32,12 @@ pub struct StatusReport {
     /// The signed-in user (never a password).
     pub user: Option<String>,
     pub last_check_unix_ms: Option<u64>,
-    /// `no update`, `update X offered`, `denied: no user signed in`, `failed: tls`...
+    /// `no update`, `update X offered`, `denied: no user signed in`, `failed: tls`,
+    /// `update refused (0x2): catalog signer is not trusted`...
     pub last_outcome: Option<String>,
+    /// The System Information screen's "Last Update Status": `0x<code>/<http status>`.
+    #[serde(default)]
+    pub last_update_status: Option<String>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     pub next_check_unix_ms: Option<u64>,
@@ -66,6 +70,7 @@ impl StatusReport {
             user,
             last_check_unix_ms: s.last_check.map(wall),
             last_outcome: s.last_outcome.map(|o| o.to_string()),
+            last_update_status: s.last_outcome.map(|o| o.update_status()),
             last_error: s.last_error.map(|e| e.to_string()),
             consecutive_failures: s.consecutive_failures,
             next_check_unix_ms: s.next_deadline.map(wall),
@@ -137,6 +142,7 @@ impl fmt::Display for StatusReport {
         )?;
         writeln!(f, "Last check:        {}", time(self.last_check_unix_ms))?;
         writeln!(f, "Last outcome:      {}", opt(&self.last_outcome))?;
+        writeln!(f, "Last update status: {}", opt(&self.last_update_status))?;
         writeln!(
             f,
             "Last error:        {}{}",

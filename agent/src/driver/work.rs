@@ -93,6 +93,10 @@ impl<D: Device> perform::Context for Running<D> {
         self.config.allow_plain_http_credentials
     }
 
+    fn catalog_check(&self) -> perform::CatalogCheck {
+        self.config.catalog_check.clone()
+    }
+
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
         Some(staged_path(&self.config.state_dir, version, file))
     }

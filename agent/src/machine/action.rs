@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ucupdate_protocol::{FirmwareVersion, HttpUrl, OfferedFile};
+use ucupdate_protocol::{FileName, FirmwareVersion, HttpUrl, OfferedFile};
 
 use super::persisted::PersistedState;
 
@@ -27,13 +27,18 @@ pub enum Action {
     },
     /// GET one file of `version`, starting at byte `resume_from` (a `Range` request when > 0;
     /// the driver keeps exactly that many bytes of its partial file and discards the rest).
-    /// The driver verifies SHA-256 and size against `file` before answering `DownloadDone(Ok)`.
+    /// The driver verifies SHA-256 and size against `file` (and the SHA-1 in `expect_sha1`,
+    /// for an image a legacy catalog lists by SHA-1 only) before answering `DownloadDone(Ok)`.
+    /// `catalog_for`: this file is the offer's catalog; the driver verifies it and answers with
+    /// the digest it lists for that image (`DownloadedFile::catalog`).
     Download {
         url: HttpUrl,
         version: FirmwareVersion,
         file: OfferedFile,
         resume_from: u64,
         external: bool,
+        catalog_for: Option<FileName>,
+        expect_sha1: Option<[u8; 20]>,
     },
     /// Install the staged files of `version`. The driver re-verifies each against its digest
     /// (the staging may predate a power cut) and answers `InstallDone(Err(HashMismatch))`

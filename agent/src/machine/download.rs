@@ -1,14 +1,19 @@
-//! The download half of the cycle: an accepted offer becomes an `Update` (image first,
-//! resuming where the persisted record and the offer agree), each file is fetched and checked
-//! in turn, and failures resume, back off or give the offer up.
+//! The download half of the cycle: an accepted offer becomes an `Update` (catalog first, then
+//! the image, resuming where the persisted record and the offer agree), each file is fetched
+//! and checked in turn, and failures resume, back off or give the offer up.
+//!
+//! The catalog goes first so that the image is held to the digest a signed catalog lists for
+//! it: an offer whose catalog does not verify is refused before its (large) image is fetched,
+//! and an image the catalog does not vouch for fails its download. On a resume the catalog is
+//! fetched and verified again (it is small) before the download jumps back to where it was.
 
-use ucupdate_protocol::{FileKind, HttpUrl, Offer};
+use ucupdate_protocol::{FileKind, HttpUrl, Offer, Sha256Digest};
 
 use super::{
-    Action, CheckOutcome, DownloadFailure, DownloadedFile, FailureClass, Instant, Machine,
-    MachineError, PartialDownload, Phase, Retry, Route, State, Update,
+    Action, CatalogVerdict, CheckOutcome, DownloadFailure, DownloadedFile, FailureClass, Instant,
+    Machine, MachineError, PartialDownload, Phase, Retry, Route, State, Update,
 };
-use crate::trust::{check_offer, OfferRefusal, Origin};
+use crate::trust::{check_offer, ListedDigest, OfferRefusal, Origin, RefusalKind};
 
 impl Machine {
     pub(super) fn start_update(&mut self, now: Instant, offer: Offer, external: bool) {
@@ -41,6 +46,16 @@ impl Machine {
             self.fail(now, FailureClass::Protocol, Retry::Check);
             return;
         };
+        let policy = &self.config.offer_policy;
+        if policy.min_version.is_some_and(|floor| version < floor) {
+            self.refuse_offer(now, OfferRefusal::BelowFloor);
+            return;
+        }
+        let has_catalog = files.iter().any(|f| f.kind == FileKind::Catalog);
+        if policy.require_catalog && !has_catalog {
+            self.refuse_untrusted(now, RefusalKind::Unsigned);
+            return;
+        }
         // The rules of `trust::offer`, against the endpoint this check went to (the route has
         // not moved since: only a sign-in changes it, and the check was sent on it).
         let verdict = match self.route() {
@@ -68,18 +83,29 @@ impl Machine {
                     .external_source()
                     .and_then(|text| text.parse::<HttpUrl>().ok())
                     .is_some_and(|ext| Origin::of(&ext) == origin));
-        files.sort_by_key(|f| f.kind != FileKind::Image);
+        // Catalog, image, then the rest in the offer's order (a stable sort).
+        files.sort_by_key(|f| match f.kind {
+            FileKind::Catalog => 0,
+            FileKind::Image => 1,
+            _ => 2,
+        });
         // Resume only where the record and the offer agree on the file at that position;
-        // anything else starts over (and `Install` re-verifies every file regardless).
-        let (next, resume_from) = match self.persisted.download.as_deref() {
+        // anything else starts over (and `Install` re-verifies every file regardless). Past
+        // the catalog, it is verified again first and the download then jumps to the record.
+        let resume = match self.persisted.download.as_deref() {
             Some(p) if p.version == version => {
                 let index = usize::try_from(p.completed).unwrap_or(usize::MAX);
                 match files.get(index) {
-                    Some(f) if f.file_name == p.file => (index, p.bytes),
-                    _ => (0, 0),
+                    Some(f) if f.file_name == p.file => Some((index, p.bytes)),
+                    _ => None,
                 }
             }
-            _ => (0, 0),
+            _ => None,
+        };
+        let (next, resume_from, resume_at) = match resume {
+            Some((index, bytes)) if !has_catalog || index == 0 => (index, bytes, None),
+            Some((index, bytes)) => (0, 0, Some((index, bytes))),
+            None => (0, 0, None),
         };
         let update = Box::new(Update {
             version,
@@ -89,6 +115,9 @@ impl Machine {
             next,
             resume_from,
             attempts: 0,
+            resume_at,
+            image_sha1: None,
+            held_by_catalog: false,
         });
         self.download_next(now, update);
     }
@@ -104,12 +133,29 @@ impl Machine {
         self.go_idle(now);
     }
 
+    /// An offer whose catalog does not vouch for it: like [`Self::refuse_offer`], with the
+    /// catalog's reason (and its System-Information-style code) in the status.
+    fn refuse_untrusted(&mut self, now: Instant, reason: RefusalKind) {
+        self.last_outcome = Some(CheckOutcome::Untrusted(reason));
+        if self.persisted.download.take().is_some() {
+            self.persist();
+        }
+        self.go_idle(now);
+    }
+
     pub(super) fn download_next(&mut self, now: Instant, u: Box<Update>) {
         let Some(file) = u.files.get(u.next).cloned() else {
             self.staged(now, *u);
             return;
         };
         let url = u.base.join(file.file_name.as_str());
+        let catalog_for = (file.kind == FileKind::Catalog && u.next == 0)
+            .then(|| u.files.iter().find(|f| f.kind == FileKind::Image))
+            .flatten()
+            .map(|image| image.file_name.clone());
+        let expect_sha1 = (file.kind == FileKind::Image)
+            .then_some(u.image_sha1)
+            .flatten();
         let record = PartialDownload {
             version: u.version,
             url: url.to_string(),
@@ -123,8 +169,12 @@ impl Machine {
             file,
             resume_from: u.resume_from,
             external: u.external,
+            catalog_for,
+            expect_sha1,
         };
-        if self.persisted.download.as_deref() != Some(&record) {
+        // Re-verifying the catalog of a resumed download must not overwrite the record of
+        // where the download was (a second power cut would lose it).
+        if u.resume_at.is_none() && self.persisted.download.as_deref() != Some(&record) {
             self.persisted.download = Some(Box::new(record));
             self.persist();
         }
@@ -176,12 +226,61 @@ impl Machine {
             self.download_failed(now, FailureClass::HashMismatch, 0, u);
             return Ok(());
         }
+        let kind = expected.kind;
+        if kind == FileKind::Image && u.image_sha1.is_some() {
+            // Held to a SHA-1 listing: keep the SHA-256 the driver computed, so the install's
+            // re-verification has a digest to hold the staged bytes to.
+            let index = u.next;
+            u.files[index].sha256 = done.sha256;
+        }
+        if u.next == 0 && kind == FileKind::Catalog {
+            if let Err(kind) = self.apply_catalog(&mut u, done.catalog) {
+                self.refuse_untrusted(now, kind);
+                return Ok(());
+            }
+        }
         u.next += 1;
         u.resume_from = 0;
-        u.attempts = 0;
+        if let Some((index, bytes)) = u.resume_at.take() {
+            u.next = index;
+            u.resume_from = bytes;
+        }
+        // The catalog's request counts against the image's attempts: a server whose image
+        // keeps failing then sees the check, the catalog and at most `max_download_attempts - 1`
+        // image requests before the offer is given up, the same bound as before catalogs
+        // came first (docs/AGENT-MACHINE.md: at most 6 requests in any hour).
+        u.attempts = u32::from(kind == FileKind::Catalog);
         self.failures = 0;
         self.last_error = None;
         self.download_next(now, u);
+        Ok(())
+    }
+
+    /// Holds the image to what the verified catalog lists for it.
+    fn apply_catalog(&self, u: &mut Update, verdict: CatalogVerdict) -> Result<(), RefusalKind> {
+        let listed = match verdict {
+            CatalogVerdict::Listed(listed) => listed,
+            CatalogVerdict::Refused(refusal) => return Err(refusal.kind()),
+            CatalogVerdict::NotChecked if self.config.offer_policy.require_catalog => {
+                return Err(RefusalKind::NoAnchors)
+            }
+            CatalogVerdict::NotChecked => return Ok(()),
+        };
+        let Some(image) = u.files.iter_mut().find(|f| f.kind == FileKind::Image) else {
+            return Ok(());
+        };
+        match listed {
+            ListedDigest::Sha256(digest) => {
+                let digest = Sha256Digest(digest);
+                // The reply's own digest (our extension) must agree with the signed one.
+                if image.sha256.is_some_and(|offered| offered != digest) {
+                    return Err(RefusalKind::DigestMismatch);
+                }
+                image.sha256 = Some(digest);
+            }
+            ListedDigest::Sha1(digest) => u.image_sha1 = Some(digest),
+        }
+        u.held_by_catalog = true;
         Ok(())
     }
 
@@ -213,6 +312,13 @@ impl Machine {
             // Give this offer up until the next regular check (which may resume it): a broken
             // file on the server must not be fetched every hour forever.
             self.last_error = Some(class);
+            let image = u
+                .files
+                .get(u.next)
+                .is_some_and(|f| f.kind == FileKind::Image);
+            if class == FailureClass::HashMismatch && image && u.held_by_catalog {
+                self.last_outcome = Some(CheckOutcome::Untrusted(RefusalKind::DigestMismatch));
+            }
             self.go_idle(now);
         } else {
             self.fail(now, class, Retry::Download(u));

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use ucupdate_protocol::{CheckResponse, FileName, Provisioning};
+use ucupdate_protocol::{CheckResponse, FileName, Provisioning, Sha256Digest};
+
+use crate::trust::{ListedDigest, Refusal};
 
 /// What kind of thing went wrong, as far as scheduling cares. The driver maps its errors here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +76,20 @@ pub struct DownloadedFile {
     pub file_name: FileName,
     /// Total size on disk.
     pub size: u64,
+    /// The SHA-256 the driver computed (`None` only when it could not hash every byte).
+    pub sha256: Option<Sha256Digest>,
+    /// For the catalog of an offer: what verifying it against the device's anchors found.
+    pub catalog: CatalogVerdict,
+}
+
+/// What the performer found when the downloaded file was the offer's catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogVerdict {
+    /// Not a catalog, or a device that does not verify (the simulator's `--trust none`).
+    NotChecked,
+    /// The catalog verifies and lists the image with this digest.
+    Listed(ListedDigest),
+    Refused(Refusal),
 }
 
 /// A download that did not complete.

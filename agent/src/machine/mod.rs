@@ -70,7 +70,9 @@ use ucupdate_protocol::{FirmwareVersion, HttpUrl, OfferedFile, Provisioning};
 
 pub use action::Action;
 pub use config::{ConfigError, LogPolicy, MachineConfig};
-pub use event::{CheckFailure, DownloadFailure, DownloadedFile, Event, FailureClass};
+pub use event::{
+    CatalogVerdict, CheckFailure, DownloadFailure, DownloadedFile, Event, FailureClass,
+};
 pub use persisted::{
     InstallMarker, PartialDownload, PersistError, PersistedState, ProvisionedUrls, PERSIST_FORMAT,
 };
@@ -142,13 +144,20 @@ struct Update {
     /// The base URL the files are fetched from, internal or external to match the check.
     base: HttpUrl,
     external: bool,
-    /// Image first, then the rest in the offer's order.
+    /// Catalog first, then the image, then the rest in the offer's order.
     files: Vec<OfferedFile>,
     /// Index of the file being (or to be) downloaded.
     next: usize,
     resume_from: u64,
     /// Failed attempts at this update since the last file completed.
     attempts: u32,
+    /// Where a resumed download continues once its catalog is verified again.
+    resume_at: Option<(usize, u64)>,
+    /// The image's SHA-1, when a legacy catalog lists it by SHA-1 only.
+    image_sha1: Option<[u8; 20]>,
+    /// The image's digest came from a verified catalog: a download that keeps failing it is an
+    /// image the catalog does not vouch for, and the status says so.
+    held_by_catalog: bool,
 }
 
 /// Where the next check goes.

@@ -8,7 +8,7 @@ use ucupdate_protocol::{FileName, FirmwareVersion};
 
 use super::event::FailureClass;
 use super::time::Instant;
-use crate::trust::OfferRefusal;
+use crate::trust::{OfferRefusal, RefusalKind};
 
 /// Where the machine is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,6 +82,44 @@ pub enum CheckOutcome {
     /// The offer broke a download rule (foreign file origin, declared size too large) and was
     /// dropped until the next regular check; nothing of it was downloaded.
     Refused(OfferRefusal),
+    /// The offer's catalog did not vouch for its image (or there was none): nothing of it is
+    /// installed, and it is not fetched again before the next regular check.
+    Untrusted(RefusalKind),
+}
+
+impl CheckOutcome {
+    /// The System-Information-style code of the last update status: `0x0` unless a catalog
+    /// refused the update (see [`RefusalKind::code`]).
+    pub fn code(&self) -> u32 {
+        match self {
+            CheckOutcome::Untrusted(kind) => kind.code(),
+            _ => 0,
+        }
+    }
+
+    /// The HTTP status of the check behind this outcome, where the outcome implies one (every
+    /// outcome that read a reply had a 200; a denial was a 401). Failures keep only their class.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            CheckOutcome::NoUpdate
+            | CheckOutcome::Offered(_)
+            | CheckOutcome::Refused(_)
+            | CheckOutcome::Untrusted(_) => Some(200),
+            CheckOutcome::DeniedNoUser | CheckOutcome::Failed(FailureClass::Unauthorized) => {
+                Some(401)
+            }
+            CheckOutcome::Failed(_) | CheckOutcome::NoServer => None,
+        }
+    }
+
+    /// `0x<code>/<http status>`, the phone's "Last Update Status" (`0x0/200`: success,
+    /// `0x2/200`: certificate validation failed); `-` where the HTTP status is not known.
+    pub fn update_status(&self) -> String {
+        match self.http_status() {
+            Some(http) => format!("0x{:x}/{http}", self.code()),
+            None => format!("0x{:x}/-", self.code()),
+        }
+    }
 }
 
 impl fmt::Display for CheckOutcome {
@@ -93,6 +131,7 @@ impl fmt::Display for CheckOutcome {
             CheckOutcome::Failed(c) => write!(f, "failed: {c}"),
             CheckOutcome::NoServer => f.write_str("no update server known"),
             CheckOutcome::Refused(r) => write!(f, "offer refused: {r}"),
+            CheckOutcome::Untrusted(r) => write!(f, "update refused (0x{:x}): {r}", r.code()),
         }
     }
 }

@@ -12,7 +12,7 @@ use ucupdate_protocol::{
 };
 
 use super::*;
-use crate::trust::{OfferRefusal, Origin};
+use crate::trust::{OfferRefusal, Origin, RefusalKind};
 
 const SEC: u64 = 1000;
 const MIN: u64 = 60 * SEC;
@@ -90,9 +90,17 @@ fn no_update() -> Event {
 }
 
 fn got(name: &str, size: u64) -> Event {
+    // The catalog answers with the digest of the image `offer` lists (5,000 bytes).
+    let catalog = if name.ends_with(".cat") {
+        CatalogVerdict::Listed(crate::trust::ListedDigest::Sha256([5000u64 as u8; 32]))
+    } else {
+        CatalogVerdict::NotChecked
+    };
     Event::DownloadDone(Ok(DownloadedFile {
         file_name: FileName::new(name).unwrap(),
         size,
+        sha256: None,
+        catalog,
     }))
 }
 
@@ -762,11 +770,12 @@ fn a_whole_update_with_exact_instants_and_persist_before_each_dependent_action()
             partial.completed,
             partial.bytes
         ),
-        (new_version(), "CPE.nbt", 0, 0)
+        (new_version(), "CPE.cat", 0, 0)
     );
+    // The catalog first: the image is then held to the digest it lists.
     let (url, name, from, ext) = download_of(&a[1]);
-    assert_eq!(url, "http://pool.contoso.com:80/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/3.5.6907.35/CPE/CPE.nbt");
-    assert_eq!((name.as_str(), from, ext), ("CPE.nbt", 0, false));
+    assert_eq!(url, "http://pool.contoso.com:80/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/3.5.6907.35/CPE/CPE.cat");
+    assert_eq!((name.as_str(), from, ext), ("CPE.cat", 0, false));
     assert_eq!(r.m.phase(), Phase::Downloading);
     assert_eq!(
         r.m.poll_timeout(),
@@ -774,12 +783,19 @@ fn a_whole_update_with_exact_instants_and_persist_before_each_dependent_action()
         "download watchdog"
     );
 
-    r.wait(60 * SEC);
-    let a = r.send(got("CPE.nbt", 5000));
-    assert_eq!(names(&a), ["persist", "download"]);
-    assert_eq!(download_of(&a[1]).1, "CPE.cat");
     r.wait(SEC);
     let a = r.send(got("CPE.cat", 100));
+    assert_eq!(names(&a), ["persist", "download"]);
+    let Action::Download { file, .. } = &a[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (file.file_name.as_str(), file.sha256),
+        ("CPE.nbt", Some(Sha256Digest([5000u64 as u8; 32]))),
+        "the image is held to the catalog's digest"
+    );
+    r.wait(60 * SEC);
+    let a = r.send(got("CPE.nbt", 5000));
     let [Action::Persist(s)] = &a[..] else {
         panic!("{a:?}")
     };
@@ -906,6 +922,7 @@ fn a_cut_download_resumes_from_the_bytes_kept_also_after_a_power_cut() {
     let mut r = Rig::new(cfg.clone(), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
+    r.send(got("CPE.cat", 100));
     r.wait(10 * SEC);
     let a = r.send(cut(FailureClass::Connect, 1200));
     let [Action::Persist(s)] = &a[..] else {
@@ -924,30 +941,28 @@ fn a_cut_download_resumes_from_the_bytes_kept_also_after_a_power_cut() {
     // Power cut now; the driver's partial file has grown to 3000 bytes and it says so.
     let mut state = s.clone();
     state.download.as_mut().unwrap().bytes = 3000;
-    let mut r = Rig::new(cfg, state);
+    let mut r = Rig::new(cfg, state.clone());
     assert_eq!(names(&r.tick_at(0)), ["check"]);
     let a = r.send(update(new_version()));
+    // The catalog is verified again first, without overwriting the record of the image...
+    assert_eq!(names(&a), ["download"]);
+    assert_eq!(
+        download_of(&a[0]),
+        (download_of(&a[0]).0, "CPE.cat".into(), 0, false)
+    );
+    assert_eq!(r.m.persisted().download, state.download);
+    // ...and then the image resumes where it was.
+    let a = r.send(got("CPE.cat", 100));
     assert_eq!(names(&a), ["download"]);
     assert_eq!(download_of(&a[0]).1, "CPE.nbt");
     assert_eq!(download_of(&a[0]).2, 3000);
     // The server meanwhile approved something else: the partial is dropped.
     let a = r.send(cut(FailureClass::Timeout, 3500));
     assert_eq!(names(&a), ["persist"]);
-    r.tick();
-    let other = v("4.0.7577.4066");
-    let a = r.send(got("CPE.nbt", 5000));
-    assert_eq!(download_of(&a[1]).1, "CPE.cat");
-    // Power cut after the image completed: only the catalog is fetched again.
     let Action::Persist(s) = &a[0] else {
         unreachable!()
     };
-    let mut r = Rig::new(config(|_| {}), s.clone());
-    r.tick_at(0);
-    let a = r.send(update(new_version()));
-    assert_eq!(
-        (download_of(&a[0]).1.as_str(), download_of(&a[0]).2),
-        ("CPE.cat", 0)
-    );
+    let other = v("4.0.7577.4066");
     let mut r = Rig::new(config(|_| {}), s.clone());
     r.tick_at(0);
     let a = r.send(update(other));
@@ -957,7 +972,7 @@ fn a_cut_download_resumes_from_the_bytes_kept_also_after_a_power_cut() {
     assert_eq!(fresh.download.as_ref().unwrap().version, other);
     assert_eq!(
         download_of(&a[1]),
-        (download_of(&a[1]).0, "CPE.nbt".into(), 0, false)
+        (download_of(&a[1]).0, "CPE.cat".into(), 0, false)
     );
 }
 
@@ -966,7 +981,9 @@ fn a_hash_mismatch_discards_the_bytes_and_counts_until_the_update_is_given_up() 
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
-    for attempt in 1..=4 {
+    r.send(got("CPE.cat", 100));
+    // The catalog's request counted as the first of the five attempts.
+    for attempt in 1..=3 {
         let a = r.send(cut(FailureClass::HashMismatch, 5000));
         if attempt == 1 {
             assert_eq!(
@@ -980,12 +997,18 @@ fn a_hash_mismatch_discards_the_bytes_and_counts_until_the_update_is_given_up() 
         let a = r.tick();
         assert_eq!(download_of(&a[0]).2, 0, "never resumes unverified bytes");
     }
-    // The fifth failed attempt gives the offer up until the next regular check.
+    // The fifth attempt (the fourth at the image) gives the offer up until the next check.
     let t = r.now.0;
     r.send(cut(FailureClass::HashMismatch, 5000));
     assert_eq!(r.m.phase(), Phase::Idle);
     assert_eq!(r.m.poll_timeout(), Some(Instant(t + DAY)));
     assert_eq!(r.m.status().last_error, Some(FailureClass::HashMismatch));
+    // The image was held to the catalog's digest: the status names the catalog's reason.
+    assert_eq!(
+        r.m.status().last_outcome,
+        Some(CheckOutcome::Untrusted(RefusalKind::DigestMismatch))
+    );
+    assert_eq!(r.m.status().last_outcome.unwrap().code(), 0x5);
     // A resumable cut persists the kept bytes; a later mismatch resets them to 0.
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
@@ -1001,6 +1024,7 @@ fn a_hash_mismatch_discards_the_bytes_and_counts_until_the_update_is_given_up() 
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
+    r.send(got("CPE.cat", 100));
     r.send(got("CPE.nbt", 4999));
     assert_eq!(r.m.status().last_error, Some(FailureClass::HashMismatch));
     assert_eq!(r.m.phase(), Phase::Backoff);
@@ -1053,8 +1077,8 @@ fn idle_wait_is_restarted_by_activity_and_calls() {
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
-    r.send(got("CPE.nbt", 5000));
     r.send(got("CPE.cat", 100));
+    r.send(got("CPE.nbt", 5000));
     assert_eq!(r.m.poll_timeout(), Some(Instant(5 * MIN)));
     r.wait(4 * MIN);
     r.send(Event::UserActivity);
@@ -1078,8 +1102,8 @@ fn a_failed_install_drops_the_marker_and_polls_again() {
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
-    r.send(got("CPE.nbt", 5000));
     r.send(got("CPE.cat", 100));
+    r.send(got("CPE.nbt", 5000));
     r.tick_at(5 * MIN);
     let a = r.send(Event::InstallDone(Err(FailureClass::HashMismatch)));
     let [Action::Persist(s)] = &a[..] else {
@@ -1092,8 +1116,8 @@ fn a_failed_install_drops_the_marker_and_polls_again() {
     let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
     r.tick_at(0);
     r.send(update(new_version()));
-    r.send(got("CPE.nbt", 5000));
     r.send(got("CPE.cat", 100));
+    r.send(got("CPE.nbt", 5000));
     r.tick_at(5 * MIN);
     assert_eq!(names(&r.tick_at(5 * MIN + HOUR)), ["persist"]);
     assert_eq!(r.m.status().last_error, Some(FailureClass::Timeout));
@@ -1318,10 +1342,10 @@ fn illegal_events_are_errors_that_change_nothing() {
     ));
     r.send(update(new_version()));
     assert_eq!(
-        r.m.handle(got("CPE.cat", 100), r.now),
+        r.m.handle(got("CPE.nbt", 5000), r.now),
         Err(MachineError::WrongFile {
-            expected: FileName::new("CPE.nbt").unwrap(),
-            got: FileName::new("CPE.cat").unwrap()
+            expected: FileName::new("CPE.cat").unwrap(),
+            got: FileName::new("CPE.nbt").unwrap()
         })
     );
     assert_eq!(r.m.phase(), Phase::Downloading);
@@ -1682,15 +1706,15 @@ fn a_withdrawn_offer_drops_the_partial_download() {
         panic!("{a:?}")
     };
     assert_eq!(s.download, None);
-    // A record whose position names another file than the offer's starts over.
-    state.download.as_mut().unwrap().completed = 1;
+    // A record whose position names another file than the offer's (position 0 is the
+    // catalog) starts over.
     let mut r = Rig::new(config(|_| {}), state);
     r.tick_at(0);
     let a = r.send(update(new_version()));
     assert_eq!(names(&a), ["persist", "download"]);
     assert_eq!(
         (download_of(&a[1]).1.as_str(), download_of(&a[1]).2),
-        ("CPE.nbt", 0)
+        ("CPE.cat", 0)
     );
 }
 
@@ -1857,8 +1881,8 @@ fn the_update_lives_in_the_states_that_act_on_it() {
     assert_eq!((u.next, u.resume_from, u.attempts), (0, 7, 1));
     assert_eq!(r.m.status().target_version, Some(new_version()));
     r.tick();
-    r.send(got("CPE.nbt", 5000));
     r.send(got("CPE.cat", 100));
+    r.send(got("CPE.nbt", 5000));
     let State::WaitingIdle { staged, .. } = &r.m.state else {
         panic!("{}", r.m.phase())
     };
@@ -1922,7 +1946,7 @@ fn files_on_another_origin_than_the_check_are_refused_once_until_the_next_poll()
     let (url, _, _, ext) = download_of(&a[1]);
     assert_eq!(
         (url.as_str(), ext),
-        ("http://127.0.0.1:18081/evil/CPE.nbt", false)
+        ("http://127.0.0.1:18081/evil/CPE.cat", false)
     );
 }
 
@@ -1982,4 +2006,131 @@ fn declared_sizes_over_the_limits_are_refused_and_an_earlier_partial_is_dropped(
         panic!("{a:?}")
     };
     assert_eq!(s.download, None);
+}
+
+// ----------------------------------------------------------------------------------------------
+// Catalogs and the anti-rollback floor (issue 12, rules 1-2)
+// ----------------------------------------------------------------------------------------------
+
+fn catalog_says(verdict: CatalogVerdict) -> Event {
+    Event::DownloadDone(Ok(DownloadedFile {
+        file_name: FileName::new("CPE.cat").unwrap(),
+        size: 100,
+        sha256: None,
+        catalog: verdict,
+    }))
+}
+
+/// The offer is refused with `kind`, nothing more is fetched, and the next request is the
+/// regular check a poll interval later (counted once, never a tight loop).
+fn assert_untrusted(r: &mut Rig, a: &[Action], kind: RefusalKind) {
+    assert!(
+        a.iter().all(|a| !matches!(a, Action::Download { .. })),
+        "{a:?}"
+    );
+    let s = r.m.status();
+    assert_eq!(s.last_outcome, Some(CheckOutcome::Untrusted(kind)));
+    assert_eq!(r.m.phase(), Phase::Idle);
+    assert_eq!(r.m.persisted().download, None);
+    assert_eq!(r.m.persisted().install, None);
+    let at = r.now.0 + DAY;
+    assert_eq!(names(&r.tick_at(at)), ["check"]);
+}
+
+#[test]
+fn an_offer_without_a_catalog_is_refused_before_any_download() {
+    let mut o = offer(new_version());
+    o.files.retain(|f| f.kind != FileKind::Catalog);
+    let (mut r, a) = offered(config(|_| {}), PersistedState::new(old()), o);
+    assert_untrusted(&mut r, &a, RefusalKind::Unsigned);
+    assert_eq!(r.m.status().last_outcome.unwrap().code(), 0x3);
+}
+
+#[test]
+fn a_catalog_that_does_not_verify_stops_the_update_before_the_image() {
+    use crate::trust::Refusal;
+    for (refusal, code) in [
+        (Refusal::BadSignature("tampered"), 0x3),
+        (Refusal::UnknownSigner("another CA".into()), 0x2),
+        (Refusal::NotCodeSigning, 0x2),
+        (Refusal::Expired("2019".into()), 0x2),
+        (Refusal::NotInCatalog("CPE.nbt".into()), 0x4),
+        (Refusal::NoAnchors, 0x2),
+    ] {
+        let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+        r.tick_at(0);
+        r.send(update(new_version()));
+        let kind = refusal.kind();
+        let a = r.send(catalog_says(CatalogVerdict::Refused(refusal)));
+        assert_untrusted(&mut r, &a, kind);
+        let text = r.m.status().last_outcome.unwrap().to_string();
+        assert!(
+            text.starts_with(&format!("update refused (0x{code:x})")),
+            "{text}"
+        );
+    }
+    // A device that was not asked to skip verification refuses an unchecked catalog.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    let a = r.send(catalog_says(CatalogVerdict::NotChecked));
+    assert_untrusted(&mut r, &a, RefusalKind::NoAnchors);
+}
+
+#[test]
+fn the_catalog_digest_must_agree_with_the_reply_and_sha1_listings_reach_the_download() {
+    use crate::trust::ListedDigest;
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    let a = r.send(catalog_says(CatalogVerdict::Listed(ListedDigest::Sha256(
+        [9; 32],
+    ))));
+    assert_untrusted(&mut r, &a, RefusalKind::DigestMismatch);
+    // A legacy catalog's SHA-1 listing goes with the image download.
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    let a = r.send(catalog_says(CatalogVerdict::Listed(ListedDigest::Sha1(
+        [7; 20],
+    ))));
+    let Some(Action::Download {
+        file, expect_sha1, ..
+    }) = a.last()
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (file.file_name.as_str(), *expect_sha1),
+        ("CPE.nbt", Some([7; 20]))
+    );
+    // With verification off (the simulator's `--trust none`) an unchecked catalog passes.
+    let cfg = config(|c| c.offer_policy.require_catalog = false);
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    r.tick_at(0);
+    r.send(update(new_version()));
+    let a = r.send(catalog_says(CatalogVerdict::NotChecked));
+    assert_eq!(download_of(a.last().unwrap()).1, "CPE.nbt");
+}
+
+#[test]
+fn the_floor_refuses_older_offers_below_it_but_allows_a_restore_above_it() {
+    let floor = v("2.0.0.0");
+    let cfg = config(|c| c.offer_policy.min_version = Some(floor));
+    let current = v("3.0.0.0");
+    // A restore to an older version above the floor is legitimate.
+    let (_, a) = offered(
+        cfg.clone(),
+        PersistedState::new(current),
+        offer(v("2.5.0.0")),
+    );
+    assert_eq!(names(&a), ["persist", "download"]);
+    // Below the floor: refused, nothing fetched.
+    let (mut r, a) = offered(cfg, PersistedState::new(current), offer(v("1.9.9.9")));
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(
+        r.m.status().last_outcome,
+        Some(CheckOutcome::Refused(OfferRefusal::BelowFloor))
+    );
+    assert_eq!(names(&r.tick_at(DAY)), ["check"]);
 }

@@ -34,6 +34,9 @@ pub enum DownloadSink<'a> {
     /// Count and hash only (the simulator's devices have no disk). Resuming into a discard
     /// sink cannot know the earlier bytes, so the SHA-256 is then not checked.
     Discard,
+    /// Keep the bytes in [`DownloadedFile::body`], up to `MAX_CATALOG_BYTES` (the bytes past
+    /// that are counted and hashed only): a simulated device's catalog.
+    Memory,
 }
 
 /// A complete, verified download.
@@ -45,6 +48,8 @@ pub struct DownloadedFile {
     pub sha256: Option<Sha256Digest>,
     /// Bytes kept from an earlier attempt (0 when the server made us start over).
     pub resumed_from: u64,
+    /// The bytes themselves, for a [`DownloadSink::Memory`] (empty otherwise).
+    pub body: Vec<u8>,
 }
 
 /// Downloads `url` into `dest`, resuming after `resume_from` bytes already there, and checks
@@ -117,6 +122,7 @@ enum Writer {
         path: PathBuf,
     },
     Discard,
+    Memory(Vec<u8>),
 }
 
 impl Progress {
@@ -137,6 +143,13 @@ impl Progress {
                 hasher: (wanted == 0).then(Sha256::new),
                 written: wanted,
                 resumed_from: wanted,
+            }),
+            // Held in memory: nothing to resume from.
+            DownloadSink::Memory => Ok(Progress {
+                writer: Writer::Memory(Vec::new()),
+                hasher: Some(Sha256::new()),
+                written: 0,
+                resumed_from: 0,
             }),
             DownloadSink::File(path) => {
                 // 0600, and never through a symlink: a link planted in staging/ would make the
@@ -196,10 +209,16 @@ impl Progress {
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), NetError> {
-        if let Writer::File { file, path } = &mut self.writer {
-            file.write_all(data)
+        match &mut self.writer {
+            Writer::File { file, path } => file
+                .write_all(data)
                 .await
-                .map_err(NetError::io("write", path))?;
+                .map_err(NetError::io("write", path))?,
+            Writer::Memory(body) => {
+                let room = ucupdate_protocol::catalog::MAX_CATALOG_BYTES.saturating_sub(body.len());
+                body.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            Writer::Discard => {}
         }
         if let Some(h) = &mut self.hasher {
             h.update(data);
@@ -221,6 +240,9 @@ impl Progress {
                 .seek(std::io::SeekFrom::Start(0))
                 .await
                 .map_err(NetError::io("seek", path))?;
+        }
+        if let Writer::Memory(body) = &mut self.writer {
+            body.clear();
         }
         self.hasher = Some(Sha256::new());
         self.written = 0;
@@ -453,10 +475,15 @@ async fn verify(
             });
         }
     }
+    let body = match progress.writer {
+        Writer::Memory(body) => body,
+        _ => Vec::new(),
+    };
     Ok(DownloadedFile {
         size,
         sha256,
         resumed_from: progress.resumed_from,
+        body,
     })
 }
 

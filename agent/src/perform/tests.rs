@@ -124,6 +124,8 @@ fn download_action(url: &str, size: u64) -> Action {
         },
         resume_from: 0,
         external: false,
+        catalog_for: None,
+        expect_sha1: None,
     }
 }
 

@@ -145,21 +145,79 @@ pub enum Refusal {
     /// The catalog does not decode.
     #[error("malformed catalog: {0}")]
     Malformed(CatalogError),
+    /// The offer carries no catalog at all.
+    #[error("the offer has no catalog")]
+    Unsigned,
+    /// The device has no trust anchors (`[trust] catalog_roots`), so nothing can verify.
+    #[error("no catalog trust anchors are configured")]
+    NoAnchors,
+}
+
+/// A [`Refusal`] without its detail: what the machine keeps for the status (small and `Copy`;
+/// the detail goes to the log when the refusal happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefusalKind {
+    #[error("bad catalog signature")]
+    BadSignature,
+    #[error("catalog signer is not trusted")]
+    UnknownSigner,
+    #[error("catalog signer is not a code-signing certificate")]
+    NotCodeSigning,
+    #[error("catalog signer certificate expired at the signing time")]
+    Expired,
+    #[error("image not listed in the catalog")]
+    NotInCatalog,
+    #[error("image does not match the catalog")]
+    DigestMismatch,
+    #[error("image listed with SHA-1 only")]
+    Sha1NotAllowed,
+    #[error("malformed catalog")]
+    Malformed,
+    #[error("unsigned: the offer has no catalog")]
+    Unsigned,
+    #[error("no catalog trust anchors configured")]
+    NoAnchors,
+}
+
+impl RefusalKind {
+    /// See [`Refusal::code`].
+    pub fn code(self) -> u32 {
+        match self {
+            RefusalKind::Malformed => 0x1,
+            RefusalKind::UnknownSigner
+            | RefusalKind::NotCodeSigning
+            | RefusalKind::Expired
+            | RefusalKind::NoAnchors => 0x2,
+            RefusalKind::BadSignature | RefusalKind::Unsigned => 0x3,
+            RefusalKind::NotInCatalog => 0x4,
+            RefusalKind::DigestMismatch => 0x5,
+            RefusalKind::Sha1NotAllowed => 0x6,
+        }
+    }
 }
 
 impl Refusal {
     /// The System-Information-style code: `0x2` is the phone's "certificate validation
-    /// failed" (UnknownSigner, NotCodeSigning, Expired); the others are this project's:
-    /// `0x1` malformed, `0x3` bad signature, `0x4` not in catalog, `0x5` digest mismatch,
-    /// `0x6` SHA-1 not allowed.
+    /// failed" (UnknownSigner, NotCodeSigning, Expired, and no anchors at all); the others are
+    /// this project's: `0x1` malformed, `0x3` bad signature or unsigned, `0x4` not in catalog,
+    /// `0x5` digest mismatch, `0x6` SHA-1 not allowed.
     pub fn code(&self) -> u32 {
+        self.kind().code()
+    }
+
+    pub fn kind(&self) -> RefusalKind {
         match self {
-            Refusal::Malformed(_) => 0x1,
-            Refusal::UnknownSigner(_) | Refusal::NotCodeSigning | Refusal::Expired(_) => 0x2,
-            Refusal::BadSignature(_) => 0x3,
-            Refusal::NotInCatalog(_) => 0x4,
-            Refusal::DigestMismatch(_) => 0x5,
-            Refusal::Sha1NotAllowed(_) => 0x6,
+            Refusal::BadSignature(_) => RefusalKind::BadSignature,
+            Refusal::UnknownSigner(_) => RefusalKind::UnknownSigner,
+            Refusal::NotCodeSigning => RefusalKind::NotCodeSigning,
+            Refusal::Expired(_) => RefusalKind::Expired,
+            Refusal::NotInCatalog(_) => RefusalKind::NotInCatalog,
+            Refusal::DigestMismatch(_) => RefusalKind::DigestMismatch,
+            Refusal::Sha1NotAllowed(_) => RefusalKind::Sha1NotAllowed,
+            Refusal::Malformed(_) => RefusalKind::Malformed,
+            Refusal::Unsigned => RefusalKind::Unsigned,
+            Refusal::NoAnchors => RefusalKind::NoAnchors,
         }
     }
 }
@@ -170,6 +228,14 @@ pub struct VerifiedCatalog {
     members: Vec<Member>,
     signing_time: Option<u64>,
     policy: CatalogPolicy,
+}
+
+/// What a catalog lists for one file (see [`VerifiedCatalog::listed_digest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedDigest {
+    Sha256([u8; 32]),
+    /// Only with `allow_sha1_catalogs`.
+    Sha1([u8; 20]),
 }
 
 /// An image's digests: SHA-256 always; SHA-1 only needed for SHA-1-only catalogs.
@@ -193,15 +259,29 @@ impl From<&[u8; 32]> for ImageDigests {
 
 impl VerifiedCatalog {
     /// Whether the image `file_name` (compared ASCII-case-insensitively, as Windows does) with
-    /// these digests is listed. A SHA-256 member decides when there is one; SHA-1 members count
-    /// only with `allow_sha1_catalogs` and a SHA-1 in `digests`.
+    /// these digests is listed, by the rules of [`VerifiedCatalog::listed_digest`].
     pub fn verify_file(
         &self,
         file_name: &str,
         digests: impl Into<ImageDigests>,
     ) -> Result<(), Refusal> {
         let digests = digests.into();
-        let named: Vec<_> = self
+        let listed = match self.listed_digest(file_name)? {
+            ListedDigest::Sha256(d) => d == digests.sha256,
+            ListedDigest::Sha1(d) => digests.sha1 == Some(d),
+        };
+        listed
+            .then_some(())
+            .ok_or_else(|| Refusal::DigestMismatch(file_name.to_string()))
+    }
+
+    /// The digest the catalog lists for `file_name`, before the file is fetched: the device
+    /// downloads the catalog first and then holds the image to this digest, so an image the
+    /// catalog does not vouch for is never pulled in whole. A SHA-256 member decides when there
+    /// is one (two different SHA-256 digests under one name are refused as ambiguous); SHA-1
+    /// members count only with `allow_sha1_catalogs`.
+    pub fn listed_digest(&self, file_name: &str) -> Result<ListedDigest, Refusal> {
+        let mut named = self
             .members
             .iter()
             .filter(|m| {
@@ -210,24 +290,30 @@ impl VerifiedCatalog {
                     .is_some_and(|n| n.eq_ignore_ascii_case(file_name))
             })
             .filter_map(|m| m.digest.as_ref())
-            .collect();
-        if named.is_empty() {
+            .peekable();
+        if named.peek().is_none() {
             return Err(Refusal::NotInCatalog(file_name.to_string()));
         }
-        let sha256: Vec<_> = named.iter().filter(|d| !d.is_sha1()).collect();
-        if !sha256.is_empty() {
-            return if sha256.iter().any(|d| d.value() == digests.sha256) {
-                Ok(())
-            } else {
-                Err(Refusal::DigestMismatch(file_name.to_string()))
-            };
+        let (mut sha256, mut sha1) = (None::<&[u8]>, None::<&[u8]>);
+        for d in named {
+            let slot = if d.is_sha1() { &mut sha1 } else { &mut sha256 };
+            match slot {
+                Some(seen) if *seen != d.value() => {
+                    return Err(Refusal::DigestMismatch(file_name.to_string()))
+                }
+                _ => *slot = Some(d.value()),
+            }
         }
-        if !self.policy.allow_sha1_catalogs {
-            return Err(Refusal::Sha1NotAllowed(file_name.to_string()));
-        }
-        match digests.sha1 {
-            Some(sha1) if named.iter().any(|d| d.value() == sha1) => Ok(()),
-            _ => Err(Refusal::DigestMismatch(file_name.to_string())),
+        let mismatch = || Refusal::DigestMismatch(file_name.to_string());
+        match (sha256, sha1) {
+            (Some(d), _) => d
+                .try_into()
+                .map(ListedDigest::Sha256)
+                .map_err(|_| mismatch()),
+            (None, Some(d)) if self.policy.allow_sha1_catalogs => {
+                d.try_into().map(ListedDigest::Sha1).map_err(|_| mismatch())
+            }
+            _ => Err(Refusal::Sha1NotAllowed(file_name.to_string())),
         }
     }
 

@@ -13,10 +13,37 @@ pub mod catalog;
 pub mod offer;
 
 pub use catalog::{
-    verify_catalog, AnchorError, CatalogClock, CatalogPolicy, ImageDigests, Refusal, TrustAnchors,
-    VerifiedCatalog, MAX_FUTURE_SKEW_SECS,
+    verify_catalog, AnchorError, CatalogClock, CatalogPolicy, ImageDigests, ListedDigest, Refusal,
+    RefusalKind, TrustAnchors, VerifiedCatalog, MAX_FUTURE_SKEW_SECS,
 };
 pub use offer::{check_offer, OfferPolicy, OfferRefusal, Origin};
+
+/// How one device decides on catalogs: its anchors (`[trust] catalog_roots`), its policy, and
+/// whether its clock may be believed (`[trust] trusted_clock`; see [`catalog`], "Which time").
+#[derive(Debug, Clone)]
+pub struct CatalogTrust {
+    pub anchors: TrustAnchors,
+    pub policy: CatalogPolicy,
+    pub trusted_clock: bool,
+}
+
+impl CatalogTrust {
+    /// Verifies the catalog `bytes` and returns the digest it lists for `image`: what the
+    /// image download is then held to.
+    pub fn image_digest(
+        &self,
+        bytes: &[u8],
+        image: &str,
+        now_unix_secs: u64,
+    ) -> Result<ListedDigest, Refusal> {
+        let clock = if self.trusted_clock {
+            CatalogClock::Trusted(now_unix_secs)
+        } else {
+            CatalogClock::Untrusted
+        };
+        verify_catalog(bytes, &self.anchors, clock, self.policy)?.listed_digest(image)
+    }
+}
 
 #[cfg(test)]
 mod tests;

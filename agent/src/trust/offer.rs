@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use ucupdate_protocol::{HttpUrl, OfferedFile};
+use ucupdate_protocol::{FirmwareVersion, HttpUrl, OfferedFile};
 
 /// 512 MiB: twice the largest Phone Edition image seen; a larger claim is a hostile reply.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 << 20;
@@ -50,6 +50,12 @@ pub struct OfferPolicy {
     pub allowed_file_origins: Vec<Origin>,
     pub max_file_bytes: u64,
     pub max_offer_bytes: u64,
+    /// Nothing is installed unless the offer's catalog verifies (always, in the agent; the
+    /// simulator turns it off only for `--trust none`).
+    pub require_catalog: bool,
+    /// `[trust] min_version`, the anti-rollback floor: an older offer than the current version
+    /// is allowed (an administrator's restore) but never one below this.
+    pub min_version: Option<FirmwareVersion>,
 }
 
 impl Default for OfferPolicy {
@@ -58,6 +64,8 @@ impl Default for OfferPolicy {
             allowed_file_origins: Vec::new(),
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
+            require_catalog: true,
+            min_version: None,
         }
     }
 }
@@ -76,6 +84,9 @@ pub enum OfferRefusal {
     /// The files together declare more than `max_offer_bytes`.
     #[error("offer larger than max_offer_bytes")]
     OfferTooLarge,
+    /// The offered version is below `min_version`.
+    #[error("version below min_version")]
+    BelowFloor,
 }
 
 /// Whether the device may download `files` from under `base`, offered by a check that went to

@@ -44,9 +44,12 @@ sign_in_jitter = "0s"
 idle_before_restart = "200ms"
 [hooks]
 reboot_cmd = 'echo "$UCUPDATE_VERSION" > "{marker}"'
+[trust]
+catalog_roots = "{roots}"
 [agent]
 seed = 3
 "#,
+            roots = write_catalog_roots(dir).display(),
             state = dev.state_dir().display(),
             password = password.display(),
             external = stub.server.external_url().unwrap(),

@@ -11,6 +11,8 @@ use ucupdate_agent::device::{DeviceConfig, HookDevice, HooksConfig};
 use ucupdate_agent::driver::{Driver, DriverConfig, DriverHandle, RunOutcome, StatusReport};
 use ucupdate_agent::machine::{MachineConfig, PersistedState};
 use ucupdate_agent::net::{Client, ClientSettings, TlsOptions};
+use ucupdate_agent::perform::CatalogCheck;
+use ucupdate_agent::trust::{CatalogPolicy, CatalogTrust, TrustAnchors};
 // The update key, versions, published files, NTLM user and device MAC every crate's tests share.
 pub use ucupdate_server_stub::testing::{files, key, v, MAC, PASSWORD, USER};
 use ucupdate_server_stub::{testing, RunningServer, ServerConfig};
@@ -143,12 +145,29 @@ pub fn client_for(stub: &Stub) -> Client {
 
 pub fn driver_config(stub: &Stub, dev: &Dev, machine: MachineConfig) -> DriverConfig {
     let mut config = DriverConfig::new(dev.state_dir(), machine, client_for(stub));
+    config.catalog_check = fixture_catalogs();
     config.exit_on_reboot = true;
     config.seed = Some(7);
     // Discovery is not wanted unless a test asks: no host resolv.conf or leases.
     config.resolv_conf = dev.dir.path().join("no-resolv.conf");
     config.lease_paths = Vec::new();
     config
+}
+
+/// Verifies catalogs against the CA that signs the fixtures' ([`files`]).
+pub fn fixture_catalogs() -> CatalogCheck {
+    CatalogCheck::Verify(std::sync::Arc::new(CatalogTrust {
+        anchors: TrustAnchors::from_pem(testing::catalog_ca_pem().as_bytes()).unwrap(),
+        policy: CatalogPolicy::default(),
+        trusted_clock: false,
+    }))
+}
+
+/// Writes the fixtures' catalog CA into `dir` for a TOML `[trust] catalog_roots`.
+pub fn write_catalog_roots(dir: &Path) -> PathBuf {
+    let path = dir.join("catalog-roots.pem");
+    std::fs::write(&path, testing::catalog_ca_pem()).unwrap();
+    path
 }
 
 /// An internal machine config pointing at the stub's plain-HTTP listener.

@@ -5,7 +5,8 @@
 //! - `driver_*`: the real driver and the `ucupdate-agent` binary against the in-process server
 //!   stub (`driver_support`: the stub, hook devices, status polling);
 //! - `power_cut`: the real binary SIGKILLed at seeded instants through a whole update;
-//! - `trust_hostile`: the download rules against `peers/hostile_server.py`, a hostile server.
+//! - `trust_hostile`: the download rules against `peers/hostile_server.py`, a hostile server;
+//! - `trust_catalog`: the catalog attacks against the real binary and the same hostile server.
 
 mod dns_discovery;
 mod driver_cli;
@@ -19,4 +20,5 @@ mod net_download;
 mod net_ntlm;
 mod net_support;
 mod power_cut;
+mod trust_catalog;
 mod trust_hostile;

@@ -123,6 +123,11 @@ impl Device {
              sleep 0.3; echo \"$UCUPDATE_VERSION\" >> {d}/installs.log"
         );
         let reboot = format!("echo \"$UCUPDATE_VERSION\" >> {d}/reboots.log");
+        std::fs::write(
+            dir.join("catalog-roots.pem"),
+            ucupdate_server_stub::testing::catalog_ca_pem(),
+        )
+        .unwrap();
         let toml = format!(
             r#"state_dir = "{d}/state"
 [device]
@@ -141,6 +146,8 @@ backoff_cap = "2s"
 install_cmd = {install:?}
 reboot_cmd = {reboot:?}
 hook_timeout = "30s"
+[trust]
+catalog_roots = "{d}/catalog-roots.pem"
 [agent]
 exit_on_reboot = true
 control_socket = false
@@ -212,6 +219,13 @@ async fn sigkill_at_fifty_points_never_installs_unverified_bytes_and_ends_on_tar
     let stub = ucupdate_server_stub::start(config).await.unwrap();
     let image = image();
     let digest = hex(&Sha256::digest(&image));
+    let catalog = ucupdate_server_stub::testing::catalog_signer()
+        .signer
+        .sign_files(
+            &[("CPE.nbt", &image[..])],
+            ucupdate_server_stub::testing::CATALOG_SIGNING_TIME,
+        )
+        .unwrap();
     let control = stub.control();
     let new: FirmwareVersion = NEW.parse().unwrap();
     control
@@ -220,7 +234,7 @@ async fn sigkill_at_fifty_points_never_installs_unverified_bytes_and_ends_on_tar
             new,
             vec![
                 (FileName::new("CPE.nbt").unwrap(), image),
-                (FileName::new("CPE.cat").unwrap(), b"catalog".to_vec()),
+                (FileName::new("CPE.cat").unwrap(), catalog),
             ],
         )
         .await

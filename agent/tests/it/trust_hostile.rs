@@ -1,7 +1,10 @@
 //! The download rules of issue 12 (rules 3, 5 and 6) against a hostile server that nobody on
 //! the agent side wrote: `peers/hostile_server.py` (Python's http.server) answers the check
-//! with a crafted offer and every file request with an endless body. The real driver runs
-//! against it; each attack ends with nothing installed and the reason in the status.
+//! with a crafted offer, serves the files a test hands it (a catalog signed by the fixtures' CA
+//! that lists the offered image, so the download gets as far as the image) and answers any
+//! other file request with an endless body. The real driver runs against it; each attack ends
+//! with nothing installed and the reason in the status. `trust_catalog` does the catalog
+//! attacks against the real binary.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,26 +20,39 @@ use ucupdate_agent::machine::MachineConfig;
 use ucupdate_agent::net::{Client, ClientSettings};
 
 /// The Python peer, killed on drop.
-struct Hostile {
+pub struct Hostile {
     _child: tokio::process::Child,
-    check_port: u16,
+    pub check_port: u16,
     file_port: u16,
     hits: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Hostile {
-    /// Serves `offer` (with `{CHECK_PORT}` / `{FILE_PORT}` in its base URL) to every check.
+    /// Serves `offer` (with `{CHECK_PORT}` / `{FILE_PORT}` in its base URL) to every check
+    /// and a catalog for it signed by the fixtures' CA.
     async fn start(offer: Offer) -> Hostile {
+        let catalog = fixture_catalog_listing(&offer);
+        Self::serving(offer, vec![("CPE.cat".into(), catalog)]).await
+    }
+
+    /// Serves `offer` to every check and `files` (by base name) to file requests.
+    pub async fn serving(offer: Offer, files: Vec<(String, Vec<u8>)>) -> Hostile {
         let dir = tempfile::tempdir().unwrap();
         let canned = dir.path().join("reply.xml");
         std::fs::write(&canned, CheckResponse::Update(offer).encode()).unwrap();
         let hits = dir.path().join("hits");
+        let served = dir.path().join("files");
+        std::fs::create_dir(&served).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(served.join(name), bytes).unwrap();
+        }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/hostile_server.py");
         let mut child = tokio::process::Command::new("python3")
             .arg(script)
             .arg(&canned)
             .arg(&hits)
+            .arg(&served)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -59,8 +75,24 @@ impl Hostile {
         }
     }
 
-    fn hits(&self) -> String {
+    pub fn hits(&self) -> String {
         std::fs::read_to_string(&self.hits).unwrap_or_default()
+    }
+
+    /// The hits that were not for the catalog.
+    fn file_hits(&self) -> String {
+        self.hits()
+            .lines()
+            .filter(|l| !l.ends_with("/CPE.cat"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    pub fn check_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/RequestHandler/ucdevice.upx",
+            self.check_port
+        )
     }
 
     fn machine(&self) -> MachineConfig {
@@ -77,6 +109,18 @@ impl Hostile {
 }
 
 fn offer(base_url: &str, size: u64) -> Offer {
+    let mut offer = bare_offer(base_url, Some(size), Some(Sha256Digest([7; 32])));
+    offer.files.push(OfferedFile {
+        kind: FileKind::Catalog,
+        file_name: FileName::new("CPE.cat").unwrap(),
+        size: None,
+        sha256: None,
+    });
+    offer
+}
+
+/// An offer of version 2.0.0.0 with just an image `CPE.nbt` (no catalog).
+pub fn bare_offer(base_url: &str, size: Option<u64>, sha256: Option<Sha256Digest>) -> Offer {
     Offer {
         base_url: base_url.into(),
         external_base_url: String::new(),
@@ -87,10 +131,31 @@ fn offer(base_url: &str, size: u64) -> Offer {
         files: vec![OfferedFile {
             kind: FileKind::Image,
             file_name: FileName::new("CPE.nbt").unwrap(),
-            size: Some(size),
-            sha256: Some(Sha256Digest([7; 32])),
+            size,
+            sha256,
         }],
     }
+}
+
+/// A catalog signed by the fixtures' CA that lists the offer's image with its digest.
+fn fixture_catalog_listing(offer: &Offer) -> Vec<u8> {
+    use ucupdate_protocol::catalog::{Member, MemberDigest};
+    let image = offer
+        .files
+        .iter()
+        .find(|f| f.kind == FileKind::Image)
+        .unwrap();
+    let digest = image.sha256.unwrap().0;
+    ucupdate_server_stub::testing::catalog_signer()
+        .signer
+        .sign_members(
+            vec![Member::new(
+                image.file_name.as_str(),
+                MemberDigest::sha256(digest),
+            )],
+            ucupdate_server_stub::testing::CATALOG_SIGNING_TIME,
+        )
+        .unwrap()
 }
 
 fn config(dev: &Dev, machine: MachineConfig) -> DriverConfig {
@@ -100,6 +165,7 @@ fn config(dev: &Dev, machine: MachineConfig) -> DriverConfig {
         Client::with_settings(ClientSettings::default()),
     );
     config.seed = Some(7);
+    config.catalog_check = fixture_catalogs();
     config.resolv_conf = dev.dir.path().join("no-resolv.conf");
     config.lease_paths = Vec::new();
     config
@@ -156,7 +222,10 @@ async fn a_foreign_origin_listed_in_allowed_file_origins_is_fetched() {
     run_until(&dev, machine, |s| s.last_error.is_some()).await;
     assert_eq!(
         server.hits(),
-        format!("GET {} /evil/CPE.nbt\n", server.file_port)
+        format!(
+            "GET {0} /evil/CPE.cat\nGET {0} /evil/CPE.nbt\n",
+            server.file_port
+        )
     );
 }
 
@@ -183,7 +252,7 @@ async fn a_body_longer_than_declared_is_cut_and_removed() {
     let server = Hostile::start(offer("http://127.0.0.1:{CHECK_PORT}/files", 1000)).await;
     let dev = Dev::new();
     let status = run_until(&dev, server.machine(), |s| s.last_error.is_some()).await;
-    assert_eq!(server.hits().lines().count(), 1, "{}", server.hits());
+    assert_eq!(server.file_hits().lines().count(), 1, "{}", server.hits());
     assert_eq!(
         status.phase, "idle",
         "given up until the next poll: {status:?}"
@@ -207,7 +276,7 @@ async fn a_symlink_planted_in_staging_is_not_followed() {
     let status = run_until(&dev, server.machine(), |s| s.last_error.is_some()).await;
     assert_eq!(status.last_error.as_deref(), Some("io"), "{status:?}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-    assert_eq!(server.hits(), "", "refused before the request");
+    assert_eq!(server.file_hits(), "", "refused before the request");
     assert_eq!(dev.installs(), "");
 }
 

@@ -6,19 +6,23 @@ loopback ports, a "check" port and a "files" port, so an offer can name a foreig
 
 - Any POST (a check) gets the canned reply read from RESPONSE_XML_FILE, with `{CHECK_PORT}`
   and `{FILE_PORT}` replaced by the two ports.
-- Any GET (a file) is recorded as `GET <port> <path>` in HITS_FILE, then answered 200 with no
-  Content-Length and an endless body (close-delimited), until the client hangs up.
+- Any GET (a file) is recorded as `GET <port> <path>` in HITS_FILE. A file of that base name
+  in FILES_DIR (a catalog the test signed, a swapped image) is served as it is; any other GET is
+  answered 200 with no Content-Length and an endless body (close-delimited), until the client
+  hangs up.
 
-Usage: hostile_server.py RESPONSE_XML_FILE HITS_FILE
+Usage: hostile_server.py RESPONSE_XML_FILE HITS_FILE [FILES_DIR]
 Prints `PORTS <check> <files>` on stdout once both listen, then serves until killed.
 """
 
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CANNED = b""
 HITS = ""
+FILES = None
 LOCK = threading.Lock()
 
 
@@ -41,6 +45,15 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             with open(HITS, "a") as hits:
                 hits.write("GET %d %s\n" % (self.server.server_address[1], self.path))
+        name = os.path.basename(self.path)
+        if FILES and name and os.path.isfile(os.path.join(FILES, name)):
+            body = open(os.path.join(FILES, name), "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
@@ -55,9 +68,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global CANNED, HITS
+    global CANNED, HITS, FILES
     template = open(sys.argv[1], "rb").read()
     HITS = sys.argv[2]
+    FILES = sys.argv[3] if len(sys.argv) > 3 else None
     open(HITS, "a").close()
     check = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     files = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

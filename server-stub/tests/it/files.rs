@@ -127,15 +127,17 @@ async fn each_share_only_on_its_site_and_missing_files() {
 #[tokio::test]
 async fn the_internal_tls_listener_serves_the_internal_share() {
     let t = start().await;
+    let published = files("v2");
+    let catalog = published[1].1.clone();
     t.server
         .control()
-        .publish(&key(), v("2.0.0.0"), files("v2"))
+        .publish(&key(), v("2.0.0.0"), published)
         .await
         .unwrap();
     let mut tls = Conn::tls(t.server.internal_tls_addr().unwrap(), t.server.ca_pem()).await;
     assert_eq!(
         tls.get(&format!("{DIR}/CPE.cat"), &[]).await.body,
-        &b"catalog v2"[..]
+        &catalog[..]
     );
     let ext_path = DIR.replace("_Int", "_Ext") + "/CPE.cat";
     assert_eq!(tls.get(&ext_path, &[]).await.status, StatusCode::NOT_FOUND);

@@ -1,6 +1,7 @@
 //! The end of a run: each device's verdict against the scenario's expectations, and the
 //! report assembled from the metrics; plus the live progress snapshot.
 
+use ucupdate_agent::machine::CheckOutcome;
 use ucupdate_protocol::FirmwareVersion;
 
 use super::device::Device;
@@ -157,7 +158,16 @@ fn verdict(
     if !dev.ever_on {
         Some("never-powered-on".to_owned())
     } else if reached != expected {
-        Some("wrong-version".to_owned())
+        // A device that refused the update says why (its catalog did not vouch for it...).
+        let why = dev
+            .machine
+            .as_ref()
+            .and_then(|m| m.status().last_outcome)
+            .filter(|o| matches!(o, CheckOutcome::Untrusted(_) | CheckOutcome::Refused(_)));
+        Some(match why {
+            Some(outcome) => format!("wrong-version ({outcome})"),
+            None => "wrong-version".to_owned(),
+        })
     } else if dev.checks < expect.min_checks {
         Some(format!(
             "too-few-answered-checks ({} < {})",

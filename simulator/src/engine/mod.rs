@@ -44,6 +44,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use ucupdate_agent::machine::MachineConfig;
 use ucupdate_agent::net;
+use ucupdate_agent::perform::CatalogCheck;
 use ucupdate_agent::trust::Origin;
 use ucupdate_protocol::{HttpUrl, Provisioning};
 
@@ -76,6 +77,8 @@ pub struct Target {
 
 /// Everything a run needs.
 pub struct RunConfig {
+    /// How every device verifies the catalogs it downloads.
+    pub catalog: CatalogCheck,
     pub scenario: Scenario,
     pub fleet: FleetSpec,
     pub shard: Shard,
@@ -183,6 +186,7 @@ impl Engine {
                 .flatten()
                 .map(Origin::of)
                 .collect();
+        base.offer_policy.require_catalog = !matches!(cfg.catalog, CatalogCheck::Skip);
         let mut external = base.clone();
         external.outside_firewall = Some(true);
         base.outside_firewall = Some(false);

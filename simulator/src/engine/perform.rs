@@ -77,7 +77,12 @@ impl Context for SimDevice<'_> {
             .map(|user| Credentials::parse_user(user, &password))
     }
 
-    /// A virtual device has no disk: downloads are counted and hashed only.
+    fn catalog_check(&self) -> perform::CatalogCheck {
+        self.engine.cfg.catalog.clone()
+    }
+
+    /// A virtual device has no disk: downloads are counted and hashed only (a catalog is
+    /// kept in memory for its verification).
     fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {
         None
     }

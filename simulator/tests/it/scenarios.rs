@@ -395,3 +395,36 @@ async fn a_remote_stub_is_driven_through_its_admin_api_with_its_token() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// The simulated devices run the agent's catalog verifier: given roots that did not sign the
+/// embedded server's catalogs, no device installs the rollout, and the failures say why; with
+/// `--trust none` they install without verifying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_devices_refuse_catalogs_their_roots_did_not_sign() {
+    use ucupdate_simulator::runner::CatalogTrustChoice;
+    let foreign = ucupdate_server_stub::catalog::throwaway_signer(Default::default()).unwrap();
+    let scenario = Scenario::load("rollout").unwrap();
+    let mut spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, 20, 4));
+    spec.catalog_trust = CatalogTrustChoice::Roots(foreign.ca_pem.into_bytes());
+    let r = runner::run(spec).await.unwrap().report;
+    assert_eq!(
+        r.verdicts.passed,
+        0,
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+    let reasons = format!("{:?}", r.verdicts.failures);
+    assert!(
+        reasons.contains("catalog signer is not trusted"),
+        "{reasons}"
+    );
+
+    let mut spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, 20, 4));
+    spec.catalog_trust = CatalogTrustChoice::None;
+    let r = runner::run(spec).await.unwrap().report;
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+}

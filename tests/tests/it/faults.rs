@@ -45,16 +45,24 @@ const HOUR: u64 = 3_600_000;
 const OLD: &str = "1.0.522.101";
 const NEW: &str = "1.0.522.200";
 
-/// The published files of [`NEW`]: an image big enough to be cut mid-way, and a catalog.
+/// The published files of [`NEW`]: an image big enough to be cut mid-way, and its catalog
+/// (signed by the fixtures' CA, which the device trusts). Made once: a signature is not the
+/// same twice, and the install compares the staged bytes with these.
 fn published() -> Vec<(FileName, Vec<u8>)> {
-    let image: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    vec![
-        (FileName::new("CPE.nbt").unwrap(), image),
-        (
-            FileName::new("CPE.cat").unwrap(),
-            b"catalog of 1.0.522.200".to_vec(),
-        ),
-    ]
+    static FILES: std::sync::OnceLock<Vec<(FileName, Vec<u8>)>> = std::sync::OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            let image: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+            let catalog = testing::catalog_signer()
+                .signer
+                .sign_files(&[("CPE.nbt", &image[..])], testing::CATALOG_SIGNING_TIME)
+                .unwrap();
+            vec![
+                (FileName::new("CPE.nbt").unwrap(), image),
+                (FileName::new("CPE.cat").unwrap(), catalog),
+            ]
+        })
+        .clone()
 }
 
 /// Where the fault sits.
@@ -202,6 +210,17 @@ impl perform::Context for Device {
     /// The fault proxy speaks plain HTTP, also in front of the external check: a lab setup.
     fn plain_http_credentials(&self) -> bool {
         true
+    }
+
+    fn catalog_check(&self) -> perform::CatalogCheck {
+        perform::CatalogCheck::Verify(std::sync::Arc::new(ucupdate_agent::trust::CatalogTrust {
+            anchors: ucupdate_agent::trust::TrustAnchors::from_pem(
+                testing::catalog_ca_pem().as_bytes(),
+            )
+            .unwrap(),
+            policy: Default::default(),
+            trusted_clock: false,
+        }))
     }
 
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<std::path::PathBuf> {
