@@ -2,8 +2,10 @@
 # ARM stage (run by .ci/run after the main tests, as root on a fresh Debian machine):
 # installs the cross toolchains and qemu-user, builds ucupdate-agent with the `device` profile
 # for armv7 and aarch64, prints their sizes, and runs ONE full update of the armv7 binary under
-# qemu: DNS discovery (dnsmasq) -> check -> download -> idle wait -> install hook -> reboot hook,
-# against a host ucupdate-server on loopback. Fails loudly on any error.
+# qemu: DNS discovery (dnsmasq) -> check -> catalog verified -> download -> idle wait -> install
+# hook -> reboot hook, against a host ucupdate-server on loopback. The package's catalog is
+# signed by a code-signing certificate openssl made (an independent peer), and the agent trusts
+# openssl's CA. Fails loudly on any error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DEBIAN_FRONTEND=noninteractive
@@ -21,7 +23,7 @@ step "toolchains"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu libc6-dev-armhf-cross libc6-dev-arm64-cross \
-    qemu-user dnsmasq-base python3 >/dev/null
+    qemu-user dnsmasq-base python3 openssl >/dev/null
 rustup target add "$ARMV7" "$AARCH64"
 
 step "build the agent for $ARMV7 and $AARCH64 (profile device)"
@@ -65,7 +67,19 @@ step "publish and approve $NEW_VERSION (a package imported with the server's CLI
 pkg="$work/package"
 mkdir -p "$pkg/$KEY/$NEW_VERSION"
 head -c 300000 /dev/urandom >"$pkg/$KEY/$NEW_VERSION/CPE.nbt"
-echo "catalog $NEW_VERSION" >"$pkg/$KEY/$NEW_VERSION/CPE.cat"
+# The vendor's side: a CA and a code-signing leaf from openssl, and the catalog signed with it.
+ca="$work/ca"
+mkdir -p "$ca"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$ca/ca.key" \
+    -out "$ca/ca.pem" -subj /CN=arm-stage-ca -days 3650 \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$ca/signer.key" \
+    -out "$ca/signer.csr" -subj /CN=arm-stage-signer 2>/dev/null
+printf 'extendedKeyUsage=codeSigning\nkeyUsage=critical,digitalSignature\n' >"$ca/ext"
+openssl x509 -req -in "$ca/signer.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" -CAcreateserial \
+    -out "$ca/signer.pem" -days 3650 -extfile "$ca/ext" 2>/dev/null
+"$SERVER" catalog create --cert "$ca/signer.pem" --key "$ca/signer.key" \
+    "$pkg/$KEY/$NEW_VERSION/CPE.nbt" -o "$pkg/$KEY/$NEW_VERSION/CPE.cat"
 IFS=/ read -r dtype brand model rev locale utype <<<"$KEY"
 cat >"$pkg/updateInfo.xml" <<EOF
 <Updates><Updates>
@@ -120,6 +134,8 @@ nameserver = "127.0.0.1:$DNS_PORT"
 install_cmd = 'cp "\$UCUPDATE_IMAGE" "$work/agent/flashed.nbt" && echo "\$UCUPDATE_CURRENT_VERSION -> \$2" > "$work/agent/installed"'
 reboot_cmd = 'echo "\$UCUPDATE_VERSION" > "$work/agent/rebooted"'
 hook_timeout = "60s"
+[trust]
+catalog_roots = "$ca/ca.pem"
 [agent]
 exit_on_reboot = true
 EOF

@@ -16,10 +16,12 @@
 //! - [`trust`]: pure verdicts on what to install: the signed `.cat` catalog verifier.
 //! - [`clock`]: the one place this crate reads the wall clock.
 //! - [`hash`]: FNV-1a and splitmix64, the workspace's one copy of each.
+//! - [`digest`]: SHA-256 (and legacy SHA-1) of files and bytes, through ring.
 
 pub mod bridge;
 pub mod clock;
 pub mod device;
+pub mod digest;
 pub mod dns;
 pub mod driver;
 pub mod hash;

@@ -15,10 +15,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone)]
 pub enum AdminOp {
     /// Import `files` as `version` under `key`: pending (test devices only).
+    /// `bad_signature`: publish a catalog whose signature does not verify (a scenario fault).
     Publish {
         key: UpdateKey,
         version: FirmwareVersion,
         files: Vec<(FileName, Bytes)>,
+        bad_signature: bool,
     },
     Approve(UpdateKey),
     Restore(UpdateKey),

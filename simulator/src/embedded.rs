@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use ucupdate_agent::net::{self, ClientSettings, TlsOptions};
 use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::wire::{DISCOVERY_PREFIX, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
-use ucupdate_protocol::{FileKind, HttpUrl, UpdateKey};
+use ucupdate_protocol::{FileKind, FileName, HttpUrl, UpdateKey};
 use ucupdate_server_stub::catalog::{
     throwaway_signer, CatalogSignError, CatalogSigner, LeafOptions,
 };
@@ -120,6 +120,34 @@ fn run_signer() -> Result<(Arc<CatalogSigner>, String), CatalogSignError> {
     Ok((signer.clone(), ca.clone()))
 }
 
+/// A catalog over `files` whose signature does not verify: signed by a second throwaway signer
+/// (so the server keeps it as a vendor's catalog rather than signing its own) with the last
+/// byte of the signature flipped. Devices refuse it as a bad signature (0x3).
+fn tampered_catalog(files: &[(FileName, Vec<u8>)]) -> Result<(FileName, Vec<u8>), String> {
+    static TAMPER: std::sync::OnceLock<CatalogSigner> = std::sync::OnceLock::new();
+    let signer = match TAMPER.get() {
+        Some(s) => s,
+        None => {
+            let t = throwaway_signer(LeafOptions::default()).map_err(|e| e.to_string())?;
+            TAMPER.get_or_init(|| t.signer)
+        }
+    };
+    let image = files
+        .iter()
+        .find(|(n, _)| FileKind::of(n) == FileKind::Image)
+        .or(files.first())
+        .ok_or("nothing to list in the catalog")?;
+    let name = FileName::new(&format!("{}.cat", image.0.stem())).map_err(|e| e.to_string())?;
+    let listed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+    let mut bytes = signer
+        .sign_files(&listed, crate::clock::unix_millis() / 1000)
+        .map_err(|e| e.to_string())?;
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01;
+    }
+    Ok((name, bytes))
+}
+
 impl Embedded {
     /// The PEM of the throwaway CA whose leaf signs every catalog this server publishes: the
     /// `[trust] catalog_roots` a simulated device will be given.
@@ -168,14 +196,18 @@ impl Admin for ControlAdmin {
                     key,
                     version,
                     files,
+                    bad_signature,
                 } => {
                     // The engine's `.cat` is placeholder bytes (for remote servers); leaving it
                     // out lets the server sign a real one over the other files.
-                    let files = files
+                    let mut files: Vec<_> = files
                         .into_iter()
                         .filter(|(n, _)| FileKind::of(n) != FileKind::Catalog)
                         .map(|(n, b)| (n, b.to_vec()))
                         .collect();
+                    if bad_signature {
+                        files.push(tampered_catalog(&files)?);
+                    }
                     c.publish(&key, version, files).await.map(drop)
                 }
                 AdminOp::Approve(key) => c.approve(&key).await.map(drop),
@@ -274,7 +306,11 @@ impl Admin for HttpAdmin {
                     key,
                     version,
                     files,
+                    bad_signature,
                 } => {
+                    if bad_signature {
+                        return Err("publish with bad_signature needs the embedded server".into());
+                    }
                     for (name, bytes) in files {
                         let path = format!("/admin/files/{}/{version}/{name}", key_path(&key));
                         self.send(Method::PUT, path, bytes).await?;
@@ -358,6 +394,7 @@ mod tests {
                 key: key.clone(),
                 version,
                 files,
+                bad_signature: false,
             })
             .await
             .unwrap();

@@ -162,7 +162,12 @@ pub enum PhaseAction {
         window: Duration,
     },
     /// The server imports the next version of every profile in the fleet: pending.
-    Publish,
+    /// `bad_signature = true` (a fault, embedded server only): the version is published with a
+    /// catalog whose signature does not verify, so every device must refuse it (0x3).
+    Publish {
+        #[serde(default)]
+        bad_signature: bool,
+    },
     /// Pending becomes approved.
     Approve,
     /// Roll back to the restore version.
@@ -183,7 +188,7 @@ impl PhaseAction {
         match self {
             PhaseAction::PowerOn { .. } => "power-on",
             PhaseAction::PowerCycle { .. } => "power-cycle",
-            PhaseAction::Publish => "publish",
+            PhaseAction::Publish { .. } => "publish",
             PhaseAction::Approve => "approve",
             PhaseAction::Restore => "restore",
             PhaseAction::Reset => "reset",
@@ -196,7 +201,10 @@ impl PhaseAction {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            PhaseAction::Publish | PhaseAction::Approve | PhaseAction::Restore | PhaseAction::Reset
+            PhaseAction::Publish { .. }
+                | PhaseAction::Approve
+                | PhaseAction::Restore
+                | PhaseAction::Reset
         )
     }
 }
@@ -332,7 +340,9 @@ impl Scenario {
 
     /// Whether the scenario publishes an update (so devices have a target version).
     pub fn publishes(&self) -> bool {
-        self.phases.iter().any(|p| p.action == PhaseAction::Publish)
+        self.phases
+            .iter()
+            .any(|p| matches!(p.action, PhaseAction::Publish { .. }))
     }
 
     /// The instant from which `converge_within` counts: the last phase that changes what the

@@ -3,13 +3,12 @@
 //! staging clean-up that follows them, the resume point of a half-downloaded file, and the
 //! SHA-256 re-verification of staged files before the install hook sees them.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use ucupdate_protocol::{FileName, FirmwareVersion, OfferedFile};
 
 use super::DriverError;
+use crate::digest;
 use crate::machine::{PersistError, PersistedState};
 use crate::persist;
 
@@ -143,29 +142,19 @@ pub(super) async fn verify(path: PathBuf, expected: OfferedFile) -> Result<(), S
 }
 
 fn verify_blocking(path: &Path, expected: &OfferedFile) -> Result<(), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
+    let (size, digest) =
+        digest::of_file(path, &digest::SHA256).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(want) = expected.size {
         if want != size {
             return Err(format!("size {size}, offer says {want}"));
         }
     }
     if let Some(want) = expected.sha256 {
-        let got: [u8; 32] = hasher.finalize().into();
-        if got != want.0 {
-            return Err(format!("SHA-256 {}, offer says {want}", hex::encode(got)));
+        if digest.as_ref() != want.0 {
+            return Err(format!(
+                "SHA-256 {}, offer says {want}",
+                hex::encode(digest.as_ref())
+            ));
         }
     }
     Ok(())
@@ -181,7 +170,7 @@ mod tests {
             kind: FileKind::Image,
             file_name: FileName::new("CPE.nbt").unwrap(),
             size: Some(bytes.len() as u64),
-            sha256: Some(Sha256Digest(Sha256::digest(bytes).into())),
+            sha256: Some(Sha256Digest(crate::digest::sha256(bytes))),
         }
     }
 

@@ -10,7 +10,6 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::Response;
-use sha2::{Digest, Sha256};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use ucupdate_ntlm::Credentials;
@@ -23,6 +22,7 @@ use super::exchange::{exchange, RequestSpec};
 use super::shaping::Pacer;
 use super::RequestStats;
 use crate::clock;
+use crate::digest::{Context, SHA256};
 
 const IO_BUFFER: usize = 64 * 1024;
 
@@ -111,7 +111,7 @@ pub async fn download_to(
 /// The bytes so far: where they are written and what they hash to.
 struct Progress {
     writer: Writer,
-    hasher: Option<Sha256>,
+    hasher: Option<Context>,
     written: u64,
     resumed_from: u64,
 }
@@ -140,14 +140,14 @@ impl Progress {
         match sink {
             DownloadSink::Discard => Ok(Progress {
                 writer: Writer::Discard,
-                hasher: (wanted == 0).then(Sha256::new),
+                hasher: (wanted == 0).then(|| Context::new(&SHA256)),
                 written: wanted,
                 resumed_from: wanted,
             }),
             // Held in memory: nothing to resume from.
             DownloadSink::Memory => Ok(Progress {
                 writer: Writer::Memory(Vec::new()),
-                hasher: Some(Sha256::new()),
+                hasher: Some(Context::new(&SHA256)),
                 written: 0,
                 resumed_from: 0,
             }),
@@ -175,7 +175,7 @@ impl Progress {
                         .await
                         .map_err(NetError::io("truncate", path))?;
                 }
-                let mut hasher = Sha256::new();
+                let mut hasher = Context::new(&SHA256);
                 let mut buf = vec![0u8; IO_BUFFER];
                 let mut left = keep;
                 while left > 0 {
@@ -244,7 +244,7 @@ impl Progress {
         if let Writer::Memory(body) = &mut self.writer {
             body.clear();
         }
-        self.hasher = Some(Sha256::new());
+        self.hasher = Some(Context::new(&SHA256));
         self.written = 0;
         self.resumed_from = 0;
         Ok(())
@@ -461,10 +461,11 @@ async fn verify(
             });
         }
     }
-    let sha256 = progress
-        .hasher
-        .take()
-        .map(|h| Sha256Digest(h.finalize().into()));
+    let sha256 = progress.hasher.take().map(|h| {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(h.finish().as_ref());
+        Sha256Digest(out)
+    });
     if let (Some(want), Some(got)) = (expected.sha256, sha256) {
         if want != got {
             tracing::warn!(file = %expected.file_name, expected = %want, actual = %got, "SHA-256 mismatch; file removed");

@@ -4,7 +4,7 @@
 //! is held to that SHA-1. Both read what was just written (the staged file, or the bytes a
 //! simulated device kept in memory); the decisions themselves are [`crate::trust`]'s.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ucupdate_protocol::catalog::{CatalogError, MAX_CATALOG_BYTES};
@@ -87,8 +87,8 @@ pub(super) async fn sha1_matches(staged: Option<PathBuf>, want: [u8; 20]) -> boo
         return false;
     };
     let hashed = tokio::task::spawn_blocking(move || {
-        let got = sha1_of(&path);
-        let ok = got.as_ref().is_ok_and(|d| d.as_ref() == want);
+        let got = crate::digest::of_file(&path, &crate::digest::SHA1);
+        let ok = got.as_ref().is_ok_and(|(_, d)| d.as_ref() == want);
         if !ok {
             tracing::warn!(path = %path.display(), "SHA-1 does not match the catalog; file removed");
             let _ = std::fs::remove_file(&path);
@@ -97,18 +97,4 @@ pub(super) async fn sha1_matches(staged: Option<PathBuf>, want: [u8; 20]) -> boo
     })
     .await;
     hashed.unwrap_or(false)
-}
-
-fn sha1_of(path: &Path) -> std::io::Result<ring::digest::Digest> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(ctx.finish());
-        }
-        ctx.update(&buf[..n]);
-    }
 }

@@ -27,6 +27,7 @@ impl Engine {
                 key: profile.key.clone(),
                 version: profile.initial,
                 files,
+                bad_signature: false,
             })
             .await?;
             self.admin(AdminOp::Approve(profile.key.clone())).await?;
@@ -98,7 +99,7 @@ impl Engine {
                     }
                 }
             }
-            PhaseAction::Publish => {
+            PhaseAction::Publish { bad_signature } => {
                 for p in self.profile_keys() {
                     let profile = self.profiles[p].clone();
                     let files = self.files_for(&profile, profile.target());
@@ -106,6 +107,7 @@ impl Engine {
                         key: profile.key.clone(),
                         version: profile.target(),
                         files,
+                        bad_signature: *bad_signature,
                     })
                     .await?;
                 }

@@ -428,3 +428,41 @@ async fn simulated_devices_refuse_catalogs_their_roots_did_not_sign() {
         ucupdate_simulator::report::text::render(&r)
     );
 }
+
+/// The `bad_signature` publish fault: every device downloads the catalog, refuses it as a bad
+/// signature and stays on what it runs (the expectation); with the expectation inverted the
+/// verdict names the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_catalog_signature_is_refused_by_every_device_and_named() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/scenarios/bad-signature.toml"
+    );
+    let scenario = Scenario::load(path).unwrap();
+    let r = runner::run(RunSpec::embedded(scenario.clone(), fleet(&scenario, 30, 2)))
+        .await
+        .unwrap()
+        .report;
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+    assert!(r.total_requests() > 60, "the devices kept checking");
+
+    let mut expecting_target = scenario;
+    expecting_target.expect.final_version = ucupdate_simulator::scenario::FinalVersion::Target;
+    let r = runner::run(RunSpec::embedded(
+        expecting_target.clone(),
+        fleet(&expecting_target, 30, 2),
+    ))
+    .await
+    .unwrap()
+    .report;
+    assert_eq!(r.verdicts.passed, 0);
+    let reasons = format!("{:?}", r.verdicts.failures);
+    assert!(
+        reasons.contains("update refused (0x3): bad catalog signature"),
+        "{reasons}"
+    );
+}
