@@ -36,7 +36,12 @@ fn replay<T: PartialEq + std::fmt::Debug>(
         };
         let again = decode(encode(&value).as_bytes())
             .unwrap_or_else(|| panic!("{}: our own encoding was refused", path.display()));
-        assert_eq!(again, value, "{}: round trip changed the value", path.display());
+        assert_eq!(
+            again,
+            value,
+            "{}: round trip changed the value",
+            path.display()
+        );
         accepted += 1;
     }
     accepted
@@ -69,7 +74,10 @@ fn provisioning_corpus_round_trips_or_is_refused() {
         |b| Provisioning::decode(b).ok(),
         Provisioning::encode,
     );
-    assert!(accepted > 0, "no corpus provisioning document decoded at all");
+    assert!(
+        accepted > 0,
+        "no corpus provisioning document decoded at all"
+    );
 }
 
 #[test]
