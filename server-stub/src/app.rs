@@ -121,6 +121,7 @@ impl App {
                 limits: config.limits,
                 users: Arc::new(config.users.clone()),
                 server_name: config.server_name.clone(),
+                pool_fqdn: config.pool_fqdn(),
                 accept_unknown_device_types: config.accept_unknown_device_types,
                 open_device_connections: AtomicUsize::new(0),
                 per_client: Mutex::new(HashMap::new()),
@@ -227,8 +228,43 @@ impl App {
     }
 }
 
+impl App {
+    /// Clear-CsDeviceUpdateLog: deletes the device logs uploaded more than `days_back` days
+    /// before `now_unix`, and the audit files of the days before that (blocking).
+    pub fn clear_logs(&self, days_back: u32, now_unix: u64) -> std::io::Result<Cleanup> {
+        clear_logs(&self.ctx, days_back, now_unix)
+    }
+}
+
+/// `logs clear` of the offline CLI: [`App::clear_logs`] on a data directory no server runs
+/// on (the caller holds its lock), at the clock's time (blocking).
+pub fn clear_logs_offline(data_dir: &std::path::Path, days_back: u32) -> std::io::Result<Cleanup> {
+    let back = u64::from(days_back) * crate::quota::DAY_SECS;
+    let now = crate::clock::unix_secs();
+    let logs = LogStore::open(data_dir, crate::quota::Quotas::default())?
+        .delete_before(now.saturating_sub(back))?;
+    let audit_files = AuditLog::new(data_dir, "", Default::default()).cleanup(now, back)?;
+    Ok(Cleanup {
+        log_files: logs.files,
+        log_bytes: logs.bytes,
+        audit_files,
+    })
+}
+
+/// [`App::clear_logs`] (also the admin API's `POST /admin/logs/clear`).
+pub(crate) fn clear_logs(ctx: &Ctx, days_back: u32, now_unix: u64) -> std::io::Result<Cleanup> {
+    let back = u64::from(days_back) * crate::quota::DAY_SECS;
+    let logs = ctx.logs.delete_before(now_unix.saturating_sub(back))?;
+    let audit_files = ctx.audit.cleanup(now_unix, back)?;
+    Ok(Cleanup {
+        log_files: logs.files,
+        log_bytes: logs.bytes,
+        audit_files,
+    })
+}
+
 /// What one [`App::cleanup`] deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Cleanup {
     pub log_files: u64,
     pub log_bytes: u64,

@@ -172,7 +172,12 @@ impl LogStore {
     /// Deletes the logs uploaded (last modified) `log_retention_days` or more before
     /// `now_unix`, and the directories they leave empty (blocking).
     pub fn cleanup(&self, now_unix: u64) -> io::Result<LogCleanup> {
-        let cutoff = now_unix.saturating_sub(self.quotas.log_retention_secs());
+        self.delete_before(now_unix.saturating_sub(self.quotas.log_retention_secs()))
+    }
+
+    /// Deletes the logs last modified at `cutoff_unix` or before, and the directories they
+    /// leave empty (blocking): the retention cleanup, and `logs clear --days-back N`.
+    pub fn delete_before(&self, cutoff: u64) -> io::Result<LogCleanup> {
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let mut done = LogCleanup::default();
         for (device, path, size, modified) in scan(&self.dir)? {

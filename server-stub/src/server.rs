@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub public_external_url: Option<HttpUrl>,
     /// The audit-log file's server name and the NTLM target name.
     pub server_name: String,
+    /// The pool named in rule identities, `service:WebServer:<pool>/<id>` (default: the
+    /// server name).
+    pub pool_fqdn: Option<String>,
     /// The audit log's form: CSV with a header row (default) or OCS R2's `;` form.
     pub audit_format: AuditFormat,
     pub deploy_roundtable_on_import: bool,
@@ -77,6 +80,13 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// The pool in rule identities: [`ServerConfig::pool_fqdn`], else the server name.
+    pub fn pool_fqdn(&self) -> String {
+        self.pool_fqdn
+            .clone()
+            .unwrap_or_else(|| self.server_name.clone())
+    }
+
     /// All listeners on `127.0.0.1:0`, a generated certificate, no users.
     pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
         let any = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
@@ -94,6 +104,7 @@ impl ServerConfig {
             public_internal_url: None,
             public_external_url: None,
             server_name: "ucupdate".to_owned(),
+            pool_fqdn: None,
             audit_format: AuditFormat::default(),
             deploy_roundtable_on_import: false,
             accept_unknown_device_types: false,

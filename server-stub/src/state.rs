@@ -22,6 +22,8 @@ use ucupdate_protocol::{DeviceType, FileName, FirmwareVersion, UpdateKey};
 use ucupdate_protocol::CheckRequest;
 
 use crate::db::{self, Db, DbError, InventoryChange};
+use crate::model::devices::{DeviceError, NamedTestDevice, TestDeviceId};
+use crate::model::rule_ref::{rule_id, rule_identity, RuleRef};
 use crate::model::{FileMeta, InventoryEntry, Model, Rule, RuleError, TestDevice};
 use crate::store;
 
@@ -51,6 +53,9 @@ pub enum StateError {
     /// The requested rule change is not possible.
     #[error(transparent)]
     Rule(#[from] RuleError),
+    /// The requested test-device change is not possible.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// A request named something invalid (key, version, file name, test device).
     #[error("{0}")]
     Invalid(String),
@@ -101,6 +106,29 @@ pub struct RuleRecord {
     pub key: UpdateKey,
     #[serde(flatten)]
     pub rule: Rule,
+}
+
+/// A rule as the CLI and the admin API show it: the cmdlets' identity
+/// (`service:WebServer:<pool>/<id>`) and id besides the key and the three versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleView {
+    pub identity: String,
+    pub id: String,
+    pub key: UpdateKey,
+    #[serde(flatten)]
+    pub rule: Rule,
+}
+
+impl RuleRecord {
+    /// This rule as shown on the pool `pool`.
+    pub fn view(&self, pool: &str) -> RuleView {
+        RuleView {
+            identity: rule_identity(pool, &self.key),
+            id: rule_id(&self.key),
+            key: self.key.clone(),
+            rule: self.rule.clone(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -231,11 +259,12 @@ impl State {
     }
 
     /// Changes the model and writes the admin tables before returning (blocking I/O).
-    pub fn commit<R>(
+    pub fn commit<R, E: Into<StateError>>(
         &self,
-        f: impl FnOnce(&mut Model) -> Result<R, RuleError>,
+        f: impl FnOnce(&mut Model) -> Result<R, E>,
     ) -> Result<R, StateError> {
-        let out = f(&mut self.model.write().unwrap_or_else(PoisonError::into_inner))?;
+        let out = f(&mut self.model.write().unwrap_or_else(PoisonError::into_inner))
+            .map_err(Into::into)?;
         let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
         let result = {
             let model = self.model.read().unwrap_or_else(PoisonError::into_inner);
@@ -322,6 +351,61 @@ impl State {
         })
     }
 
+    /// The key of the rule `r` names on the pool `pool`.
+    pub fn resolve(&self, r: &RuleRef, pool: &str) -> Result<UpdateKey, StateError> {
+        Ok(self.read(|m| m.resolve(r, pool))?)
+    }
+
+    /// One rule (`rules show`, `GET /admin/rules/<rule>`).
+    pub fn rule_view(&self, r: &RuleRef, pool: &str) -> Result<RuleView, StateError> {
+        let key = self.resolve(r, pool)?;
+        self.read(|m| m.rules.get(&key).cloned())
+            .map(|rule| {
+                RuleRecord {
+                    key: key.clone(),
+                    rule,
+                }
+                .view(pool)
+            })
+            .ok_or_else(|| RuleError::UnknownRule(Box::new(key)).into())
+    }
+
+    /// Remove-CsDeviceUpdateRule: the rule goes, its files stay until [`State::clear_files`].
+    pub fn remove_rule(&self, key: &UpdateKey) -> Result<Rule, StateError> {
+        self.commit(|m| m.remove_rule(key))
+    }
+
+    /// Clear-CsDeviceUpdateFile: deletes the stored versions no rule names (pending, approved
+    /// or restore), from the catalog first (so nothing offers them) and then from the disk.
+    /// Returns what went.
+    pub fn clear_files(&self) -> Result<Vec<(UpdateKey, FirmwareVersion)>, StateError> {
+        let gone = self.commit(|m| {
+            let gone = m.unreferenced_versions();
+            for v in &gone {
+                m.catalog.remove(v);
+            }
+            Ok::<_, StateError>(gone)
+        })?;
+        let root = self.data_dir.join(store::STORE_DIR);
+        for (key, version) in &gone {
+            let dir = store::version_dir(&self.data_dir, key, *version);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StateError::io(&dir, e)),
+            }
+            // Empty parents go too, up to the store itself (remove_dir refuses a full one).
+            let mut parent = dir.parent();
+            while let Some(p) = parent.filter(|p| *p != root && p.starts_with(&root)) {
+                if std::fs::remove_dir(p).is_err() {
+                    break;
+                }
+                parent = p.parent();
+            }
+        }
+        Ok(gone)
+    }
+
     pub fn approve(&self, key: &UpdateKey) -> Result<Rule, StateError> {
         self.commit(|m| m.approve(key))
     }
@@ -334,18 +418,57 @@ impl State {
         self.commit(|m| m.reset(key))
     }
 
-    /// Adds a test device; `true` if it was not there yet.
+    /// Adds a test device under a generated name unless one names it already; `true` if
+    /// added (the unnamed form).
     pub fn add_test_device(&self, device: TestDevice) -> Result<bool, StateError> {
-        self.commit(|m| Ok(m.test_devices.insert(device)))
+        self.commit(|m| Ok::<_, StateError>(m.add_test_device(device)))
     }
 
-    /// Removes a test device; `true` if it was there.
+    /// Removes every test device that names `device`; `true` if one did (the unnamed form).
     pub fn remove_test_device(&self, device: &TestDevice) -> Result<bool, StateError> {
-        self.commit(|m| Ok(m.test_devices.remove(device)))
+        self.commit(|m| Ok::<_, StateError>(m.remove_test_device(device)))
     }
 
+    /// The devices the test devices name, each once.
     pub fn test_devices(&self) -> Vec<TestDevice> {
-        self.read(|m| m.test_devices.iter().cloned().collect())
+        self.read(Model::test_device_list)
+    }
+
+    /// Every named test device, by identity.
+    pub fn named_test_devices(&self) -> Vec<NamedTestDevice> {
+        self.read(|m| m.test_devices.values().cloned().collect())
+    }
+
+    /// One named test device.
+    pub fn named_test_device(&self, id: &TestDeviceId) -> Result<NamedTestDevice, StateError> {
+        self.read(|m| m.test_device(id).cloned())
+            .ok_or_else(|| DeviceError::Unknown(id.to_string()).into())
+    }
+
+    /// New-CsTestDevice.
+    pub fn add_named_test_device(
+        &self,
+        id: TestDeviceId,
+        device: TestDevice,
+    ) -> Result<(), StateError> {
+        self.commit(|m| m.add_named(id, device))
+    }
+
+    /// Set-CsTestDevice.
+    pub fn set_named_test_device(
+        &self,
+        id: &TestDeviceId,
+        device: TestDevice,
+    ) -> Result<(), StateError> {
+        self.commit(|m| m.set_named(id, device))
+    }
+
+    /// Remove-CsTestDevice.
+    pub fn remove_named_test_device(
+        &self,
+        id: &TestDeviceId,
+    ) -> Result<NamedTestDevice, StateError> {
+        self.commit(|m| m.remove_named(id))
     }
 
     pub fn inventory(&self) -> Vec<InventoryEntry> {
@@ -363,7 +486,7 @@ impl State {
         let deploy = self.deploys_on_import(&key);
         self.commit(|m| {
             m.import(key.clone(), version, files, deploy);
-            Ok(m.rules[&key].clone())
+            Ok::<_, StateError>(m.rules[&key].clone())
         })
     }
 
@@ -392,7 +515,7 @@ impl State {
         let deploy = self.deploys_on_import(key);
         self.commit(|m| {
             m.publish_file(key.clone(), version, meta, deploy);
-            Ok(m.rules[key].clone())
+            Ok::<_, StateError>(m.rules[key].clone())
         })
     }
 }
@@ -410,7 +533,11 @@ fn encode(model: &Model) -> Vec<u8> {
                 rule: rule.clone(),
             })
             .collect(),
-        test_devices: model.test_devices.iter().map(ToString::to_string).collect(),
+        test_devices: model
+            .test_device_list()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         versions: model
             .catalog
             .iter()
@@ -440,9 +567,8 @@ fn decode(bytes: &[u8]) -> Result<Model, String> {
         model.rules.insert(r.key, r.rule);
     }
     for t in file.test_devices {
-        model
-            .test_devices
-            .insert(t.parse::<TestDevice>().map_err(|e| e.to_string())?);
+        // The JSON file's test devices had no names: they get generated ones.
+        model.add_test_device(t.parse::<TestDevice>().map_err(|e| e.to_string())?);
     }
     for v in file.versions {
         model.catalog.insert((v.key, v.version), v.files);
@@ -486,7 +612,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path(), StateOptions::default()).unwrap();
         state.record(|m| {
-            m.test_devices.insert("serial:A1".parse().unwrap());
+            m.add_test_device("serial:A1".parse().unwrap());
         });
         let reopen = || State::open(dir.path(), StateOptions::default()).unwrap();
         assert!(reopen().test_devices().is_empty(), "record must not write");
@@ -612,7 +738,7 @@ mod tests {
         };
         model.import(key(), "2.0.0.0".parse().unwrap(), vec![meta], false);
         model.approve(&key()).unwrap();
-        model.test_devices.insert("serial:PCX-9".parse().unwrap());
+        model.add_test_device("serial:PCX-9".parse().unwrap());
         model.record_check(&check(MAC_A), "10.0.0.5", "none", 77, 10);
         std::fs::write(dir.path().join(STATE_FILE), encode(&model)).unwrap();
         let state = State::open(dir.path(), StateOptions::default()).unwrap();

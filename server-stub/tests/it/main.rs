@@ -9,6 +9,7 @@ mod common;
 mod audit;
 mod catalog;
 mod cli;
+mod cmdlets;
 mod connections;
 mod external;
 mod files;
