@@ -117,6 +117,7 @@ impl App {
                 audit: AuditLog::new(&config.data_dir, &config.server_name, config.audit_format),
                 logs: opened.logs,
                 quotas: config.quotas,
+                settings: std::sync::RwLock::new(opened.settings),
                 bases,
                 limits: config.limits,
                 users: Arc::new(config.users.clone()),
@@ -215,7 +216,8 @@ impl App {
     /// The server's cleanup task calls it every `quotas.cleanup_interval` with the clock's
     /// time; tests call it with any time they like.
     pub fn cleanup(&self, now_unix: u64) -> std::io::Result<Cleanup> {
-        let logs = self.ctx.logs.cleanup(now_unix)?;
+        let retention = self.ctx.settings().log_retention_secs();
+        let logs = self.ctx.logs.cleanup(now_unix, retention)?;
         let audit_files = self
             .ctx
             .audit
@@ -275,6 +277,8 @@ pub struct Cleanup {
 /// as far as reading or writing anything), its state, its device logs and the admin token.
 pub(crate) struct OpenedData {
     pub lock: Arc<DataLock>,
+    /// The stored settings with the config's patch applied.
+    pub settings: crate::settings::DeviceUpdateConfiguration,
     pub state: Arc<State>,
     pub logs: LogStore,
     pub token: AdminToken,
@@ -287,6 +291,10 @@ pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError
         deploy_roundtable_on_import: config.deploy_roundtable_on_import,
     };
     let state = Arc::new(State::open(&config.data_dir, options)?);
+    let settings = state
+        .device_update_configuration()?
+        .apply(&config.device_update)
+        .map_err(ServerError::Settings)?;
     let logs = LogStore::open(&config.data_dir, config.quotas).map_err(|e| ServerError::Io {
         what: format!("read {}", config.data_dir.join("logs").display()),
         source: e,
@@ -298,6 +306,7 @@ pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError
     let token = AdminToken::load_or_create(&token_file)?;
     Ok(OpenedData {
         lock,
+        settings,
         state,
         logs,
         token,

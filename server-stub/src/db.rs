@@ -257,6 +257,25 @@ impl Db {
         Ok(())
     }
 
+    /// The stored value of setting `name` (JSON), if any.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?)
+    }
+
+    /// Stores setting `name` (one transaction, fsynced).
+    pub fn put_setting(&mut self, name: &str, json: &str) -> Result<(), DbError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
+            [name, json],
+        )?;
+        Ok(())
+    }
+
     /// Rows inserted, changed or deleted through this connection since it was opened: what
     /// a write cost (tests and benchmarks).
     pub fn total_changes(&self) -> u64 {

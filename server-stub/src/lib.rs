@@ -8,6 +8,8 @@
 //! - [`state`]: the model behind a lock, stored by [`db`] in `DATA/state.sqlite` (a JSON
 //!   `state.json` of earlier versions is migrated on the first start).
 //! - [`quota`]: the caps and retention periods ([`Quotas`]); [`logs`]: device logs under them.
+//! - [`settings`]: the service's `CsDeviceUpdateConfiguration` (log types, extensions, sizes,
+//!   intervals), stored in the database when changed through the admin API.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
 //! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
@@ -41,6 +43,7 @@ pub mod model;
 pub mod package;
 pub mod quota;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -130,10 +130,10 @@ impl LogStore {
             .total
     }
 
-    /// Stores one upload, replacing a file of the same name, if the quotas allow (blocking).
-    pub fn store(&self, upload: &LogUpload, bytes: &[u8]) -> Result<PathBuf, LogError> {
+    /// Stores one upload of at most `limit` bytes (`MaxLogFileSize`), replacing a file of
+    /// the same name, if the quotas allow (blocking).
+    pub fn store(&self, upload: &LogUpload, bytes: &[u8], limit: u64) -> Result<PathBuf, LogError> {
         let size = bytes.len() as u64;
-        let limit = self.quotas.max_log_file_bytes;
         if size > limit {
             return Err(LogError::TooLarge { size, limit });
         }
@@ -169,10 +169,10 @@ impl LogStore {
         Ok(path)
     }
 
-    /// Deletes the logs uploaded (last modified) `log_retention_days` or more before
-    /// `now_unix`, and the directories they leave empty (blocking).
-    pub fn cleanup(&self, now_unix: u64) -> io::Result<LogCleanup> {
-        self.delete_before(now_unix.saturating_sub(self.quotas.log_retention_secs()))
+    /// Deletes the logs uploaded (last modified) `retention_secs` (`LogCleanUpInterval`) or
+    /// more before `now_unix`, and the directories they leave empty (blocking).
+    pub fn cleanup(&self, now_unix: u64, retention_secs: u64) -> io::Result<LogCleanup> {
+        self.delete_before(now_unix.saturating_sub(retention_secs))
     }
 
     /// Deletes the logs last modified at `cutoff_unix` or before, and the directories they

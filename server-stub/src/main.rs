@@ -263,16 +263,34 @@ struct ServeArgs {
 /// Caps and retention (docs/SERVER.md "Quotas and retention"); unset means the default.
 #[derive(Args, Debug)]
 struct QuotaArgs {
-    /// Largest device log file in bytes (MaxLogFileSize) [default: 1024000].
+    /// Largest device log file in bytes (MaxLogFileSize, at most 1024000) [default: stored,
+    /// else 1024000].
     #[arg(long, value_name = "BYTES")]
     max_log_file_size: Option<u64>,
+    /// A log type devices may upload (ValidLogFileTypes; repeat for each: Watson, Config,
+    /// Diaglog, CELog) [default: stored, else all four].
+    #[arg(long = "valid-log-file-type", value_name = "TYPE")]
+    valid_log_file_types: Vec<String>,
+    /// A file extension devices may upload, with the dot (ValidLogFileExtensions; repeat)
+    /// [default: stored, else .dmp .clg .clg1 .clg2 .bak .kdmp .dat .bin .cat .xml .txt .hex].
+    #[arg(long = "valid-log-file-extension", value_name = ".EXT")]
+    valid_log_file_extensions: Vec<String>,
+    /// MaxLogCacheLimit, bytes (shown; the stub writes each upload at once) [default: 512000].
+    #[arg(long, value_name = "BYTES")]
+    max_log_cache_limit: Option<u64>,
+    /// LogFlushInterval, seconds, 60-3600 (shown; no log cache to flush) [default: 300].
+    #[arg(long, value_name = "SECS")]
+    log_flush_interval: Option<u64>,
+    /// LogCleanUpTimeOfDay, HH:MM (shown; the cleanup runs every --cleanup-interval).
+    #[arg(long, value_name = "HH:MM")]
+    log_clean_up_time_of_day: Option<String>,
     /// Bytes of logs kept per device id; beyond it uploads get 507 [default: 10240000].
     #[arg(long, value_name = "BYTES")]
     log_quota_per_device: Option<u64>,
     /// Bytes of logs kept for all devices; beyond it uploads get 507 [default: 512000000].
     #[arg(long, value_name = "BYTES")]
     log_quota_total: Option<u64>,
-    /// Days a device log is kept (LogCleanUpInterval, 1-365) [default: 10].
+    /// Days a device log is kept (LogCleanUpInterval, 1-365) [default: stored, else 10].
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365))]
     log_retention_days: Option<u32>,
     /// Days an audit-log file is kept after its day (1-365) [default: 10].
@@ -291,15 +309,27 @@ struct QuotaArgs {
 }
 
 impl QuotaArgs {
+    /// The device-update settings the flags set (the rest keep their stored value).
+    fn device_update(&self) -> ucupdate_server_stub::settings::ConfigurationPatch {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        ucupdate_server_stub::settings::ConfigurationPatch {
+            valid_log_file_types: list(&self.valid_log_file_types),
+            valid_log_file_extensions: list(&self.valid_log_file_extensions),
+            max_log_file_size: self.max_log_file_size,
+            max_log_cache_limit: self.max_log_cache_limit,
+            log_flush_interval_secs: self.log_flush_interval,
+            log_clean_up_interval_days: self.log_retention_days,
+            log_clean_up_time_of_day: self.log_clean_up_time_of_day.clone(),
+        }
+    }
+
     fn quotas(&self) -> Quotas {
         let d = Quotas::default();
         Quotas {
-            max_log_file_bytes: self.max_log_file_size.unwrap_or(d.max_log_file_bytes),
             max_log_bytes_per_device: self
                 .log_quota_per_device
                 .unwrap_or(d.max_log_bytes_per_device),
             max_log_bytes_total: self.log_quota_total.unwrap_or(d.max_log_bytes_total),
-            log_retention_days: self.log_retention_days.unwrap_or(d.log_retention_days),
             audit_retention_days: self.audit_retention_days.unwrap_or(d.audit_retention_days),
             max_modules_per_check: self
                 .max_modules_per_check
@@ -507,6 +537,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
         quotas: args.quotas.quotas(),
+        device_update: args.quotas.device_update(),
         catalog_signer: args.sign.signer()?.map(std::sync::Arc::new),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub flush_interval: Duration,
     /// Log and inventory caps, retention periods and the cleanup period.
     pub quotas: Quotas,
+    /// Device-update settings to set at start, over the stored ones (`serve` flags; unset
+    /// fields keep the stored value, else the documented default).
+    pub device_update: crate::settings::ConfigurationPatch,
     /// Signs `<image stem>.cat` for what is published through the admin API or [`Control`]
     /// when the version holds no catalog the server did not make (`serve --sign-cert`).
     pub catalog_signer: Option<Arc<CatalogSigner>>,
@@ -111,6 +114,7 @@ impl ServerConfig {
             limits: Limits::default(),
             flush_interval: Duration::from_secs(1),
             quotas: Quotas::default(),
+            device_update: Default::default(),
             catalog_signer: None,
         }
     }
@@ -135,6 +139,9 @@ pub enum ServerError {
     /// A quota setting is out of range.
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    /// A device-update setting is out of range.
+    #[error(transparent)]
+    Settings(crate::settings::ConfigError),
     /// Another process holds the data directory.
     #[error(transparent)]
     Lock(#[from] LockError),

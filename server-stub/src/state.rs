@@ -33,6 +33,8 @@ pub const STATE_FILE: &str = "state.json";
 pub const MIGRATED_STATE_FILE: &str = "state.json.migrated";
 pub use crate::db::DB_FILE;
 const FORMAT: u32 = 1;
+/// The settings row of the device-update configuration.
+const DEVICE_UPDATE_SETTING: &str = "DeviceUpdateConfiguration";
 
 /// Why the state could not be loaded, changed or saved.
 #[derive(Debug, thiserror::Error)]
@@ -349,6 +351,34 @@ impl State {
                 })
                 .collect()
         })
+    }
+
+    /// The stored device-update settings (`PUT /admin/configuration`), else the defaults.
+    pub fn device_update_configuration(
+        &self,
+    ) -> Result<crate::settings::DeviceUpdateConfiguration, StateError> {
+        let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let stored = db
+            .setting(DEVICE_UPDATE_SETTING)
+            .map_err(|e| StateError::db(db.path(), e))?;
+        match stored {
+            None => Ok(Default::default()),
+            Some(json) => serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
+                path: db.path().to_owned(),
+                reason: format!("stored {DEVICE_UPDATE_SETTING}: {e}"),
+            }),
+        }
+    }
+
+    /// Stores the device-update settings (before the change is answered).
+    pub fn set_device_update_configuration(
+        &self,
+        settings: &crate::settings::DeviceUpdateConfiguration,
+    ) -> Result<(), StateError> {
+        let json = serde_json::to_string(settings).unwrap_or_default();
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = db.put_setting(DEVICE_UPDATE_SETTING, &json);
+        result.map_err(|e| StateError::db(db.path(), e))
     }
 
     /// The key of the rule `r` names on the pool `pool`.

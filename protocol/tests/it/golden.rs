@@ -81,7 +81,10 @@ fn vendor_reads_as_brand() {
     assert_eq!(CheckRequest::decode(both.as_bytes()).unwrap(), canonical);
     let attr = text("check_request_vendor.xml")
         .replace("<Vendor>Polycom</Vendor>", "")
-        .replace("<DeviceUpdateRequest>", "<DeviceUpdateRequest Vendor=\"Polycom\">");
+        .replace(
+            "<DeviceUpdateRequest>",
+            "<DeviceUpdateRequest Vendor=\"Polycom\">",
+        );
     assert_eq!(CheckRequest::decode(attr.as_bytes()).unwrap(), canonical);
     let neither = text("check_request_vendor.xml").replace("<Vendor>Polycom</Vendor>", "");
     assert_eq!(

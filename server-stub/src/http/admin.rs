@@ -6,7 +6,7 @@
 //! | Method | Path | Does |
 //! |---|---|---|
 //! | GET | `/metrics` | Prometheus text |
-//! | GET, POST, DELETE | `/admin/rules...`, `/admin/test-devices...`, `/admin/files/clear`, `/admin/logs/clear` | the cmdlet model, see [`super::cmdlets`] |
+//! | GET, POST, DELETE | `/admin/rules...`, `/admin/test-devices...`, `/admin/files/clear`, `/admin/logs/clear`, `/admin/configuration` | the cmdlet model, see [`super::cmdlets`] |
 //! | GET | `/admin/inventory` | device inventory |
 //! | GET | `/admin/versions` | stored versions and their files |
 //! | POST | `/admin/import` | `{"path": "<server-side .cab or directory>"}` |
@@ -75,7 +75,8 @@ where
     let parts: Vec<&str> = decoded.split('/').collect();
     let method = req.method().clone();
     let response = match (&method, parts.as_slice()) {
-        (_, ["rules" | "test-devices", ..]) | (&Method::POST, ["files" | "logs", "clear"]) => {
+        (_, ["rules" | "test-devices", ..] | ["configuration"])
+        | (&Method::POST, ["files" | "logs", "clear"]) => {
             super::cmdlets::route(ctx, &method, &parts, req).await
         }
         (&Method::GET, ["inventory"]) => json(StatusCode::OK, &ctx.state.inventory()),

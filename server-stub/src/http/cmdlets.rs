@@ -1,5 +1,6 @@
 //! The admin API's side of the Lync cmdlet model (docs/SERVER.md maps each cmdlet): rules
-//! named by key, identity or id, named test devices, and the two clean-ups. Routed here by
+//! named by key, identity or id, named test devices, the two clean-ups and the device-update
+//! settings. Routed here by
 //! [`super::admin::route`] after its guard.
 //!
 //! | Method | Path | Does (cmdlet) |
@@ -12,6 +13,7 @@
 //! | PUT, DELETE | `/admin/test-devices/<MAC or serial:SN>` | the unnamed form: add under a generated name, remove every entry naming it |
 //! | POST | `/admin/files/clear` | Clear-CsDeviceUpdateFile |
 //! | POST | `/admin/logs/clear` | Clear-CsDeviceUpdateLog, body `{"days_back": N}` |
+//! | GET, PUT | `/admin/configuration` | Get/Set-CsDeviceUpdateConfiguration (PUT: the fields to change) |
 //!
 //! `<rule>` is the key (`UCPhone/Polycom/CX700/A/ENU/CPE`), the identity
 //! (`service:WebServer:<pool>/<id>`) or the id.
@@ -98,6 +100,30 @@ where
             let outcome = blocking(move || {
                 crate::app::clear_logs(&app_ctx, clear.days_back, crate::clock::unix_secs())
                     .map_err(|e| StateError::io(app_ctx.state.data_dir(), e))
+            })
+            .await;
+            reply(outcome)
+        }
+        (&Method::GET, ["configuration"]) => json(StatusCode::OK, &ctx.settings()),
+        (&Method::PUT, ["configuration"]) => {
+            let patch: crate::settings::ConfigurationPatch = match read_json(req).await {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let app_ctx = ctx.clone();
+            let outcome = blocking(move || {
+                // Under the write lock, so two changes at once cannot lose one.
+                let mut settings = app_ctx
+                    .settings
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let next = settings
+                    .apply(&patch)
+                    .map_err(|e| StateError::Invalid(e.to_string()))?;
+                app_ctx.state.set_device_update_configuration(&next)?;
+                tracing::info!(?patch, "device update configuration changed");
+                *settings = next.clone();
+                Ok(next)
             })
             .await;
             reply(outcome)

@@ -1,8 +1,9 @@
 //! The device endpoints of one site (internal or external): the check handler (which also
 //! takes log uploads, `?action=logupload`) and the update files. Every refusal is a 4xx with a
 //! one-line reason, logged at `warn`, and leaves the connection and the server serving.
-//! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap,
-//! log file size and the log quotas (`crate::logs`).
+//! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap and
+//! the log quotas (`crate::logs`); so do the settings ([`crate::settings`]): the log types,
+//! extensions and size a device may upload.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -187,7 +188,22 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let max = ctx.quotas.max_log_file_bytes.min(MAX_LOG_BYTES);
+    let settings = ctx.settings();
+    let log_type = upload.log_type.as_str();
+    let ext = upload.file_name.extension().unwrap_or_default();
+    let refusal = if !settings.allows_type(log_type) {
+        Some(format!("log type {log_type} is not in ValidLogFileTypes"))
+    } else if !settings.allows_extension(ext.as_str()) {
+        Some(format!("extension .{ext} is not in ValidLogFileExtensions"))
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        tracing::warn!(device = %upload.device, %reason, "log upload refused");
+        drain(req.into_body(), LINGER_BYTES).await;
+        return text(StatusCode::BAD_REQUEST, format!("bad log upload: {reason}"));
+    }
+    let max = settings.max_log_file_size.min(MAX_LOG_BYTES);
     if let Some(r) = refuse_declared(req.headers(), max) {
         tracing::warn!(device = %upload.device, "log upload declared too large");
         drain(req.into_body(), LINGER_BYTES).await;
@@ -207,7 +223,7 @@ where
     let store = ctx.clone();
     let device = upload.device.clone();
     let file = upload.file_name.clone();
-    match tokio::task::spawn_blocking(move || store.logs.store(&upload, &body)).await {
+    match tokio::task::spawn_blocking(move || store.logs.store(&upload, &body, max)).await {
         Ok(Ok(_)) => {
             tracing::info!(%device, %file, "device log stored");
             text(StatusCode::OK, "log stored")

@@ -96,6 +96,9 @@ pub(crate) struct Ctx {
     pub audit: AuditLog,
     pub logs: LogStore,
     pub quotas: crate::quota::Quotas,
+    /// The device-update settings (`Get/Set-CsDeviceUpdateConfiguration`), changed by
+    /// `PUT /admin/configuration`.
+    pub settings: std::sync::RwLock<crate::settings::DeviceUpdateConfiguration>,
     pub bases: BaseUrls,
     pub limits: Limits,
     pub users: Arc<UserDb>,
@@ -114,6 +117,16 @@ pub(crate) struct Ctx {
     pub admin_hosts: Vec<String>,
     /// Held as long as anything may still write the data directory.
     pub _lock: Arc<crate::lock::DataLock>,
+}
+
+impl Ctx {
+    /// The settings now (a copy: a change through the admin API applies to later requests).
+    pub fn settings(&self) -> crate::settings::DeviceUpdateConfiguration {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {

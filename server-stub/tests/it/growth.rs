@@ -114,7 +114,9 @@ async fn one_device_runs_into_its_quota_and_a_replaced_file_is_not_counted_twice
 
 #[tokio::test]
 async fn the_configured_max_log_file_size_is_enforced() {
-    let t = with_quotas(|q| q.max_log_file_bytes = 1000);
+    let t = app_with(tempfile::tempdir().unwrap(), |c| {
+        c.device_update.max_log_file_size = Some(1000)
+    });
     let mut c = t.conn(Site::Internal);
     assert_eq!(
         upload(&mut c, "PCX-1", "ok.txt", vec![b'z'; 1000])
@@ -173,7 +175,9 @@ async fn logs_are_deleted_after_the_retention_and_free_their_quota() {
 
 #[tokio::test]
 async fn a_shorter_log_retention_is_honoured() {
-    let t = with_quotas(|q| q.log_retention_days = 1);
+    let t = app_with(tempfile::tempdir().unwrap(), |c| {
+        c.device_update.log_clean_up_interval_days = Some(1)
+    });
     let mut c = t.conn(Site::Internal);
     assert_eq!(
         upload(&mut c, "PCX-1", "a.txt", b"x".to_vec()).await.status,

@@ -64,3 +64,112 @@ async fn logs_are_stored_per_device_and_type() {
     assert_eq!(stored.len(), MAX_LOG_BYTES as usize);
     assert_eq!(t.control().metrics().count("log_upload", 200), 3);
 }
+
+/// `Get/Set-CsDeviceUpdateConfiguration` through the admin API: the documented defaults,
+/// ranges refused, and a change enforced on the next upload (types, extensions, size) and
+/// kept by the database across a restart, under the flags given at start.
+#[tokio::test]
+async fn the_device_update_configuration_is_shown_changed_and_enforced() {
+    let t = app();
+    let mut a = t.admin();
+    let mut c = t.conn(Site::Internal);
+    let octet = [("content-type", "application/octet-stream")];
+    let up = |kind: &str, file: &str| {
+        upload(&format!(
+            "action=logupload&type={kind}&file={file}&device=PCX-1"
+        ))
+    };
+
+    let got = a.get("/admin/configuration", &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    let got: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(got["MaxLogFileSize"], 1_024_000);
+    assert_eq!(got["MaxLogCacheLimit"], 512_000);
+    assert_eq!(got["LogFlushInterval"], 300);
+    assert_eq!(got["LogCleanUpInterval"], 10);
+    assert_eq!(got["LogCleanUpTimeOfDay"], serde_json::Value::Null);
+    assert_eq!(
+        got["ValidLogFileTypes"],
+        serde_json::json!(["Watson", "Config", "Diaglog", "CELog"])
+    );
+    assert_eq!(got["ValidLogFileExtensions"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        c.send(Method::POST, &up("Watson", "a.dmp"), &octet, "x")
+            .await
+            .status,
+        200
+    );
+
+    for bad in [
+        r#"{"LogFlushInterval": 59}"#,
+        r#"{"LogFlushInterval": 3601}"#,
+        r#"{"LogCleanUpInterval": 0}"#,
+        r#"{"LogCleanUpInterval": 366}"#,
+        r#"{"MaxLogFileSize": 1024001}"#,
+        r#"{"LogCleanUpTimeOfDay": "25:00"}"#,
+        r#"{"ValidLogFileTypes": ["Crash"]}"#,
+        r#"{"ValidLogFileExtensions": ["txt"]}"#,
+        r#"{"Unknown": 1}"#,
+    ] {
+        let r = a.send(Method::PUT, "/admin/configuration", &[], bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+    }
+    let r = a
+        .send(
+            Method::PUT,
+            "/admin/configuration",
+            &[],
+            r#"{"ValidLogFileTypes": ["CELog"], "ValidLogFileExtensions": [".clg", ".txt"],
+                "MaxLogFileSize": 100, "LogFlushInterval": 60, "LogCleanUpTimeOfDay": "03:30"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(r["MaxLogFileSize"], 100);
+    assert_eq!(r["LogCleanUpInterval"], 10, "unset fields keep their value");
+
+    let watson = c
+        .send(Method::POST, &up("Watson", "b.dmp"), &octet, "x")
+        .await;
+    assert_eq!(watson.status, StatusCode::BAD_REQUEST);
+    assert!(
+        watson.text().contains("ValidLogFileTypes"),
+        "{}",
+        watson.text()
+    );
+    let dmp = c
+        .send(Method::POST, &up("CELog", "b.dmp"), &octet, "x")
+        .await;
+    assert_eq!(dmp.status, StatusCode::BAD_REQUEST);
+    assert!(
+        dmp.text().contains("ValidLogFileExtensions"),
+        "{}",
+        dmp.text()
+    );
+    let big = c
+        .send(Method::POST, &up("CELog", "b.txt"), &octet, vec![b'x'; 101])
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let ok = c
+        .send(Method::POST, &up("CELog", "b.TXT"), &octet, vec![b'x'; 100])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+
+    // Stored: a restart keeps the change; a flag given at start wins over the stored value.
+    drop((a, c));
+    let dir = t.dir;
+    drop(t.app);
+    let again = app_with(dir, |c| c.device_update.max_log_file_size = Some(200));
+    let got = again.admin().get("/admin/configuration", &[]).await;
+    let got: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(got["ValidLogFileTypes"], serde_json::json!(["CELog"]));
+    assert_eq!(got["LogCleanUpTimeOfDay"], "03:30");
+    assert_eq!(got["MaxLogFileSize"], 200);
+    // A flag out of range stops the start.
+    let dir = again.dir;
+    drop(again.app);
+    let mut config = ucupdate_server_stub::testing::loopback_config(dir.path());
+    config.device_update.log_flush_interval_secs = Some(30);
+    let err = ucupdate_server_stub::App::open(&config).err().unwrap();
+    assert!(err.to_string().contains("LogFlushInterval"), "{err}");
+}
