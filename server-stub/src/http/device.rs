@@ -223,10 +223,31 @@ where
     let store = ctx.clone();
     let device = upload.device.clone();
     let file = upload.file_name.clone();
-    match tokio::task::spawn_blocking(move || store.logs.store(&upload, &body, max)).await {
-        Ok(Ok(_)) => {
-            tracing::info!(%device, %file, "device log stored");
-            text(StatusCode::OK, "log stored")
+    // The names carry the device's type and version: what its last check said.
+    let key = match device.as_str().parse::<ucupdate_protocol::MacAddress>() {
+        Ok(mac) => mac.to_string(),
+        Err(_) => format!("serial:{device}"),
+    };
+    let info = ctx.state.read(|m| {
+        m.inventory
+            .get(&key)
+            .map(|e| crate::logs::DeviceInfo {
+                device_type: Some(e.device_type.clone()),
+                version: e.versions.values().next().cloned(),
+            })
+            .unwrap_or_default()
+    });
+    let now = clock::unix_secs();
+    let stored =
+        tokio::task::spawn_blocking(move || store.logs.store(&upload, &body, max, &info, now));
+    match stored.await {
+        Ok(Ok(path)) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::info!(%device, %file, stored = %name, "device log stored");
+            text(StatusCode::OK, format!("log stored as {name}"))
         }
         Ok(Err(e @ LogError::TooLarge { .. })) => {
             tracing::warn!(%device, error = %e, "log upload too large");

@@ -222,7 +222,13 @@ async fn logs_clear_deletes_device_and_audit_logs_older_than_n_days() {
     let today = std::fs::read_dir(&audit).unwrap().count();
     assert_eq!(today, 2);
     // "Now" is the upload's time (the log's modification time).
-    let log = t.dir.path().join("logs/PCX-1/Watson/crash.dmp");
+    let name = up.text().trim_end().replace("log stored as ", "");
+    let log = t
+        .dir
+        .path()
+        .join(ucupdate_server_stub::logs::CLIENT_LOG_DIR)
+        .join("Watson")
+        .join(name);
     let now = std::fs::metadata(&log)
         .unwrap()
         .modified()
