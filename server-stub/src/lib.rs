@@ -12,6 +12,7 @@
 //!   intervals), stored in the database when changed through the admin API.
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
+//! - [`roundtable`]: the generic `RTConfig.xml` every RoundTable update carries.
 //! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
 //! - [`audit`]: the daily request-handler audit log, deleted after its retention.
 //! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod model;
 pub mod package;
 pub mod quota;
+pub mod roundtable;
 pub mod server;
 pub mod settings;
 pub mod state;

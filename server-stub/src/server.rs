@@ -447,6 +447,13 @@ impl Control {
     ) -> Result<Rule, ServerError> {
         let key = key.clone();
         let signer = self.catalog_signer.clone();
+        let mut files = files;
+        if crate::roundtable::lacks_rtconfig(&key, files.iter().map(|(n, _)| n)) {
+            files.push((
+                crate::roundtable::name(),
+                crate::roundtable::GENERIC_RTCONFIG.to_vec(),
+            ));
+        }
         self.blocking(move |state| {
             let mut metas = Vec::new();
             for (name, bytes) in files {

@@ -238,6 +238,9 @@ where
     let outcome = blocking(move || {
         let meta = staged.commit(&target, name).map_err(|e| StateError::io(&target, e))?;
         let mut rule = state.publish_meta(&key, version, meta.clone())?;
+        if crate::roundtable::ensure_stored(&state, &key, version)?.is_some() {
+            rule = state.read(|m| m.rules[&key].clone());
+        }
         // Each file re-signs the version's catalog, unless it is a catalog itself (kept as
         // published: the vendor's) or a vendor catalog is already stored.
         if let Some(signer) = signer.filter(|_| FileKind::of(&meta.name) != FileKind::Catalog) {

@@ -19,5 +19,6 @@ mod import;
 mod logs;
 mod permissions;
 mod persistence;
+mod roundtable;
 mod rules;
 mod shared_host;
