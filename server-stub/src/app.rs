@@ -105,6 +105,7 @@ impl App {
         let bases = BaseUrls {
             internal: config.public_internal_url.clone(),
             external: config.public_external_url.clone(),
+            layout: config.store_layout,
         };
         Ok(App::with_data(config, opened, bases))
     }

@@ -10,6 +10,8 @@
 //! - [`quota`]: the caps and retention periods ([`Quotas`]); [`logs`]: device logs under them.
 //! - [`settings`]: the service's `CsDeviceUpdateConfiguration` (log types, extensions, sizes,
 //!   intervals), stored in the database when changed through the admin API.
+//! - [`layout`]: the store's URL roots, R2's `DeviceUpdateFiles_Int/_Ext` and Lync's
+//!   `RequestHandler(Ext)/Files` (both served; `--store-layout` picks the offered one).
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
 //! - [`roundtable`]: the generic `RTConfig.xml` every RoundTable update carries.
@@ -37,6 +39,7 @@ mod clock;
 pub mod db;
 pub mod disk;
 mod http;
+pub mod layout;
 pub mod lock;
 pub mod logs;
 pub mod metrics;

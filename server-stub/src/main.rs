@@ -212,6 +212,10 @@ struct ServeArgs {
     /// The pool in rule identities, service:WebServer:<pool>/<id> (default: --server-name).
     #[arg(long, value_name = "FQDN")]
     pool_fqdn: Option<String>,
+    /// Store URLs in check replies: r2 (/DeviceUpdateFiles_Int, _Ext) or lync
+    /// (/RequestHandler/Files, /RequestHandlerExt/Files). Both are always served.
+    #[arg(long, value_name = "LAYOUT", default_value = "r2")]
+    store_layout: ucupdate_server_stub::layout::StoreLayout,
     /// Audit-log form: csv (header row, Lync and later) or r2 (OCS 2007 R2's `;` fields).
     #[arg(long, value_name = "FORM", default_value = "csv")]
     audit_format: ucupdate_protocol::AuditFormat,
@@ -522,6 +526,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_external_url: args.public_external_url.clone(),
         server_name: args.server_name.clone(),
         pool_fqdn: args.pool_fqdn.clone(),
+        store_layout: args.store_layout,
         audit_format: args.audit_format,
         deploy_roundtable_on_import: args.deploy_roundtable_on_import,
         accept_unknown_device_types: args.accept_unknown_device_types,

@@ -257,15 +257,17 @@ pub struct Model {
 pub struct BaseUrls {
     pub internal: Option<HttpUrl>,
     pub external: Option<HttpUrl>,
+    /// Which store URLs to name (R2's or Lync's, [`crate::layout`]).
+    pub layout: crate::layout::StoreLayout,
 }
 
 impl BaseUrls {
-    fn url(base: Option<&HttpUrl>, path: &StorePath) -> String {
+    fn url(&self, base: Option<&HttpUrl>, path: &StorePath) -> String {
         match base {
             Some(base) => {
                 let prefix = base.path.trim_end_matches('/');
-                base.with_path(&format!("{prefix}{}", path.url_path()))
-                    .to_string()
+                let dir = crate::layout::url_path(path, self.layout);
+                base.with_path(&format!("{prefix}{dir}")).to_string()
             }
             None => String::new(),
         }
@@ -483,11 +485,8 @@ impl Model {
                 version,
             };
             let offer = Offer {
-                base_url: BaseUrls::url(bases.internal.as_ref(), &path(StoreKind::Internal)),
-                external_base_url: BaseUrls::url(
-                    bases.external.as_ref(),
-                    &path(StoreKind::External),
-                ),
+                base_url: bases.url(bases.internal.as_ref(), &path(StoreKind::Internal)),
+                external_base_url: bases.url(bases.external.as_ref(), &path(StoreKind::External)),
                 update_type: key.update_type.clone(),
                 version,
                 timestamp: None,

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     /// The pool named in rule identities, `service:WebServer:<pool>/<id>` (default: the
     /// server name).
     pub pool_fqdn: Option<String>,
+    /// The store URLs check replies name: R2's `DeviceUpdateFiles_Int/_Ext` (default) or
+    /// Lync's `RequestHandler/Files`, `RequestHandlerExt/Files`. Both are always served.
+    pub store_layout: crate::layout::StoreLayout,
     /// The audit log's form: CSV with a header row (default) or OCS R2's `;` form.
     pub audit_format: AuditFormat,
     pub deploy_roundtable_on_import: bool,
@@ -109,6 +112,7 @@ impl ServerConfig {
             server_name: "ucupdate".to_owned(),
             pool_fqdn: None,
             audit_format: AuditFormat::default(),
+            store_layout: Default::default(),
             deploy_roundtable_on_import: false,
             accept_unknown_device_types: false,
             limits: Limits::default(),
@@ -243,6 +247,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .public_external_url
             .clone()
             .or_else(|| external_addr.map(|a| url_of(true, a))),
+        layout: config.store_layout,
     };
     let app = App::with_data(&config, opened, bases);
 

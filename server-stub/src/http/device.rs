@@ -64,12 +64,9 @@ where
             }
         };
     }
-    if path.len() > 1
-        && path[1..]
-            .to_ascii_lowercase()
-            .starts_with("deviceupdatefiles_")
-    {
-        let response = files::serve(ctx, share, &req).await;
+    // Both layouts' store roots (R2's and Lync's), whichever the offers name.
+    if let Some(store_path) = crate::layout::to_r2_path(path) {
+        let response = files::serve(ctx, share, &req, &store_path).await;
         return ("files", response);
     }
     ("other", text(StatusCode::NOT_FOUND, "no such endpoint"))

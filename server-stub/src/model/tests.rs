@@ -46,6 +46,7 @@ fn bases() -> BaseUrls {
     BaseUrls {
         internal: Some("http://127.0.0.1:8080".parse().unwrap()),
         external: None,
+        ..Default::default()
     }
 }
 
@@ -364,6 +365,7 @@ fn offer_carries_urls_hashes_and_sizes() {
     let bases = BaseUrls {
         internal: Some("http://pool01.contoso.com".parse().unwrap()),
         external: Some("https://ext.contoso.com:4443/".parse().unwrap()),
+        ..Default::default()
     };
     let CheckResponse::Update(offer) = model
         .decide(&request("1.0.0.0", MAC, None), &bases)
