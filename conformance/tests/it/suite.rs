@@ -91,7 +91,9 @@ async fn the_suite_follows_the_lync_store_layout() {
     );
     let traversal = result(&results, "path-traversal-refused");
     assert!(
-        traversal.detail.contains("under /RequestHandler/Files refused"),
+        traversal
+            .detail
+            .contains("under /RequestHandler/Files refused"),
         "{table}"
     );
     server.shutdown().await.unwrap();

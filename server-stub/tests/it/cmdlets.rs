@@ -394,3 +394,65 @@ async fn named_test_devices_at_global_and_site_scope() {
     let desk = json(&a.get("/admin/test-devices/global/desk", &[]).await);
     assert_eq!(desk["identifier"], "PCX-1");
 }
+
+/// An outside peer: `tests/cmdlets.py`, urllib only, scripts the cmdlet model over a real
+/// loopback socket the way an administrator's script would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_script_in_python_drives_the_cmdlet_model() {
+    let t = start().await;
+    let control = t.server.control();
+    control
+        .publish(&key(), v("2.0.0.0"), files("v2"))
+        .await
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cmdlets.py");
+    let admin = t.server.admin_url().unwrap().to_string();
+    let token = t.server.admin_token().path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(admin)
+            .arg(token)
+            .output()
+    })
+    .await
+    .unwrap();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: python3 is not installed");
+            return;
+        }
+        Err(e) => panic!("cannot run python3: {e}"),
+    };
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: std::collections::HashMap<String, serde_json::Value> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    let status = |s: &str| steps[s]["status"].as_u64().unwrap();
+    assert_eq!(status("new-test-device"), 200, "{stdout}");
+    assert_eq!(status("new-bad-mac"), 400);
+    assert_eq!(steps["get-test-device"]["body"]["identifier"], MAC);
+    assert_eq!(
+        steps["get-rule"]["body"]["identity"],
+        format!("service:WebServer:ucupdate/{}", rule_id(&key()))
+    );
+    assert_eq!(status("approve"), 200);
+    assert_eq!(steps["approve"]["body"]["approved"], "2.0.0.0");
+    assert_eq!(steps["set-configuration"]["body"]["LogFlushInterval"], 600);
+    assert_eq!(status("set-bad-configuration"), 400);
+    assert_eq!(status("clear-files"), 200);
+    // The effects are the server's, not the script's word for them.
+    assert_eq!(control.rule(&key()).unwrap().approved, Some(v("2.0.0.0")));
+    assert_eq!(control.test_devices(), vec![MAC.parse().unwrap()]);
+    t.server.shutdown().await.unwrap();
+}
