@@ -12,6 +12,8 @@ mod catalog;
 mod context;
 mod external;
 mod hostile;
+#[cfg(test)]
+pub(crate) use hostile::store_root as hostile_store_root;
 mod offers;
 mod rules;
 

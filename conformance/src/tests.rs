@@ -135,6 +135,27 @@ fn the_catalogue_has_unique_kebab_case_names_and_descriptions() {
 }
 
 #[test]
+fn the_traversal_check_follows_the_offered_store_root() {
+    use crate::checks::hostile_store_root as root;
+    assert_eq!(
+        root("/DeviceUpdateFiles_Int/UCPhone/Polycom"),
+        "/DeviceUpdateFiles_Int"
+    );
+    assert_eq!(
+        root("/RequestHandler/Files/UCPhone/Polycom"),
+        "/RequestHandler/Files"
+    );
+    assert_eq!(
+        root("/pool/requesthandler/files/UCPhone"),
+        "/RequestHandler/Files"
+    );
+    assert_eq!(
+        root("/RequestHandler/ucdevice.upx"),
+        "/DeviceUpdateFiles_Int"
+    );
+}
+
+#[test]
 fn the_backslash_and_dot_paths_can_be_sent_as_written() {
     // The traversal check sends these raw; the http crate must not refuse them client-side.
     for path in [

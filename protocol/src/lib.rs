@@ -37,7 +37,7 @@ mod serde_impls;
 pub use audit::{AuditFormat, AuditRecord, ResponseModule};
 pub use error::ProtocolError;
 pub use identity::{DeviceIdentity, DeviceType, FileName, MacAddress, PathSegment, SerialNumber};
-pub use store::{FileKind, StoreKind, StorePath, UpdateKey};
+pub use store::{FileKind, StoreKind, StorePath, UpdateKey, RTCONFIG_FILE};
 pub use url::HttpUrl;
 pub use version::FirmwareVersion;
 pub use wire::{

@@ -150,21 +150,30 @@ impl StorePath {
     }
 }
 
-/// What a file in a version directory is, by its extension.
+/// The name of the configuration file of a RoundTable update (R2: every one carries it).
+pub const RTCONFIG_FILE: &str = "RTConfig.xml";
+
+/// What a file in a version directory is, by its name ([`RTCONFIG_FILE`]) or extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
     /// `.nbt`: the firmware image.
     Image,
     /// `.cat`: the security catalog (signature) of the image.
     Catalog,
-    /// `.xml`: a description, or RoundTable's `RTConfig.xml`.
+    /// `.xml`: a description.
     Description,
+    /// `RTConfig.xml`: the configuration every RoundTable update carries (the install hook
+    /// gets it with the image).
+    RoundTableConfig,
     /// Anything else the vendor package carries.
     Other,
 }
 
 impl FileKind {
     pub fn of(name: &FileName) -> Self {
+        if name.as_str().eq_ignore_ascii_case(RTCONFIG_FILE) {
+            return FileKind::RoundTableConfig;
+        }
         match name.extension().as_deref() {
             Some("nbt") => FileKind::Image,
             Some("cat") => FileKind::Catalog,
@@ -179,7 +188,7 @@ impl FileKind {
         match self {
             FileKind::Image => "application/octet-stream",
             FileKind::Catalog => "application/vnd.ms-pki.seccat",
-            FileKind::Description => "text/xml",
+            FileKind::Description | FileKind::RoundTableConfig => "text/xml",
             FileKind::Other => "application/octet-stream",
         }
     }
@@ -189,6 +198,7 @@ impl FileKind {
             FileKind::Image => "image",
             FileKind::Catalog => "catalog",
             FileKind::Description => "description",
+            FileKind::RoundTableConfig => "rtconfig",
             FileKind::Other => "other",
         }
     }
@@ -198,6 +208,7 @@ impl FileKind {
             FileKind::Image,
             FileKind::Catalog,
             FileKind::Description,
+            FileKind::RoundTableConfig,
             FileKind::Other,
         ]
         .into_iter()
@@ -261,6 +272,12 @@ mod tests {
             "application/vnd.ms-pki.seccat"
         );
         assert_eq!(kind("RTConfig.xml").content_type(), "text/xml");
+        assert_eq!(kind("rtconfig.XML"), FileKind::RoundTableConfig);
+        assert_eq!(kind("notes.xml"), FileKind::Description);
+        assert_eq!(
+            FileKind::from_wire("RTConfig"),
+            Some(FileKind::RoundTableConfig)
+        );
         assert_eq!(kind("notes.txt"), FileKind::Other);
     }
 }

@@ -125,7 +125,13 @@ impl CheckRequest {
         expect_root(&root, REQUEST_ROOT)?;
         let identity = DeviceIdentity {
             device_type: required(&root, "DeviceType")?.parse()?,
-            brand: segment(&root, "Brand")?,
+            // The audit log calls the maker Vendor, the rules Brand (OCS R2's rules class has
+            // both): either is read, Brand first when a body carries both.
+            brand: PathSegment::new(
+                root.field("Brand")
+                    .or_else(|| root.field("Vendor"))
+                    .ok_or(ProtocolError::MissingField("Brand"))?,
+            )?,
             model: segment(&root, "Model")?,
             revision: segment(&root, "Revision")?,
             locale: segment(&root, "Locale")?,

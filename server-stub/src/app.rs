@@ -105,6 +105,7 @@ impl App {
         let bases = BaseUrls {
             internal: config.public_internal_url.clone(),
             external: config.public_external_url.clone(),
+            layout: config.store_layout,
         };
         Ok(App::with_data(config, opened, bases))
     }
@@ -117,10 +118,12 @@ impl App {
                 audit: AuditLog::new(&config.data_dir, &config.server_name, config.audit_format),
                 logs: opened.logs,
                 quotas: config.quotas,
+                settings: std::sync::RwLock::new(opened.settings),
                 bases,
                 limits: config.limits,
                 users: Arc::new(config.users.clone()),
                 server_name: config.server_name.clone(),
+                pool_fqdn: config.pool_fqdn(),
                 accept_unknown_device_types: config.accept_unknown_device_types,
                 open_device_connections: AtomicUsize::new(0),
                 per_client: Mutex::new(HashMap::new()),
@@ -214,7 +217,8 @@ impl App {
     /// The server's cleanup task calls it every `quotas.cleanup_interval` with the clock's
     /// time; tests call it with any time they like.
     pub fn cleanup(&self, now_unix: u64) -> std::io::Result<Cleanup> {
-        let logs = self.ctx.logs.cleanup(now_unix)?;
+        let retention = self.ctx.settings().log_retention_secs();
+        let logs = self.ctx.logs.cleanup(now_unix, retention)?;
         let audit_files = self
             .ctx
             .audit
@@ -227,8 +231,43 @@ impl App {
     }
 }
 
+impl App {
+    /// Clear-CsDeviceUpdateLog: deletes the device logs uploaded more than `days_back` days
+    /// before `now_unix`, and the audit files of the days before that (blocking).
+    pub fn clear_logs(&self, days_back: u32, now_unix: u64) -> std::io::Result<Cleanup> {
+        clear_logs(&self.ctx, days_back, now_unix)
+    }
+}
+
+/// `logs clear` of the offline CLI: [`App::clear_logs`] on a data directory no server runs
+/// on (the caller holds its lock), at the clock's time (blocking).
+pub fn clear_logs_offline(data_dir: &std::path::Path, days_back: u32) -> std::io::Result<Cleanup> {
+    let back = u64::from(days_back) * crate::quota::DAY_SECS;
+    let now = crate::clock::unix_secs();
+    let logs = LogStore::open(data_dir, crate::quota::Quotas::default())?
+        .delete_before(now.saturating_sub(back))?;
+    let audit_files = AuditLog::new(data_dir, "", Default::default()).cleanup(now, back)?;
+    Ok(Cleanup {
+        log_files: logs.files,
+        log_bytes: logs.bytes,
+        audit_files,
+    })
+}
+
+/// [`App::clear_logs`] (also the admin API's `POST /admin/logs/clear`).
+pub(crate) fn clear_logs(ctx: &Ctx, days_back: u32, now_unix: u64) -> std::io::Result<Cleanup> {
+    let back = u64::from(days_back) * crate::quota::DAY_SECS;
+    let logs = ctx.logs.delete_before(now_unix.saturating_sub(back))?;
+    let audit_files = ctx.audit.cleanup(now_unix, back)?;
+    Ok(Cleanup {
+        log_files: logs.files,
+        log_bytes: logs.bytes,
+        audit_files,
+    })
+}
+
 /// What one [`App::cleanup`] deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Cleanup {
     pub log_files: u64,
     pub log_bytes: u64,
@@ -239,6 +278,8 @@ pub struct Cleanup {
 /// as far as reading or writing anything), its state, its device logs and the admin token.
 pub(crate) struct OpenedData {
     pub lock: Arc<DataLock>,
+    /// The stored settings with the config's patch applied.
+    pub settings: crate::settings::DeviceUpdateConfiguration,
     pub state: Arc<State>,
     pub logs: LogStore,
     pub token: AdminToken,
@@ -251,6 +292,10 @@ pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError
         deploy_roundtable_on_import: config.deploy_roundtable_on_import,
     };
     let state = Arc::new(State::open(&config.data_dir, options)?);
+    let settings = state
+        .device_update_configuration()?
+        .apply(&config.device_update)
+        .map_err(ServerError::Settings)?;
     let logs = LogStore::open(&config.data_dir, config.quotas).map_err(|e| ServerError::Io {
         what: format!("read {}", config.data_dir.join("logs").display()),
         source: e,
@@ -262,6 +307,7 @@ pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError
     let token = AdminToken::load_or_create(&token_file)?;
     Ok(OpenedData {
         lock,
+        settings,
         state,
         logs,
         token,

@@ -11,21 +11,26 @@
 //!   REPLACE` or `DELETE` for each device that changed since the last flush, batched in one
 //!   transaction, so a flush costs what changed, not what is stored.
 //!
-//! Schema version 1 (`PRAGMA user_version`):
-//! `rules(key, pending, approved, restore, rolled_back)`, `test_devices(device)`,
-//! `versions(key, version, files JSON)`, `inventory(device, last_check_unix, entry JSON)`.
+//! Schema version 2 (`PRAGMA user_version`):
+//! `rules(key, pending, approved, restore, rolled_back)`, `test_devices(identity, device)`
+//! (named test devices, `global/NAME` or `site:SITE/NAME`), `versions(key, version, files
+//! JSON)`, `inventory(device, last_check_unix, entry JSON)`, `settings(name, value JSON)`.
+//! Version 1 had `test_devices(device)` without names and no `settings`; a version-1
+//! database is migrated when opened, in one transaction: each test device gets its generated
+//! name ([`crate::model::devices::generated_name`]) and keeps matching the same device.
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use ucupdate_protocol::{FirmwareVersion, UpdateKey};
 
+use crate::model::devices::TestDeviceId;
 use crate::model::{FileMeta, InventoryEntry, Model, Rule, TestDevice};
 
 /// File name of the database under the data directory.
 pub const DB_FILE: &str = "state.sqlite";
 /// The schema this version reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
     CREATE TABLE rules (
@@ -35,7 +40,8 @@ const SCHEMA: &str = "
         restore TEXT,
         rolled_back INTEGER NOT NULL
     );
-    CREATE TABLE test_devices (device TEXT PRIMARY KEY NOT NULL);
+    CREATE TABLE test_devices (identity TEXT PRIMARY KEY NOT NULL, device TEXT NOT NULL);
+    CREATE TABLE settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
     CREATE TABLE versions (
         key TEXT NOT NULL,
         version TEXT NOT NULL,
@@ -123,6 +129,12 @@ impl Db {
                 tx.commit()?;
                 true
             }
+            1 => {
+                migrate_v1(&tx)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.commit()?;
+                false
+            }
             SCHEMA_VERSION => {
                 tx.commit()?;
                 false
@@ -171,10 +183,20 @@ impl Db {
             let key: UpdateKey = key.parse().map_err(|e| corrupt("rule key", &e))?;
             model.rules.insert(key, rule);
         }
-        let mut devices = self.conn.prepare("SELECT device FROM test_devices")?;
-        for device in devices.query_map([], |r| r.get::<_, String>(0))? {
-            let device: TestDevice = device?.parse().map_err(|e| corrupt("test device", &e))?;
-            model.test_devices.insert(device);
+        let mut devices = self
+            .conn
+            .prepare("SELECT identity, device FROM test_devices")?;
+        let rows =
+            devices.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, device) = row?;
+            let id: TestDeviceId = id
+                .parse()
+                .map_err(|e| corrupt("test device identity", &e))?;
+            let device: TestDevice = device.parse().map_err(|e| corrupt("test device", &e))?;
+            model
+                .add_named(id, device)
+                .map_err(|e| corrupt("test device", &e))?;
         }
         let mut versions = self
             .conn
@@ -235,6 +257,25 @@ impl Db {
         Ok(())
     }
 
+    /// The stored value of setting `name` (JSON), if any.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?)
+    }
+
+    /// Stores setting `name` (one transaction, fsynced).
+    pub fn put_setting(&mut self, name: &str, json: &str) -> Result<(), DbError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
+            [name, json],
+        )?;
+        Ok(())
+    }
+
     /// Rows inserted, changed or deleted through this connection since it was opened: what
     /// a write cost (tests and benchmarks).
     pub fn total_changes(&self) -> u64 {
@@ -249,6 +290,35 @@ impl Db {
             .optional()?
             .map_or(0, |n| n.max(0) as u64))
     }
+}
+
+/// Version 1 to 2: named test devices (the old rows get their generated names, in the
+/// order they sort) and the settings table.
+fn migrate_v1(tx: &Transaction<'_>) -> Result<(), DbError> {
+    let mut model = Model::default();
+    {
+        let mut old = tx.prepare("SELECT device FROM test_devices ORDER BY device")?;
+        for device in old.query_map([], |r| r.get::<_, String>(0))? {
+            let device: TestDevice = device?
+                .parse()
+                .map_err(|e| DbError::Corrupt(format!("test device: {e}")))?;
+            model.add_test_device(device);
+        }
+    }
+    tx.execute_batch(
+        "DROP TABLE test_devices;
+         CREATE TABLE test_devices (identity TEXT PRIMARY KEY NOT NULL, device TEXT NOT NULL);
+         CREATE TABLE settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);",
+    )?;
+    let mut insert = tx.prepare("INSERT INTO test_devices (identity, device) VALUES (?1, ?2)")?;
+    for t in model.test_devices.values() {
+        insert.execute([t.id.to_string(), t.device.to_string()])?;
+    }
+    tracing::info!(
+        test_devices = model.test_devices.len(),
+        "state database migrated to schema 2 (named test devices)"
+    );
+    Ok(())
 }
 
 /// The JSON an inventory row stores.
@@ -289,9 +359,10 @@ fn write_admin(tx: &Transaction<'_>, model: &Model) -> Result<(), DbError> {
             rule.rolled_back
         ])?;
     }
-    let mut devices = tx.prepare_cached("INSERT INTO test_devices (device) VALUES (?1)")?;
-    for device in &model.test_devices {
-        devices.execute([device.to_string()])?;
+    let mut devices =
+        tx.prepare_cached("INSERT INTO test_devices (identity, device) VALUES (?1, ?2)")?;
+    for t in model.test_devices.values() {
+        devices.execute([t.id.to_string(), t.device.to_string()])?;
     }
     let mut versions =
         tx.prepare_cached("INSERT INTO versions (key, version, files) VALUES (?1, ?2, ?3)")?;
@@ -300,4 +371,82 @@ fn write_admin(tx: &Transaction<'_>, model: &Model) -> Result<(), DbError> {
         versions.execute(params![key.to_string(), version.to_string(), files])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ucupdate_protocol::DeviceIdentity;
+
+    /// The schema of version 1, as that version created it.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE rules (key TEXT PRIMARY KEY NOT NULL, pending TEXT, approved TEXT,
+            restore TEXT, rolled_back INTEGER NOT NULL);
+        CREATE TABLE test_devices (device TEXT PRIMARY KEY NOT NULL);
+        CREATE TABLE versions (key TEXT NOT NULL, version TEXT NOT NULL, files TEXT NOT NULL,
+            PRIMARY KEY (key, version));
+        CREATE TABLE inventory (device TEXT PRIMARY KEY NOT NULL,
+            last_check_unix INTEGER NOT NULL, entry TEXT NOT NULL);
+        INSERT INTO rules VALUES ('UCPhone/Polycom/CX700/A/ENU/CPE', '2.0.0.0', '1.0.0.0', NULL, 0);
+        INSERT INTO test_devices VALUES ('00-04-F2-00-01-76');
+        INSERT INTO test_devices VALUES ('serial:PCX-1');
+        PRAGMA user_version = 1;
+    ";
+
+    fn identity(mac: Option<&str>, serial: Option<&str>) -> DeviceIdentity {
+        let seg = |t: &str| t.parse().unwrap();
+        DeviceIdentity {
+            device_type: "UCPhone".parse().unwrap(),
+            brand: seg("Polycom"),
+            model: seg("CX700"),
+            revision: seg("A"),
+            locale: seg("ENU"),
+            mac: mac.map(|m| m.parse().unwrap()),
+            serial: serial.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    /// A database written by schema version 1 (unnamed test devices) opens: the test devices
+    /// get generated global names, still match their devices, and the file is version 2.
+    #[test]
+    fn a_version_1_database_migrates_to_named_test_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch(SCHEMA_V1)
+            .unwrap();
+        let (db, created) = Db::open(dir.path(), || unreachable!("not a new database")).unwrap();
+        assert!(!created);
+        let model = db.load().unwrap();
+        let ids: Vec<String> = model
+            .test_devices
+            .values()
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(ids, ["global/mac-00-04-F2-00-01-76", "global/serial-PCX-1"]);
+        assert!(model.is_test_device(&identity(Some("00:04:f2:00:01:76"), None)));
+        assert!(model.is_test_device(&identity(None, Some("PCX-1"))));
+        assert!(!model.is_test_device(&identity(Some("00-04-F2-00-01-77"), None)));
+        assert_eq!(model.rules.len(), 1, "the other tables are kept");
+        let version: i64 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(db);
+        // Opening again reads version 2 as it is.
+        let (db, _) = Db::open(dir.path(), || unreachable!()).unwrap();
+        assert_eq!(db.load().unwrap(), model);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99;")
+            .unwrap();
+        let err = Db::open(dir.path(), || unreachable!()).unwrap_err();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
 }

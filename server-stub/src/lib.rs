@@ -8,8 +8,13 @@
 //! - [`state`]: the model behind a lock, stored by [`db`] in `DATA/state.sqlite` (a JSON
 //!   `state.json` of earlier versions is migrated on the first start).
 //! - [`quota`]: the caps and retention periods ([`Quotas`]); [`logs`]: device logs under them.
+//! - [`settings`]: the service's `CsDeviceUpdateConfiguration` (log types, extensions, sizes,
+//!   intervals), stored in the database when changed through the admin API.
+//! - [`layout`]: the store's URL roots, R2's `DeviceUpdateFiles_Int/_Ext` and Lync's
+//!   `RequestHandler(Ext)/Files` (both served; `--store-layout` picks the offered one).
 //! - [`store`]: update files on disk (`DATA/store/...`), hashed once when stored.
 //! - [`package`]: vendor-style packages (`updateInfo.xml` + files, directory or `.cab`).
+//! - [`roundtable`]: the generic `RTConfig.xml` every RoundTable update carries.
 //! - [`catalog`]: signing `.cat` catalogs (`catalog create`, throwaway CA for the simulator).
 //! - [`audit`]: the daily request-handler audit log, deleted after its retention.
 //! - [`disk`]: regular files only when reading packages, 0600/0700 when writing, private secrets.
@@ -34,13 +39,16 @@ mod clock;
 pub mod db;
 pub mod disk;
 mod http;
+pub mod layout;
 pub mod lock;
 pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod package;
 pub mod quota;
+pub mod roundtable;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]

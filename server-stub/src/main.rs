@@ -1,5 +1,6 @@
 //! `ucupdate-server`: the command line of the server stub. `serve` runs the listeners; the
-//! other commands (`import`, `rules`, `test-devices`, `inventory`) work offline on a data
+//! other commands (`import`, `rules`, `test-devices`, `files`, `logs`, `inventory`; most in
+//! `cli/offline.rs`) work offline on a data
 //! directory's state database. Both take the directory's lock (`DATA/server.lock`), so an offline
 //! change while a server runs is refused, naming the server's pid and the admin API to use
 //! instead, rather than printed as done and lost at the server's next write.
@@ -11,12 +12,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ucupdate_protocol::{HttpUrl, UpdateKey};
+use ucupdate_protocol::HttpUrl;
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
-    disk, package, DataLock, Limits, LockError, Quotas, ServerConfig, State, StateOptions,
-    TestDevice, TlsSource, UserDb,
+    disk, package, Limits, Quotas, ServerConfig, StateOptions, TlsSource, UserDb,
 };
+
+#[path = "cli/offline.rs"]
+mod offline;
+use offline::{describe, open, DataArg, FilesAction, LogsAction, RulesAction, TestDevicesAction};
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and
 /// load tests.
@@ -58,10 +62,20 @@ enum Command {
         #[command(subcommand)]
         action: RulesAction,
     },
-    /// List, add or remove test devices (they are offered pending versions).
+    /// Named test devices (they are offered pending versions): add, set, remove, list.
     TestDevices {
         #[command(subcommand)]
         action: TestDevicesAction,
+    },
+    /// Stored update files: `clear` deletes what no rule refers to.
+    Files {
+        #[command(subcommand)]
+        action: FilesAction,
+    },
+    /// Device and audit logs: `clear --days-back N`.
+    Logs {
+        #[command(subcommand)]
+        action: LogsAction,
     },
     /// Write signed `.cat` catalogs (Microsoft catalog format; see docs/PROTOCOL.md).
     Catalog {
@@ -97,13 +111,6 @@ enum CatalogAction {
     },
 }
 
-#[derive(Args, Debug)]
-struct DataArg {
-    /// The data directory (state.sqlite, store/, logs/, audit/).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
-}
-
 /// The key that signs catalogs for updates that carry none (docs/SERVER.md, "Signing").
 #[derive(Args, Debug)]
 struct SignArgs {
@@ -126,55 +133,6 @@ impl SignArgs {
             .map(Some)
             .context("load the catalog signing certificate and key")
     }
-}
-
-/// A rule key: DeviceType/Brand/Model/Revision/Locale/UpdateType.
-#[derive(Args, Debug)]
-struct KeyArgs {
-    #[command(flatten)]
-    data: DataArg,
-    /// The rule key, e.g. UCPhone/Polycom/CX700/A/ENU/CPE.
-    key: UpdateKey,
-}
-
-#[derive(Subcommand, Debug)]
-enum RulesAction {
-    /// List every rule with its pending, approved and restore versions.
-    List {
-        #[command(flatten)]
-        data: DataArg,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Pending becomes approved; the previous approved becomes the restore version.
-    Approve(KeyArgs),
-    /// Roll back: the restore version becomes the approved one again.
-    Restore(KeyArgs),
-    /// Cancel the pending version (test devices fall back to the approved one).
-    Reset(KeyArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum TestDevicesAction {
-    /// Add a test device by MAC (any of 010203040506, 01-02-..., 01:02:...) or serial
-    /// number (`serial:SN` forces the serial reading).
-    Add {
-        #[command(flatten)]
-        data: DataArg,
-        device: TestDevice,
-    },
-    /// Remove a test device.
-    Remove {
-        #[command(flatten)]
-        data: DataArg,
-        device: TestDevice,
-    },
-    /// List test devices.
-    List {
-        #[command(flatten)]
-        data: DataArg,
-    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +209,13 @@ struct ServeArgs {
     /// Server name in audit-log file names and the NTLM target name.
     #[arg(long, value_name = "NAME", default_value = "ucupdate")]
     server_name: String,
+    /// The pool in rule identities, service:WebServer:<pool>/<id> (default: --server-name).
+    #[arg(long, value_name = "FQDN")]
+    pool_fqdn: Option<String>,
+    /// Store URLs in check replies: r2 (/DeviceUpdateFiles_Int, _Ext) or lync
+    /// (/RequestHandler/Files, /RequestHandlerExt/Files). Both are always served.
+    #[arg(long, value_name = "LAYOUT", default_value = "r2")]
+    store_layout: ucupdate_server_stub::layout::StoreLayout,
     /// Audit-log form: csv (header row, Lync and later) or r2 (OCS 2007 R2's `;` fields).
     #[arg(long, value_name = "FORM", default_value = "csv")]
     audit_format: ucupdate_protocol::AuditFormat,
@@ -302,16 +267,34 @@ struct ServeArgs {
 /// Caps and retention (docs/SERVER.md "Quotas and retention"); unset means the default.
 #[derive(Args, Debug)]
 struct QuotaArgs {
-    /// Largest device log file in bytes (MaxLogFileSize) [default: 1024000].
+    /// Largest device log file in bytes (MaxLogFileSize, at most 1024000) [default: stored,
+    /// else 1024000].
     #[arg(long, value_name = "BYTES")]
     max_log_file_size: Option<u64>,
+    /// A log type devices may upload (ValidLogFileTypes; repeat for each: Watson, Config,
+    /// Diaglog, CELog) [default: stored, else all four].
+    #[arg(long = "valid-log-file-type", value_name = "TYPE")]
+    valid_log_file_types: Vec<String>,
+    /// A file extension devices may upload, with the dot (ValidLogFileExtensions; repeat)
+    /// [default: stored, else .dmp .clg .clg1 .clg2 .bak .kdmp .dat .bin .cat .xml .txt .hex].
+    #[arg(long = "valid-log-file-extension", value_name = ".EXT")]
+    valid_log_file_extensions: Vec<String>,
+    /// MaxLogCacheLimit, bytes (shown; the stub writes each upload at once) [default: 512000].
+    #[arg(long, value_name = "BYTES")]
+    max_log_cache_limit: Option<u64>,
+    /// LogFlushInterval, seconds, 60-3600 (shown; no log cache to flush) [default: 300].
+    #[arg(long, value_name = "SECS")]
+    log_flush_interval: Option<u64>,
+    /// LogCleanUpTimeOfDay, HH:MM (shown; the cleanup runs every --cleanup-interval).
+    #[arg(long, value_name = "HH:MM")]
+    log_clean_up_time_of_day: Option<String>,
     /// Bytes of logs kept per device id; beyond it uploads get 507 [default: 10240000].
     #[arg(long, value_name = "BYTES")]
     log_quota_per_device: Option<u64>,
     /// Bytes of logs kept for all devices; beyond it uploads get 507 [default: 512000000].
     #[arg(long, value_name = "BYTES")]
     log_quota_total: Option<u64>,
-    /// Days a device log is kept (LogCleanUpInterval, 1-365) [default: 10].
+    /// Days a device log is kept (LogCleanUpInterval, 1-365) [default: stored, else 10].
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365))]
     log_retention_days: Option<u32>,
     /// Days an audit-log file is kept after its day (1-365) [default: 10].
@@ -330,15 +313,27 @@ struct QuotaArgs {
 }
 
 impl QuotaArgs {
+    /// The device-update settings the flags set (the rest keep their stored value).
+    fn device_update(&self) -> ucupdate_server_stub::settings::ConfigurationPatch {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        ucupdate_server_stub::settings::ConfigurationPatch {
+            valid_log_file_types: list(&self.valid_log_file_types),
+            valid_log_file_extensions: list(&self.valid_log_file_extensions),
+            max_log_file_size: self.max_log_file_size,
+            max_log_cache_limit: self.max_log_cache_limit,
+            log_flush_interval_secs: self.log_flush_interval,
+            log_clean_up_interval_days: self.log_retention_days,
+            log_clean_up_time_of_day: self.log_clean_up_time_of_day.clone(),
+        }
+    }
+
     fn quotas(&self) -> Quotas {
         let d = Quotas::default();
         Quotas {
-            max_log_file_bytes: self.max_log_file_size.unwrap_or(d.max_log_file_bytes),
             max_log_bytes_per_device: self
                 .log_quota_per_device
                 .unwrap_or(d.max_log_bytes_per_device),
             max_log_bytes_total: self.log_quota_total.unwrap_or(d.max_log_bytes_total),
-            log_retention_days: self.log_retention_days.unwrap_or(d.log_retention_days),
             audit_retention_days: self.audit_retention_days.unwrap_or(d.audit_retention_days),
             max_modules_per_check: self
                 .max_modules_per_check
@@ -425,8 +420,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Catalog { action } => catalog(action),
-        Command::Rules { action } => rules(action),
-        Command::TestDevices { action } => test_devices(action),
+        Command::Rules { action } => offline::rules(action),
+        Command::TestDevices { action } => offline::test_devices(action),
+        Command::Files { action } => offline::files(action),
+        Command::Logs { action } => offline::logs(action),
         Command::Inventory { data, json } => {
             let state = open(&data.data, StateOptions::default())?;
             let inventory = state.inventory();
@@ -455,110 +452,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The state of `dir` for an offline command, with the directory's lock held while it lives.
-struct Offline {
-    state: State,
-    _lock: DataLock,
-}
-
-impl std::ops::Deref for Offline {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.state
-    }
-}
-
-fn open(dir: &Path, options: StateOptions) -> anyhow::Result<Offline> {
-    let lock = match DataLock::acquire(dir) {
-        Ok(lock) => lock,
-        Err(e @ LockError::Held { .. }) => bail!(
-            "{e}: stop that server first, or make the change through its admin API \
-             (see docs/SERVER.md: POST /admin/rules/..., PUT /admin/test-devices/..., \
-             POST /admin/import, GET /admin/inventory)"
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    let state = State::open(dir, options)
-        .with_context(|| format!("open data directory {}", dir.display()))?;
-    Ok(Offline { state, _lock: lock })
-}
-
-fn describe(rule: &ucupdate_server_stub::Rule) -> String {
-    let show = |v: Option<ucupdate_protocol::FirmwareVersion>| {
-        v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
-    };
-    format!(
-        "pending {} approved {}{} restore {}",
-        show(rule.pending),
-        show(rule.approved),
-        if rule.rolled_back {
-            " (rolled back)"
-        } else {
-            ""
-        },
-        show(rule.restore)
-    )
-}
-
-fn rules(action: RulesAction) -> anyhow::Result<ExitCode> {
-    let (args, verb): (KeyArgs, &str) = match action {
-        RulesAction::List { data, json } => {
-            let state = open(&data.data, StateOptions::default())?;
-            let rules = state.rules();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rules)?);
-            } else {
-                for r in rules {
-                    println!("{} {}", r.key, describe(&r.rule));
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        RulesAction::Approve(a) => (a, "approve"),
-        RulesAction::Restore(a) => (a, "restore"),
-        RulesAction::Reset(a) => (a, "reset"),
-    };
-    let state = open(&args.data.data, StateOptions::default())?;
-    let rule = match verb {
-        "approve" => state.approve(&args.key),
-        "restore" => state.restore(&args.key),
-        _ => state.reset(&args.key),
-    }
-    .with_context(|| format!("{verb} {}", args.key))?;
-    println!("{} {}", args.key, describe(&rule));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn test_devices(action: TestDevicesAction) -> anyhow::Result<ExitCode> {
-    match action {
-        TestDevicesAction::Add { data, device } => {
-            let state = open(&data.data, StateOptions::default())?;
-            let added = state.add_test_device(device.clone())?;
-            println!(
-                "{device}: {}",
-                if added {
-                    "added"
-                } else {
-                    "already a test device"
-                }
-            );
-        }
-        TestDevicesAction::Remove { data, device } => {
-            let state = open(&data.data, StateOptions::default())?;
-            if !state.remove_test_device(&device)? {
-                bail!("{device} is not a test device");
-            }
-            println!("{device}: removed");
-        }
-        TestDevicesAction::List { data } => {
-            for device in open(&data.data, StateOptions::default())?.test_devices() {
-                println!("{device}");
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat) {
@@ -632,6 +525,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_internal_url: args.public_internal_url.clone(),
         public_external_url: args.public_external_url.clone(),
         server_name: args.server_name.clone(),
+        pool_fqdn: args.pool_fqdn.clone(),
+        store_layout: args.store_layout,
         audit_format: args.audit_format,
         deploy_roundtable_on_import: args.deploy_roundtable_on_import,
         accept_unknown_device_types: args.accept_unknown_device_types,
@@ -647,6 +542,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         flush_interval: Duration::from_millis(args.flush_interval_ms.max(10)),
         quotas: args.quotas.quotas(),
+        device_update: args.quotas.device_update(),
         catalog_signer: args.sign.signer()?.map(std::sync::Arc::new),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

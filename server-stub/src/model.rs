@@ -7,15 +7,26 @@
 //! - import makes a version **pending** (test devices only);
 //! - approve: pending becomes approved, the previous approved becomes the restore version;
 //! - restore: the restore version becomes the approved one again (offered with status
-//!   `restore`); a rule with no restore version refuses (the wire has no "uninstall");
-//! - reset: the pending version is cancelled, test devices fall back to the approved one;
+//!   `restore`); with no restore version the update is uninstalled: the approved version is
+//!   cleared and devices are offered nothing for the key (Restore-CsDeviceUpdateRule);
+//! - reset: works on a pending version only: it is cancelled, test devices fall back to the
+//!   approved one;
+//! - remove: the rule goes; its stored files stay until `files clear`.
+//!
+//! Test devices are named objects ([`devices`]); rules are also named by an identity made
+//! from the key ([`rule_ref`]).
 //! - a device is offered the approved version whenever it differs from what it runs, older
 //!   included; a test device is offered the pending one when there is one.
+
+pub mod devices;
+pub mod rule_ref;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
+use devices::{generated_name, DeviceError, NamedTestDevice, TestDeviceId};
+use rule_ref::RuleRef;
 use serde::{Deserialize, Serialize};
 use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, FirmwareVersion, HttpUrl,
@@ -33,9 +44,19 @@ pub enum RuleError {
     /// Approve or reset with no pending version.
     #[error("{0}: no pending version")]
     NothingPending(Box<UpdateKey>),
-    /// Restore with no restore version.
-    #[error("{0}: no restore version")]
+    /// Restore with neither a restore nor an approved version (nothing to uninstall).
+    #[error("{0}: no restore version and nothing approved")]
     NothingToRestore(Box<UpdateKey>),
+    /// A rule named by an identity of another pool (rules are per Web Services instance).
+    #[error("rule {id} is on pool {pool}, this server is {ours}")]
+    OtherPool {
+        id: String,
+        pool: String,
+        ours: String,
+    },
+    /// No rule has this id.
+    #[error("no rule with id {0}")]
+    UnknownId(String),
 }
 
 /// One update rule: which version each class of device should run.
@@ -81,13 +102,20 @@ impl Rule {
         }
     }
 
+    /// Back to the restore version; with none, the update is uninstalled (the approved
+    /// version is cleared, so only a pending version, for test devices, is left).
     pub fn restore(&mut self, key: &UpdateKey) -> Result<(), RuleError> {
-        let restore = self
-            .restore
-            .take()
-            .ok_or_else(|| RuleError::NothingToRestore(Box::new(key.clone())))?;
-        self.approved = Some(restore);
-        self.rolled_back = true;
+        match self.restore.take() {
+            Some(restore) => {
+                self.approved = Some(restore);
+                self.rolled_back = true;
+            }
+            None if self.approved.is_some() => {
+                self.approved = None;
+                self.rolled_back = false;
+            }
+            None => return Err(RuleError::NothingToRestore(Box::new(key.clone()))),
+        }
         Ok(())
     }
 
@@ -212,7 +240,8 @@ pub const MAX_INVENTORY_USER_BYTES: usize = 256;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     pub rules: BTreeMap<UpdateKey, Rule>,
-    pub test_devices: BTreeSet<TestDevice>,
+    /// Test devices by folded identity ([`devices::TestDeviceId::folded`]).
+    pub test_devices: BTreeMap<String, devices::NamedTestDevice>,
     pub catalog: BTreeMap<(UpdateKey, FirmwareVersion), Vec<FileMeta>>,
     /// Read freely; change through [`Model::remember`] and [`Model::record_check`], which
     /// keep the age index that eviction at the cap uses.
@@ -228,15 +257,17 @@ pub struct Model {
 pub struct BaseUrls {
     pub internal: Option<HttpUrl>,
     pub external: Option<HttpUrl>,
+    /// Which store URLs to name (R2's or Lync's, [`crate::layout`]).
+    pub layout: crate::layout::StoreLayout,
 }
 
 impl BaseUrls {
-    fn url(base: Option<&HttpUrl>, path: &StorePath) -> String {
+    fn url(&self, base: Option<&HttpUrl>, path: &StorePath) -> String {
         match base {
             Some(base) => {
                 let prefix = base.path.trim_end_matches('/');
-                base.with_path(&format!("{prefix}{}", path.url_path()))
-                    .to_string()
+                let dir = crate::layout::url_path(path, self.layout);
+                base.with_path(&format!("{prefix}{dir}")).to_string()
             }
             None => String::new(),
         }
@@ -253,7 +284,125 @@ pub struct Decision {
 impl Model {
     /// Whether any test-device entry names this device.
     pub fn is_test_device(&self, identity: &DeviceIdentity) -> bool {
-        self.test_devices.iter().any(|t| t.matches(identity))
+        self.test_devices
+            .values()
+            .any(|t| t.device.matches(identity))
+    }
+
+    /// The devices the test devices name, each once.
+    pub fn test_device_list(&self) -> Vec<TestDevice> {
+        let set: BTreeSet<TestDevice> = self
+            .test_devices
+            .values()
+            .map(|t| t.device.clone())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// One named test device.
+    pub fn test_device(&self, id: &TestDeviceId) -> Option<&NamedTestDevice> {
+        self.test_devices.get(&id.folded())
+    }
+
+    /// New-CsTestDevice: refused if the identity exists.
+    pub fn add_named(&mut self, id: TestDeviceId, device: TestDevice) -> Result<(), DeviceError> {
+        let folded = id.folded();
+        if self.test_devices.contains_key(&folded) {
+            return Err(DeviceError::Exists(id.to_string()));
+        }
+        self.test_devices
+            .insert(folded, NamedTestDevice { id, device });
+        Ok(())
+    }
+
+    /// Set-CsTestDevice: a new identifier for an existing test device.
+    pub fn set_named(&mut self, id: &TestDeviceId, device: TestDevice) -> Result<(), DeviceError> {
+        match self.test_devices.get_mut(&id.folded()) {
+            Some(entry) => {
+                entry.device = device;
+                Ok(())
+            }
+            None => Err(DeviceError::Unknown(id.to_string())),
+        }
+    }
+
+    /// Remove-CsTestDevice.
+    pub fn remove_named(&mut self, id: &TestDeviceId) -> Result<NamedTestDevice, DeviceError> {
+        self.test_devices
+            .remove(&id.folded())
+            .ok_or_else(|| DeviceError::Unknown(id.to_string()))
+    }
+
+    /// The unnamed form: adds `device` under its generated name ([`generated_name`]) unless a
+    /// test device names it already; `true` if added.
+    pub fn add_test_device(&mut self, device: TestDevice) -> bool {
+        if self.test_devices.values().any(|t| t.device == device) {
+            return false;
+        }
+        let base = generated_name(&device);
+        let mut id = base.clone();
+        let mut n = 2;
+        while self.test_devices.contains_key(&id.folded()) {
+            id.name = format!("{}-{n}", base.name);
+            n += 1;
+        }
+        self.test_devices
+            .insert(id.folded(), NamedTestDevice { id, device });
+        true
+    }
+
+    /// The unnamed form: removes every test device that names `device`; `true` if any did.
+    pub fn remove_test_device(&mut self, device: &TestDevice) -> bool {
+        let before = self.test_devices.len();
+        self.test_devices.retain(|_, t| t.device != *device);
+        self.test_devices.len() != before
+    }
+
+    /// The key of the rule `r` names, on the pool `pool` (identities of another pool are
+    /// refused: rules are per Web Services instance).
+    pub fn resolve(&self, r: &RuleRef, pool: &str) -> Result<UpdateKey, RuleError> {
+        match r {
+            RuleRef::Key(key) => Ok(key.clone()),
+            RuleRef::Id { pool: their, id } => {
+                if let Some(their) = their.as_deref().filter(|p| !p.eq_ignore_ascii_case(pool)) {
+                    return Err(RuleError::OtherPool {
+                        id: id.clone(),
+                        pool: their.to_owned(),
+                        ours: pool.to_owned(),
+                    });
+                }
+                self.rules
+                    .keys()
+                    .find(|k| rule_ref::rule_id(k) == *id)
+                    .cloned()
+                    .ok_or_else(|| RuleError::UnknownId(id.clone()))
+            }
+        }
+    }
+
+    /// Remove-CsDeviceUpdateRule: the rule goes; its versions' files stay stored (and listed)
+    /// until [`Model::unreferenced_versions`] finds them.
+    pub fn remove_rule(&mut self, key: &UpdateKey) -> Result<Rule, RuleError> {
+        self.rules
+            .remove(key)
+            .ok_or_else(|| RuleError::UnknownRule(Box::new(key.clone())))
+    }
+
+    /// The stored versions no rule names as pending, approved or restore version (what
+    /// Clear-CsDeviceUpdateFile deletes).
+    pub fn unreferenced_versions(&self) -> Vec<(UpdateKey, FirmwareVersion)> {
+        self.catalog
+            .keys()
+            .filter(|(key, version)| !self.references(key, *version))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the rule of `key` names `version`.
+    pub fn references(&self, key: &UpdateKey, version: FirmwareVersion) -> bool {
+        self.rules
+            .get(key)
+            .is_some_and(|r| [r.pending, r.approved, r.restore].contains(&Some(version)))
     }
 
     /// Records a new version (files already stored) and makes it pending.
@@ -336,11 +485,8 @@ impl Model {
                 version,
             };
             let offer = Offer {
-                base_url: BaseUrls::url(bases.internal.as_ref(), &path(StoreKind::Internal)),
-                external_base_url: BaseUrls::url(
-                    bases.external.as_ref(),
-                    &path(StoreKind::External),
-                ),
+                base_url: bases.url(bases.internal.as_ref(), &path(StoreKind::Internal)),
+                external_base_url: bases.url(bases.external.as_ref(), &path(StoreKind::External)),
                 update_type: key.update_type.clone(),
                 version,
                 timestamp: None,

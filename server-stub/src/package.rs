@@ -517,6 +517,18 @@ fn import_from(
             total += file.size();
             files.push((name.clone(), file));
         }
+        // Every RoundTable update carries an RTConfig.xml; staged with the rest, so a signed
+        // catalog lists it too.
+        if crate::roundtable::lacks_rtconfig(&entry.key, files.iter().map(|(n, _)| n)) {
+            let tmp = state.data_dir().join("tmp");
+            let mut generic =
+                StagedFile::new(state.data_dir()).map_err(|e| StateError::io(&tmp, e))?;
+            generic
+                .write(crate::roundtable::GENERIC_RTCONFIG)
+                .map_err(|e| StateError::io(&tmp, e))?;
+            tracing::info!(key = %entry.key, version = %entry.version, "added the generic RTConfig.xml");
+            files.push((crate::roundtable::name(), generic));
+        }
         if let Some(signer) = signer {
             sign_staged(state, signer, &entry, &mut files)?;
         }

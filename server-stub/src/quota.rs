@@ -1,9 +1,9 @@
 //! How much an anonymous client may make the server keep, and for how long: [`Quotas`], the
 //! caps and retention periods of device logs, the audit log, checks and the inventory.
 //!
-//! The names and defaults follow the real service's `CsDeviceUpdateConfiguration` where it
-//! has one (`MaxLogFileSize` 1,024,000 bytes, `LogCleanUpInterval` 10 days, 1-365, see
-//! `docs/SERVICE-FACTS.md`); the others are ours and documented in `docs/SERVER.md`. Every
+//! The service's own settings (`MaxLogFileSize`, `LogCleanUpInterval`, ...) are in
+//! [`crate::settings`]; these are ours, documented in `docs/SERVER.md`, with the same ranges
+//! where the service has a similar one. Every
 //! cap is there because the internal site is anonymous: a device id is whatever the request
 //! says, so per-device caps alone bound nothing, and each one has a total beside it.
 
@@ -20,14 +20,10 @@ pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=365;
 /// Caps and retention periods. [`Quotas::default`] gives the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
-    /// Largest device log file (`MaxLogFileSize`); larger uploads get 413.
-    pub max_log_file_bytes: u64,
     /// Bytes of logs kept for one device id; an upload beyond it gets 507.
     pub max_log_bytes_per_device: u64,
     /// Bytes of logs kept for all devices together; an upload beyond it gets 507.
     pub max_log_bytes_total: u64,
-    /// Days a device log is kept after its upload (`LogCleanUpInterval`, 1-365).
-    pub log_retention_days: u32,
     /// Days an audit-log file is kept after its day ended (1-365).
     pub audit_retention_days: u32,
     /// Modules one check may list; a check with more is refused with 400 (nothing is recorded).
@@ -45,10 +41,8 @@ pub const MIN_LOG_FILE_COST: u64 = 4096;
 impl Default for Quotas {
     fn default() -> Self {
         Quotas {
-            max_log_file_bytes: MAX_LOG_BYTES,
             max_log_bytes_per_device: 10 * MAX_LOG_BYTES,
             max_log_bytes_total: 500 * MAX_LOG_BYTES,
-            log_retention_days: 10,
             audit_retention_days: 10,
             max_modules_per_check: 32,
             max_inventory_entries: 100_000,
@@ -66,24 +60,14 @@ impl Quotas {
     /// Refuses settings the real service would refuse (retention outside 1-365 days) and
     /// caps of zero, which would turn a feature off by accident.
     pub fn validate(&self) -> Result<(), QuotaError> {
-        for (name, days) in [
-            ("log retention", self.log_retention_days),
-            ("audit retention", self.audit_retention_days),
-        ] {
+        for (name, days) in [("audit retention", self.audit_retention_days)] {
             if !RETENTION_DAYS.contains(&days) {
                 return Err(QuotaError(format!(
                     "{name} of {days} days: expected 1 to 365"
                 )));
             }
         }
-        if self.max_log_file_bytes > MAX_LOG_BYTES {
-            return Err(QuotaError(format!(
-                "max log file size {} exceeds the protocol's {MAX_LOG_BYTES} bytes",
-                self.max_log_file_bytes
-            )));
-        }
         let caps = [
-            ("max log file size", self.max_log_file_bytes),
             ("per-device log quota", self.max_log_bytes_per_device),
             ("total log quota", self.max_log_bytes_total),
             ("modules per check", self.max_modules_per_check as u64),
@@ -93,11 +77,6 @@ impl Quotas {
             Some((name, _)) => Err(QuotaError(format!("{name} must be at least 1"))),
             None => Ok(()),
         }
-    }
-
-    /// The log retention in seconds.
-    pub fn log_retention_secs(&self) -> u64 {
-        u64::from(self.log_retention_days) * DAY_SECS
     }
 
     /// The audit retention in seconds.
@@ -113,12 +92,11 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_retention_is_bounded_like_the_service() {
         let q = Quotas::default();
-        assert_eq!(q.max_log_file_bytes, 1_024_000);
-        assert_eq!(q.log_retention_days, 10);
+        assert_eq!(q.audit_retention_days, 10);
         assert_eq!(q.validate(), Ok(()));
         for days in [0, 366] {
             let bad = Quotas {
-                log_retention_days: days,
+                audit_retention_days: days,
                 ..q
             };
             assert!(bad.validate().is_err(), "{days}");

@@ -61,6 +61,12 @@ pub struct ServerConfig {
     pub public_external_url: Option<HttpUrl>,
     /// The audit-log file's server name and the NTLM target name.
     pub server_name: String,
+    /// The pool named in rule identities, `service:WebServer:<pool>/<id>` (default: the
+    /// server name).
+    pub pool_fqdn: Option<String>,
+    /// The store URLs check replies name: R2's `DeviceUpdateFiles_Int/_Ext` (default) or
+    /// Lync's `RequestHandler/Files`, `RequestHandlerExt/Files`. Both are always served.
+    pub store_layout: crate::layout::StoreLayout,
     /// The audit log's form: CSV with a header row (default) or OCS R2's `;` form.
     pub audit_format: AuditFormat,
     pub deploy_roundtable_on_import: bool,
@@ -71,12 +77,22 @@ pub struct ServerConfig {
     pub flush_interval: Duration,
     /// Log and inventory caps, retention periods and the cleanup period.
     pub quotas: Quotas,
+    /// Device-update settings to set at start, over the stored ones (`serve` flags; unset
+    /// fields keep the stored value, else the documented default).
+    pub device_update: crate::settings::ConfigurationPatch,
     /// Signs `<image stem>.cat` for what is published through the admin API or [`Control`]
     /// when the version holds no catalog the server did not make (`serve --sign-cert`).
     pub catalog_signer: Option<Arc<CatalogSigner>>,
 }
 
 impl ServerConfig {
+    /// The pool in rule identities: [`ServerConfig::pool_fqdn`], else the server name.
+    pub fn pool_fqdn(&self) -> String {
+        self.pool_fqdn
+            .clone()
+            .unwrap_or_else(|| self.server_name.clone())
+    }
+
     /// All listeners on `127.0.0.1:0`, a generated certificate, no users.
     pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
         let any = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
@@ -94,12 +110,15 @@ impl ServerConfig {
             public_internal_url: None,
             public_external_url: None,
             server_name: "ucupdate".to_owned(),
+            pool_fqdn: None,
             audit_format: AuditFormat::default(),
+            store_layout: Default::default(),
             deploy_roundtable_on_import: false,
             accept_unknown_device_types: false,
             limits: Limits::default(),
             flush_interval: Duration::from_secs(1),
             quotas: Quotas::default(),
+            device_update: Default::default(),
             catalog_signer: None,
         }
     }
@@ -124,6 +143,9 @@ pub enum ServerError {
     /// A quota setting is out of range.
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    /// A device-update setting is out of range.
+    #[error(transparent)]
+    Settings(crate::settings::ConfigError),
     /// Another process holds the data directory.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -225,6 +247,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .public_external_url
             .clone()
             .or_else(|| external_addr.map(|a| url_of(true, a))),
+        layout: config.store_layout,
     };
     let app = App::with_data(&config, opened, bases);
 
@@ -429,6 +452,13 @@ impl Control {
     ) -> Result<Rule, ServerError> {
         let key = key.clone();
         let signer = self.catalog_signer.clone();
+        let mut files = files;
+        if crate::roundtable::lacks_rtconfig(&key, files.iter().map(|(n, _)| n)) {
+            files.push((
+                crate::roundtable::name(),
+                crate::roundtable::GENERIC_RTCONFIG.to_vec(),
+            ));
+        }
         self.blocking(move |state| {
             let mut metas = Vec::new();
             for (name, bytes) in files {

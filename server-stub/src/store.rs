@@ -21,6 +21,9 @@ use ucupdate_protocol::{FileName, FirmwareVersion, Sha256Digest, StoreKind, Stor
 use crate::disk;
 use crate::model::FileMeta;
 
+/// The store's directory under the data directory.
+pub const STORE_DIR: &str = "store";
+
 /// The directory of one version (`DATA/store/UCPhone/Polycom/CX700/A/ENU/1.0.522.101/CPE`).
 pub fn version_dir(data_dir: &Path, key: &UpdateKey, version: FirmwareVersion) -> PathBuf {
     let path = StorePath {
@@ -28,13 +31,13 @@ pub fn version_dir(data_dir: &Path, key: &UpdateKey, version: FirmwareVersion) -
         key: key.clone(),
         version,
     };
-    data_dir.join("store").join(path.relative_dir())
+    data_dir.join(STORE_DIR).join(path.relative_dir())
 }
 
 /// Where a parsed store URL lives on disk (the same directory for both shares).
 pub fn file_path(data_dir: &Path, path: &StorePath, file: &FileName) -> PathBuf {
     data_dir
-        .join("store")
+        .join(STORE_DIR)
         .join(path.relative_dir())
         .join(file.as_str())
 }

@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// The internal store root of OCS 2007 R2, and of Lync Server 2010 and later.
+const R2_ROOT: &str = "/DeviceUpdateFiles_Int";
+const LYNC_ROOT: &str = "/RequestHandler/Files";
+
+/// The internal store root an offered `BaseURL` path is under.
+pub(crate) fn store_root(path: &str) -> &'static str {
+    if path
+        .to_ascii_lowercase()
+        .contains(&format!("{}/", LYNC_ROOT.to_ascii_lowercase()))
+    {
+        LYNC_ROOT
+    } else {
+        R2_ROOT
+    }
+}
+
 impl Ctx<'_> {
     // ------------------------------------------------------------------------------------
     // Hostile input
@@ -75,16 +91,28 @@ impl Ctx<'_> {
     }
 
     pub(super) async fn path_traversal(&mut self) -> Verdict {
-        let mut paths: Vec<String> = [
-            "/DeviceUpdateFiles_Int/../../../../etc/passwd",
-            "/DeviceUpdateFiles_Int/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-            "/DeviceUpdateFiles_Int/%2E%2E%2F%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
-            "/DeviceUpdateFiles_Int/..\\..\\..\\..\\windows\\win.ini",
-            "/DeviceUpdateFiles_Int/..%5c..%5c..%5c..%5cwindows%5cwin.ini",
-            "/DeviceUpdateFiles_Int/UCPhone/%2e%2e/%2e%2e/%2e%2e/state.json",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        // Under the store root the server offers: R2's `/DeviceUpdateFiles_Int` or Lync's
+        // `/RequestHandler/Files` (both, when no offer has been seen).
+        let offered = match &self.baseline {
+            Some(Ok(b)) => b.offer.base_url.trim().parse::<HttpUrl>().ok(),
+            _ => None,
+        };
+        let roots: Vec<&str> = match offered.map(|u| store_root(&u.path)) {
+            Some(root) => vec![root],
+            None => vec![R2_ROOT, LYNC_ROOT],
+        };
+        let tails = [
+            "../../../../etc/passwd",
+            "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+            "%2E%2E%2F%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+            "..\\..\\..\\..\\windows\\win.ini",
+            "..%5c..%5c..%5c..%5cwindows%5cwin.ini",
+            "UCPhone/%2e%2e/%2e%2e/%2e%2e/state.json",
+        ];
+        let mut paths: Vec<String> = roots
+            .iter()
+            .flat_map(|root| tails.iter().map(move |t| format!("{root}/{t}")))
+            .collect();
         // Under a real version directory too, where a naive server would find the store.
         if let Some(Ok(b)) = &self.baseline {
             if let Ok(base) = b.offer.base_url.trim().parse::<HttpUrl>() {
@@ -116,8 +144,9 @@ impl Ctx<'_> {
         statuses.sort_unstable();
         statuses.dedup();
         Ok(format!(
-            "{} paths refused ({}); then a normal check got 200",
+            "{} paths under {} refused ({}); then a normal check got 200",
             paths.len(),
+            roots.join(" and "),
             statuses
                 .iter()
                 .map(u16::to_string)

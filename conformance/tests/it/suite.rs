@@ -73,6 +73,32 @@ async fn the_whole_suite_is_green_against_the_stub() {
     server.shutdown().await.unwrap();
 }
 
+/// A stub that offers Lync's store URLs (`/RequestHandler/Files`): the suite follows them
+/// (downloads, ranges, hashes, traversal under that root) and stays green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_follows_the_lync_store_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = stub(dir.path(), |c| {
+        c.store_layout = ucupdate_server_stub::layout::StoreLayout::Lync
+    })
+    .await;
+    let results = conformance::run(&full_options(&server)).await;
+    let table = conformance::render_table(&results);
+    assert_eq!(
+        names(&results, Outcome::Pass).len(),
+        results.len(),
+        "{table}"
+    );
+    let traversal = result(&results, "path-traversal-refused");
+    assert!(
+        traversal
+            .detail
+            .contains("under /RequestHandler/Files refused"),
+        "{table}"
+    );
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nbt_served_as_text_plain_fails_nbt_content_type_and_nothing_else() {
     let results = run_behind_faulty_internal(Fault::NbtContentType(Some("text/plain"))).await;

@@ -65,6 +65,34 @@ fn tolerant_request_reads_like_the_canonical_one() {
     assert_eq!(foreign.user, None);
 }
 
+/// `Vendor` (the audit log's word) reads as `Brand` (the rules'); with both, `Brand` wins;
+/// with neither, the missing field is named `Brand`.
+#[test]
+fn vendor_reads_as_brand() {
+    let canonical = CheckRequest::decode(&fixture("check_request.xml")).unwrap();
+    let vendor = CheckRequest::decode(&fixture("check_request_vendor.xml")).unwrap();
+    assert_eq!(vendor, canonical);
+    // The writer keeps writing Brand.
+    assert_eq!(vendor.encode(), text("check_request.xml"));
+    let both = text("check_request_vendor.xml").replace(
+        "<Vendor>Polycom</Vendor>",
+        "<vendor>Other</vendor><Brand>Polycom</Brand>",
+    );
+    assert_eq!(CheckRequest::decode(both.as_bytes()).unwrap(), canonical);
+    let attr = text("check_request_vendor.xml")
+        .replace("<Vendor>Polycom</Vendor>", "")
+        .replace(
+            "<DeviceUpdateRequest>",
+            "<DeviceUpdateRequest Vendor=\"Polycom\">",
+        );
+    assert_eq!(CheckRequest::decode(attr.as_bytes()).unwrap(), canonical);
+    let neither = text("check_request_vendor.xml").replace("<Vendor>Polycom</Vendor>", "");
+    assert_eq!(
+        CheckRequest::decode(neither.as_bytes()).unwrap_err(),
+        ProtocolError::MissingField("Brand")
+    );
+}
+
 #[test]
 fn update_response_is_canonical() {
     let response = CheckResponse::decode(&fixture("check_response_update.xml")).unwrap();

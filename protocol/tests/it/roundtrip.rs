@@ -93,6 +93,7 @@ fn offered_file() -> impl Strategy<Value = OfferedFile> {
             Just(("nbt", FileKind::Image)),
             Just(("cat", FileKind::Catalog)),
             Just(("xml", FileKind::Description)),
+            Just(("rtconfig", FileKind::RoundTableConfig)),
             Just(("bin", FileKind::Other))
         ],
         "[A-Za-z0-9_-]{1,12}",
@@ -101,7 +102,11 @@ fn offered_file() -> impl Strategy<Value = OfferedFile> {
     )
         .prop_map(|((ext, kind), stem, size, sha256)| OfferedFile {
             kind,
-            file_name: FileName::new(&format!("{stem}.{ext}")).unwrap(),
+            file_name: FileName::new(&match ext {
+                "rtconfig" => "RTConfig.xml".to_owned(),
+                _ => format!("{stem}.{ext}"),
+            })
+            .unwrap(),
             size,
             sha256,
         })

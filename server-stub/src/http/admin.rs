@@ -6,10 +6,7 @@
 //! | Method | Path | Does |
 //! |---|---|---|
 //! | GET | `/metrics` | Prometheus text |
-//! | GET | `/admin/rules` | list rules |
-//! | POST | `/admin/rules/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<UpdateType>/{approve,restore,reset}` | change a rule |
-//! | GET | `/admin/test-devices` | list |
-//! | PUT, DELETE | `/admin/test-devices/<MAC or serial:SN>` | add, remove |
+//! | GET, POST, DELETE | `/admin/rules...`, `/admin/test-devices...`, `/admin/files/clear`, `/admin/logs/clear`, `/admin/configuration` | the cmdlet model, see [`super::cmdlets`] |
 //! | GET | `/admin/inventory` | device inventory |
 //! | GET | `/admin/versions` | stored versions and their files |
 //! | POST | `/admin/import` | `{"path": "<server-side .cab or directory>"}` |
@@ -26,7 +23,8 @@ use ucupdate_protocol::{FileKind, FileName, FirmwareVersion, UpdateKey};
 
 use super::admin_guard::{self, json_error};
 use super::{full, json, read_capped, read_frames, Body, BodyError, Ctx};
-use crate::model::{RuleError, TestDevice};
+use crate::model::devices::DeviceError;
+use crate::model::RuleError;
 use crate::state::{State, StateError};
 use crate::store::StagedFile;
 
@@ -77,58 +75,9 @@ where
     let parts: Vec<&str> = decoded.split('/').collect();
     let method = req.method().clone();
     let response = match (&method, parts.as_slice()) {
-        (&Method::GET, ["rules"]) => json(StatusCode::OK, &ctx.state.rules()),
-        (&Method::POST, ["rules", dt, brand, model, rev, locale, ut, action]) => {
-            let key = match format!("{dt}/{brand}/{model}/{rev}/{locale}/{ut}").parse::<UpdateKey>()
-            {
-                Ok(k) => k,
-                Err(e) => return ("admin", json_error(StatusCode::BAD_REQUEST, e.to_string())),
-            };
-            let action = action.to_string();
-            let state = ctx.state.clone();
-            let outcome = blocking(move || match action.as_str() {
-                "approve" => state.approve(&key),
-                "restore" => state.restore(&key),
-                "reset" => state.reset(&key),
-                other => Err(StateError::Invalid(format!(
-                    "unknown rule action {other:?}: approve, restore or reset"
-                ))),
-            })
-            .await;
-            reply(outcome)
-        }
-        (&Method::GET, ["test-devices"]) => {
-            let list: Vec<String> = ctx
-                .state
-                .test_devices()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            json(StatusCode::OK, &list)
-        }
-        (&Method::PUT | &Method::DELETE, ["test-devices", id]) => {
-            let device = match id.parse::<TestDevice>() {
-                Ok(d) => d,
-                Err(e) => {
-                    return (
-                        "admin",
-                        json_error(StatusCode::BAD_REQUEST, format!("bad test device: {e}")),
-                    )
-                }
-            };
-            let state = ctx.state.clone();
-            let add = method == Method::PUT;
-            let shown = device.to_string();
-            let outcome = blocking(move || {
-                let changed = if add {
-                    state.add_test_device(device)?
-                } else {
-                    state.remove_test_device(&device)?
-                };
-                Ok(serde_json::json!({ "device": shown, "changed": changed }))
-            })
-            .await;
-            reply(outcome)
+        (_, ["rules" | "test-devices", ..] | ["configuration"])
+        | (&Method::POST, ["files" | "logs", "clear"]) => {
+            super::cmdlets::route(ctx, &method, &parts, req).await
         }
         (&Method::GET, ["inventory"]) => json(StatusCode::OK, &ctx.state.inventory()),
         (&Method::GET, ["versions"]) => json(StatusCode::OK, &versions(&ctx.state)),
@@ -171,7 +120,7 @@ fn versions(state: &State) -> Vec<VersionView> {
 }
 
 /// Runs a state-file write off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
 ) -> Result<T, StateError> {
     tokio::task::spawn_blocking(f)
@@ -179,7 +128,7 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StateError::Invalid(format!("admin task failed: {e}"))))
 }
 
-fn reply<T: Serialize>(outcome: Result<T, StateError>) -> Response<Body> {
+pub(crate) fn reply<T: Serialize>(outcome: Result<T, StateError>) -> Response<Body> {
     match outcome {
         Ok(value) => json(StatusCode::OK, &value),
         Err(e) => error_response(&e),
@@ -188,8 +137,13 @@ fn reply<T: Serialize>(outcome: Result<T, StateError>) -> Response<Body> {
 
 pub(crate) fn error_response(e: &StateError) -> Response<Body> {
     let status = match e {
-        StateError::Rule(RuleError::UnknownRule(_)) => StatusCode::NOT_FOUND,
+        StateError::Rule(
+            RuleError::UnknownRule(_) | RuleError::UnknownId(_) | RuleError::OtherPool { .. },
+        ) => StatusCode::NOT_FOUND,
         StateError::Rule(_) => StatusCode::CONFLICT,
+        StateError::Device(DeviceError::Unknown(_)) => StatusCode::NOT_FOUND,
+        StateError::Device(DeviceError::Exists(_)) => StatusCode::CONFLICT,
+        StateError::Device(_) => StatusCode::BAD_REQUEST,
         StateError::Invalid(_) => StatusCode::BAD_REQUEST,
         StateError::Io { .. } | StateError::Corrupt { .. } | StateError::Db { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -284,6 +238,9 @@ where
     let outcome = blocking(move || {
         let meta = staged.commit(&target, name).map_err(|e| StateError::io(&target, e))?;
         let mut rule = state.publish_meta(&key, version, meta.clone())?;
+        if crate::roundtable::ensure_stored(&state, &key, version)?.is_some() {
+            rule = state.read(|m| m.rules[&key].clone());
+        }
         // Each file re-signs the version's catalog, unless it is a catalog itself (kept as
         // published: the vendor's) or a vendor catalog is already stored.
         if let Some(signer) = signer.filter(|_| FileKind::of(&meta.name) != FileKind::Catalog) {

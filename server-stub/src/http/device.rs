@@ -1,8 +1,9 @@
 //! The device endpoints of one site (internal or external): the check handler (which also
 //! takes log uploads, `?action=logupload`) and the update files. Every refusal is a 4xx with a
 //! one-line reason, logged at `warn`, and leaves the connection and the server serving.
-//! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap,
-//! log file size and the log quotas (`crate::logs`).
+//! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap and
+//! the log quotas (`crate::logs`); so do the settings ([`crate::settings`]): the log types,
+//! extensions and size a device may upload.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,12 +64,9 @@ where
             }
         };
     }
-    if path.len() > 1
-        && path[1..]
-            .to_ascii_lowercase()
-            .starts_with("deviceupdatefiles_")
-    {
-        let response = files::serve(ctx, share, &req).await;
+    // Both layouts' store roots (R2's and Lync's), whichever the offers name.
+    if let Some(store_path) = crate::layout::to_r2_path(path) {
+        let response = files::serve(ctx, share, &req, &store_path).await;
         return ("files", response);
     }
     ("other", text(StatusCode::NOT_FOUND, "no such endpoint"))
@@ -187,7 +185,22 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let max = ctx.quotas.max_log_file_bytes.min(MAX_LOG_BYTES);
+    let settings = ctx.settings();
+    let log_type = upload.log_type.as_str();
+    let ext = upload.file_name.extension().unwrap_or_default();
+    let refusal = if !settings.allows_type(log_type) {
+        Some(format!("log type {log_type} is not in ValidLogFileTypes"))
+    } else if !settings.allows_extension(ext.as_str()) {
+        Some(format!("extension .{ext} is not in ValidLogFileExtensions"))
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        tracing::warn!(device = %upload.device, %reason, "log upload refused");
+        drain(req.into_body(), LINGER_BYTES).await;
+        return text(StatusCode::BAD_REQUEST, format!("bad log upload: {reason}"));
+    }
+    let max = settings.max_log_file_size.min(MAX_LOG_BYTES);
     if let Some(r) = refuse_declared(req.headers(), max) {
         tracing::warn!(device = %upload.device, "log upload declared too large");
         drain(req.into_body(), LINGER_BYTES).await;
@@ -207,10 +220,31 @@ where
     let store = ctx.clone();
     let device = upload.device.clone();
     let file = upload.file_name.clone();
-    match tokio::task::spawn_blocking(move || store.logs.store(&upload, &body)).await {
-        Ok(Ok(_)) => {
-            tracing::info!(%device, %file, "device log stored");
-            text(StatusCode::OK, "log stored")
+    // The names carry the device's type and version: what its last check said.
+    let key = match device.as_str().parse::<ucupdate_protocol::MacAddress>() {
+        Ok(mac) => mac.to_string(),
+        Err(_) => format!("serial:{device}"),
+    };
+    let info = ctx.state.read(|m| {
+        m.inventory
+            .get(&key)
+            .map(|e| crate::logs::DeviceInfo {
+                device_type: Some(e.device_type.clone()),
+                version: e.versions.values().next().cloned(),
+            })
+            .unwrap_or_default()
+    });
+    let now = clock::unix_secs();
+    let stored =
+        tokio::task::spawn_blocking(move || store.logs.store(&upload, &body, max, &info, now));
+    match stored.await {
+        Ok(Ok(path)) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::info!(%device, %file, stored = %name, "device log stored");
+            text(StatusCode::OK, format!("log stored as {name}"))
         }
         Ok(Err(e @ LogError::TooLarge { .. })) => {
             tracing::warn!(%device, error = %e, "log upload too large");

@@ -86,8 +86,14 @@ pub(crate) fn parse_range(value: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
-/// Serves one file of `share`. Returns the response; the caller counts it.
-pub(crate) async fn serve<B>(ctx: &Arc<Ctx>, share: StoreKind, req: &Request<B>) -> Response<Body> {
+/// Serves one file of `share`; `store_path` is the request's path in the R2 layout
+/// ([`crate::layout::to_r2_path`]). Returns the response; the caller counts it.
+pub(crate) async fn serve<B>(
+    ctx: &Arc<Ctx>,
+    share: StoreKind,
+    req: &Request<B>,
+    store_path: &str,
+) -> Response<Body> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -101,7 +107,7 @@ pub(crate) async fn serve<B>(ctx: &Arc<Ctx>, share: StoreKind, req: &Request<B>)
             return r;
         }
     };
-    let (path, name) = match StorePath::parse_file_path(req.uri().path()) {
+    let (path, name) = match StorePath::parse_file_path(store_path) {
         Ok(parsed) => parsed,
         Err(ProtocolError::NotStorePath(_)) => {
             return text(StatusCode::NOT_FOUND, "not an update store path")

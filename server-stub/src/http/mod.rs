@@ -6,12 +6,14 @@
 //! - [`auth`]: NTLM on the external listener, state per connection.
 //! - [`admin`]: the loopback admin API and `/metrics`; [`admin_guard`]: its Host, Origin,
 //!   token and Content-Type rules.
+//! - [`cmdlets`]: the admin API's rules, test devices and clean-ups (the Lync cmdlet model).
 //! - [`body_guard`]: the total deadline and minimum rate of device request bodies.
 
 pub(crate) mod admin;
 pub(crate) mod admin_guard;
 pub(crate) mod auth;
 pub(crate) mod body_guard;
+pub(crate) mod cmdlets;
 pub(crate) mod conn;
 pub(crate) mod device;
 pub(crate) mod files;
@@ -94,11 +96,16 @@ pub(crate) struct Ctx {
     pub audit: AuditLog,
     pub logs: LogStore,
     pub quotas: crate::quota::Quotas,
+    /// The device-update settings (`Get/Set-CsDeviceUpdateConfiguration`), changed by
+    /// `PUT /admin/configuration`.
+    pub settings: std::sync::RwLock<crate::settings::DeviceUpdateConfiguration>,
     pub bases: BaseUrls,
     pub limits: Limits,
     pub users: Arc<UserDb>,
     /// NTLM target name (the `DOMAIN` the Type 2 names) and audit-log server name.
     pub server_name: String,
+    /// The pool in rule identities (`service:WebServer:<pool>/<id>`).
+    pub pool_fqdn: String,
     pub accept_unknown_device_types: bool,
     pub open_device_connections: AtomicUsize,
     /// Open device connections per client address (entries removed at zero).
@@ -110,6 +117,16 @@ pub(crate) struct Ctx {
     pub admin_hosts: Vec<String>,
     /// Held as long as anything may still write the data directory.
     pub _lock: Arc<crate::lock::DataLock>,
+}
+
+impl Ctx {
+    /// The settings now (a copy: a change through the admin API applies to later requests).
+    pub fn settings(&self) -> crate::settings::DeviceUpdateConfiguration {
+        self.settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {

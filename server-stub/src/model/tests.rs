@@ -46,6 +46,7 @@ fn bases() -> BaseUrls {
     BaseUrls {
         internal: Some("http://127.0.0.1:8080".parse().unwrap()),
         external: None,
+        ..Default::default()
     }
 }
 
@@ -239,7 +240,7 @@ fn rule_transitions_table() {
                     model.reset(&key()).unwrap();
                 }
                 AddTest => {
-                    model.test_devices.insert(MAC.parse().unwrap());
+                    model.add_test_device(MAC.parse().unwrap());
                 }
             }
         }
@@ -297,14 +298,14 @@ fn deploy_on_import_approves_at_once() {
 fn test_devices_by_serial_and_any_mac_spelling() {
     let mut model = Model::default();
     model.import(key(), v("2.0.0.0"), files(), false);
-    model.test_devices.insert("serial:PCX-1".parse().unwrap());
+    model.add_test_device("serial:PCX-1".parse().unwrap());
     let req = request("1.0.0.0", MAC, Some("PCX-1"));
     assert!(matches!(
         model.decide(&req, &bases()).response,
         CheckResponse::Update(_)
     ));
     model.test_devices.clear();
-    model.test_devices.insert("0004f2000176".parse().unwrap());
+    model.add_test_device("0004f2000176".parse().unwrap());
     assert!(model.is_test_device(&req.identity));
     assert_eq!(
         "PCX-1".parse::<TestDevice>().unwrap().to_string(),
@@ -364,6 +365,7 @@ fn offer_carries_urls_hashes_and_sizes() {
     let bases = BaseUrls {
         internal: Some("http://pool01.contoso.com".parse().unwrap()),
         external: Some("https://ext.contoso.com:4443/".parse().unwrap()),
+        ..Default::default()
     };
     let CheckResponse::Update(offer) = model
         .decide(&request("1.0.0.0", MAC, None), &bases)

@@ -65,12 +65,12 @@ fn offline_commands_work_on_the_state_file() {
     assert!(!ok && err.contains("no pending version"), "{err}");
     let (ok, _, err) = run(&[
         "rules",
-        "restore",
+        "reset",
         "--data",
         d,
         "UCPhone/Polycom/CX700/A/ENU/CPE",
     ]);
-    assert!(!ok && err.contains("no restore version"), "{err}");
+    assert!(!ok && err.contains("no pending version"), "{err}");
     let (ok, _, err) = run(&["rules", "reset", "--data", d, "not/a/key"]);
     assert!(!ok && err.contains("DeviceType/Brand"), "{err}");
     let (ok, out, _) = run(&["rules", "list", "--json", "--data", d]);
@@ -88,7 +88,10 @@ fn offline_commands_work_on_the_state_file() {
         );
     }
     let (_, out, _) = run(&["test-devices", "list", "--data", d]);
-    assert_eq!(out, format!("{MAC}\nserial:PCX-1\n"));
+    assert_eq!(
+        out,
+        format!("global/mac-{MAC}\tMACAddress\t{MAC}\nglobal/serial-PCX-1\tSerialNumber\tPCX-1\n")
+    );
     assert!(run(&["test-devices", "remove", "--data", d, "00:04:f2:00:01:76"]).0);
     let (ok, _, err) = run(&["test-devices", "remove", "--data", d, MAC]);
     assert!(!ok && err.contains("not a test device"), "{err}");
@@ -268,4 +271,184 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
         !text.contains('\u{1b}'),
         "colour codes in a log file: {text:?}"
     );
+}
+
+/// The cmdlet model through the CLI: `rules show|remove` by identity, id or key, restore as
+/// uninstall, `files clear`, `logs clear --days-back`, and named test devices.
+#[test]
+fn cmdlet_commands_on_the_state_file() {
+    let data = tempfile::tempdir().unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    let cab = pkg.path().join("UCUpdates.cab");
+    let entry = |version: &str| PackageEntry {
+        key: key(),
+        version: v(version),
+        files: files(version),
+    };
+    ucupdate_server_stub::package::write_cab(&cab, &[entry("2.0.0.0")]).unwrap();
+    let d = data.path().to_str().unwrap();
+    assert!(run(&["import", "--data", d, cab.to_str().unwrap()]).0);
+    let id = ucupdate_server_stub::model::rule_ref::rule_id(&key());
+    let identity = format!("service:WebServer:pool01.contoso.com/{id}");
+
+    let (ok, out, err) = run(&[
+        "rules",
+        "list",
+        "--data",
+        d,
+        "--pool-fqdn",
+        "pool01.contoso.com",
+    ]);
+    assert!(ok && out.contains(&identity), "{out}{err}");
+    let (ok, out, err) = run(&[
+        "rules",
+        "show",
+        "--data",
+        d,
+        "--pool-fqdn",
+        "pool01.contoso.com",
+        &identity,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("Identity        : {identity}\n")),
+        "{out}"
+    );
+    assert!(out.contains("PendingVersion  : 2.0.0.0\n"), "{out}");
+    assert!(out.contains("ApprovedVersion : \n"), "{out}");
+    let (ok, out, _) = run(&["rules", "show", "--data", d, "--json", &id]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok);
+    assert_eq!(json["identity"], format!("service:WebServer:ucupdate/{id}"));
+    let (ok, _, err) = run(&["rules", "show", "--data", d, &identity]);
+    assert!(
+        !ok && err.contains("pool01.contoso.com"),
+        "another pool: {err}"
+    );
+
+    // Approve by id, then restore with no restore version: uninstalled.
+    assert!(run(&["rules", "approve", "--data", d, &id]).0);
+    let (ok, out, err) = run(&[
+        "rules",
+        "restore",
+        "--data",
+        d,
+        ucupdate_server_stub::testing::UPDATE_KEY,
+    ]);
+    assert!(
+        ok && out.contains("pending - approved - restore -"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = run(&["rules", "restore", "--data", d, &id]);
+    assert!(!ok && err.contains("nothing approved"), "{err}");
+
+    // Remove, then files clear takes the version no rule refers to any more.
+    let (ok, out, err) = run(&["rules", "remove", "--data", d, &id]);
+    assert!(ok && out.contains("removed"), "{out}{err}");
+    let (ok, _, err) = run(&["rules", "show", "--data", d, &id]);
+    assert!(!ok && err.contains("no rule"), "{err}");
+    let version = data
+        .path()
+        .join("store/UCPhone/Polycom/CX700/A/ENU/2.0.0.0");
+    assert!(version.exists());
+    let (ok, out, err) = run(&["files", "clear", "--data", d]);
+    assert!(ok && out.contains("2.0.0.0: deleted"), "{out}{err}");
+    assert!(!version.exists());
+
+    // logs clear: an old audit file goes, today's (none here) and younger ones stay.
+    let audit = data.path().join(ucupdate_server_stub::audit::AUDIT_DIR);
+    std::fs::create_dir_all(&audit).unwrap();
+    std::fs::write(
+        audit.join("RequestHandlerAuditLog_ucupdate_20200101.log"),
+        "x",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["logs", "clear", "--data", d, "--days-back", "30"]);
+    assert!(ok && out.contains("1 audit files deleted"), "{out}{err}");
+    assert_eq!(std::fs::read_dir(&audit).unwrap().count(), 0);
+
+    // Named test devices.
+    let (ok, out, err) = run(&[
+        "test-devices",
+        "add",
+        "--data",
+        d,
+        "--name",
+        "Lab1",
+        "--site",
+        "Redmond",
+        "--mac",
+        "00:04:f2:00:01:76",
+    ]);
+    assert!(ok && out.contains("site:Redmond/Lab1: added"), "{out}{err}");
+    let (ok, _, err) = run(&[
+        "test-devices",
+        "add",
+        "--data",
+        d,
+        "--name",
+        "lab1",
+        "--site",
+        "redmond",
+        "--serial",
+        "PCX-1",
+    ]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+    assert!(
+        run(&[
+            "test-devices",
+            "add",
+            "--data",
+            d,
+            "--name",
+            "Desk",
+            "--serial",
+            "PCX-1"
+        ])
+        .0
+    );
+    for bad in [
+        "zz-zz",
+        "PCX-1",
+        "00-04-F2-00-01",
+        "0004f200017",
+        "00_04_f2_00_01_76",
+    ] {
+        let (ok, _, err) = run(&[
+            "test-devices",
+            "add",
+            "--data",
+            d,
+            "--name",
+            "Bad",
+            "--mac",
+            bad,
+        ]);
+        assert!(!ok && err.contains("invalid MAC address"), "{bad}: {err}");
+    }
+    let (ok, _, err) = run(&["test-devices", "add", "--data", d, "--name", "NoId"]);
+    assert!(!ok, "a name needs --mac or --serial: {err}");
+    let (_, out, _) = run(&["test-devices", "list", "--data", d]);
+    assert_eq!(
+        out,
+        format!("global/Desk\tSerialNumber\tPCX-1\nsite:Redmond/Lab1\tMACAddress\t{MAC}\n")
+    );
+    let (ok, _, err) = run(&[
+        "test-devices",
+        "set",
+        "--data",
+        d,
+        "site:Redmond/Lab1",
+        "--mac",
+        "0004F2000177",
+    ]);
+    assert!(ok, "{err}");
+    let (_, out, _) = run(&["test-devices", "list", "--data", d, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[1]["identifier"], OTHER_MAC);
+    assert!(run(&["test-devices", "remove", "--data", d, "site:Redmond/Lab1"]).0);
+    let (ok, _, err) = run(&["test-devices", "remove", "--data", d, "site:Redmond/Lab1"]);
+    assert!(!ok && err.contains("no test device"), "{err}");
+    let (ok, _, err) = run(&["test-devices", "set", "--data", d, "global/Desk"]);
+    assert!(!ok, "set needs --mac or --serial: {err}");
 }

@@ -251,7 +251,7 @@ impl Conn {
                 builder = builder.header("authorization", format!("Bearer {token}"));
             }
             if method != Method::GET && method != Method::HEAD && !given("content-type") {
-                let wanted = if path.starts_with("/admin/files/") {
+                let wanted = if method == Method::PUT && path.starts_with("/admin/files/") {
                     "application/octet-stream"
                 } else {
                     "application/json"

@@ -142,3 +142,65 @@ async fn the_internal_tls_listener_serves_the_internal_share() {
     let ext_path = DIR.replace("_Int", "_Ext") + "/CPE.cat";
     assert_eq!(tls.get(&ext_path, &[]).await.status, StatusCode::NOT_FOUND);
 }
+
+/// Lync's store roots (`/RequestHandler/Files`, `/RequestHandlerExt/Files`) next to R2's:
+/// both served whatever `--store-layout` says; the layout picks what the offers name.
+#[tokio::test]
+async fn both_store_layouts_are_served_and_the_offer_names_the_chosen_one() {
+    use ucupdate_protocol::CheckResponse;
+    use ucupdate_server_stub::layout::StoreLayout;
+    for layout in [StoreLayout::R2, StoreLayout::Lync] {
+        let t = app_with(tempfile::tempdir().unwrap(), |c| c.store_layout = layout);
+        let f = files("v2");
+        let image = f[0].1.clone();
+        t.control().publish(&key(), v("2.0.0.0"), f).await.unwrap();
+        t.control().approve(&key()).await.unwrap();
+        let mut c = t.conn(Site::Internal);
+        let CheckResponse::Update(offer) = c.check("1.0.0.0", MAC).await else {
+            panic!("no offer")
+        };
+        let (int, ext) = match layout {
+            StoreLayout::R2 => ("DeviceUpdateFiles_Int/", "DeviceUpdateFiles_Ext/"),
+            StoreLayout::Lync => ("RequestHandler/Files/", "RequestHandlerExt/Files/"),
+        };
+        let rest = "UCPhone/Polycom/CX700/A/ENU/2.0.0.0/CPE";
+        assert_eq!(
+            offer.base_url,
+            format!("{INTERNAL_BASE}{int}{rest}"),
+            "{layout}"
+        );
+        assert_eq!(
+            offer.external_base_url,
+            format!("{EXTERNAL_BASE}{ext}{rest}"),
+            "{layout}"
+        );
+        // The offered URL downloads, and so does the other layout's.
+        for root in [
+            "/DeviceUpdateFiles_Int",
+            "/RequestHandler/Files",
+            "/requesthandler/files",
+        ] {
+            let r = c.get(&format!("{root}/{rest}/CPE.nbt"), &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{layout} {root}");
+            assert_eq!(r.body, image);
+        }
+        assert_eq!(
+            c.get(&path_of(&format!("{}/CPE.nbt", offer.base_url)), &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // Each share on its own site, in both layouts; traversal refused under Lync's too.
+        let ext_on_int = c
+            .get(&format!("/RequestHandlerExt/Files/{rest}/CPE.nbt"), &[])
+            .await;
+        assert_eq!(ext_on_int.status, StatusCode::NOT_FOUND);
+        for bad in [
+            "/RequestHandler/Files/UCPhone/%2e%2e/%2e%2e/state.sqlite",
+            "/RequestHandler/Files/UCPhone/Polycom/CX700/A/ENU/2.0.0.0/%2e%2e/state.sqlite",
+        ] {
+            let up = c.get(bad, &[]).await;
+            assert!(up.status.is_client_error(), "{bad}: {}", up.status);
+        }
+    }
+}

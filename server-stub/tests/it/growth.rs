@@ -17,7 +17,30 @@ use crate::common::*;
 
 const DAY: u64 = 86_400;
 
+/// The documented CELog name the tests' short names (`a.txt`) stand for: one per device and
+/// short name, so that an upload under the same short name replaces the file.
+fn ce_name(device: &str, file: &str) -> String {
+    let n = file
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1_000_000;
+    let id = ucupdate_server_stub::logs::name_id(device);
+    format!("UCPhone_{id}-20261125-CELOG094640_{n}.clg")
+}
+
+/// Where [`upload`] stores `file` of `device`.
+fn stored(t: &TestApp, device: &str, file: &str) -> std::path::PathBuf {
+    t.dir
+        .path()
+        .join(LOGS)
+        .join("CELog")
+        .join(ce_name(device, file))
+}
+
+const LOGS: &str = ucupdate_server_stub::logs::CLIENT_LOG_DIR;
+
 fn upload_path(device: &str, file: &str) -> String {
+    let file = ce_name(device, file);
     format!("{INTERNAL_HANDLER_PATH}?action=logupload&type=CELog&file={file}&device={device}")
 }
 
@@ -84,7 +107,7 @@ async fn made_up_devices_run_into_the_total_log_quota() {
         statuses.push(r.status);
     }
     assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 5);
-    let stored = files_under(&t.dir.path().join("logs"));
+    let stored = files_under(&t.dir.path().join(LOGS));
     assert_eq!(stored.len(), 5, "{stored:?}");
     let bytes: u64 = stored
         .iter()
@@ -106,15 +129,17 @@ async fn one_device_runs_into_its_quota_and_a_replaced_file_is_not_counted_twice
     let over = upload(&mut c, "PCX-1", "c.txt", big()).await;
     assert_eq!(over.status, StatusCode::INSUFFICIENT_STORAGE);
     assert!(over.text().contains("PCX-1"), "{}", over.text());
-    assert!(!t.dir.path().join("logs/PCX-1/CELog/c.txt").exists());
+    assert!(!stored(&t, "PCX-1", "c.txt").exists());
     // Another device still has its own quota.
     assert_eq!(upload(&mut c, "PCX-2", "a.txt", big()).await.status, 200);
-    assert_eq!(files_under(&t.dir.path().join("logs")).len(), 3);
+    assert_eq!(files_under(&t.dir.path().join(LOGS)).len(), 3);
 }
 
 #[tokio::test]
 async fn the_configured_max_log_file_size_is_enforced() {
-    let t = with_quotas(|q| q.max_log_file_bytes = 1000);
+    let t = app_with(tempfile::tempdir().unwrap(), |c| {
+        c.device_update.max_log_file_size = Some(1000)
+    });
     let mut c = t.conn(Site::Internal);
     assert_eq!(
         upload(&mut c, "PCX-1", "ok.txt", vec![b'z'; 1000])
@@ -124,7 +149,7 @@ async fn the_configured_max_log_file_size_is_enforced() {
     );
     let r = upload(&mut c, "PCX-1", "big.txt", vec![b'z'; 1001]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
-    assert!(!t.dir.path().join("logs/PCX-1/CELog/big.txt").exists());
+    assert!(!stored(&t, "PCX-1", "big.txt").exists());
 }
 
 /// Many tiny files cost at least a block each, so the quota also bounds the file count.
@@ -154,7 +179,7 @@ async fn logs_are_deleted_after_the_retention_and_free_their_quota() {
     let big = || vec![b'y'; MAX_LOG_BYTES as usize];
     assert_eq!(upload(&mut c, "PCX-1", "a.txt", big()).await.status, 200);
     assert_eq!(upload(&mut c, "PCX-2", "a.txt", big()).await.status, 507);
-    let stored = t.dir.path().join("logs/PCX-1/CELog/a.txt");
+    let stored = stored(&t, "PCX-1", "a.txt");
     let uploaded = mtime(&stored);
 
     let kept = t.app.cleanup(uploaded + 10 * DAY - 1).unwrap();
@@ -165,7 +190,7 @@ async fn logs_are_deleted_after_the_retention_and_free_their_quota() {
     assert_eq!((done.log_files, done.log_bytes), (1, MAX_LOG_BYTES));
     assert!(!stored.exists());
     assert!(
-        !t.dir.path().join("logs/PCX-1").exists(),
+        !t.dir.path().join(LOGS).join("CELog").exists(),
         "empty directories go too"
     );
     assert_eq!(upload(&mut c, "PCX-2", "a.txt", big()).await.status, 200);
@@ -173,13 +198,15 @@ async fn logs_are_deleted_after_the_retention_and_free_their_quota() {
 
 #[tokio::test]
 async fn a_shorter_log_retention_is_honoured() {
-    let t = with_quotas(|q| q.log_retention_days = 1);
+    let t = app_with(tempfile::tempdir().unwrap(), |c| {
+        c.device_update.log_clean_up_interval_days = Some(1)
+    });
     let mut c = t.conn(Site::Internal);
     assert_eq!(
         upload(&mut c, "PCX-1", "a.txt", b"x".to_vec()).await.status,
         200
     );
-    let uploaded = mtime(&t.dir.path().join("logs/PCX-1/CELog/a.txt"));
+    let uploaded = mtime(&stored(&t, "PCX-1", "a.txt"));
     assert_eq!(t.app.cleanup(uploaded + DAY).unwrap().log_files, 1);
 }
 
@@ -210,6 +237,7 @@ async fn audit_files_are_rotated_by_day_and_deleted_after_the_retention() {
 
 /// The cleanup task runs once at start (then every `cleanup_interval`), with the clock
 /// module's time: a log written 11 days ago is gone once the server has started and stopped.
+/// These are in the earlier layout (`logs/<device>/<type>/`), which is still cleaned up.
 #[tokio::test]
 async fn the_cleanup_task_deletes_old_logs_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,7 +412,7 @@ async fn concurrent_uploads_and_a_restart_do_not_overshoot_the_quota() {
         }
     }
     assert_eq!(ok, 5);
-    assert_eq!(files_under(&t.dir.path().join("logs")).len(), 5);
+    assert_eq!(files_under(&t.dir.path().join(LOGS)).len(), 5);
     let TestApp { app, dir } = t;
     drop(app);
     let t = app_with(dir, quota);
@@ -411,7 +439,7 @@ async fn parallel_uploads_of_one_file_name_all_succeed_and_one_whole_upload_is_k
     for u in uploads.collect::<Vec<_>>() {
         assert_eq!(u.await.unwrap(), StatusCode::OK);
     }
-    let stored = files_under(&t.dir.path().join("logs"));
+    let stored = files_under(&t.dir.path().join(LOGS));
     assert_eq!(stored.len(), 1, "{stored:?}");
     let bytes = std::fs::read(&stored[0]).unwrap();
     assert_eq!(bytes.len(), 200_000);

@@ -28,6 +28,9 @@ use ucupdate_server_stub::{Control, Site};
 
 use crate::common::*;
 
+/// Where uploaded logs would be stored.
+const LOGS: &str = ucupdate_server_stub::logs::CLIENT_LOG_DIR;
+
 /// An app with 2.0.0.0 approved.
 async fn approved_in(
     dir: tempfile::TempDir,
@@ -348,11 +351,12 @@ async fn traversal_in_downloads_and_log_uploads_is_refused() {
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.text());
     }
-    // Nothing was written anywhere: no `logs/` at all, and nothing beside the data directory.
+    // Nothing was written anywhere: no `Logs/Client/` at all, and nothing beside the data
+    // directory.
     assert!(
-        !data.join("logs").exists() || walk(&data.join("logs")).is_empty(),
+        !data.join(LOGS).exists() || walk(&data.join(LOGS)).is_empty(),
         "{:?}",
-        walk(&data.join("logs"))
+        walk(&data.join(LOGS))
     );
     let mut beside: Vec<_> = std::fs::read_dir(t.dir.path())
         .unwrap()
@@ -402,7 +406,7 @@ async fn bad_log_uploads_are_refused() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{why}: {}", r.text());
     }
     assert_eq!(t.control().metrics().count("log_upload", 400), 5);
-    assert!(!t.dir.path().join("logs").exists());
+    assert!(!t.dir.path().join(LOGS).exists());
 }
 
 #[tokio::test]
@@ -446,7 +450,7 @@ async fn oversized_bodies_are_refused_without_reading_them() {
         .unwrap();
     let r = c.call(request).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
-    assert!(!t.dir.path().join("logs/PCX-1/CELog/a.txt").exists());
+    assert!(!t.dir.path().join(LOGS).exists(), "nothing stored");
     assert_eq!(
         c.get("/nowhere", &[]).await.status,
         StatusCode::NOT_FOUND,
@@ -467,7 +471,7 @@ async fn a_body_that_fails_mid_read_is_refused_and_nothing_is_stored() {
     let r = c.call(request).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     assert!(r.text().contains("cannot read body"), "{}", r.text());
-    assert!(!t.dir.path().join("logs/PCX-1/CELog/cut.txt").exists());
+    assert!(!t.dir.path().join(LOGS).exists(), "nothing stored");
     let request = Request::post(INTERNAL_HANDLER_PATH)
         .body(Frames::failing([Bytes::from(check_body("1.0.0.0", MAC))]))
         .unwrap();
@@ -746,7 +750,7 @@ async fn an_oversized_upload_sent_in_full_still_reads_its_413() {
     body.extend(std::iter::repeat_n(b' ', MAX_MESSAGE_BYTES + 1));
     let r = raw_exchange(addr, &body).await;
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
-    assert!(!t.dir.path().join("logs/PCX-1/CELog/big.clg").exists());
+    assert!(!t.dir.path().join(LOGS).exists(), "nothing stored");
 }
 
 /// Paused tokio time, read through one place as the workspace's clippy rules ask.

@@ -56,7 +56,7 @@ async fn everything_the_server_writes_is_0600_in_0700_directories() {
     for written in [
         "state.sqlite",
         "ca.pem",
-        "logs",
+        "Logs/Client/CELog",
         "Logs/Server/Audit/imageUpdates",
         "store",
     ] {

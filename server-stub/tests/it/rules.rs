@@ -82,18 +82,29 @@ async fn every_rule_transition_through_control() {
         offered(&c.check("3.0.0.0", OTHER_MAC).await),
         Some(("restore", "2.0.0.0".into()))
     );
-    assert!(
-        control.restore(&key()).await.is_err(),
-        "a second restore has nothing to go back to"
-    );
+    // A second restore has no restore version: the update is uninstalled, nobody is offered
+    // anything for the key (the devices keep what they run), and a third has nothing to undo.
+    let rule = control.restore(&key()).await.unwrap();
+    assert_eq!((rule.approved, rule.restore), (None, None));
+    assert_eq!(offered(&c.check("3.0.0.0", OTHER_MAC).await), None);
+    assert_eq!(offered(&c.check("2.0.0.0", MAC).await), None);
+    assert!(control.restore(&key()).await.is_err());
+    control
+        .publish(&key(), v("3.0.0.0"), files("v3"))
+        .await
+        .unwrap();
+    control.approve(&key()).await.unwrap();
 
     // Removing the test device: it is treated like the rest again.
     control
         .remove_test_device(MAC.parse::<TestDevice>().unwrap())
         .await
         .unwrap();
-    assert_eq!(offered(&c.check("2.0.0.0", MAC).await), None);
-    assert_eq!(control.hits("check"), 13);
+    assert_eq!(
+        offered(&c.check("2.0.0.0", MAC).await),
+        Some(("approved", "3.0.0.0".into()))
+    );
+    assert_eq!(control.hits("check"), 15);
 }
 
 #[tokio::test]
@@ -192,8 +203,9 @@ async fn admin_api_drives_the_rules() {
         offered(&c.check("1.0.0.0", OTHER_MAC).await),
         Some(("approved", "2.0.0.0".into()))
     );
-    // Nothing pending now: approve and reset are refused with 409, restore too (no restore point).
-    for action in ["approve", "reset", "restore"] {
+    // Nothing pending now: approve and reset are refused with 409 (reset works on pending
+    // versions only).
+    for action in ["approve", "reset"] {
         let r = a
             .send(Method::POST, &format!("{rule_path}/{action}"), &[], "")
             .await;

@@ -330,7 +330,13 @@ async fn a_log_upload_that_finishes_first_does_not_cut_a_slow_download() {
     "#;
     let scenario = Scenario::parse("slow-download-beside-a-log-upload", text).unwrap();
     let devices = 20;
-    let spec = RunSpec::embedded(scenario.clone(), fleet(&scenario, devices, 5));
+    let fleet = fleet(&scenario, devices, 5);
+    // A RoundTable update also carries its RTConfig.xml (the stub adds a generic one).
+    let rt = ucupdate_simulator::profile::index_of("RoundTable").unwrap();
+    let roundtables = (0..devices)
+        .filter(|&i| ucupdate_simulator::fleet::DeviceSpec::derive(i, &fleet).profile == rt)
+        .count() as u64;
+    let spec = RunSpec::embedded(scenario.clone(), fleet);
     let r = runner::run(spec).await.unwrap().report;
     assert!(
         r.passed(),
@@ -350,8 +356,9 @@ async fn a_log_upload_that_finishes_first_does_not_cut_a_slow_download() {
     let downloads: u64 = r.requests["download"].values().sum();
     assert_eq!(
         downloads,
-        2 * devices,
-        "image and catalog once per device, no retry after a false timeout"
+        2 * devices + roundtables,
+        "image and catalog once per device (and a RoundTable's RTConfig.xml), no retry after \
+         a false timeout"
     );
 }
 
