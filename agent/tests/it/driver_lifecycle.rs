@@ -298,8 +298,7 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let stored = stub
         .dir
         .path()
-        .join("logs")
-        .join(MAC)
+        .join(ucupdate_server_stub::logs::CLIENT_LOG_DIR)
         .join("CELog")
         .join(log.file_name().unwrap());
     // The upload runs beside the check; the stub's counter says when it is done.
