@@ -12,7 +12,7 @@ use crate::admin::Admin;
 use crate::embedded::{self, ControlAdmin, HttpAdmin};
 use crate::engine::{Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
 use crate::faults::FaultProxies;
-use crate::fleet::{FleetSpec, Shard};
+use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
 
 /// Where the devices go.
@@ -92,10 +92,84 @@ async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<Fault
     })
 }
 
-pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
+/// How long the pre-flight waits for a TCP connection to the server.
+const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Setup mistakes found before the first device powers on (exit 2, not a fleet of failed
+/// verdicts): a fleet with no devices, a traced device the run does not hold, devices outside
+/// the firewall with no external URL to reach, a server nothing answers on.
+pub async fn preflight(spec: &RunSpec, target: &Target, has_admin: bool) -> anyhow::Result<()> {
+    let slots = spec.shard.len(spec.fleet.devices);
+    if spec.fleet.devices == 0 {
+        anyhow::bail!("--devices 0: a run needs at least one device");
+    }
+    if slots == 0 {
+        anyhow::bail!(
+            "shard {}/{} of {} devices holds no device",
+            spec.shard.index,
+            spec.shard.count,
+            spec.fleet.devices
+        );
+    }
+    if let Some(index) = spec.trace_device {
+        if index >= spec.fleet.devices {
+            anyhow::bail!(
+                "--trace-device {index}: no such device (the fleet has devices 0 to {})",
+                spec.fleet.devices - 1
+            );
+        }
+        if index % spec.shard.count != spec.shard.index {
+            anyhow::bail!(
+                "--trace-device {index} is not in shard {}/{} (it is in shard {}/{})",
+                spec.shard.index,
+                spec.shard.count,
+                index % spec.shard.count,
+                spec.shard.count
+            );
+        }
+    }
+    if let Some(phase) = spec.scenario.phases.iter().find(|p| p.action.is_admin()) {
+        if !has_admin {
+            anyhow::bail!(
+                "scenario {} changes the server's rules ({} at {}) but no admin API was given: give --admin URL and --admin-token-file FILE, or run against the embedded server",
+                spec.scenario.name,
+                phase.action.name(),
+                crate::duration::format_duration(phase.at)
+            );
+        }
+    }
+    if target.external.is_none() {
+        let outside = (0..slots)
+            .map(|slot| spec.shard.index + slot * spec.shard.count)
+            .filter(|&index| DeviceSpec::derive(index, &spec.fleet).external)
+            .count();
+        if outside > 0 {
+            anyhow::bail!(
+                "{outside} of the {slots} devices are outside the firewall (scenario {}, external share {}) and the server has no external URL: give --external-server URL",
+                spec.scenario.name,
+                spec.fleet.external_share
+            );
+        }
+    }
+    for url in std::iter::once(&target.internal).chain(target.external.as_ref()) {
+        let connect = tokio::net::TcpStream::connect(url.authority());
+        match tokio::time::timeout(PREFLIGHT_CONNECT, connect).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("server unreachable: connecting to {url}: {e}"),
+            Err(_) => anyhow::bail!(
+                "server unreachable: connecting to {url}: no answer within {} s",
+                PREFLIGHT_CONNECT.as_secs()
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     let mut embedded = None;
+    let server = std::mem::replace(&mut spec.server, Server::Embedded { data_dir: None });
     let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
-        match spec.server {
+        match server {
             Server::Embedded { data_dir } => {
                 let e = embedded::start(
                     &spec.fleet,
@@ -120,7 +194,8 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
                 ca_pem,
             } => {
                 let addrs = tokio::net::lookup_host(internal.authority())
-                    .await?
+                    .await
+                    .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
                     .map(|a| a.ip())
                     .collect();
                 let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
@@ -136,6 +211,12 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
                 )
             }
         };
+    if let Err(e) = preflight(&spec, &target, admin.is_some()).await {
+        if let Some(e) = embedded {
+            e.server.shutdown().await?;
+        }
+        return Err(e);
+    }
     let client = embedded::client(
         &target,
         &spec.dhcp_domain,

@@ -73,6 +73,10 @@ pub(super) struct Metrics {
     pub total_requests: u64,
     pub total_errors: u64,
     pub faults: BTreeMap<String, u64>,
+    /// Checks that came back, and of those the ones the server answered (an offer, "no
+    /// update", or a 401 denial): the pre-flight's evidence that the server takes checks.
+    pub checks_done: u64,
+    pub checks_answered: u64,
 }
 
 impl Metrics {
@@ -98,6 +102,8 @@ impl Metrics {
             total_requests: 0,
             total_errors: 0,
             faults: BTreeMap::new(),
+            checks_done: 0,
+            checks_answered: 0,
         }
     }
 
@@ -114,6 +120,12 @@ impl Metrics {
                 bytes_received,
             } => {
                 self.total_requests += 1;
+                if endpoint.starts_with("check") {
+                    self.checks_done += 1;
+                    if matches!(error, None | Some("unauthorized")) {
+                        self.checks_answered += 1;
+                    }
+                }
                 *self
                     .requests
                     .entry(endpoint.into())

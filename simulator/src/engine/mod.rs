@@ -144,6 +144,14 @@ pub enum EngineError {
     },
     #[error("server admin {op} failed: {reason}")]
     Admin { op: &'static str, reason: String },
+    /// A setup error, not a fleet result: every verdict would fail for one reason the run
+    /// cannot fix, so the run stops at the end of its first phase instead of running on.
+    #[error("the server refused every check before the first phase ended ({done} checks: {outcomes}): is {server} the Device Update check URL?")]
+    ChecksRefused {
+        done: u64,
+        outcomes: String,
+        server: String,
+    },
 }
 
 pub struct Engine {
@@ -234,6 +242,13 @@ impl Engine {
         let phases = self.cfg.scenario.phases.clone();
         let mut next_phase = 0usize;
         let mut last_progress = clock::now();
+        // Until the server has answered one check: when the first phase is over.
+        let mut refusal_watch = phases.first().map(|p| match p.action {
+            PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
+                (p.at + window).as_millis() as u64
+            }
+            _ => p.at.as_millis() as u64,
+        });
         loop {
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
@@ -245,6 +260,13 @@ impl Engine {
                 self.report_progress();
             }
             let next_item = self.next_item_time();
+            if refusal_watch.is_some_and(|end| next_item.is_none_or(|t| t > end)) {
+                if self.metrics.checks_answered > 0 {
+                    refusal_watch = None;
+                } else if self.metrics.checks_done > 0 {
+                    return Err(self.checks_refused());
+                }
+            }
             let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
             if let Some(at) = phase_at.filter(|&at| next_item.is_none_or(|t| at <= t)) {
                 // A barrier: no request issued before a phase races the change it makes.
@@ -276,7 +298,29 @@ impl Engine {
             }
             self.serve_next();
         }
+        if refusal_watch.is_some()
+            && self.metrics.checks_answered == 0
+            && self.metrics.checks_done > 0
+        {
+            return Err(self.checks_refused());
+        }
         Ok(self.finish())
+    }
+
+    /// The pre-flight's verdict on a server that took no check: what the checks got instead.
+    fn checks_refused(&self) -> EngineError {
+        let outcomes: Vec<String> = self
+            .metrics
+            .requests
+            .iter()
+            .filter(|(endpoint, _)| endpoint.starts_with("check"))
+            .flat_map(|(endpoint, by)| by.iter().map(move |(o, n)| format!("{endpoint} {o}={n}")))
+            .collect();
+        EngineError::ChecksRefused {
+            done: self.metrics.checks_done,
+            outcomes: outcomes.join(", "),
+            server: self.cfg.target.label.clone(),
+        }
     }
 
     fn next_item_time(&mut self) -> Option<u64> {

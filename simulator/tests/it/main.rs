@@ -3,8 +3,10 @@
 //! - `scenarios`: every built-in scenario against the embedded stub, verdicts checked, and
 //!   reproducibility from the seed;
 //! - `cli`: the binary's output options (`--report -`);
-//! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report.
+//! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
+//! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs).
 
 mod cli;
 mod scenarios;
+mod setup;
 mod shards;

@@ -259,12 +259,11 @@ async fn rollout_converges_through_injected_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_answers_nothing_fails_every_verdict() {
-    // Nothing listens on this port: every check fails to connect. Devices staying on their
-    // version is then no success — only checks the server answered count.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+async fn a_server_that_refuses_every_check_is_a_setup_error_not_failed_verdicts() {
+    // A web server that is not a Device Update server: every check gets a 404. Devices staying
+    // on their version would be no success, and a fleet of failed verdicts would hide the
+    // mistake: the run stops when the first phase is over, with a setup error.
+    let port = crate::setup::refusing_server();
     let scenario = Scenario::load("boot-storm").unwrap();
     let fleet = fleet(&scenario, 20, 4);
     let mut spec = RunSpec::embedded(scenario, fleet);
@@ -276,15 +275,10 @@ async fn a_server_that_answers_nothing_fails_every_verdict() {
         admin: None,
         ca_pem: None,
     };
-    let r = runner::run(spec).await.unwrap().report;
-    assert!(!r.passed());
-    assert_eq!(
-        r.verdicts.by_reason.get("too-few-answered-checks"),
-        Some(&20),
-        "{:?}",
-        r.verdicts
-    );
-    assert!(r.errors.get("connect").copied().unwrap_or(0) > 0);
+    let err = runner::run(spec).await.err().expect("a setup error");
+    let text = format!("{err:#}");
+    assert!(text.contains("refused every check"), "{text}");
+    assert!(text.contains("check-internal 404="), "{text}");
 }
 
 /// A log upload that finishes while a slow download is still out does not cut the download:
