@@ -131,6 +131,10 @@ struct RunArgs {
     /// handshake: at most 10 s): what a stalled server costs each device.
     #[arg(long, default_value = "30s", value_parser = scenario::duration_arg)]
     request_timeout: std::time::Duration,
+    /// Unix time (seconds) at virtual time zero; shards of one run must share it. [default:
+    /// now; with --shard, 00:00 UTC today, so the shards of one job agree]
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    start_epoch: Option<u64>,
     /// Shorter scenario: override its virtual duration (e.g. `12h`).
     #[arg(long, value_parser = scenario::duration_arg)]
     duration: Option<std::time::Duration>,
@@ -147,6 +151,9 @@ struct MergeArgs {
     /// Write the merged HTML report here (`-`: standard output).
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Merge even with shards missing: the result is marked partial and fails (exit 1).
+    #[arg(long)]
+    allow_partial: bool,
 }
 
 #[derive(Args)]
@@ -351,7 +358,13 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             response_head: args.request_timeout,
             body_idle: args.request_timeout,
         },
-        start_unix_ms: clock::unix_millis(),
+        start_unix_ms: match (args.start_epoch, args.shard.is_some()) {
+            (Some(secs), _) => secs.saturating_mul(1000),
+            // Shard processes start apart; they agree on the day (pass --start-epoch to be
+            // sure across midnight).
+            (None, true) => clock::unix_millis() / 86_400_000 * 86_400_000,
+            (None, false) => clock::unix_millis(),
+        },
         progress,
         ..RunSpec::embedded(scenario, fleet)
     };
@@ -450,7 +463,7 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         reports.push(report);
     }
-    let merged = Report::merge(reports)?;
+    let merged = Report::merge(reports, args.allow_partial)?;
     write_outputs(&merged, args.report.as_ref(), args.html.as_ref())?;
     print_summary(&merged, [args.report.as_ref(), args.html.as_ref()]);
     Ok(if merged.passed() {

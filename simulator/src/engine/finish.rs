@@ -114,6 +114,8 @@ impl Engine {
             shards: vec![format!("{}/{}", self.cfg.shard.index, self.cfg.shard.count)],
             time_scale: self.cfg.time_scale.to_string(),
             server: self.cfg.target.label.clone(),
+            start_unix_ms: self.cfg.start_unix_ms,
+            missing_shards: Vec::new(),
             virtual_duration_ms: self.duration_ms,
             wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
             requests: m.requests,

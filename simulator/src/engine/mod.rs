@@ -260,14 +260,20 @@ impl Engine {
                 self.report_progress();
             }
             let next_item = self.next_item_time();
-            if refusal_watch.is_some_and(|end| next_item.is_none_or(|t| t > end)) {
+            let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
+            // The virtual clock is about to pass the end of the first phase (the run's end is
+            // checked after the loop).
+            let horizon = match (next_item, phase_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if refusal_watch.is_some_and(|end| horizon.is_some_and(|t| t > end)) {
                 if self.metrics.checks_answered > 0 {
                     refusal_watch = None;
                 } else if self.metrics.checks_done > 0 {
                     return Err(self.checks_refused());
                 }
             }
-            let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
             if let Some(at) = phase_at.filter(|&at| next_item.is_none_or(|t| at <= t)) {
                 // A barrier: no request issued before a phase races the change it makes.
                 if self.in_flight > 0 {

@@ -192,6 +192,13 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
         r.total_requests(),
         r.bytes_downloaded as f64 / 1048576.0
     );
+    if r.is_partial() {
+        let _ = write!(
+            html,
+            r#"<p id="partial" class="FAIL">Partial: shards {} missing (merged with --allow-partial); this report does not cover the fleet.</p>"#,
+            esc(&r.missing_shards.join(", "))
+        );
+    }
     html.push_str("<h2>Latency</h2>");
     html.push_str(&latency_plot(r));
     html.push_str("<table><tr><th>endpoint</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>p99 from intended send</th></tr>");

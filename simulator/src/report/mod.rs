@@ -14,6 +14,8 @@ use thiserror::Error;
 
 pub use hist::{Hist, Summary};
 
+use crate::fleet::Shard;
+
 /// The report format this build writes and merges.
 pub const REPORT_FORMAT: u32 = 1;
 
@@ -34,6 +36,11 @@ pub struct Report {
     pub shards: Vec<String>,
     pub time_scale: String,
     pub server: String,
+    /// Unix ms at virtual time zero: shards of one run share it (`--start-epoch`).
+    pub start_unix_ms: u64,
+    /// Shards a `merge --allow-partial` went without, as `I/N`: a partial report never passes.
+    #[serde(default)]
+    pub missing_shards: Vec<String>,
     pub virtual_duration_ms: u64,
     /// Wall time of the run (the longest shard's, after a merge).
     pub wall_ms: u64,
@@ -98,12 +105,21 @@ pub enum MergeError {
     DuplicateShard(String),
     #[error("report format {0} is not {REPORT_FORMAT}")]
     Format(u32),
+    #[error("{0:?} is not a shard name I/N")]
+    BadShard(String),
+    #[error("shards {} missing: the merge would not cover the fleet (--allow-partial merges what there is and fails the result)", .0.join(", "))]
+    Missing(Vec<String>),
 }
 
 impl Report {
-    /// Whether every device met the scenario's expectations.
+    /// Whether every device met the scenario's expectations (and the report covers the fleet).
     pub fn passed(&self) -> bool {
-        self.verdicts.failed == 0 && self.verdicts.passed == self.devices
+        self.verdicts.failed == 0 && self.verdicts.passed == self.devices && !self.is_partial()
+    }
+
+    /// A merge that went without some shards.
+    pub fn is_partial(&self) -> bool {
+        !self.missing_shards.is_empty()
     }
 
     pub fn total_requests(&self) -> u64 {
@@ -150,8 +166,10 @@ impl Report {
         (!self.convergence_ms.0.is_empty()).then(|| self.convergence_ms.0.value_at_quantile(share))
     }
 
-    /// Combines shard reports of one run into the report of the whole fleet.
-    pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
+    /// Combines shard reports of one run into the report of the whole fleet. Refuses reports of
+    /// different runs and, unless `allow_partial`, a set with shards missing; a partial merge
+    /// lists them in `missing_shards` and does not pass.
+    pub fn merge(reports: Vec<Report>, allow_partial: bool) -> Result<Report, MergeError> {
         let mut iter = reports.into_iter();
         let mut out = iter.next().ok_or(MergeError::Empty)?;
         if out.format != REPORT_FORMAT {
@@ -160,20 +178,47 @@ impl Report {
         for r in iter {
             out.absorb(r)?;
         }
-        out.shards.sort();
+        let missing = out.missing()?;
+        if !missing.is_empty() && !allow_partial {
+            return Err(MergeError::Missing(missing));
+        }
+        out.missing_shards = missing;
+        out.shards.sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
         out.verdicts.failures.sort_by_key(|v| v.device);
         out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
         Ok(out)
+    }
+
+    /// The shards of the run not in this report: every shard must be `I/N` with one `N`.
+    fn missing(&self) -> Result<Vec<String>, MergeError> {
+        let mut count = None;
+        let mut have = std::collections::BTreeSet::new();
+        for name in &self.shards {
+            let shard: Shard = name
+                .parse()
+                .map_err(|_| MergeError::BadShard(name.clone()))?;
+            if count.is_some_and(|n| n != shard.count) {
+                return Err(MergeError::Mismatch("shard count"));
+            }
+            count = Some(shard.count);
+            have.insert(shard.index);
+        }
+        let count = count.unwrap_or(1);
+        Ok((0..count)
+            .filter(|i| !have.contains(i))
+            .map(|i| format!("{i}/{count}"))
+            .collect())
     }
 
     fn absorb(&mut self, r: Report) -> Result<(), MergeError> {
         if r.format != REPORT_FORMAT {
             return Err(MergeError::Format(r.format));
         }
-        let same: [(&'static str, bool); 6] = [
+        let same: [(&'static str, bool); 7] = [
             ("scenario", r.scenario == self.scenario),
             ("seed", r.seed == self.seed),
             ("fleet size", r.fleet_devices == self.fleet_devices),
+            ("start epoch", r.start_unix_ms == self.start_unix_ms),
             ("time scale", r.time_scale == self.time_scale),
             (
                 "virtual duration",
@@ -190,6 +235,7 @@ impl Report {
             }
         }
         self.shards.extend(r.shards);
+        self.missing_shards.extend(r.missing_shards);
         self.devices += r.devices;
         self.wall_ms = self.wall_ms.max(r.wall_ms);
         for (endpoint, outcomes) in r.requests {
@@ -255,6 +301,8 @@ pub(crate) mod tests {
             shards: vec![shard.into()],
             time_scale: "max".into(),
             server: "embedded".into(),
+            start_unix_ms: 1_795_600_000_000,
+            missing_shards: Vec::new(),
             virtual_duration_ms: 3_600_000,
             wall_ms: 100 * devices,
             requests: BTreeMap::from([(
@@ -293,7 +341,7 @@ pub(crate) mod tests {
 
     #[test]
     fn merge_adds_everything_exactly() {
-        let merged = Report::merge(vec![sample("1/2", 4, 1), sample("0/2", 6, 0)]).unwrap();
+        let merged = Report::merge(vec![sample("1/2", 4, 1), sample("0/2", 6, 0)], false).unwrap();
         assert_eq!(merged.devices, 10);
         assert_eq!(merged.shards, ["0/2", "1/2"]);
         assert_eq!(merged.requests["check-internal"]["200"], 20);
@@ -311,14 +359,46 @@ pub(crate) mod tests {
         let mut other = sample("1/2", 4, 0);
         other.seed = 2;
         assert_eq!(
-            Report::merge(vec![sample("0/2", 6, 0), other]),
+            Report::merge(vec![sample("0/2", 6, 0), other], false),
             Err(MergeError::Mismatch("seed"))
         );
+        let mut other = sample("1/2", 4, 0);
+        other.start_unix_ms += 1;
         assert_eq!(
-            Report::merge(vec![sample("0/2", 6, 0), sample("0/2", 6, 0)]),
+            Report::merge(vec![sample("0/2", 6, 0), other], true),
+            Err(MergeError::Mismatch("start epoch"))
+        );
+        let mut other = sample("1/2", 4, 0);
+        other.fleet_devices = 11;
+        assert_eq!(
+            Report::merge(vec![sample("0/2", 6, 0), other], true),
+            Err(MergeError::Mismatch("fleet size"))
+        );
+        assert_eq!(
+            Report::merge(vec![sample("0/2", 6, 0), sample("1/3", 4, 0)], true),
+            Err(MergeError::Mismatch("shard count"))
+        );
+        assert_eq!(
+            Report::merge(vec![sample("0/2", 6, 0), sample("0/2", 6, 0)], false),
             Err(MergeError::DuplicateShard("0/2".into()))
         );
-        assert_eq!(Report::merge(vec![]), Err(MergeError::Empty));
+        assert_eq!(Report::merge(vec![], false), Err(MergeError::Empty));
+    }
+
+    #[test]
+    fn merge_refuses_missing_shards_unless_partial_which_fails() {
+        let parts = || vec![sample("0/4", 3, 0), sample("2/4", 3, 0)];
+        assert_eq!(
+            Report::merge(parts(), false),
+            Err(MergeError::Missing(vec!["1/4".into(), "3/4".into()]))
+        );
+        let partial = Report::merge(parts(), true).unwrap();
+        assert_eq!(partial.missing_shards, ["1/4", "3/4"]);
+        assert_eq!((partial.verdicts.failed, partial.devices), (0, 6));
+        assert!(!partial.passed(), "a partial merge never passes");
+        // One shard alone is a whole only when it is 0/1.
+        assert!(Report::merge(vec![sample("0/1", 3, 0)], false).unwrap().passed());
+        assert!(Report::merge(vec![sample("0/2", 3, 0)], false).is_err());
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
+    if r.is_partial() {
+        let _ = writeln!(
+            out,
+            "PARTIAL: shards {} missing (merged with --allow-partial): this report does not cover the fleet",
+            r.missing_shards.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "{verdict}: {} of {} devices met expectations ({} failed); seed {}, shards {}, server {}",
@@ -150,7 +157,10 @@ mod tests {
 
     #[test]
     fn summary_names_the_verdict_and_the_failed_devices() {
-        let text = render(&crate::report::tests::sample("0/1", 5, 1));
+        let mut r = crate::report::tests::sample("0/2", 5, 1);
+        r.missing_shards = vec!["1/2".into()];
+        let text = render(&r);
+        assert!(text.contains("PARTIAL: shards 1/2 missing"), "{text}");
         assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
         assert!(text.contains("--trace-device 5"), "{text}");
         assert!(text.contains("check-internal"), "{text}");

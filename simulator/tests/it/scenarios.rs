@@ -174,7 +174,7 @@ async fn shards_in_process_merge_to_the_whole_fleet() {
         spec.shard = Shard { index: i, count: 4 };
         parts.push(runner::run(spec).await.unwrap().report);
     }
-    let merged = ucupdate_simulator::report::Report::merge(parts).unwrap();
+    let merged = ucupdate_simulator::report::Report::merge(parts, false).unwrap();
     assert_eq!(merged.devices, whole.devices);
     assert_eq!(merged.requests, whole.requests);
     assert_eq!(merged.verdicts, whole.verdicts);
