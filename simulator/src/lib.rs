@@ -12,6 +12,7 @@
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
+//! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
 //! - [`clock`]: the one place the wall clock is read.
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
@@ -27,3 +28,4 @@ pub mod profile;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod thresholds;

@@ -135,6 +135,10 @@ struct RunArgs {
     /// now; with --shard, 00:00 UTC today, so the shards of one job agree]
     #[arg(long, value_name = "UNIX_SECONDS")]
     start_epoch: Option<u64>,
+    /// A pass/fail limit on the report, k6-style, on top of the scenario's [thresholds]:
+    /// `check-internal.p99<500ms`, `errors.rate<1%`, `devices.failed==0` (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
     /// Shorter scenario: override its virtual duration (e.g. `12h`).
     #[arg(long, value_parser = scenario::duration_arg)]
     duration: Option<std::time::Duration>,
@@ -296,6 +300,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         // Before the run, not after it: a usage mistake must not cost a whole fleet's run.
         bail!("--report - and --html - cannot both go to standard output");
     }
+    let thresholds = ucupdate_simulator::thresholds::parse_all(&args.thresholds)?;
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(d) = args.duration {
         scenario.duration = d;
@@ -366,6 +371,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             (None, false) => clock::unix_millis(),
         },
         progress,
+        thresholds,
         ..RunSpec::embedded(scenario, fleet)
     };
     let outcome = runner::run(spec).await?;

@@ -14,6 +14,7 @@ use crate::engine::{Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, T
 use crate::faults::FaultProxies;
 use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
+use crate::thresholds::Threshold;
 
 /// Where the devices go.
 pub enum Server {
@@ -46,6 +47,8 @@ pub struct RunSpec {
     pub start_unix_ms: u64,
     pub collect_digests: bool,
     pub progress: Option<ProgressSink>,
+    /// Thresholds on top of the scenario's `[thresholds]` (`--threshold`).
+    pub thresholds: Vec<Threshold>,
 }
 
 impl RunSpec {
@@ -67,6 +70,7 @@ impl RunSpec {
             start_unix_ms: 1_795_600_000_000,
             collect_digests: false,
             progress: None,
+            thresholds: Vec::new(),
         }
     }
 }
@@ -232,6 +236,8 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         .iter()
         .flat_map(|f| f.proxies.values().cloned())
         .collect();
+    let mut thresholds = spec.scenario.thresholds()?;
+    thresholds.extend(spec.thresholds);
     let config = RunConfig {
         scenario: spec.scenario,
         fleet: spec.fleet,
@@ -259,5 +265,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     if let Some(e) = embedded {
         e.server.shutdown().await?;
     }
-    Ok(outcome?)
+    let mut outcome = outcome?;
+    outcome.report.apply_thresholds(&thresholds);
+    Ok(outcome)
 }

@@ -9,7 +9,9 @@ use super::queue::NEVER;
 use super::{Engine, Progress, RunOutcome};
 use crate::clock;
 use crate::fleet::DeviceSpec;
-use crate::report::{DeviceVerdict, Hist, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT};
+use crate::report::{
+    DeviceVerdict, Hist, Histograms, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT,
+};
 use crate::scenario::{Expect, FinalVersion};
 
 impl Engine {
@@ -104,7 +106,7 @@ impl Engine {
             .map(|i| (phase_label(i).to_owned(), m.phase_ms[i]))
             .collect();
         let scenario = &self.cfg.scenario;
-        let report = Report {
+        let mut report = Report {
             format: REPORT_FORMAT,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -120,13 +122,13 @@ impl Engine {
             wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
             requests: m.requests,
             errors: m.errors,
-            latency_us: m.latency,
-            latency_intended_us: m.latency_intended,
-            tls_handshake_us: m.tls,
+            endpoints: Default::default(),
+            tls_handshake_ms: Default::default(),
+            lag_ms: Default::default(),
+            convergence: Default::default(),
             bytes_downloaded: m.bytes,
             faults_injected: m.faults,
             phase_ms,
-            convergence_ms: convergence,
             arrivals_per_minute: m.arrivals,
             curve_bucket_ms: m.curve_bucket_ms,
             curve_target_delta: m.curve_target,
@@ -137,7 +139,17 @@ impl Engine {
                 .iter()
                 .map(|p| (p.at.as_millis() as u64, p.action.name().to_owned()))
                 .collect(),
+            thresholds: Vec::new(),
+            passed: false,
+            histograms: Histograms {
+                latency_us: m.latency,
+                latency_intended_us: m.latency_intended,
+                tls_handshake_us: m.tls,
+                lag_us: m.lag,
+                convergence_ms: convergence,
+            },
         };
+        report.finalize();
         RunOutcome {
             report,
             trace: self.trace,

@@ -63,6 +63,8 @@ pub(super) struct Metrics {
     pub latency: BTreeMap<String, Hist>,
     pub latency_intended: BTreeMap<String, Hist>,
     pub tls: Hist,
+    /// Wall µs each item was served after it was due (paced runs only).
+    pub lag: Hist,
     pub bytes: u64,
     pub phase_ms: [u64; OFF + 1],
     pub phase_count: [u64; OFF + 1],
@@ -92,6 +94,7 @@ impl Metrics {
             latency: BTreeMap::new(),
             latency_intended: BTreeMap::new(),
             tls: Hist::new(),
+            lag: Hist::new(),
             bytes: 0,
             phase_ms: [0; OFF + 1],
             phase_count,

@@ -88,7 +88,7 @@ fn line_plot(id: &str, title: &str, series: &[Series<'_>], x_label: &str) -> Str
 
 fn latency_plot(r: &Report) -> String {
     let rows: Vec<(&String, super::Summary)> =
-        r.latency_us.iter().map(|(k, h)| (k, h.summary())).collect();
+        r.histograms.latency_us.iter().map(|(k, h)| (k, h.summary())).collect();
     let y_max = rows.iter().map(|(_, s)| s.p999.max(1)).max().unwrap_or(1) as f64;
     let mut svg = format!(
         r#"<svg id="latency-plot" class="plot" viewBox="0 0 {W} {H}" role="img" aria-label="latency percentiles"><title>Latency percentiles per endpoint (ms)</title>"#
@@ -202,10 +202,10 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
     html.push_str("<h2>Latency</h2>");
     html.push_str(&latency_plot(r));
     html.push_str("<table><tr><th>endpoint</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>p99 from intended send</th></tr>");
-    for (name, h) in &r.latency_us {
+    for (name, h) in &r.histograms.latency_us {
         let s = h.summary();
         let co = r
-            .latency_intended_us
+            .histograms.latency_intended_us
             .get(name)
             .map(|h| h.summary().p99)
             .unwrap_or(0);
@@ -259,6 +259,19 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
         );
     }
     html.push_str("</table>");
+    if !r.thresholds.is_empty() {
+        html.push_str(r#"<h2>Thresholds</h2><table id="thresholds"><tr><th>threshold</th><th>observed</th><th>result</th></tr>"#);
+        for t in &r.thresholds {
+            let result = if t.passed { "PASS" } else { "FAIL" };
+            let _ = write!(
+                html,
+                r#"<tr><td>{}</td><td>{}</td><td class="{result}">{result}</td></tr>"#,
+                esc(&t.expression),
+                esc(&t.observed_text())
+            );
+        }
+        html.push_str("</table>");
+    }
     if r.verdicts.failed > 0 {
         html.push_str("<h2>Failed devices</h2><table><tr><th>device</th><th>profile</th><th>expected</th><th>reached</th><th>reason</th></tr>");
         for v in r.verdicts.failures.iter().take(200) {
@@ -290,5 +303,16 @@ mod tests {
         }
         assert!(!page.contains("<script"));
         assert!(page.contains("PASS"));
+        assert!(!page.contains("id=\"thresholds\""), "no table without thresholds");
+    }
+
+    #[test]
+    fn page_lists_the_thresholds() {
+        let mut r = crate::report::tests::sample("0/1", 3, 0);
+        r.apply_thresholds(&crate::thresholds::parse_all(&["errors.rate<1%"]).unwrap());
+        let page = render(&r);
+        assert!(page.contains("id=\"thresholds\""));
+        assert!(page.contains("<td>errors.rate&lt;1%</td><td>"), "{page}");
+        assert!(page.contains(r#"class="FAIL">FAIL</td>"#));
     }
 }

@@ -12,12 +12,17 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use hist::{Hist, Summary};
+pub use hist::{Hist, Percentiles, Summary};
+
+use crate::thresholds::{Threshold, ThresholdResult};
+
+/// The endpoints a report counts requests of.
+pub const ENDPOINTS: [&str; 4] = ["check-internal", "check-external", "download", "log-upload"];
 
 use crate::fleet::Shard;
 
 /// The report format this build writes and merges.
-pub const REPORT_FORMAT: u32 = 1;
+pub const REPORT_FORMAT: u32 = 2;
 
 /// Failed devices listed one by one (the rest are counted by reason).
 pub const MAX_LISTED_FAILURES: usize = 1000;
@@ -49,22 +54,25 @@ pub struct Report {
     pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Failed calls by error class as the devices saw them.
     pub errors: BTreeMap<String, u64>,
-    /// Service time per endpoint, microseconds: from sending to the end of the reply.
-    pub latency_us: BTreeMap<String, Hist>,
-    /// Per endpoint, microseconds from when the device *meant* to send (its virtual deadline on
-    /// the wall clock) to the end of the reply: includes waiting for a free slot under the
-    /// in-flight cap, so a slow server cannot hide behind fewer requests (coordinated omission).
-    pub latency_intended_us: BTreeMap<String, Hist>,
-    pub tls_handshake_us: Hist,
+    /// Per endpoint: requests, failed requests, and latency percentiles in ms (derived from
+    /// `histograms`, recomputed after a merge).
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, EndpointSummary>,
+    /// TLS handshake time, ms.
+    #[serde(default)]
+    pub tls_handshake_ms: Percentiles,
+    /// How far behind its schedule the engine served (wall ms; empty at `--time-scale max`).
+    #[serde(default)]
+    pub lag_ms: Percentiles,
+    /// Virtual ms from the last offer change to each device reaching its final version.
+    #[serde(default)]
+    pub convergence: Percentiles,
     pub bytes_downloaded: u64,
     /// Requests routed through each kind of fault-injecting proxy.
     #[serde(default)]
     pub faults_injected: BTreeMap<String, u64>,
     /// Device-milliseconds of virtual time spent in each lifecycle phase.
     pub phase_ms: BTreeMap<String, u64>,
-    /// Virtual ms from the scenario's last offer change to each device reaching its final
-    /// version (only devices whose final version differs from the one they had then).
-    pub convergence_ms: Hist,
     /// Check arrivals per virtual minute.
     pub arrivals_per_minute: Vec<u64>,
     /// Width of one rollout-curve bucket, virtual ms.
@@ -75,6 +83,44 @@ pub struct Report {
     pub verdicts: Verdicts,
     /// The scenario phases as run: (virtual ms, action).
     pub phases: Vec<(u64, String)>,
+    /// The thresholds and their results on this report (re-evaluated after a merge).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Whether the run passed: every verdict and threshold, the whole fleet, not interrupted.
+    #[serde(default)]
+    pub passed: bool,
+    /// The full distributions, for exact merging (base64 of HDR histograms' V2 encoding).
+    pub histograms: Histograms,
+}
+
+/// The HDR histograms a report's percentiles come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Service time per endpoint, microseconds: from sending to the end of the reply.
+    pub latency_us: BTreeMap<String, Hist>,
+    /// Per endpoint, microseconds from when the device *meant* to send (its virtual deadline on
+    /// the wall clock) to the end of the reply: includes waiting for a free slot under the
+    /// in-flight cap, so a slow server cannot hide behind fewer requests (coordinated omission).
+    pub latency_intended_us: BTreeMap<String, Hist>,
+    pub tls_handshake_us: Hist,
+    /// Wall microseconds each item was served after it was due.
+    #[serde(default)]
+    pub lag_us: Hist,
+    /// Virtual ms from the scenario's last offer change to each device reaching its final
+    /// version (only devices whose final version differs from the one they had then).
+    pub convergence_ms: Hist,
+}
+
+/// One endpoint's numbers as a pipeline reads them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub requests: u64,
+    /// Requests that failed (an HTTP error status or a transport error).
+    pub errors: u64,
+    /// Service time: send to end of reply.
+    pub service_ms: Percentiles,
+    /// From the intended send time (coordinated omission corrected).
+    pub intended_ms: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -112,9 +158,73 @@ pub enum MergeError {
 }
 
 impl Report {
-    /// Whether every device met the scenario's expectations (and the report covers the fleet).
+    /// Whether every device met the scenario's expectations, every threshold passed, and the
+    /// report covers the fleet. Computed from the report's contents, not read from `passed`.
     pub fn passed(&self) -> bool {
-        self.verdicts.failed == 0 && self.verdicts.passed == self.devices && !self.is_partial()
+        self.verdicts.failed == 0
+            && self.verdicts.passed == self.devices
+            && !self.is_partial()
+            && self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// Requests whose call failed (every error class but the machine's own refusals).
+    pub fn errors_of_requests(&self) -> u64 {
+        self.errors
+            .iter()
+            .filter(|(class, _)| class.as_str() != "machine-unexpected-event")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Evaluates `thresholds` on this report (replacing any it had) and fills in what derives
+    /// from the histograms.
+    pub fn apply_thresholds(&mut self, thresholds: &[Threshold]) {
+        self.thresholds = thresholds.iter().map(|t| t.evaluate(self)).collect();
+        self.finalize();
+    }
+
+    /// Recomputes everything derived from the histograms and counts: per-endpoint summaries,
+    /// threshold results (re-parsed from their expressions), and `passed`.
+    pub fn finalize(&mut self) {
+        let h = &self.histograms;
+        self.endpoints = self
+            .requests
+            .iter()
+            .map(|(endpoint, outcomes)| {
+                let failed = outcomes
+                    .iter()
+                    .filter(|(o, _)| o.starts_with("error:") || o.parse::<u16>().is_ok_and(|s| s >= 400))
+                    .map(|(_, n)| n)
+                    .sum();
+                let pct = |m: &BTreeMap<String, Hist>| {
+                    m.get(endpoint).map(|h| h.percentiles_ms(0.001)).unwrap_or_default()
+                };
+                let summary = EndpointSummary {
+                    requests: outcomes.values().sum(),
+                    errors: failed,
+                    service_ms: pct(&h.latency_us),
+                    intended_ms: pct(&h.latency_intended_us),
+                };
+                (endpoint.clone(), summary)
+            })
+            .collect();
+        self.tls_handshake_ms = h.tls_handshake_us.percentiles_ms(0.001);
+        self.lag_ms = h.lag_us.percentiles_ms(0.001);
+        self.convergence = h.convergence_ms.percentiles_ms(1.0);
+        let results: Vec<ThresholdResult> = self
+            .thresholds
+            .iter()
+            .map(|t| match t.expression.parse::<Threshold>() {
+                Ok(parsed) => parsed.evaluate(self),
+                Err(_) => ThresholdResult {
+                    passed: false,
+                    observed: None,
+                    ..t.clone()
+                },
+            })
+            .collect();
+        self.thresholds = results;
+        self.passed = self.passed();
     }
 
     /// A merge that went without some shards.
@@ -163,7 +273,8 @@ impl Report {
 
     /// Virtual ms until `share` of the devices that converged had converged.
     pub fn convergence_at(&self, share: f64) -> Option<u64> {
-        (!self.convergence_ms.0.is_empty()).then(|| self.convergence_ms.0.value_at_quantile(share))
+        let h = &self.histograms.convergence_ms.0;
+        (!h.is_empty()).then(|| h.value_at_quantile(share))
     }
 
     /// Combines shard reports of one run into the report of the whole fleet. Refuses reports of
@@ -186,6 +297,7 @@ impl Report {
         out.shards.sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
         out.verdicts.failures.sort_by_key(|v| v.device);
         out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
+        out.finalize();
         Ok(out)
     }
 
@@ -214,7 +326,7 @@ impl Report {
         if r.format != REPORT_FORMAT {
             return Err(MergeError::Format(r.format));
         }
-        let same: [(&'static str, bool); 7] = [
+        let same: [(&'static str, bool); 8] = [
             ("scenario", r.scenario == self.scenario),
             ("seed", r.seed == self.seed),
             ("fleet size", r.fleet_devices == self.fleet_devices),
@@ -225,6 +337,13 @@ impl Report {
                 r.virtual_duration_ms == self.virtual_duration_ms,
             ),
             ("curve buckets", r.curve_bucket_ms == self.curve_bucket_ms),
+            (
+                "thresholds",
+                r.thresholds
+                    .iter()
+                    .map(|t| &t.expression)
+                    .eq(self.thresholds.iter().map(|t| &t.expression)),
+            ),
         ];
         if let Some((what, _)) = same.iter().find(|(_, ok)| !ok) {
             return Err(MergeError::Mismatch(what));
@@ -245,13 +364,15 @@ impl Report {
             }
         }
         add_counts(&mut self.errors, r.errors);
-        add_hists(&mut self.latency_us, r.latency_us);
-        add_hists(&mut self.latency_intended_us, r.latency_intended_us);
-        self.tls_handshake_us.add(&r.tls_handshake_us);
+        let (mine, theirs) = (&mut self.histograms, r.histograms);
+        add_hists(&mut mine.latency_us, theirs.latency_us);
+        add_hists(&mut mine.latency_intended_us, theirs.latency_intended_us);
+        mine.tls_handshake_us.add(&theirs.tls_handshake_us);
+        mine.lag_us.add(&theirs.lag_us);
+        mine.convergence_ms.add(&theirs.convergence_ms);
         self.bytes_downloaded += r.bytes_downloaded;
         add_counts(&mut self.faults_injected, r.faults_injected);
         add_counts(&mut self.phase_ms, r.phase_ms);
-        self.convergence_ms.add(&r.convergence_ms);
         add_elementwise(&mut self.arrivals_per_minute, &r.arrivals_per_minute);
         add_elementwise(&mut self.curve_target_delta, &r.curve_target_delta);
         add_elementwise(&mut self.curve_initial_delta, &r.curve_initial_delta);
@@ -310,13 +431,13 @@ pub(crate) mod tests {
                 BTreeMap::from([("200".into(), devices * 2)]),
             )]),
             errors: BTreeMap::from([("connect".into(), 1)]),
-            latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),
-            latency_intended_us: BTreeMap::from([("check-internal".into(), latency)]),
-            tls_handshake_us: Hist::new(),
+            endpoints: BTreeMap::new(),
+            tls_handshake_ms: Percentiles::default(),
+            lag_ms: Percentiles::default(),
+            convergence: Percentiles::default(),
             bytes_downloaded: 10 * devices,
             faults_injected: BTreeMap::new(),
             phase_ms: BTreeMap::from([("idle".into(), 5)]),
-            convergence_ms: Hist::new(),
             arrivals_per_minute: vec![devices, 1],
             curve_bucket_ms: 60_000,
             curve_target_delta: vec![devices as i64],
@@ -336,6 +457,13 @@ pub(crate) mod tests {
                     .collect(),
             },
             phases: vec![(0, "power-on".into())],
+            thresholds: Vec::new(),
+            passed: false,
+            histograms: Histograms {
+                latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),
+                latency_intended_us: BTreeMap::from([("check-internal".into(), latency)]),
+                ..Histograms::default()
+            },
         }
     }
 
@@ -346,7 +474,9 @@ pub(crate) mod tests {
         assert_eq!(merged.shards, ["0/2", "1/2"]);
         assert_eq!(merged.requests["check-internal"]["200"], 20);
         assert_eq!(merged.errors["connect"], 2);
-        assert_eq!(merged.latency_us["check-internal"].0.len(), 2);
+        assert_eq!(merged.histograms.latency_us["check-internal"].0.len(), 2);
+        assert_eq!(merged.endpoints["check-internal"].requests, 20);
+        assert_eq!(merged.endpoints["check-internal"].service_ms.count, 2);
         assert_eq!(merged.arrivals_per_minute, [10, 2]);
         assert_eq!(merged.curve(), [(60_000, 10, -10)]);
         assert_eq!((merged.verdicts.passed, merged.verdicts.failed), (9, 1));
@@ -383,6 +513,25 @@ pub(crate) mod tests {
             Err(MergeError::DuplicateShard("0/2".into()))
         );
         assert_eq!(Report::merge(vec![], false), Err(MergeError::Empty));
+    }
+
+    #[test]
+    fn merge_re_evaluates_thresholds_on_the_whole_fleet() {
+        let threshold = crate::thresholds::parse_all(&["requests.count>=15"]).unwrap();
+        let mut a = sample("0/2", 6, 0);
+        let mut b = sample("1/2", 4, 0);
+        a.apply_thresholds(&threshold);
+        b.apply_thresholds(&threshold);
+        assert!(!a.passed() && !b.passed(), "12 and 8 requests");
+        let merged = Report::merge(vec![a, b.clone()], false).unwrap();
+        assert_eq!(merged.thresholds[0].observed, Some(20.0));
+        assert!(merged.passed() && merged.passed);
+        let mut other = sample("0/2", 6, 0);
+        other.apply_thresholds(&crate::thresholds::parse_all(&["requests.count>=16"]).unwrap());
+        assert_eq!(
+            Report::merge(vec![other, b], false),
+            Err(MergeError::Mismatch("thresholds"))
+        );
     }
 
     #[test]

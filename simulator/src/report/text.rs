@@ -17,10 +17,11 @@ fn latency_row(out: &mut String, name: &str, h: &Hist) {
     let s = h.summary();
     let _ = writeln!(
         out,
-        "  {name:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "  {name:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         s.count,
         ms(s.p50),
         ms(s.p90),
+        ms(s.p95),
         ms(s.p99),
         ms(s.p999),
         ms(s.max)
@@ -30,6 +31,7 @@ fn latency_row(out: &mut String, name: &str, h: &Hist) {
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let failed_thresholds = r.thresholds.iter().filter(|t| !t.passed).count();
     let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
     if r.is_partial() {
         let _ = writeln!(
@@ -40,10 +42,14 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{verdict}: {} of {} devices met expectations ({} failed); seed {}, shards {}, server {}",
+        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}, shards {}, server {}",
         r.verdicts.passed,
         r.devices,
         r.verdicts.failed,
+        match failed_thresholds {
+            0 => String::new(),
+            n => format!(", {n} of {} thresholds failed", r.thresholds.len()),
+        },
         r.seed,
         r.shards.join(","),
         r.server
@@ -68,21 +74,21 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "\nlatency, ms (service time: send to end of reply)");
     let _ = writeln!(
         out,
-        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "endpoint", "count", "p50", "p90", "p99", "p99.9", "max"
+        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "endpoint", "count", "p50", "p90", "p95", "p99", "p99.9", "max"
     );
-    for (name, h) in &r.latency_us {
+    for (name, h) in &r.histograms.latency_us {
         latency_row(&mut out, name, h);
     }
     let _ = writeln!(
         out,
         "latency, ms, from the intended send time (coordinated omission corrected)"
     );
-    for (name, h) in &r.latency_intended_us {
+    for (name, h) in &r.histograms.latency_intended_us {
         latency_row(&mut out, name, h);
     }
-    if !r.tls_handshake_us.0.is_empty() {
-        latency_row(&mut out, "tls handshake", &r.tls_handshake_us);
+    if !r.histograms.tls_handshake_us.0.is_empty() {
+        latency_row(&mut out, "tls handshake", &r.histograms.tls_handshake_us);
     }
 
     if !r.errors.is_empty() {
@@ -114,12 +120,12 @@ pub fn render(r: &Report) -> String {
         }
     }
 
-    if !r.convergence_ms.0.is_empty() {
+    if !r.histograms.convergence_ms.0.is_empty() {
         let q = |s: f64| r.convergence_at(s).map(vtime).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
             "\nconvergence after the last offer change ({} devices): 50% {}  90% {}  99% {}  100% {}",
-            r.convergence_ms.0.len(),
+            r.histograms.convergence_ms.0.len(),
             q(0.5),
             q(0.9),
             q(0.99),
@@ -131,6 +137,24 @@ pub fn render(r: &Report) -> String {
         out,
         "check arrivals per virtual minute: peak {peak}, mean {mean:.2}, peak-to-mean {ratio:.1}"
     );
+
+    if !r.thresholds.is_empty() {
+        let failed = r.thresholds.iter().filter(|t| !t.passed).count();
+        let _ = writeln!(
+            out,
+            "\nthresholds ({} passed, {failed} failed):",
+            r.thresholds.len() - failed
+        );
+        for t in &r.thresholds {
+            let _ = writeln!(
+                out,
+                "  {} {:<40} observed {}",
+                if t.passed { "pass" } else { "FAIL" },
+                t.expression,
+                t.observed_text()
+            );
+        }
+    }
 
     if r.verdicts.failed > 0 {
         let reasons: Vec<String> = r
@@ -164,5 +188,19 @@ mod tests {
         assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
         assert!(text.contains("--trace-device 5"), "{text}");
         assert!(text.contains("check-internal"), "{text}");
+    }
+
+    #[test]
+    fn summary_lists_every_threshold_and_a_failed_one_fails_the_run() {
+        let mut r = crate::report::tests::sample("0/1", 5, 0);
+        let thresholds = crate::thresholds::parse_all(&["check-internal.p95<1s", "errors.rate<1%"])
+            .unwrap();
+        r.apply_thresholds(&thresholds);
+        let text = render(&r);
+        assert!(text.contains("FAIL: 5 of 5 devices met expectations (0 failed), 1 of 2 thresholds failed"), "{text}");
+        assert!(text.contains("pass check-internal.p95<1s"), "{text}");
+        assert!(text.contains("FAIL errors.rate<1%"), "{text}");
+        assert!(text.contains("observed 10.00%"), "{text}");
+        assert!(!r.passed && !r.passed());
     }
 }

@@ -48,3 +48,82 @@ fn both_reports_on_standard_output_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("standard output"));
 }
+
+fn sim(args: &[&str]) -> std::process::Output {
+    sim_scenario("steady", args)
+}
+
+fn sim_scenario(scenario: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ucupdate-sim"))
+        .args(["run", "--no-progress", "--devices", "4", "--scenario", scenario])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// Thresholds from the command line are evaluated at the end, listed pass/fail in the summary
+/// and the JSON report, and one that fails makes the run fail (exit 1) though every device
+/// passed.
+#[test]
+fn a_failed_threshold_fails_the_run_and_every_threshold_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = sim(&[
+        "--threshold",
+        "check-internal.p99<1h",
+        "--threshold",
+        "devices.failed==0",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("pass check-internal.p99<1h"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["thresholds"][1]["expression"], "devices.failed==0");
+    assert_eq!(json["thresholds"][1]["passed"], true);
+    assert_eq!(json["passed"], true);
+
+    // No check is answered in under a microsecond.
+    let out = sim(&["--threshold", "check-internal.max<1us"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL: 4 of 4 devices met expectations (0 failed), 1 of 1 thresholds failed"), "{stdout}");
+    assert!(stdout.contains("FAIL check-internal.max<1us"), "{stdout}");
+}
+
+/// A threshold in the scenario's `[thresholds]` gates the run like one on the command line.
+#[test]
+fn scenario_thresholds_gate_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gated.toml");
+    let steady = include_str!("../../scenarios/steady.toml");
+    std::fs::write(
+        &scenario,
+        format!("{steady}\n[thresholds]\ncheck-internal = ['p50<1h', 'count>=1000']\n"),
+    )
+    .unwrap();
+    let out = sim_scenario(scenario.to_str().unwrap(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("pass check-internal.p50<1h"), "{stdout}");
+    assert!(stdout.contains("FAIL check-internal.count>=1000"), "{stdout}");
+}
+
+/// A threshold that does not parse is a setup error before the run, naming the mistake.
+#[test]
+fn a_threshold_that_does_not_parse_is_a_setup_error() {
+    for (expr, needle) in [
+        ("check-internal.p99<500", "needs a unit"),
+        ("check.p99<1s", "unknown metric"),
+        ("errors.rate", "no comparison"),
+    ] {
+        let out = sim(&["--threshold", expr]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{expr}: {stderr}");
+        assert!(stderr.contains(needle) && stderr.contains(expr), "{expr}: {stderr}");
+        assert!(out.stdout.is_empty(), "no run for a bad threshold");
+    }
+}

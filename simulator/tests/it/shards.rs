@@ -92,9 +92,9 @@ fn four_shard_processes_merge_to_the_single_process_report() {
     assert_eq!(merged.curve(), whole.curve());
     assert_eq!(merged.arrivals_per_minute, whole.arrivals_per_minute);
     assert_eq!(merged.bytes_downloaded, whole.bytes_downloaded);
-    for (endpoint, h) in &whole.latency_us {
+    for (endpoint, h) in &whole.histograms.latency_us {
         assert_eq!(
-            merged.latency_us[endpoint].0.len(),
+            merged.histograms.latency_us[endpoint].0.len(),
             h.0.len(),
             "{endpoint}: every sample merged"
         );
