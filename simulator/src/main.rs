@@ -15,7 +15,8 @@ use ucupdate_simulator::embedded::HttpAdmin;
 use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
-use ucupdate_simulator::report::{html, text, Report};
+use ucupdate_simulator::report::outputs::Outputs;
+use ucupdate_simulator::report::Report;
 use ucupdate_simulator::runner::{self, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
 use ucupdate_simulator::{clock, duration};
@@ -109,12 +110,8 @@ struct RunArgs {
     /// Run only shard I of N (global indices I, I+N, ...); merge the reports with `merge`.
     #[arg(long)]
     shard: Option<String>,
-    /// Write the JSON report here (`-`: standard output, and the summary goes to stderr).
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Write the self-contained HTML report here (`-`: standard output).
-    #[arg(long)]
-    html: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// Print this device's timeline (virtual time, phase, event or action).
     #[arg(long)]
     trace_device: Option<u64>,
@@ -149,15 +146,35 @@ struct MergeArgs {
     /// Shard reports (JSON).
     #[arg(required = true)]
     reports: Vec<PathBuf>,
-    /// Write the merged JSON report here (`-`: standard output).
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Write the merged HTML report here (`-`: standard output).
-    #[arg(long)]
-    html: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// Merge even with shards missing: the result is marked partial and fails (exit 1).
     #[arg(long)]
     allow_partial: bool,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// Write the JSON report here (`-`: standard output, and the summary goes to stderr);
+    /// its schema is docs/report.schema.json.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the self-contained HTML report here (`-`: standard output).
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write JUnit XML here: the verdicts and each threshold as a test case (`-`: stdout).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    fn to_outputs(&self) -> Outputs {
+        Outputs {
+            json: self.report.clone(),
+            html: self.html.clone(),
+            junit: self.junit.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -296,10 +313,8 @@ fn handler_url(text: &str, path: &str) -> Result<HttpUrl> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    if is_stdout(args.report.as_ref()) && is_stdout(args.html.as_ref()) {
-        // Before the run, not after it: a usage mistake must not cost a whole fleet's run.
-        bail!("--report - and --html - cannot both go to standard output");
-    }
+    let outputs = args.outputs.to_outputs();
+    outputs.check()?;
     let thresholds = ucupdate_simulator::thresholds::parse_all(&args.thresholds)?;
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(d) = args.duration {
@@ -382,8 +397,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         println!();
     }
-    write_outputs(&outcome.report, args.report.as_ref(), args.html.as_ref())?;
-    print_summary(&outcome.report, [args.report.as_ref(), args.html.as_ref()]);
+    outputs.write(&outcome.report)?;
     Ok(if outcome.report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -420,46 +434,6 @@ fn progress_bar(duration: std::time::Duration) -> ProgressSink {
     })
 }
 
-/// `-` as a report path names standard output (then the text summary goes to stderr, so that
-/// stdout holds the report alone and pipes into `jq`).
-fn is_stdout(path: Option<&PathBuf>) -> bool {
-    path.is_some_and(|p| p.as_os_str() == "-")
-}
-
-fn write_outputs(report: &Report, json: Option<&PathBuf>, page: Option<&PathBuf>) -> Result<()> {
-    if is_stdout(json) && is_stdout(page) {
-        bail!("--report - and --html - cannot both go to standard output");
-    }
-    let write = |path: &PathBuf, text: String| -> Result<()> {
-        if is_stdout(Some(path)) {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .context("writing the report to standard output")
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-        }
-    };
-    if let Some(path) = json {
-        write(path, serde_json::to_string_pretty(report)?)?;
-    }
-    if let Some(path) = page {
-        write(path, html::render(report))?;
-    }
-    Ok(())
-}
-
-/// The text summary: on stdout, unless a report went there.
-fn print_summary(report: &Report, outputs: [Option<&PathBuf>; 2]) {
-    let summary = text::render(report);
-    if outputs.iter().any(|p| is_stdout(*p)) {
-        eprint!("{summary}");
-    } else {
-        print!("{summary}");
-    }
-}
-
 fn merge(args: MergeArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for path in &args.reports {
@@ -470,8 +444,7 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
         reports.push(report);
     }
     let merged = Report::merge(reports, args.allow_partial)?;
-    write_outputs(&merged, args.report.as_ref(), args.html.as_ref())?;
-    print_summary(&merged, [args.report.as_ref(), args.html.as_ref()]);
+    args.outputs.to_outputs().write(&merged)?;
     Ok(if merged.passed() {
         ExitCode::SUCCESS
     } else {

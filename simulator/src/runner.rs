@@ -172,49 +172,48 @@ pub async fn preflight(spec: &RunSpec, target: &Target, has_admin: bool) -> anyh
 pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     let mut embedded = None;
     let server = std::mem::replace(&mut spec.server, Server::Embedded { data_dir: None });
-    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
-        match server {
-            Server::Embedded { data_dir } => {
-                let e = embedded::start(
-                    &spec.fleet,
-                    &spec.user_domain,
-                    &spec.password_secret,
-                    data_dir,
-                )
-                .await?;
-                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
-                let parts = (
-                    e.target.clone(),
-                    Some(admin),
-                    Some(e.ca_pem.clone().into_bytes()),
-                );
-                embedded = Some(e);
-                parts
-            }
-            Server::Remote {
-                internal,
-                external,
+    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) = match server {
+        Server::Embedded { data_dir } => {
+            let e = embedded::start(
+                &spec.fleet,
+                &spec.user_domain,
+                &spec.password_secret,
+                data_dir,
+            )
+            .await?;
+            let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+            let parts = (
+                e.target.clone(),
+                Some(admin),
+                Some(e.ca_pem.clone().into_bytes()),
+            );
+            embedded = Some(e);
+            parts
+        }
+        Server::Remote {
+            internal,
+            external,
+            admin,
+            ca_pem,
+        } => {
+            let addrs = tokio::net::lookup_host(internal.authority())
+                .await
+                .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
+                .map(|a| a.ip())
+                .collect();
+            let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
+            (
+                Target {
+                    label: internal.to_string(),
+                    internal,
+                    external,
+                    addrs,
+                },
                 admin,
                 ca_pem,
-            } => {
-                let addrs = tokio::net::lookup_host(internal.authority())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
-                    .map(|a| a.ip())
-                    .collect();
-                let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
-                (
-                    Target {
-                        label: internal.to_string(),
-                        internal,
-                        external,
-                        addrs,
-                    },
-                    admin,
-                    ca_pem,
-                )
-            }
-        };
+            )
+        }
+    };
     if let Err(e) = preflight(&spec, &target, admin.is_some()).await {
         if let Some(e) = embedded {
             e.server.shutdown().await?;

@@ -270,8 +270,9 @@ impl Threshold {
             Metric::RequestsCount => Some(requests as f64),
             Metric::DevicesFailed => Some((r.devices - r.verdicts.passed) as f64),
             Metric::DevicesPassed => Some(r.verdicts.passed as f64),
-            Metric::DevicesFailedRate => (r.devices > 0)
-                .then(|| (r.devices - r.verdicts.passed) as f64 / r.devices as f64),
+            Metric::DevicesFailedRate => {
+                (r.devices > 0).then(|| (r.devices - r.verdicts.passed) as f64 / r.devices as f64)
+            }
             Metric::Time(source, stat) => {
                 // Histograms in µs, except convergence (virtual ms).
                 let (hist, ms_per_unit): (Option<&Hist>, f64) = match source {
@@ -340,7 +341,10 @@ mod tests {
         let t = parse("check-internal.p99<500ms");
         assert_eq!(
             t.metric,
-            Metric::Time(Source::Service("check-internal".into()), Stat::Quantile(0.99))
+            Metric::Time(
+                Source::Service("check-internal".into()),
+                Stat::Quantile(0.99)
+            )
         );
         assert_eq!((t.op, t.limit), (Op::Lt, 500.0));
         let t = parse("check-internal.intended.p99.9 <= 2s");
@@ -357,7 +361,10 @@ mod tests {
         assert_eq!(parse("errors.rate<1%").limit, 0.01);
         assert_eq!(parse("errors.rate<0.02").limit, 0.02);
         let t = parse("devices.failed==0");
-        assert_eq!((t.metric, t.op, t.limit), (Metric::DevicesFailed, Op::Eq, 0.0));
+        assert_eq!(
+            (t.metric, t.op, t.limit),
+            (Metric::DevicesFailed, Op::Eq, 0.0)
+        );
         assert_eq!(parse("convergence.p90<=27h").limit, 27.0 * 3_600_000.0);
         assert_eq!(parse("check-external.count>=10").limit, 10.0);
     }
@@ -389,7 +396,10 @@ mod tests {
         assert_eq!(result.observed_text(), "1.01 ms");
         assert!(!parse("check-internal.max<1ms").evaluate(&r).passed);
         let none = parse("download.p99<1s").evaluate(&r);
-        assert_eq!((none.passed, none.observed_text().as_str()), (false, "no data"));
+        assert_eq!(
+            (none.passed, none.observed_text().as_str()),
+            (false, "no data")
+        );
         assert!(!parse("devices.failed==0").evaluate(&r).passed);
         assert!(parse("devices.failed<=1").evaluate(&r).passed);
         // One connect error in ten requests.

@@ -270,7 +270,9 @@ impl Engine {
             if refusal_watch.is_some_and(|end| horizon.is_some_and(|t| t > end)) {
                 if self.metrics.checks_answered > 0 {
                     refusal_watch = None;
-                } else if self.metrics.checks_done > 0 {
+                } else if self.metrics.checks_done > 0 && self.in_flight == 0 {
+                    // At `max` virtual time runs ahead of the answers: decide only when no
+                    // request that could still be answered is out.
                     return Err(self.checks_refused());
                 }
             }

@@ -87,8 +87,12 @@ fn line_plot(id: &str, title: &str, series: &[Series<'_>], x_label: &str) -> Str
 }
 
 fn latency_plot(r: &Report) -> String {
-    let rows: Vec<(&String, super::Summary)> =
-        r.histograms.latency_us.iter().map(|(k, h)| (k, h.summary())).collect();
+    let rows: Vec<(&String, super::Summary)> = r
+        .histograms
+        .latency_us
+        .iter()
+        .map(|(k, h)| (k, h.summary()))
+        .collect();
     let y_max = rows.iter().map(|(_, s)| s.p999.max(1)).max().unwrap_or(1) as f64;
     let mut svg = format!(
         r#"<svg id="latency-plot" class="plot" viewBox="0 0 {W} {H}" role="img" aria-label="latency percentiles"><title>Latency percentiles per endpoint (ms)</title>"#
@@ -205,7 +209,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
     for (name, h) in &r.histograms.latency_us {
         let s = h.summary();
         let co = r
-            .histograms.latency_intended_us
+            .histograms
+            .latency_intended_us
             .get(name)
             .map(|h| h.summary().p99)
             .unwrap_or(0);
@@ -303,7 +308,10 @@ mod tests {
         }
         assert!(!page.contains("<script"));
         assert!(page.contains("PASS"));
-        assert!(!page.contains("id=\"thresholds\""), "no table without thresholds");
+        assert!(
+            !page.contains("id=\"thresholds\""),
+            "no table without thresholds"
+        );
     }
 
     #[test]

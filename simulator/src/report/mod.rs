@@ -1,10 +1,13 @@
 //! The run report: everything a run measured, in a form that merges exactly across shards.
 //! Counts add, histograms merge, per-minute and per-bucket arrays add element-wise, verdict
-//! lists concatenate. Renderers: [`text`] (stdout summary), JSON (serde), [`html`] (a
-//! self-contained page with SVG plots).
+//! lists concatenate. Renderers: [`text`] (stdout summary), JSON (serde; the schema is
+//! `docs/report.schema.json`, described in `docs/REPORT.md`), [`html`] (a self-contained page
+//! with SVG plots), [`junit`] (verdicts and thresholds as test cases).
 
 pub mod hist;
 pub mod html;
+pub mod junit;
+pub mod outputs;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -193,11 +196,15 @@ impl Report {
             .map(|(endpoint, outcomes)| {
                 let failed = outcomes
                     .iter()
-                    .filter(|(o, _)| o.starts_with("error:") || o.parse::<u16>().is_ok_and(|s| s >= 400))
+                    .filter(|(o, _)| {
+                        o.starts_with("error:") || o.parse::<u16>().is_ok_and(|s| s >= 400)
+                    })
                     .map(|(_, n)| n)
                     .sum();
                 let pct = |m: &BTreeMap<String, Hist>| {
-                    m.get(endpoint).map(|h| h.percentiles_ms(0.001)).unwrap_or_default()
+                    m.get(endpoint)
+                        .map(|h| h.percentiles_ms(0.001))
+                        .unwrap_or_default()
                 };
                 let summary = EndpointSummary {
                     requests: outcomes.values().sum(),
@@ -294,7 +301,8 @@ impl Report {
             return Err(MergeError::Missing(missing));
         }
         out.missing_shards = missing;
-        out.shards.sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
+        out.shards
+            .sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
         out.verdicts.failures.sort_by_key(|v| v.device);
         out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
         out.finalize();
@@ -546,7 +554,9 @@ pub(crate) mod tests {
         assert_eq!((partial.verdicts.failed, partial.devices), (0, 6));
         assert!(!partial.passed(), "a partial merge never passes");
         // One shard alone is a whole only when it is 0/1.
-        assert!(Report::merge(vec![sample("0/1", 3, 0)], false).unwrap().passed());
+        assert!(Report::merge(vec![sample("0/1", 3, 0)], false)
+            .unwrap()
+            .passed());
         assert!(Report::merge(vec![sample("0/2", 3, 0)], false).is_err());
     }
 

@@ -193,11 +193,16 @@ mod tests {
     #[test]
     fn summary_lists_every_threshold_and_a_failed_one_fails_the_run() {
         let mut r = crate::report::tests::sample("0/1", 5, 0);
-        let thresholds = crate::thresholds::parse_all(&["check-internal.p95<1s", "errors.rate<1%"])
-            .unwrap();
+        let thresholds =
+            crate::thresholds::parse_all(&["check-internal.p95<1s", "errors.rate<1%"]).unwrap();
         r.apply_thresholds(&thresholds);
         let text = render(&r);
-        assert!(text.contains("FAIL: 5 of 5 devices met expectations (0 failed), 1 of 2 thresholds failed"), "{text}");
+        assert!(
+            text.contains(
+                "FAIL: 5 of 5 devices met expectations (0 failed), 1 of 2 thresholds failed"
+            ),
+            "{text}"
+        );
         assert!(text.contains("pass check-internal.p95<1s"), "{text}");
         assert!(text.contains("FAIL errors.rate<1%"), "{text}");
         assert!(text.contains("observed 10.00%"), "{text}");

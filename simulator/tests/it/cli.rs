@@ -55,7 +55,14 @@ fn sim(args: &[&str]) -> std::process::Output {
 
 fn sim_scenario(scenario: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ucupdate-sim"))
-        .args(["run", "--no-progress", "--devices", "4", "--scenario", scenario])
+        .args([
+            "run",
+            "--no-progress",
+            "--devices",
+            "4",
+            "--scenario",
+            scenario,
+        ])
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -90,7 +97,11 @@ fn a_failed_threshold_fails_the_run_and_every_threshold_is_listed() {
     let out = sim(&["--threshold", "check-internal.max<1us"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL: 4 of 4 devices met expectations (0 failed), 1 of 1 thresholds failed"), "{stdout}");
+    assert!(
+        stdout
+            .contains("FAIL: 4 of 4 devices met expectations (0 failed), 1 of 1 thresholds failed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("FAIL check-internal.max<1us"), "{stdout}");
 }
 
@@ -109,7 +120,10 @@ fn scenario_thresholds_gate_the_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("pass check-internal.p50<1h"), "{stdout}");
-    assert!(stdout.contains("FAIL check-internal.count>=1000"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL check-internal.count>=1000"),
+        "{stdout}"
+    );
 }
 
 /// A threshold that does not parse is a setup error before the run, naming the mistake.
@@ -123,7 +137,43 @@ fn a_threshold_that_does_not_parse_is_a_setup_error() {
         let out = sim(&["--threshold", expr]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{expr}: {stderr}");
-        assert!(stderr.contains(needle) && stderr.contains(expr), "{expr}: {stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains(expr),
+            "{expr}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "no run for a bad threshold");
     }
+}
+
+/// `--junit` writes the verdicts and each threshold as JUnit test cases, for CI reporters.
+#[test]
+fn junit_lists_the_verdicts_and_every_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("sim.xml");
+    let out = sim(&[
+        "--threshold",
+        "check-internal.p99<1h",
+        "--threshold",
+        "check-internal.max<1us",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(r#"<testsuite name="ucupdate-sim steady" tests="3" failures="1""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            r#"<testcase classname="ucupdate-sim steady" name="verdicts" time="0"></testcase>"#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            r#"name="threshold check-internal.max&lt;1us" time="0"><failure message="observed "#
+        ),
+        "{xml}"
+    );
 }

@@ -4,9 +4,11 @@
 //!   reproducibility from the seed;
 //! - `cli`: the binary's output options (`--report -`);
 //! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
-//! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs).
+//! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs);
+//! - `schema`: every shape of JSON report validates against `docs/report.schema.json`.
 
 mod cli;
 mod scenarios;
+mod schema;
 mod setup;
 mod shards;

@@ -54,20 +54,37 @@ fn assert_setup_error(out: &Output, needle: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
-    assert!(!stdout.contains("FAIL"), "no fleet verdict for a setup error: {stdout}");
+    assert!(
+        !stdout.contains("FAIL"),
+        "no fleet verdict for a setup error: {stdout}"
+    );
 }
 
 #[test]
 fn a_server_nothing_listens_on_is_unreachable_before_the_run() {
     let server = format!("http://127.0.0.1:{}", closed_port());
-    let out = sim(&["--scenario", "boot-storm", "--devices", "5", "--server", &server]);
+    let out = sim(&[
+        "--scenario",
+        "boot-storm",
+        "--devices",
+        "5",
+        "--server",
+        &server,
+    ]);
     assert_setup_error(&out, "server unreachable: connecting to http://127.0.0.1:");
 }
 
 #[test]
 fn a_server_that_refuses_every_check_stops_the_run_after_the_first_phase() {
     let server = format!("http://127.0.0.1:{}", refusing_server());
-    let out = sim(&["--scenario", "boot-storm", "--devices", "5", "--server", &server]);
+    let out = sim(&[
+        "--scenario",
+        "boot-storm",
+        "--devices",
+        "5",
+        "--server",
+        &server,
+    ]);
     assert_setup_error(&out, "refused every check before the first phase ended");
     assert!(String::from_utf8_lossy(&out.stderr).contains("check-internal 404="));
 }
@@ -75,7 +92,14 @@ fn a_server_that_refuses_every_check_stops_the_run_after_the_first_phase() {
 #[test]
 fn devices_outside_the_firewall_need_an_external_url() {
     let server = format!("http://127.0.0.1:{}", refusing_server());
-    let out = sim(&["--scenario", "steady", "--devices", "5", "--server", &server]);
+    let out = sim(&[
+        "--scenario",
+        "steady",
+        "--devices",
+        "5",
+        "--server",
+        &server,
+    ]);
     // steady has no devices outside: the same server gets past this check (and is refused).
     assert_setup_error(&out, "refused every check");
     let out = sim(&[
@@ -95,7 +119,14 @@ fn devices_outside_the_firewall_need_an_external_url() {
 #[test]
 fn a_scenario_that_changes_the_server_needs_its_admin_api() {
     let server = format!("http://127.0.0.1:{}", refusing_server());
-    let out = sim(&["--scenario", "rollout", "--devices", "5", "--server", &server]);
+    let out = sim(&[
+        "--scenario",
+        "rollout",
+        "--devices",
+        "5",
+        "--server",
+        &server,
+    ]);
     assert_setup_error(&out, "no admin API was given: give --admin URL");
 }
 
@@ -106,11 +137,27 @@ fn zero_devices_and_an_unknown_trace_device_are_refused() {
         "a run needs at least one device",
     );
     assert_setup_error(
-        &sim(&["--scenario", "steady", "--devices", "5", "--trace-device", "5"]),
+        &sim(&[
+            "--scenario",
+            "steady",
+            "--devices",
+            "5",
+            "--trace-device",
+            "5",
+        ]),
         "--trace-device 5: no such device (the fleet has devices 0 to 4)",
     );
     assert_setup_error(
-        &sim(&["--scenario", "steady", "--devices", "8", "--shard", "1/4", "--trace-device", "2"]),
+        &sim(&[
+            "--scenario",
+            "steady",
+            "--devices",
+            "8",
+            "--shard",
+            "1/4",
+            "--trace-device",
+            "2",
+        ]),
         "--trace-device 2 is not in shard 1/4 (it is in shard 2/4)",
     );
     assert_setup_error(

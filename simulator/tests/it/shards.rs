@@ -170,7 +170,15 @@ fn failed_expectations_exit_with_1_and_name_the_devices() {
 /// Runs shard `shard` of a 10-device boot storm into `path`.
 fn shard_report(path: &Path, shard: &str, extra: &[&str]) {
     let status = Command::new(SIM)
-        .args(["run", "--scenario", "boot-storm", "--devices", "10", "--shard", shard])
+        .args([
+            "run",
+            "--scenario",
+            "boot-storm",
+            "--devices",
+            "10",
+            "--shard",
+            shard,
+        ])
         .args(["--no-progress", "--report"])
         .arg(path)
         .args(extra)
@@ -220,14 +228,24 @@ fn merge_refuses_shards_with_different_start_epochs() {
     let b = dir.path().join("b.json");
     shard_report(&a, "0/2", &["--start-epoch", "1795600000"]);
     shard_report(&b, "1/2", &["--start-epoch", "1795600001"]);
-    let output = Command::new(SIM).arg("merge").arg(&a).arg(&b).output().unwrap();
+    let output = Command::new(SIM)
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("start epoch"));
     assert_eq!(read(&a).start_unix_ms, 1_795_600_000_000);
 
     shard_report(&b, "1/2", &[]);
     shard_report(&a, "0/2", &[]);
-    let output = Command::new(SIM).arg("merge").arg(&a).arg(&b).output().unwrap();
+    let output = Command::new(SIM)
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
