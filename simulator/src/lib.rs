@@ -13,6 +13,7 @@
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
 //! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
+//! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
 //! - [`clock`]: the one place the wall clock is read.
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod faults;
 pub mod fleet;
 pub mod profile;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;

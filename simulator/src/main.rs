@@ -12,14 +12,14 @@ use ucupdate_agent::net::Timeouts;
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::HttpUrl;
 use ucupdate_simulator::embedded::HttpAdmin;
-use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
+use ucupdate_simulator::engine::{ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
 use ucupdate_simulator::report::outputs::Outputs;
 use ucupdate_simulator::report::Report;
 use ucupdate_simulator::runner::{self, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
-use ucupdate_simulator::{clock, duration};
+use ucupdate_simulator::{clock, duration, progress};
 
 /// Fleets of virtual Communicator Phone Edition and RoundTable devices against a Device Update
 /// server. With no --server, a server stub runs in-process.
@@ -121,9 +121,15 @@ struct RunArgs {
     /// Turn TLS session resumption off (every connection a full handshake).
     #[arg(long)]
     no_tls_resumption: bool,
-    /// No live progress line.
+    /// No live progress (the bar on a terminal, the plain lines elsewhere).
     #[arg(long)]
     no_progress: bool,
+    /// Off a terminal, print a plain progress line this often (wall time).
+    #[arg(long, default_value = "10s", value_parser = scenario::duration_arg)]
+    progress_interval: std::time::Duration,
+    /// Warn (console and reports) when the engine's p99 lag behind its schedule passes this.
+    #[arg(long, default_value = "100ms", value_parser = scenario::duration_arg)]
+    lag_warning: std::time::Duration,
     /// Wall-clock limit on each request's response head and body gaps (connect and TLS
     /// handshake: at most 10 s): what a stalled server costs each device.
     #[arg(long, default_value = "30s", value_parser = scenario::duration_arg)]
@@ -359,8 +365,20 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         },
     };
 
-    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
-    let progress: Option<ProgressSink> = show_progress.then(|| progress_bar(scenario.duration));
+    let terminal = std::io::stderr().is_terminal();
+    let progress: ProgressSink = progress::sink(progress::Options {
+        start_line: progress::start_line(
+            &scenario.name,
+            shard.len(fleet.devices),
+            &format!("{}/{}", shard.index, shard.count),
+            time_scale,
+        ),
+        bar: !args.no_progress && terminal,
+        interval: (!args.no_progress && !terminal).then_some(args.progress_interval),
+        lag_warning: args.lag_warning,
+    });
+    let (stop, signals) = tokio::sync::watch::channel(None);
+    listen_for_signals(stop)?;
 
     let spec = RunSpec {
         shard,
@@ -385,8 +403,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             (None, true) => clock::unix_millis() / 86_400_000 * 86_400_000,
             (None, false) => clock::unix_millis(),
         },
-        progress,
+        progress: Some(progress),
         thresholds,
+        stop: Some(signals),
+        lag_bound: args.lag_warning,
         ..RunSpec::embedded(scenario, fleet)
     };
     let outcome = runner::run(spec).await?;
@@ -398,6 +418,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         println!();
     }
     outputs.write(&outcome.report)?;
+    if let Some(i) = &outcome.report.interrupted {
+        return Ok(ExitCode::from(signal_exit_code(&i.signal)));
+    }
     Ok(if outcome.report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -405,33 +428,37 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn progress_bar(duration: std::time::Duration) -> ProgressSink {
-    let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = clock::now();
-    Box::new(move |p: &Progress| {
-        bar.set_position(p.virtual_ms);
-        let secs = clock::now()
-            .duration_since(started)
-            .as_secs_f64()
-            .max(0.001);
-        let phases: Vec<String> = p
-            .by_phase
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
-        bar.set_message(format!(
-            "{:.0} req/s, {} errors, {} in flight | {}",
-            p.requests as f64 / secs,
-            p.errors,
-            p.in_flight,
-            phases.join(" ")
-        ));
-    })
+/// 128 + the signal's number, as a shell reports a process the signal ended.
+fn signal_exit_code(signal: &str) -> u8 {
+    if signal == "SIGTERM" {
+        143
+    } else {
+        130
+    }
+}
+
+/// The first SIGINT or SIGTERM asks the run to stop (the fleet stops, the reports are written,
+/// marked interrupted); a second one exits at once.
+fn listen_for_signals(stop: tokio::sync::watch::Sender<Option<&'static str>>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        let mut next = async || {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        };
+        let first = next().await;
+        eprintln!("ucupdate-sim: {first}: stopping the fleet and writing the reports (send it again to quit at once)");
+        let _ = stop.send(Some(first));
+        let second = next().await;
+        eprintln!("ucupdate-sim: {second} again: quitting without the reports");
+        std::process::exit(i32::from(signal_exit_code(second)));
+    });
+    Ok(())
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode> {

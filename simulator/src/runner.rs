@@ -10,7 +10,9 @@ use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
 use crate::embedded::{self, ControlAdmin, HttpAdmin};
-use crate::engine::{Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
+use crate::engine::{
+    Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, StopSignal, Target, TimeScale,
+};
 use crate::faults::FaultProxies;
 use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
@@ -49,6 +51,10 @@ pub struct RunSpec {
     pub progress: Option<ProgressSink>,
     /// Thresholds on top of the scenario's `[thresholds]` (`--threshold`).
     pub thresholds: Vec<Threshold>,
+    /// Stops the fleet early (the CLI's SIGINT/SIGTERM handler).
+    pub stop: Option<StopSignal>,
+    /// The engine's p99 lag past which the reports warn that it could not keep up.
+    pub lag_bound: std::time::Duration,
 }
 
 impl RunSpec {
@@ -71,6 +77,8 @@ impl RunSpec {
             collect_digests: false,
             progress: None,
             thresholds: Vec::new(),
+            stop: None,
+            lag_bound: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -254,6 +262,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         collect_digests: spec.collect_digests,
         progress: spec.progress,
         faults,
+        stop: spec.stop,
     };
     let outcome = Engine::new(config).run().await;
     for p in proxies {
@@ -265,6 +274,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         e.server.shutdown().await?;
     }
     let mut outcome = outcome?;
+    outcome.report.lag_bound_ms = spec.lag_bound.as_millis() as u64;
     outcome.report.apply_thresholds(&thresholds);
     Ok(outcome)
 }

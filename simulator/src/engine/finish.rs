@@ -6,11 +6,12 @@ use ucupdate_protocol::FirmwareVersion;
 use super::device::Device;
 use super::metrics::{phase_label, Metric, OFF};
 use super::queue::NEVER;
-use super::{Engine, Progress, RunOutcome};
+use super::{Engine, Progress, RunOutcome, Stage};
 use crate::clock;
 use crate::fleet::DeviceSpec;
 use crate::report::{
-    DeviceVerdict, Hist, Histograms, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT,
+    DeviceVerdict, Hist, Histograms, Interrupted, Report, Verdicts, MAX_LISTED_FAILURES,
+    REPORT_FORMAT,
 };
 use crate::scenario::{Expect, FinalVersion};
 
@@ -26,12 +27,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn report_progress(&mut self) {
+    pub(super) fn report_progress(&mut self, stage: Stage) {
+        let virtual_ms = self
+            .next_item_time()
+            .unwrap_or(self.duration_ms)
+            .min(self.duration_ms);
+        let lag = &self.metrics.lag.0;
         let snapshot = Progress {
-            virtual_ms: self
-                .next_item_time()
-                .unwrap_or(self.duration_ms)
-                .min(self.duration_ms),
+            stage,
+            virtual_ms,
             duration_ms: self.duration_ms,
             requests: self.metrics.total_requests,
             errors: self.metrics.total_errors,
@@ -39,6 +43,11 @@ impl Engine {
             by_phase: (0..=OFF)
                 .map(|i| (phase_label(i), self.metrics.phase_count[i]))
                 .collect(),
+            phase: self.phase_name,
+            check_p99_us: self.metrics.check_p99_us(),
+            lag_p99_us: lag.value_at_quantile(0.99),
+            lag_max_us: lag.max(),
+            time_scale: self.cfg.time_scale,
         };
         if let Some(progress) = self.cfg.progress.as_mut() {
             progress(&snapshot);
@@ -46,7 +55,11 @@ impl Engine {
     }
 
     pub(super) fn finish(mut self) -> RunOutcome {
-        let end = self.duration_ms;
+        // An interrupted run ends where it stopped.
+        let end = self.served_ms.min(self.duration_ms);
+        if self.cfg.progress.is_some() {
+            self.report_progress(Stage::End);
+        }
         for slot in 0..self.devices.len() {
             let dev = &self.devices[slot];
             if dev.ever_on {
@@ -140,6 +153,12 @@ impl Engine {
                 .map(|p| (p.at.as_millis() as u64, p.action.name().to_owned()))
                 .collect(),
             thresholds: Vec::new(),
+            lag_bound_ms: 100,
+            warnings: Vec::new(),
+            interrupted: self.interrupted.map(|signal| Interrupted {
+                signal: signal.to_owned(),
+                at_virtual_ms: end,
+            }),
             passed: false,
             histograms: Histograms {
                 latency_us: m.latency,

@@ -33,6 +33,8 @@ pub(super) enum Metric {
         tls_handshake: Option<Duration>,
         bytes_received: u64,
     },
+    /// An item was served `behind` its due wall instant (paced runs).
+    Lag { behind: Duration },
     /// A check left a device at virtual `t`.
     CheckIssued { t: u64 },
     /// A request was sent through a fault proxy.
@@ -82,6 +84,17 @@ pub(super) struct Metrics {
 }
 
 impl Metrics {
+    /// p99 so far of the checks' service time, µs (the slower endpoint's).
+    pub fn check_p99_us(&self) -> u64 {
+        ["check-internal", "check-external"]
+            .iter()
+            .filter_map(|e| self.latency.get(*e))
+            .filter(|h| !h.0.is_empty())
+            .map(|h| h.0.value_at_quantile(0.99))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// For a run of `duration_ms` with `devices` devices, all off.
     pub fn new(duration_ms: u64, devices: u64) -> Metrics {
         let curve_bucket_ms = (duration_ms / CURVE_BUCKETS).max(1);
@@ -154,6 +167,7 @@ impl Metrics {
                     self.bytes += bytes_received;
                 }
             }
+            Metric::Lag { behind } => self.lag.record(us(behind)),
             Metric::CheckIssued { t } => {
                 if let Some(n) = self.arrivals.get_mut((t / 60_000) as usize) {
                     *n += 1;

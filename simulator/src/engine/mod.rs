@@ -56,7 +56,7 @@ use crate::report::Report;
 use crate::scenario::{Link, PhaseAction, Scenario};
 
 use device::Device;
-use metrics::Metrics;
+use metrics::{Metric, Metrics};
 use perform::Completion;
 pub use queue::TimeScale;
 use queue::{Next, Queues};
@@ -101,7 +101,13 @@ pub struct RunConfig {
     pub progress: Option<ProgressSink>,
     /// Fault-injecting proxies in front of the server, when the scenario has `[faults]`.
     pub faults: Option<FaultRouting>,
+    /// Set to the signal's name (`SIGINT`) to stop the fleet: the run ends early, drains the
+    /// requests in flight and reports what it has, marked interrupted.
+    pub stop: Option<StopSignal>,
 }
+
+/// The CLI's signal handler says here which signal asked the run to stop.
+pub type StopSignal = tokio::sync::watch::Receiver<Option<&'static str>>;
 
 /// Where faulted requests go: per upstream port, the proxies in front of that listener.
 pub struct FaultRouting {
@@ -111,12 +117,25 @@ pub struct FaultRouting {
     pub proxies: HashMap<u16, Arc<FaultProxies>>,
 }
 
+/// Which snapshot a [`Progress`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// The fleet starts (virtual time zero, the server set up).
+    #[default]
+    Start,
+    Running,
+    /// The run is over (or stopped); the report follows.
+    End,
+}
+
 /// Receives progress snapshots (the CLI's live line).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
-/// A snapshot for the live progress line.
+/// A snapshot for the live progress line. The first is taken when the fleet starts (virtual
+/// time zero, after the server's set-up), the last when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    pub stage: Stage,
     pub virtual_ms: u64,
     pub duration_ms: u64,
     pub requests: u64,
@@ -124,6 +143,14 @@ pub struct Progress {
     pub in_flight: usize,
     /// Devices per lifecycle phase, plus powered off.
     pub by_phase: Vec<(&'static str, u64)>,
+    /// The scenario phase last run (`power-on`, `approve`...).
+    pub phase: &'static str,
+    /// p99 so far of the checks' service time (the slower of the internal and external), µs.
+    pub check_p99_us: u64,
+    /// p99 and max so far of how far behind its schedule the engine served, wall µs.
+    pub lag_p99_us: u64,
+    pub lag_max_us: u64,
+    pub time_scale: TimeScale,
 }
 
 /// What a run produced.
@@ -173,6 +200,12 @@ pub struct Engine {
     duration_ms: u64,
     sign_in_phase: bool,
     provisioning: Provisioning,
+    /// The virtual instant last served (where an interrupted run ends).
+    served_ms: u64,
+    /// The scenario phase last run.
+    phase_name: &'static str,
+    /// The signal that stopped the run, if one did.
+    interrupted: Option<&'static str>,
 }
 
 impl Engine {
@@ -232,6 +265,9 @@ impl Engine {
             duration_ms,
             sign_in_phase,
             provisioning,
+            served_ms: 0,
+            phase_name: "-",
+            interrupted: None,
             cfg,
         }
     }
@@ -249,15 +285,25 @@ impl Engine {
             }
             _ => p.at.as_millis() as u64,
         });
+        self.report_progress(Stage::Start);
         loop {
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
+            }
+            if let Some(signal) = self.cfg.stop.as_ref().and_then(|s| *s.borrow()) {
+                // Stop the fleet: serve nothing more, let what is out come back (each request
+                // is bounded by its timeouts), report what there is.
+                self.interrupted = Some(signal);
+                while self.in_flight > 0 {
+                    self.wait_completion(None).await;
+                }
+                return Ok(self.finish());
             }
             if self.cfg.progress.is_some()
                 && clock::now().duration_since(last_progress) >= Duration::from_millis(200)
             {
                 last_progress = clock::now();
-                self.report_progress();
+                self.report_progress(Stage::Running);
             }
             let next_item = self.next_item_time();
             let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
@@ -286,6 +332,8 @@ impl Engine {
                     continue;
                 }
                 let action = phases[next_phase].action.clone();
+                self.served_ms = self.served_ms.max(at);
+                self.phase_name = action.name();
                 self.run_phase(&action, at).await?;
                 next_phase += 1;
                 continue;
@@ -304,8 +352,10 @@ impl Engine {
             if !self.pace_to(t).await {
                 continue;
             }
+            self.served_ms = self.served_ms.max(t);
             self.serve_next();
         }
+        self.served_ms = self.duration_ms;
         if refusal_watch.is_some()
             && self.metrics.checks_answered == 0
             && self.metrics.checks_done > 0
@@ -338,27 +388,43 @@ impl Engine {
 
     /// Waits until virtual time `t` is due on the wall clock. Returns false when a completion
     /// arrived first (the caller re-evaluates what is next).
+    /// An item served late is lag: how far the engine ran behind its schedule (an engine that
+    /// cannot keep up stretches the scenario and, in the intended latency, makes the server
+    /// look slow).
     async fn pace_to(&mut self, t: u64) -> bool {
         let Some(due) = self.cfg.time_scale.due(self.wall_start, t) else {
             return true;
         };
-        if clock::now() >= due {
-            return true;
+        if clock::now() < due {
+            self.wait_completion(Some(due)).await;
         }
-        self.wait_completion(Some(due)).await;
-        clock::now() >= due
+        let now = clock::now();
+        if now < due {
+            return false;
+        }
+        self.metrics.record(Metric::Lag {
+            behind: now.duration_since(due),
+        });
+        true
     }
 
+    /// Waits for a completion, at most until `until` (or 200 ms), or until a stop arrives.
     async fn wait_completion(&mut self, until: Option<tokio::time::Instant>) {
-        let received = match until {
-            Some(due) => tokio::select! {
-                c = self.rx.recv() => c,
-                _ = tokio::time::sleep_until(due) => None,
-            },
-            None => tokio::time::timeout(Duration::from_millis(200), self.rx.recv())
-                .await
-                .ok()
-                .flatten(),
+        let due = until.unwrap_or_else(|| clock::now() + Duration::from_millis(200));
+        let stop = async {
+            match self.cfg.stop.as_mut() {
+                Some(s) if s.borrow().is_none() => {
+                    let _ = s.changed().await;
+                }
+                // Stopping already, or nobody can stop the run: only a completion or the
+                // deadline ends the wait.
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let received = tokio::select! {
+            c = self.rx.recv() => c,
+            _ = tokio::time::sleep_until(due) => None,
+            _ = stop => None,
         };
         if let Some(c) = received {
             self.complete(c);

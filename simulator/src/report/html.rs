@@ -196,6 +196,21 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
         r.total_requests(),
         r.bytes_downloaded as f64 / 1048576.0
     );
+    if let Some(i) = &r.interrupted {
+        let _ = write!(
+            html,
+            r#"<p id="interrupted" class="FAIL">Interrupted by {} at virtual {}: the fleet was stopped early; the verdicts are as things stood.</p>"#,
+            esc(&i.signal),
+            vtime(i.at_virtual_ms)
+        );
+    }
+    if !r.warnings.is_empty() {
+        html.push_str(r#"<ul id="warnings">"#);
+        for w in &r.warnings {
+            let _ = write!(html, "<li>Warning: {}</li>", esc(w));
+        }
+        html.push_str("</ul>");
+    }
     if r.is_partial() {
         let _ = write!(
             html,
@@ -227,7 +242,16 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}th{{background:#e
             co as f64 / 1e3
         );
     }
-    html.push_str("</table>");
+    let lag = r.lag_ms;
+    let _ = write!(
+        html,
+        r#"</table><p id="lag">Lag behind schedule (wall ms): {}</p>"#,
+        if lag.count == 0 {
+            "none measured (time scale max: as fast as the client can go)".to_owned()
+        } else {
+            format!("p50 {:.2}, p99 {:.2}, max {:.2}", lag.p50, lag.p99, lag.max)
+        }
+    );
     html.push_str("<h2>Rollout curve</h2>");
     html.push_str(&line_plot(
         "rollout-curve",

@@ -51,6 +51,18 @@ fn cases(r: &Report) -> Vec<Case> {
                 .then(|| (format!("observed {}", t.observed_text()), String::new())),
         });
     }
+    if let Some(i) = &r.interrupted {
+        cases.push(Case {
+            name: "run completed".into(),
+            failure: Some((
+                format!(
+                    "interrupted by {} at virtual {} ms",
+                    i.signal, i.at_virtual_ms
+                ),
+                String::new(),
+            )),
+        });
+    }
     if r.is_partial() {
         cases.push(Case {
             name: "all shards merged".into(),

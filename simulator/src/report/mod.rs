@@ -89,11 +89,34 @@ pub struct Report {
     /// The thresholds and their results on this report (re-evaluated after a merge).
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
+    /// The p99 lag (wall ms) past which the report warns that the engine could not keep up.
+    #[serde(default = "default_lag_bound_ms")]
+    pub lag_bound_ms: u64,
+    /// What a reader must know before trusting the latencies: the engine fell behind its
+    /// schedule, or the run went as fast as the client can go (`time_scale: max`).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Set when a signal stopped the run before its end: its verdicts are as things stood.
+    #[serde(default)]
+    pub interrupted: Option<Interrupted>,
     /// Whether the run passed: every verdict and threshold, the whole fleet, not interrupted.
     #[serde(default)]
     pub passed: bool,
     /// The full distributions, for exact merging (base64 of HDR histograms' V2 encoding).
     pub histograms: Histograms,
+}
+
+fn default_lag_bound_ms() -> u64 {
+    100
+}
+
+/// A run a signal stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    /// `SIGINT` or `SIGTERM`.
+    pub signal: String,
+    /// The virtual instant the fleet stopped at.
+    pub at_virtual_ms: u64,
 }
 
 /// The HDR histograms a report's percentiles come from.
@@ -167,6 +190,7 @@ impl Report {
         self.verdicts.failed == 0
             && self.verdicts.passed == self.devices
             && !self.is_partial()
+            && self.interrupted.is_none()
             && self.thresholds.iter().all(|t| t.passed)
     }
 
@@ -231,6 +255,16 @@ impl Report {
             })
             .collect();
         self.thresholds = results;
+        self.warnings.clear();
+        if self.time_scale == "max" {
+            self.warnings.push("time scale max: the fleet ran as fast as the client can go, so latencies measure a client saturating itself against the server rather than the server under the scenario's schedule (pace it with --time-scale N)".into());
+        }
+        if self.lag_ms.p99 > self.lag_bound_ms as f64 {
+            self.warnings.push(format!(
+                "the simulator could not keep up: it served devices {:.0} ms (p99, max {:.0} ms) behind their schedule, past the {} ms bound; latencies from the intended send time include that wait",
+                self.lag_ms.p99, self.lag_ms.max, self.lag_bound_ms
+            ));
+        }
         self.passed = self.passed();
     }
 
@@ -363,6 +397,9 @@ impl Report {
         }
         self.shards.extend(r.shards);
         self.missing_shards.extend(r.missing_shards);
+        if self.interrupted.is_none() {
+            self.interrupted = r.interrupted;
+        }
         self.devices += r.devices;
         self.wall_ms = self.wall_ms.max(r.wall_ms);
         for (endpoint, outcomes) in r.requests {
@@ -466,6 +503,9 @@ pub(crate) mod tests {
             },
             phases: vec![(0, "power-on".into())],
             thresholds: Vec::new(),
+            lag_bound_ms: 100,
+            warnings: Vec::new(),
+            interrupted: None,
             passed: false,
             histograms: Histograms {
                 latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),

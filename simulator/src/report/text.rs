@@ -33,6 +33,15 @@ pub fn render(r: &Report) -> String {
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
     let failed_thresholds = r.thresholds.iter().filter(|t| !t.passed).count();
     let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
+    if let Some(i) = &r.interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED by {} at virtual {} of {}: the fleet was stopped early; the verdicts are as things stood",
+            i.signal,
+            vtime(i.at_virtual_ms),
+            vtime(r.virtual_duration_ms)
+        );
+    }
     if r.is_partial() {
         let _ = writeln!(
             out,
@@ -58,7 +67,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "virtual time {} in {wall:.1} s wall (time scale {}); {} requests ({:.0}/s wall); {:.1} MiB downloaded",
-        vtime(r.virtual_duration_ms),
+        match &r.interrupted {
+            Some(i) => format!("{} of {}", vtime(i.at_virtual_ms), vtime(r.virtual_duration_ms)),
+            None => vtime(r.virtual_duration_ms),
+        },
         r.time_scale,
         r.total_requests(),
         if wall > 0.0 { r.total_requests() as f64 / wall } else { 0.0 },
@@ -89,6 +101,21 @@ pub fn render(r: &Report) -> String {
     }
     if !r.histograms.tls_handshake_us.0.is_empty() {
         latency_row(&mut out, "tls handshake", &r.histograms.tls_handshake_us);
+    }
+    if r.histograms.lag_us.0.is_empty() {
+        let _ = writeln!(
+            out,
+            "lag behind schedule: none measured (time scale max: as fast as the client can go)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "lag, ms: how far behind its schedule the engine served (wall time)"
+        );
+        latency_row(&mut out, "lag", &r.histograms.lag_us);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
 
     if !r.errors.is_empty() {
@@ -185,9 +212,42 @@ mod tests {
         r.missing_shards = vec!["1/2".into()];
         let text = render(&r);
         assert!(text.contains("PARTIAL: shards 1/2 missing"), "{text}");
+        assert!(
+            text.contains("lag behind schedule: none measured (time scale max"),
+            "{text}"
+        );
         assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
         assert!(text.contains("--trace-device 5"), "{text}");
         assert!(text.contains("check-internal"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_run_and_a_lagging_engine_say_so() {
+        let mut r = crate::report::tests::sample("0/1", 5, 0);
+        r.time_scale = "3600".into();
+        r.histograms.lag_us.record(250_000);
+        r.interrupted = Some(crate::report::Interrupted {
+            signal: "SIGTERM".into(),
+            at_virtual_ms: 3_600_000,
+        });
+        r.finalize();
+        assert!(!r.passed);
+        let text = render(&r);
+        assert!(
+            text.contains("INTERRUPTED by SIGTERM at virtual 1h of 1h"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "warning: the simulator could not keep up: it served devices 250 ms (p99"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("lag ") && l.contains("250.")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -177,3 +177,103 @@ fn junit_lists_the_verdicts_and_every_threshold() {
         "{xml}"
     );
 }
+
+/// A short paced run: six virtual hours at 100000 (about 0.2 s).
+fn paced(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ucupdate-sim"))
+        .args(["run", "--scenario", "rollout", "--devices", "20"])
+        .args(["--time-scale", "100000", "--duration", "6h"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Off a terminal (stderr is a pipe here), progress is plain lines: the virtual clock, the
+/// phase, requests/s, errors, p99 so far, lag; always one when the run ends.
+#[test]
+fn off_a_terminal_progress_is_plain_lines() {
+    let out = paced(&["--progress-interval", "1h"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("progress: "))
+        .unwrap_or_else(|| panic!("no progress line: {stderr}"));
+    assert!(
+        line.starts_with("progress: virtual 0d06:00:00 of 6h (100%), phase approve, "),
+        "{line}"
+    );
+    for field in [
+        " req/s, ",
+        " requests, ",
+        " errors, ",
+        "check p99 ",
+        "lag p99 ",
+        " in flight, eta ",
+    ] {
+        assert!(line.contains(field), "{field:?} missing: {line}");
+    }
+    assert!(
+        stderr.starts_with("ucupdate-sim: running scenario rollout, 20 devices"),
+        "{stderr}"
+    );
+    let quiet = paced(&["--no-progress"]);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("progress: "));
+}
+
+/// Lag is measured on a paced run, reported (summary and JSON), can be gated on, and warns
+/// past its bound (here 0 s, so that any lag passes it); at `max` it is not measured and the
+/// summary says why.
+#[test]
+fn lag_is_reported_warned_about_and_gated_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = paced(&[
+        "--no-progress",
+        "--lag-warning",
+        "0s",
+        "--threshold",
+        "lag.max<1h",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("lag, ms: how far behind its schedule"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pass lag.max<1h"), "{stdout}");
+    assert!(
+        stdout.contains("warning: the simulator could not keep up"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        json["lag_ms"]["count"].as_u64() > Some(0),
+        "{}",
+        json["lag_ms"]
+    );
+    assert!(json["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("could not keep up"));
+
+    let out = sim(&["--threshold", "lag.p99<1h"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no lag samples at max: the gate fails"
+    );
+    assert!(stdout.contains("FAIL lag.p99<1h"), "{stdout}");
+    assert!(
+        stdout.contains("none measured (time scale max: as fast as the client can go)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: time scale max: the fleet ran as fast as the client can go"),
+        "{stdout}"
+    );
+}

@@ -5,9 +5,11 @@
 //! - `cli`: the binary's output options (`--report -`);
 //! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
 //! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs);
-//! - `schema`: every shape of JSON report validates against `docs/report.schema.json`.
+//! - `schema`: every shape of JSON report validates against `docs/report.schema.json`;
+//! - `interrupt`: SIGINT / SIGTERM to the binary write every report, marked interrupted.
 
 mod cli;
+mod interrupt;
 mod scenarios;
 mod schema;
 mod setup;

@@ -13,7 +13,7 @@ fn schema() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/report.schema.json")
 }
 
-fn validate(reports: &[PathBuf]) -> std::process::Output {
+pub fn validate(reports: &[PathBuf]) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schema/validate_report.py");
     Command::new("python3")
         .arg(script)
