@@ -82,7 +82,9 @@ pub fn sink(options: Options) -> ProgressSink {
     let bar = options.bar.then(|| {
         let bar = indicatif::ProgressBar::new(1);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {percent:>3}% virtual, eta {eta} | {msg}",
+            )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar

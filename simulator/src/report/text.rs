@@ -83,7 +83,15 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "  {endpoint:<16} {}", parts.join("  "));
     }
 
-    let _ = writeln!(out, "\nlatency, ms (service time: send to end of reply)");
+    let pace = if r.time_scale == "max" {
+        ", time scale max: a client going as fast as it can"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "\nlatency, ms (service time: send to end of reply{pace})"
+    );
     let _ = writeln!(
         out,
         "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
