@@ -85,7 +85,7 @@ pub fn sink(options: Options) -> ProgressSink {
             indicatif::ProgressStyle::with_template(
                 "{bar:30} {percent:>3}% virtual, eta {eta} | {msg}",
             )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });

@@ -146,6 +146,7 @@ impl Engine {
             curve_bucket_ms: m.curve_bucket_ms,
             curve_target_delta: m.curve_target,
             curve_initial_delta: m.curve_initial,
+            requests_per_bucket: m.requests_by_bucket,
             verdicts,
             phases: scenario
                 .phases
@@ -166,6 +167,7 @@ impl Engine {
                 tls_handshake_us: m.tls,
                 lag_us: m.lag,
                 convergence_ms: convergence,
+                check_latency_by_bucket_us: m.check_latency_by_bucket,
             },
         };
         report.finalize();

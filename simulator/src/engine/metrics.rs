@@ -22,8 +22,9 @@ pub(super) fn phase_label(slot: usize) -> &'static str {
 
 /// Something worth counting.
 pub(super) enum Metric {
-    /// A request finished (in wall time).
+    /// A request finished (in wall time); its answer reaches the device at virtual `t`.
     Request {
+        t: u64,
         endpoint: &'static str,
         outcome: String,
         error: Option<&'static str>,
@@ -74,6 +75,10 @@ pub(super) struct Metrics {
     pub curve_bucket_ms: u64,
     pub curve_target: Vec<i64>,
     pub curve_initial: Vec<i64>,
+    /// Requests answered per curve bucket (by the virtual instant of the answer).
+    pub requests_by_bucket: Vec<u64>,
+    /// Checks' service time per curve bucket, µs: latency over virtual time, mergeable.
+    pub check_latency_by_bucket: Vec<Hist>,
     pub total_requests: u64,
     pub total_errors: u64,
     pub faults: BTreeMap<String, u64>,
@@ -115,6 +120,8 @@ impl Metrics {
             curve_bucket_ms,
             curve_target: vec![0; buckets],
             curve_initial: vec![0; buckets],
+            requests_by_bucket: vec![0; buckets],
+            check_latency_by_bucket: vec![Hist::new(); buckets],
             total_requests: 0,
             total_errors: 0,
             faults: BTreeMap::new(),
@@ -127,6 +134,7 @@ impl Metrics {
         let us = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         match metric {
             Metric::Request {
+                t,
                 endpoint,
                 outcome,
                 error,
@@ -136,7 +144,11 @@ impl Metrics {
                 bytes_received,
             } => {
                 self.total_requests += 1;
+                let bucket =
+                    ((t / self.curve_bucket_ms) as usize).min(self.requests_by_bucket.len() - 1);
+                self.requests_by_bucket[bucket] += 1;
                 if endpoint.starts_with("check") {
+                    self.check_latency_by_bucket[bucket].record(us(latency));
                     self.checks_done += 1;
                     if matches!(error, None | Some("unauthorized")) {
                         self.checks_answered += 1;

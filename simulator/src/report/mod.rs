@@ -83,6 +83,9 @@ pub struct Report {
     /// Net change per bucket of devices running the target / the initial version.
     pub curve_target_delta: Vec<i64>,
     pub curve_initial_delta: Vec<i64>,
+    /// Requests answered per curve bucket (by the virtual instant of the answer).
+    #[serde(default)]
+    pub requests_per_bucket: Vec<u64>,
     pub verdicts: Verdicts,
     /// The scenario phases as run: (virtual ms, action).
     pub phases: Vec<(u64, String)>,
@@ -135,6 +138,9 @@ pub struct Histograms {
     /// Virtual ms from the scenario's last offer change to each device reaching its final
     /// version (only devices whose final version differs from the one they had then).
     pub convergence_ms: Hist,
+    /// The checks' service time (both endpoints) per curve bucket, µs: latency over time.
+    #[serde(default)]
+    pub check_latency_by_bucket_us: Vec<Hist>,
 }
 
 /// One endpoint's numbers as a pipeline reads them.
@@ -415,6 +421,14 @@ impl Report {
         mine.tls_handshake_us.add(&theirs.tls_handshake_us);
         mine.lag_us.add(&theirs.lag_us);
         mine.convergence_ms.add(&theirs.convergence_ms);
+        let buckets = &mut mine.check_latency_by_bucket_us;
+        if buckets.len() < theirs.check_latency_by_bucket_us.len() {
+            buckets.resize(theirs.check_latency_by_bucket_us.len(), Hist::new());
+        }
+        for (a, b) in buckets.iter_mut().zip(&theirs.check_latency_by_bucket_us) {
+            a.add(b);
+        }
+        add_elementwise(&mut self.requests_per_bucket, &r.requests_per_bucket);
         self.bytes_downloaded += r.bytes_downloaded;
         add_counts(&mut self.faults_injected, r.faults_injected);
         add_counts(&mut self.phase_ms, r.phase_ms);
@@ -487,6 +501,7 @@ pub(crate) mod tests {
             curve_bucket_ms: 60_000,
             curve_target_delta: vec![devices as i64],
             curve_initial_delta: vec![-(devices as i64)],
+            requests_per_bucket: vec![devices * 2],
             verdicts: Verdicts {
                 passed: devices - failed,
                 failed,
