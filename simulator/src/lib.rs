@@ -14,6 +14,7 @@
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
 //! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
 //! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
+//! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
@@ -25,6 +26,7 @@ pub mod embedded;
 pub mod engine;
 pub mod faults;
 pub mod fleet;
+pub mod live;
 pub mod profile;
 pub mod progress;
 pub mod report;

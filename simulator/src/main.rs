@@ -127,6 +127,10 @@ struct RunArgs {
     /// Off a terminal, print a plain progress line this often (wall time).
     #[arg(long, default_value = "10s", value_parser = scenario::duration_arg)]
     progress_interval: std::time::Duration,
+    /// Serve the run's live numbers for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9464;
+    /// port 0 picks one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Warn (console and reports) when the engine's p99 lag behind its schedule passes this.
     #[arg(long, default_value = "100ms", value_parser = scenario::duration_arg)]
     lag_warning: std::time::Duration,
@@ -377,6 +381,23 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         interval: (!args.no_progress && !terminal).then_some(args.progress_interval),
         lag_warning: args.lag_warning,
     });
+    let progress = match args.metrics {
+        None => progress,
+        Some(addr) => {
+            let latest = ucupdate_simulator::live::Latest::default();
+            let bound = ucupdate_simulator::live::serve(addr, latest.clone())
+                .await
+                .with_context(|| format!("--metrics {addr}"))?;
+            eprintln!("ucupdate-sim: metrics on http://{bound}/metrics");
+            let mut inner = progress;
+            Box::new(move |p: &ucupdate_simulator::engine::Progress| {
+                if let Ok(mut slot) = latest.lock() {
+                    *slot = Some(p.clone());
+                }
+                inner(p);
+            })
+        }
+    };
     let (stop, signals) = tokio::sync::watch::channel(None);
     listen_for_signals(stop)?;
 

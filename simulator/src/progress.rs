@@ -165,6 +165,7 @@ mod tests {
             lag_p99_us: 400,
             lag_max_us: 1_500,
             time_scale: TimeScale::Factor(3600.0),
+            ..Progress::default()
         };
         let text = line(&p, 41.0, Some(Duration::from_secs(66)));
         assert_eq!(

@@ -48,6 +48,21 @@ impl Engine {
             lag_p99_us: lag.value_at_quantile(0.99),
             lag_max_us: lag.max(),
             time_scale: self.cfg.time_scale,
+            outcomes: self.metrics.requests.clone(),
+            durations: self
+                .metrics
+                .latency
+                .iter()
+                .map(|(endpoint, h)| {
+                    let h = &h.0;
+                    let counts = super::DURATION_BOUNDS_US
+                        .iter()
+                        .map(|&b| h.count_between(0, b))
+                        .collect();
+                    (endpoint.clone(), counts, h.len(), h.mean() * h.len() as f64)
+                })
+                .collect(),
+            on_target: self.metrics.curve_target.iter().sum(),
         };
         if let Some(progress) = self.cfg.progress.as_mut() {
             progress(&snapshot);

@@ -151,7 +151,20 @@ pub struct Progress {
     pub lag_p99_us: u64,
     pub lag_max_us: u64,
     pub time_scale: TimeScale,
+    /// Requests by endpoint and outcome so far.
+    pub outcomes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Per endpoint, service time so far as cumulative counts at [`DURATION_BOUNDS_US`], plus
+    /// the count and the sum in µs (a Prometheus histogram).
+    pub durations: Vec<(String, Vec<u64>, u64, f64)>,
+    /// Devices that have run the target version since, and still do.
+    pub on_target: i64,
 }
+
+/// The bucket bounds of the live request-duration histogram, µs.
+pub const DURATION_BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
 
 /// What a run produced.
 pub struct RunOutcome {

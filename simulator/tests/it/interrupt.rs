@@ -14,7 +14,7 @@ use std::time::Duration;
 const SIM: &str = env!("CARGO_BIN_EXE_ucupdate-sim");
 
 /// Spawns the simulator with stderr piped; its lines arrive on the returned channel.
-fn spawn(args: &[&str], dir: &Path) -> (Child, mpsc::Receiver<String>) {
+pub fn spawn(args: &[&str], dir: &Path) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(SIM)
         .arg("run")
         .args(args)
@@ -37,7 +37,7 @@ fn spawn(args: &[&str], dir: &Path) -> (Child, mpsc::Receiver<String>) {
 }
 
 /// Waits for a stderr line containing `needle` (a generous bound only against a hang).
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     loop {
         match lines.recv_timeout(Duration::from_secs(120)) {
             Ok(line) if line.contains(needle) => return line,
@@ -47,7 +47,7 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     }
 }
 
-fn kill(signal: &str, child: &Child) {
+pub fn kill(signal: &str, child: &Child) {
     let status = Command::new("kill")
         .args([format!("-{signal}"), child.id().to_string()])
         .status()
