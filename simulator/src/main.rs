@@ -1,6 +1,7 @@
 //! `ucupdate-sim`: run a fleet of virtual devices against a Device Update server, merge shard
-//! reports, list scenarios and profiles. Exit codes: 0 every expectation met, 1 a scenario's
-//! expectations failed, 2 the run could not be carried out.
+//! reports, list scenarios and profiles. Exit codes: 0 every expectation and threshold met, 1 a
+//! scenario's expectations or a threshold failed (or a partial merge), 2 a setup error (the
+//! run could not be carried out), 130 / 143 interrupted by SIGINT / SIGTERM.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
