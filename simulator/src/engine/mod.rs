@@ -291,13 +291,19 @@ impl Engine {
         let phases = self.cfg.scenario.phases.clone();
         let mut next_phase = 0usize;
         let mut last_progress = clock::now();
-        // Until the server has answered one check: when the first phase is over.
-        let mut refusal_watch = phases.first().map(|p| match p.action {
-            PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
-                (p.at + window).as_millis() as u64
-            }
-            _ => p.at.as_millis() as u64,
-        });
+        // Until the server has answered one check: when the first phase is over. Not with
+        // injected faults, whose whole point may be a server that refuses everything for a
+        // while (the pre-flight's connection still finds a server that is not there).
+        let mut refusal_watch =
+            phases
+                .first()
+                .filter(|_| self.cfg.faults.is_none())
+                .map(|p| match p.action {
+                    PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
+                        (p.at + window).as_millis() as u64
+                    }
+                    _ => p.at.as_millis() as u64,
+                });
         self.report_progress(Stage::Start);
         loop {
             while let Ok(c) = self.rx.try_recv() {

@@ -389,3 +389,40 @@ async fn a_remote_stub_is_driven_through_its_admin_api_with_its_token() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// A scenario whose faults refuse every request for the first hour is a fault scenario, not a
+/// setup error: the run goes on, and the devices get their checks answered once it clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_that_refuse_everything_at_first_are_not_a_setup_error() {
+    let toml = r#"
+        name = "outage-at-boot"
+        description = "every request refused for the first hour"
+        duration = "1d"
+        [faults]
+        rate = 1.0
+        kinds = ["refuse-connect"]
+        until = "1h"
+        [[phase]]
+        at = "0s"
+        action = "power-on"
+        window = "5m"
+        [expect]
+        min_checks = 1
+    "#;
+    let scenario = Scenario::parse("outage-at-boot", toml).unwrap();
+    let fleet = fleet(&scenario, 20, 8);
+    let r = runner::run(RunSpec::embedded(scenario, fleet))
+        .await
+        .unwrap()
+        .report;
+    assert!(
+        r.errors.values().sum::<u64>() >= 20,
+        "every first check refused: {:?}",
+        r.errors
+    );
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
+}
