@@ -147,6 +147,10 @@ struct RunArgs {
     /// `check-internal.p99<500ms`, `errors.rate<1%`, `devices.failed==0` (repeatable).
     #[arg(long = "threshold", value_name = "EXPR")]
     thresholds: Vec<String>,
+    /// Stop the run as soon as a threshold fails on the data so far (checked every 200 ms
+    /// once the first phase is over); the run then fails (exit 1).
+    #[arg(long)]
+    abort_on_fail: bool,
     /// Shorter scenario: override its virtual duration (e.g. `12h`).
     #[arg(long, value_parser = scenario::duration_arg)]
     duration: Option<std::time::Duration>,
@@ -429,6 +433,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         thresholds,
         stop: Some(signals),
         lag_bound: args.lag_warning,
+        abort_on_fail: args.abort_on_fail,
         ..RunSpec::embedded(scenario, fleet)
     };
     let outcome = runner::run(spec).await?;

@@ -55,6 +55,8 @@ pub struct RunSpec {
     pub stop: Option<StopSignal>,
     /// The engine's p99 lag past which the reports warn that it could not keep up.
     pub lag_bound: std::time::Duration,
+    /// Stop the run as soon as a threshold fails on the data so far (`--abort-on-fail`).
+    pub abort_on_fail: bool,
 }
 
 impl RunSpec {
@@ -79,6 +81,7 @@ impl RunSpec {
             thresholds: Vec::new(),
             stop: None,
             lag_bound: std::time::Duration::from_millis(100),
+            abort_on_fail: false,
         }
     }
 }
@@ -263,6 +266,11 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         progress: spec.progress,
         faults,
         stop: spec.stop,
+        abort_on: if spec.abort_on_fail {
+            thresholds.clone()
+        } else {
+            Vec::new()
+        },
     };
     let outcome = Engine::new(config).run().await;
     for p in proxies {

@@ -100,6 +100,54 @@ pub enum Unit {
     Count,
 }
 
+/// A histogram a threshold reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Histogram<'a> {
+    /// Service time of an endpoint, µs.
+    Service(&'a str),
+    /// From the intended send time, µs.
+    Intended(&'a str),
+    Tls,
+    Lag,
+    /// Virtual ms.
+    Convergence,
+}
+
+/// What thresholds are evaluated on: a finished report, or the engine's metrics mid-run.
+pub trait Measured {
+    fn histogram(&self, which: Histogram<'_>) -> Option<&Hist>;
+    fn requests(&self) -> u64;
+    /// Requests whose call failed.
+    fn request_errors(&self) -> u64;
+    /// (devices, passed), once the verdicts are known.
+    fn verdicts(&self) -> Option<(u64, u64)>;
+}
+
+impl Measured for Report {
+    fn histogram(&self, which: Histogram<'_>) -> Option<&Hist> {
+        let h = &self.histograms;
+        match which {
+            Histogram::Service(e) => h.latency_us.get(e),
+            Histogram::Intended(e) => h.latency_intended_us.get(e),
+            Histogram::Tls => Some(&h.tls_handshake_us),
+            Histogram::Lag => Some(&h.lag_us),
+            Histogram::Convergence => Some(&h.convergence_ms),
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.total_requests()
+    }
+
+    fn request_errors(&self) -> u64 {
+        self.errors_of_requests()
+    }
+
+    fn verdicts(&self) -> Option<(u64, u64)> {
+        Some((self.devices, self.verdicts.passed))
+    }
+}
+
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
@@ -260,29 +308,35 @@ impl Threshold {
         }
     }
 
-    /// The metric's value in `r`, in the threshold's unit.
-    fn observe(&self, r: &Report) -> Option<f64> {
-        let requests = r.total_requests();
-        let errors: u64 = r.errors_of_requests();
+    /// The metric's value in `m`, in the threshold's unit.
+    fn observe(&self, m: &dyn Measured) -> Option<f64> {
+        let requests = m.requests();
+        let errors = m.request_errors();
         match &self.metric {
             Metric::ErrorsRate => (requests > 0).then(|| errors as f64 / requests as f64),
             Metric::ErrorsCount => Some(errors as f64),
             Metric::RequestsCount => Some(requests as f64),
-            Metric::DevicesFailed => Some((r.devices - r.verdicts.passed) as f64),
-            Metric::DevicesPassed => Some(r.verdicts.passed as f64),
-            Metric::DevicesFailedRate => {
-                (r.devices > 0).then(|| (r.devices - r.verdicts.passed) as f64 / r.devices as f64)
-            }
+            Metric::DevicesFailed => m.verdicts().map(|(all, passed)| (all - passed) as f64),
+            Metric::DevicesPassed => m.verdicts().map(|(_, passed)| passed as f64),
+            Metric::DevicesFailedRate => m
+                .verdicts()
+                .filter(|&(all, _)| all > 0)
+                .map(|(all, passed)| (all - passed) as f64 / all as f64),
             Metric::Time(source, stat) => {
                 // Histograms in µs, except convergence (virtual ms).
-                let (hist, ms_per_unit): (Option<&Hist>, f64) = match source {
-                    Source::Service(e) => (r.histograms.latency_us.get(e), 0.001),
-                    Source::Intended(e) => (r.histograms.latency_intended_us.get(e), 0.001),
-                    Source::Tls => (Some(&r.histograms.tls_handshake_us), 0.001),
-                    Source::Lag => (Some(&r.histograms.lag_us), 0.001),
-                    Source::Convergence => (Some(&r.histograms.convergence_ms), 1.0),
+                let ms_per_unit = if *source == Source::Convergence {
+                    1.0
+                } else {
+                    0.001
                 };
-                let h = &hist?.0;
+                let which = match source {
+                    Source::Service(e) => Histogram::Service(e),
+                    Source::Intended(e) => Histogram::Intended(e),
+                    Source::Tls => Histogram::Tls,
+                    Source::Lag => Histogram::Lag,
+                    Source::Convergence => Histogram::Convergence,
+                };
+                let h = &m.histogram(which)?.0;
                 if let Stat::Count = stat {
                     return Some(h.len() as f64);
                 }
@@ -298,6 +352,18 @@ impl Threshold {
                 Some(v * ms_per_unit)
             }
         }
+    }
+
+    /// The result if the threshold already fails on the data so far (`--abort-on-fail`): a
+    /// metric without data yet does not fail early.
+    pub fn failing_now(&self, m: &dyn Measured) -> Option<ThresholdResult> {
+        let observed = self.observe(m)?;
+        (!self.op.holds(observed, self.limit)).then(|| ThresholdResult {
+            expression: self.expression.clone(),
+            observed: Some(observed),
+            unit: self.unit(),
+            passed: false,
+        })
     }
 
     pub fn evaluate(&self, r: &Report) -> ThresholdResult {

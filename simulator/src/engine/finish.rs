@@ -10,7 +10,7 @@ use super::{Engine, Progress, RunOutcome, Stage};
 use crate::clock;
 use crate::fleet::DeviceSpec;
 use crate::report::{
-    DeviceVerdict, Hist, Histograms, Interrupted, Report, Verdicts, MAX_LISTED_FAILURES,
+    Aborted, DeviceVerdict, Hist, Histograms, Interrupted, Report, Verdicts, MAX_LISTED_FAILURES,
     REPORT_FORMAT,
 };
 use crate::scenario::{Expect, FinalVersion};
@@ -171,6 +171,10 @@ impl Engine {
             thresholds: Vec::new(),
             lag_bound_ms: 100,
             warnings: Vec::new(),
+            aborted: self.aborted.take().map(|threshold| Aborted {
+                threshold,
+                at_virtual_ms: end,
+            }),
             interrupted: self.interrupted.map(|signal| Interrupted {
                 signal: signal.to_owned(),
                 at_virtual_ms: end,

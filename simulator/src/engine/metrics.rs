@@ -8,6 +8,7 @@ use std::time::Duration;
 use ucupdate_agent::machine::Phase;
 
 use crate::report::Hist;
+use crate::thresholds::{Histogram, Measured};
 
 /// The phase slot of a device that is powered off (rebooting, or not on yet).
 pub(super) const OFF: usize = Phase::ALL.len();
@@ -210,6 +211,31 @@ impl Metrics {
                 self.curve_initial[bucket] += i64::from(now.1);
             }
         }
+    }
+}
+
+/// Thresholds read the metrics so far for `--abort-on-fail`; verdicts come only at the end.
+impl Measured for Metrics {
+    fn histogram(&self, which: Histogram<'_>) -> Option<&Hist> {
+        match which {
+            Histogram::Service(e) => self.latency.get(e),
+            Histogram::Intended(e) => self.latency_intended.get(e),
+            Histogram::Tls => Some(&self.tls),
+            Histogram::Lag => Some(&self.lag),
+            Histogram::Convergence => None,
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.total_requests
+    }
+
+    fn request_errors(&self) -> u64 {
+        self.total_errors
+    }
+
+    fn verdicts(&self) -> Option<(u64, u64)> {
+        None
     }
 }
 

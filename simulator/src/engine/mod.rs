@@ -104,6 +104,9 @@ pub struct RunConfig {
     /// Set to the signal's name (`SIGINT`) to stop the fleet: the run ends early, drains the
     /// requests in flight and reports what it has, marked interrupted.
     pub stop: Option<StopSignal>,
+    /// Thresholds that stop the run as soon as they fail on the data so far, once the first
+    /// phase is over (`--abort-on-fail`).
+    pub abort_on: Vec<crate::thresholds::Threshold>,
 }
 
 /// The CLI's signal handler says here which signal asked the run to stop.
@@ -219,6 +222,8 @@ pub struct Engine {
     phase_name: &'static str,
     /// The signal that stopped the run, if one did.
     interrupted: Option<&'static str>,
+    /// The threshold that stopped the run, if one did.
+    aborted: Option<crate::thresholds::ThresholdResult>,
 }
 
 impl Engine {
@@ -281,6 +286,7 @@ impl Engine {
             served_ms: 0,
             phase_name: "-",
             interrupted: None,
+            aborted: None,
             cfg,
         }
     }
@@ -291,6 +297,13 @@ impl Engine {
         let phases = self.cfg.scenario.phases.clone();
         let mut next_phase = 0usize;
         let mut last_progress = clock::now();
+        let mut last_abort_check = clock::now();
+        let first_phase_end = phases.first().map_or(0, |p| match p.action {
+            PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
+                (p.at + window).as_millis() as u64
+            }
+            _ => p.at.as_millis() as u64,
+        });
         // Until the server has answered one check: when the first phase is over. Not with
         // injected faults, whose whole point may be a server that refuses everything for a
         // while (the pre-flight's connection still finds a server that is not there).
@@ -313,10 +326,15 @@ impl Engine {
                 // Stop the fleet: serve nothing more, let what is out come back (each request
                 // is bounded by its timeouts), report what there is.
                 self.interrupted = Some(signal);
-                while self.in_flight > 0 {
-                    self.wait_completion(None).await;
+                return Ok(self.drain_and_finish().await);
+            }
+            if self.served_ms > first_phase_end
+                && clock::now().duration_since(last_abort_check) >= Duration::from_millis(200)
+            {
+                last_abort_check = clock::now();
+                if self.threshold_failed() {
+                    return Ok(self.drain_and_finish().await);
                 }
-                return Ok(self.finish());
             }
             if self.cfg.progress.is_some()
                 && clock::now().duration_since(last_progress) >= Duration::from_millis(200)
@@ -350,6 +368,10 @@ impl Engine {
                 if !self.pace_to(at).await {
                     continue;
                 }
+                // Every request before the phase is in: a sure point to check the thresholds.
+                if at > first_phase_end && self.threshold_failed() {
+                    return Ok(self.drain_and_finish().await);
+                }
                 let action = phases[next_phase].action.clone();
                 self.served_ms = self.served_ms.max(at);
                 self.phase_name = action.name();
@@ -382,6 +404,27 @@ impl Engine {
             return Err(self.checks_refused());
         }
         Ok(self.finish())
+    }
+
+    /// Whether a `--abort-on-fail` threshold fails on the data so far (it is kept as the
+    /// reason).
+    fn threshold_failed(&mut self) -> bool {
+        let metrics = &self.metrics;
+        self.aborted = self
+            .cfg
+            .abort_on
+            .iter()
+            .find_map(|t| t.failing_now(metrics));
+        self.aborted.is_some()
+    }
+
+    /// The end of a run stopped early: what is in flight comes back (each request bounded by
+    /// its timeouts), then the report of what there is.
+    async fn drain_and_finish(mut self) -> RunOutcome {
+        while self.in_flight > 0 {
+            self.wait_completion(None).await;
+        }
+        self.finish()
     }
 
     /// The pre-flight's verdict on a server that took no check: what the checks got instead.

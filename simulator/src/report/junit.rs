@@ -51,6 +51,20 @@ fn cases(r: &Report) -> Vec<Case> {
                 .then(|| (format!("observed {}", t.observed_text()), String::new())),
         });
     }
+    if let Some(a) = &r.aborted {
+        cases.push(Case {
+            name: "run completed".into(),
+            failure: Some((
+                format!(
+                    "aborted at virtual {} ms: threshold {} failed (observed {})",
+                    a.at_virtual_ms,
+                    a.threshold.expression,
+                    a.threshold.observed_text()
+                ),
+                String::new(),
+            )),
+        });
+    }
     if let Some(i) = &r.interrupted {
         cases.push(Case {
             name: "run completed".into(),

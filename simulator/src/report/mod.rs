@@ -99,6 +99,9 @@ pub struct Report {
     /// schedule, or the run went as fast as the client can go (`time_scale: max`).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Set when a threshold stopped the run early (`--abort-on-fail`): the run fails.
+    #[serde(default)]
+    pub aborted: Option<Aborted>,
     /// Set when a signal stopped the run before its end: its verdicts are as things stood.
     #[serde(default)]
     pub interrupted: Option<Interrupted>,
@@ -111,6 +114,15 @@ pub struct Report {
 
 fn default_lag_bound_ms() -> u64 {
     100
+}
+
+/// A run a failing threshold stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    /// The threshold as it failed on the data at that point.
+    pub threshold: ThresholdResult,
+    /// The virtual instant the fleet stopped at.
+    pub at_virtual_ms: u64,
 }
 
 /// A run a signal stopped.
@@ -197,6 +209,7 @@ impl Report {
             && self.verdicts.passed == self.devices
             && !self.is_partial()
             && self.interrupted.is_none()
+            && self.aborted.is_none()
             && self.thresholds.iter().all(|t| t.passed)
     }
 
@@ -406,6 +419,9 @@ impl Report {
         if self.interrupted.is_none() {
             self.interrupted = r.interrupted;
         }
+        if self.aborted.is_none() {
+            self.aborted = r.aborted;
+        }
         self.devices += r.devices;
         self.wall_ms = self.wall_ms.max(r.wall_ms);
         for (endpoint, outcomes) in r.requests {
@@ -520,6 +536,7 @@ pub(crate) mod tests {
             thresholds: Vec::new(),
             lag_bound_ms: 100,
             warnings: Vec::new(),
+            aborted: None,
             interrupted: None,
             passed: false,
             histograms: Histograms {

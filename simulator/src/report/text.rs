@@ -33,6 +33,16 @@ pub fn render(r: &Report) -> String {
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
     let failed_thresholds = r.thresholds.iter().filter(|t| !t.passed).count();
     let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
+    if let Some(a) = &r.aborted {
+        let _ = writeln!(
+            out,
+            "ABORTED at virtual {} of {}: threshold {} failed (observed {}) with --abort-on-fail",
+            vtime(a.at_virtual_ms),
+            vtime(r.virtual_duration_ms),
+            a.threshold.expression,
+            a.threshold.observed_text()
+        );
+    }
     if let Some(i) = &r.interrupted {
         let _ = writeln!(
             out,
@@ -67,9 +77,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "virtual time {} in {wall:.1} s wall (time scale {}); {} requests ({:.0}/s wall); {:.1} MiB downloaded",
-        match &r.interrupted {
-            Some(i) => format!("{} of {}", vtime(i.at_virtual_ms), vtime(r.virtual_duration_ms)),
-            None => vtime(r.virtual_duration_ms),
+        match (&r.interrupted, &r.aborted) {
+            (Some(i), _) => format!("{} of {}", vtime(i.at_virtual_ms), vtime(r.virtual_duration_ms)),
+            (None, Some(a)) => format!("{} of {}", vtime(a.at_virtual_ms), vtime(r.virtual_duration_ms)),
+            (None, None) => vtime(r.virtual_duration_ms),
         },
         r.time_scale,
         r.total_requests(),

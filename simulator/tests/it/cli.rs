@@ -277,3 +277,46 @@ fn lag_is_reported_warned_about_and_gated_on() {
         "{stdout}"
     );
 }
+
+/// `--abort-on-fail` stops the run as soon as a threshold fails on the data so far (here at
+/// the first check: none is answered in under a microsecond), instead of running the scenario
+/// out; the reports say where and why, and the run fails.
+#[test]
+fn abort_on_fail_stops_the_run_at_the_first_failing_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = sim_scenario(
+        "rollout",
+        &[
+            "--threshold",
+            "check-internal.max<1us",
+            "--abort-on-fail",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ABORTED at virtual "), "{stdout}");
+    assert!(
+        stdout.contains("threshold check-internal.max<1us failed (observed "),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let at = json["aborted"]["at_virtual_ms"].as_u64().unwrap();
+    assert!(
+        at < 72 * 3_600_000,
+        "stopped before the end of the 3 days: {at}"
+    );
+    assert_eq!(
+        json["aborted"]["threshold"]["expression"],
+        "check-internal.max<1us"
+    );
+    let out = crate::schema::validate(&[report]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -97,6 +97,15 @@ fn header(html: &mut String, r: &Report) {
         r.total_requests(),
         r.bytes_downloaded as f64 / 1048576.0
     );
+    if let Some(a) = &r.aborted {
+        let _ = write!(
+            html,
+            r#"<p id="aborted" class="FAIL">Aborted at virtual {}: threshold {} failed (observed {}) with --abort-on-fail.</p>"#,
+            vtime(a.at_virtual_ms),
+            esc(&a.threshold.expression),
+            esc(&a.threshold.observed_text())
+        );
+    }
     if let Some(i) = &r.interrupted {
         let _ = write!(
             html,
