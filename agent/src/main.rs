@@ -3,12 +3,10 @@
 //! `activity` talk to the running daemon over its control socket (`status` falls back to the
 //! state directory when the daemon is down). See `docs/AGENT.md`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use ucupdate_agent::device::read_password;
 use ucupdate_agent::driver::config::DEFAULT_STATE_DIR;
 use ucupdate_agent::driver::{
@@ -16,104 +14,22 @@ use ucupdate_agent::driver::{
     RunOutcome, StatusReport,
 };
 
-/// The device side of the OCS 2007 R2 / Lync Device Update Service: discovery, checks,
-/// downloads, idle wait, install and reboot hooks.
-#[derive(Parser, Debug)]
-#[command(name = "ucupdate-agent", version, about, long_about = None)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
+mod cli;
 
-#[derive(Args, Debug)]
-struct Global {
-    /// The agent's TOML configuration (see agent.example.toml).
-    #[arg(
-        long,
-        short,
-        global = true,
-        value_name = "FILE",
-        env = "UCUPDATE_AGENT_CONFIG"
-    )]
-    config: Option<PathBuf>,
-    /// State directory (state.json, status.json, staging/, control.sock); overrides the
-    /// config's `state_dir` [default: /var/lib/ucupdate-agent].
-    #[arg(long, global = true, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the agent daemon.
-    Run(Box<RunArgs>),
-    /// Show the current version, the date of the last update, the server, the last check
-    /// and the last error (from the daemon, or from the state directory when it is down).
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Ask the running daemon to check for an update now.
-    CheckNow,
-    /// Sign a user in (what the phone's sign-in screen does); outside the firewall the
-    /// checks and downloads then authenticate with NTLM as this user.
-    SignIn {
-        /// `DOMAIN\user`, `user@domain` or `user`.
-        user: String,
-        /// File whose first line is the password (`-` reads standard input). Without it the
-        /// user is known but cannot authenticate.
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
-        /// Provisioned internal check URL (what in-band provisioning would carry).
-        #[arg(long, value_name = "URL")]
-        internal_url: Option<String>,
-        /// Provisioned external check URL.
-        #[arg(long, value_name = "URL")]
-        external_url: Option<String>,
-    },
-    /// Sign the user out: external checks are denied again.
-    SignOut,
-    /// Report user activity (restarts the idle wait before an install).
-    Activity,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// Internal check URL, e.g. http://pool.contoso.com/RequestHandler/ucdevice.upx
-    /// (`[machine] server_url`; skips discovery, as a RoundTable is configured).
-    #[arg(long, value_name = "URL")]
-    server: Option<String>,
-    /// External check URL (`[machine] external_server_url`).
-    #[arg(long, value_name = "URL")]
-    external_server: Option<String>,
-    /// The DHCP domain to discover ucupdates-r2.<domain> in (`[machine] dhcp_domain`).
-    #[arg(long, value_name = "DOMAIN")]
-    domain: Option<String>,
-    /// Ask this DNS server for discovery instead of resolv.conf (`[dns] nameserver`).
-    #[arg(long, value_name = "IP:PORT")]
-    dns_server: Option<SocketAddr>,
-    /// PEM bundle of the CAs to trust (`[tls] ca_bundle`); verification is always on.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Exit after the reboot hook so a supervisor restarts the agent (`[agent]
-    /// exit_on_reboot`).
-    #[arg(long)]
-    exit_on_reboot: bool,
-    /// Log format on standard error (filter with RUST_LOG, default info).
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
-}
+use cli::{Cli, Command, Global, LogFormat, Parsed, RunArgs};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Parsed::Run(cli) => cli,
+        Parsed::Print { text, code: 0 } => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Print { text, code } => {
+            eprintln!("{text}");
+            return ExitCode::from(code);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -366,6 +366,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     ca_params.not_before = date_time_ymd(2000, 1, 1);
     ca_params.not_after = date_time_ymd(2199, 12, 31);
     let ca_key = KeyPair::generate()?;
+    ca_params.serial_number = Some(fixed_length_serial(&ca_key));
     let ca_cert = longest(|| ca_params.self_signed(&ca_key))?;
     let issuer = Issuer::new(ca_params, ca_key);
 
@@ -384,6 +385,7 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
     let (y, m, d) = options.not_after;
     leaf_params.not_after = date_time_ymd(y, m, d);
     let leaf_key = KeyPair::generate()?;
+    leaf_params.serial_number = Some(fixed_length_serial(&leaf_key));
     let leaf = longest(|| leaf_params.signed_by(&leaf_key, &issuer))?;
     let key_pem = leaf_key.serialize_pem();
     let signer = CatalogSigner::from_pem(leaf.pem().as_bytes(), key_pem.as_bytes())?;
@@ -393,6 +395,16 @@ pub fn throwaway_signer(options: LeafOptions) -> Result<ThrowawaySigner, Catalog
         key_pem,
         signer,
     })
+}
+
+/// A 16-byte serial derived from the key, with its top bits set so its DER is always 16 bytes
+/// (rcgen's default drops leading zero bytes, so one certificate in about 128 came out a byte
+/// shorter, and with it every catalog that embeds it: sharded runs then disagreed on bytes).
+fn fixed_length_serial(key: &KeyPair) -> rcgen::SerialNumber {
+    let hash = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw());
+    let mut serial = hash.as_ref()[..16].to_vec();
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    rcgen::SerialNumber::from_slice(&serial)
 }
 
 /// A certificate whose ECDSA P-256 signature has the longest DER form (72 bytes), made again

@@ -12,6 +12,9 @@
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
+//! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
+//! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
+//! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
@@ -23,7 +26,10 @@ pub mod embedded;
 pub mod engine;
 pub mod faults;
 pub mod fleet;
+pub mod live;
 pub mod profile;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod thresholds;

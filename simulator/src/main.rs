@@ -1,6 +1,7 @@
 //! `ucupdate-sim`: run a fleet of virtual devices against a Device Update server, merge shard
-//! reports, list scenarios and profiles. Exit codes: 0 every expectation met, 1 a scenario's
-//! expectations failed, 2 the run could not be carried out.
+//! reports, list scenarios and profiles. Exit codes: 0 every expectation and threshold met, 1 a
+//! scenario's expectations or a threshold failed (or a partial merge), 2 a setup error (the
+//! run could not be carried out), 130 / 143 interrupted by SIGINT / SIGTERM.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -12,13 +13,14 @@ use ucupdate_agent::net::Timeouts;
 use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::HttpUrl;
 use ucupdate_simulator::embedded::HttpAdmin;
-use ucupdate_simulator::engine::{Progress, ProgressSink, TimeScale};
+use ucupdate_simulator::engine::{ProgressSink, TimeScale};
 use ucupdate_simulator::fleet::{DeviceSpec, FleetSpec, Shard};
 use ucupdate_simulator::profile::{self, Mix};
-use ucupdate_simulator::report::{html, text, Report};
+use ucupdate_simulator::report::outputs::Outputs;
+use ucupdate_simulator::report::Report;
 use ucupdate_simulator::runner::{self, CatalogTrustChoice, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
-use ucupdate_simulator::{clock, duration};
+use ucupdate_simulator::{clock, duration, progress};
 
 /// Fleets of virtual Communicator Phone Edition and RoundTable devices against a Device Update
 /// server. With no --server, a server stub runs in-process.
@@ -114,12 +116,8 @@ struct RunArgs {
     /// Run only shard I of N (global indices I, I+N, ...); merge the reports with `merge`.
     #[arg(long)]
     shard: Option<String>,
-    /// Write the JSON report here (`-`: standard output, and the summary goes to stderr).
-    #[arg(long)]
-    report: Option<PathBuf>,
-    /// Write the self-contained HTML report here (`-`: standard output).
-    #[arg(long)]
-    html: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// Print this device's timeline (virtual time, phase, event or action).
     #[arg(long)]
     trace_device: Option<u64>,
@@ -129,13 +127,35 @@ struct RunArgs {
     /// Turn TLS session resumption off (every connection a full handshake).
     #[arg(long)]
     no_tls_resumption: bool,
-    /// No live progress line.
+    /// No live progress (the bar on a terminal, the plain lines elsewhere).
     #[arg(long)]
     no_progress: bool,
+    /// Off a terminal, print a plain progress line this often (wall time).
+    #[arg(long, default_value = "10s", value_parser = scenario::duration_arg)]
+    progress_interval: std::time::Duration,
+    /// Serve the run's live numbers for Prometheus at http://ADDR/metrics (e.g. 127.0.0.1:9464;
+    /// port 0 picks one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Warn (console and reports) when the engine's p99 lag behind its schedule passes this.
+    #[arg(long, default_value = "100ms", value_parser = scenario::duration_arg)]
+    lag_warning: std::time::Duration,
     /// Wall-clock limit on each request's response head and body gaps (connect and TLS
     /// handshake: at most 10 s): what a stalled server costs each device.
     #[arg(long, default_value = "30s", value_parser = scenario::duration_arg)]
     request_timeout: std::time::Duration,
+    /// Unix time (seconds) at virtual time zero; shards of one run must share it. [default:
+    /// now; with --shard, 00:00 UTC today, so the shards of one job agree]
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    start_epoch: Option<u64>,
+    /// A pass/fail limit on the report, k6-style, on top of the scenario's [thresholds]:
+    /// `check-internal.p99<500ms`, `errors.rate<1%`, `devices.failed==0` (repeatable).
+    #[arg(long = "threshold", value_name = "EXPR")]
+    thresholds: Vec<String>,
+    /// Stop the run as soon as a threshold fails on the data so far (checked every 200 ms
+    /// once the first phase is over); the run then fails (exit 1).
+    #[arg(long)]
+    abort_on_fail: bool,
     /// Shorter scenario: override its virtual duration (e.g. `12h`).
     #[arg(long, value_parser = scenario::duration_arg)]
     duration: Option<std::time::Duration>,
@@ -146,12 +166,35 @@ struct MergeArgs {
     /// Shard reports (JSON).
     #[arg(required = true)]
     reports: Vec<PathBuf>,
-    /// Write the merged JSON report here (`-`: standard output).
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// Merge even with shards missing: the result is marked partial and fails (exit 1).
+    #[arg(long)]
+    allow_partial: bool,
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// Write the JSON report here (`-`: standard output, and the summary goes to stderr);
+    /// its schema is docs/report.schema.json.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Write the merged HTML report here (`-`: standard output).
+    /// Write the self-contained HTML report here (`-`: standard output).
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Write JUnit XML here: the verdicts and each threshold as a test case (`-`: stdout).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    fn to_outputs(&self) -> Outputs {
+        Outputs {
+            json: self.report.clone(),
+            html: self.html.clone(),
+            junit: self.junit.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -290,10 +333,9 @@ fn handler_url(text: &str, path: &str) -> Result<HttpUrl> {
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    if is_stdout(args.report.as_ref()) && is_stdout(args.html.as_ref()) {
-        // Before the run, not after it: a usage mistake must not cost a whole fleet's run.
-        bail!("--report - and --html - cannot both go to standard output");
-    }
+    let outputs = args.outputs.to_outputs();
+    outputs.check()?;
+    let thresholds = ucupdate_simulator::thresholds::parse_all(&args.thresholds)?;
     let mut scenario = Scenario::load(&args.scenario)?;
     if let Some(d) = args.duration {
         scenario.duration = d;
@@ -337,8 +379,37 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         },
     };
 
-    let show_progress = !args.no_progress && std::io::stderr().is_terminal();
-    let progress: Option<ProgressSink> = show_progress.then(|| progress_bar(scenario.duration));
+    let terminal = std::io::stderr().is_terminal();
+    let progress: ProgressSink = progress::sink(progress::Options {
+        start_line: progress::start_line(
+            &scenario.name,
+            shard.len(fleet.devices),
+            &format!("{}/{}", shard.index, shard.count),
+            time_scale,
+        ),
+        bar: !args.no_progress && terminal,
+        interval: (!args.no_progress && !terminal).then_some(args.progress_interval),
+        lag_warning: args.lag_warning,
+    });
+    let progress = match args.metrics {
+        None => progress,
+        Some(addr) => {
+            let latest = ucupdate_simulator::live::Latest::default();
+            let bound = ucupdate_simulator::live::serve(addr, latest.clone())
+                .await
+                .with_context(|| format!("--metrics {addr}"))?;
+            eprintln!("ucupdate-sim: metrics on http://{bound}/metrics");
+            let mut inner = progress;
+            Box::new(move |p: &ucupdate_simulator::engine::Progress| {
+                if let Ok(mut slot) = latest.lock() {
+                    *slot = Some(p.clone());
+                }
+                inner(p);
+            })
+        }
+    };
+    let (stop, signals) = tokio::sync::watch::channel(None);
+    listen_for_signals(stop)?;
 
     let catalog_trust = match args.trust.as_deref() {
         None => CatalogTrustChoice::Default,
@@ -364,8 +435,18 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             response_head: args.request_timeout,
             body_idle: args.request_timeout,
         },
-        start_unix_ms: clock::unix_millis(),
-        progress,
+        start_unix_ms: match (args.start_epoch, args.shard.is_some()) {
+            (Some(secs), _) => secs.saturating_mul(1000),
+            // Shard processes start apart; they agree on the day (pass --start-epoch to be
+            // sure across midnight).
+            (None, true) => clock::unix_millis() / 86_400_000 * 86_400_000,
+            (None, false) => clock::unix_millis(),
+        },
+        progress: Some(progress),
+        thresholds,
+        stop: Some(signals),
+        lag_bound: args.lag_warning,
+        abort_on_fail: args.abort_on_fail,
         ..RunSpec::embedded(scenario, fleet)
     };
     let outcome = runner::run(spec).await?;
@@ -376,8 +457,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         println!();
     }
-    write_outputs(&outcome.report, args.report.as_ref(), args.html.as_ref())?;
-    print_summary(&outcome.report, [args.report.as_ref(), args.html.as_ref()]);
+    outputs.write(&outcome.report)?;
+    if let Some(i) = &outcome.report.interrupted {
+        return Ok(ExitCode::from(signal_exit_code(&i.signal)));
+    }
     Ok(if outcome.report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -385,73 +468,37 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn progress_bar(duration: std::time::Duration) -> ProgressSink {
-    let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% virtual | {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = clock::now();
-    Box::new(move |p: &Progress| {
-        bar.set_position(p.virtual_ms);
-        let secs = clock::now()
-            .duration_since(started)
-            .as_secs_f64()
-            .max(0.001);
-        let phases: Vec<String> = p
-            .by_phase
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(name, n)| format!("{name}={n}"))
-            .collect();
-        bar.set_message(format!(
-            "{:.0} req/s, {} errors, {} in flight | {}",
-            p.requests as f64 / secs,
-            p.errors,
-            p.in_flight,
-            phases.join(" ")
-        ));
-    })
-}
-
-/// `-` as a report path names standard output (then the text summary goes to stderr, so that
-/// stdout holds the report alone and pipes into `jq`).
-fn is_stdout(path: Option<&PathBuf>) -> bool {
-    path.is_some_and(|p| p.as_os_str() == "-")
-}
-
-fn write_outputs(report: &Report, json: Option<&PathBuf>, page: Option<&PathBuf>) -> Result<()> {
-    if is_stdout(json) && is_stdout(page) {
-        bail!("--report - and --html - cannot both go to standard output");
-    }
-    let write = |path: &PathBuf, text: String| -> Result<()> {
-        if is_stdout(Some(path)) {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .context("writing the report to standard output")
-        } else {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-        }
-    };
-    if let Some(path) = json {
-        write(path, serde_json::to_string_pretty(report)?)?;
-    }
-    if let Some(path) = page {
-        write(path, html::render(report))?;
-    }
-    Ok(())
-}
-
-/// The text summary: on stdout, unless a report went there.
-fn print_summary(report: &Report, outputs: [Option<&PathBuf>; 2]) {
-    let summary = text::render(report);
-    if outputs.iter().any(|p| is_stdout(*p)) {
-        eprint!("{summary}");
+/// 128 + the signal's number, as a shell reports a process the signal ended.
+fn signal_exit_code(signal: &str) -> u8 {
+    if signal == "SIGTERM" {
+        143
     } else {
-        print!("{summary}");
+        130
     }
+}
+
+/// The first SIGINT or SIGTERM asks the run to stop (the fleet stops, the reports are written,
+/// marked interrupted); a second one exits at once.
+fn listen_for_signals(stop: tokio::sync::watch::Sender<Option<&'static str>>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        let mut next = async || {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        };
+        let first = next().await;
+        eprintln!("ucupdate-sim: {first}: stopping the fleet and writing the reports (send it again to quit at once)");
+        let _ = stop.send(Some(first));
+        let second = next().await;
+        eprintln!("ucupdate-sim: {second} again: quitting without the reports");
+        std::process::exit(i32::from(signal_exit_code(second)));
+    });
+    Ok(())
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode> {
@@ -463,9 +510,8 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         reports.push(report);
     }
-    let merged = Report::merge(reports)?;
-    write_outputs(&merged, args.report.as_ref(), args.html.as_ref())?;
-    print_summary(&merged, [args.report.as_ref(), args.html.as_ref()]);
+    let merged = Report::merge(reports, args.allow_partial)?;
+    args.outputs.to_outputs().write(&merged)?;
     Ok(if merged.passed() {
         ExitCode::SUCCESS
     } else {

@@ -12,10 +12,13 @@ use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
 use crate::embedded::{self, ControlAdmin, HttpAdmin};
-use crate::engine::{Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, Target, TimeScale};
+use crate::engine::{
+    Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, StopSignal, Target, TimeScale,
+};
 use crate::faults::FaultProxies;
-use crate::fleet::{FleetSpec, Shard};
+use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
+use crate::thresholds::Threshold;
 
 /// Where the devices go.
 pub enum Server {
@@ -63,6 +66,14 @@ pub struct RunSpec {
     pub start_unix_ms: u64,
     pub collect_digests: bool,
     pub progress: Option<ProgressSink>,
+    /// Thresholds on top of the scenario's `[thresholds]` (`--threshold`).
+    pub thresholds: Vec<Threshold>,
+    /// Stops the fleet early (the CLI's SIGINT/SIGTERM handler).
+    pub stop: Option<StopSignal>,
+    /// The engine's p99 lag past which the reports warn that it could not keep up.
+    pub lag_bound: std::time::Duration,
+    /// Stop the run as soon as a threshold fails on the data so far (`--abort-on-fail`).
+    pub abort_on_fail: bool,
 }
 
 impl RunSpec {
@@ -85,6 +96,10 @@ impl RunSpec {
             start_unix_ms: 1_795_600_000_000,
             collect_digests: false,
             progress: None,
+            thresholds: Vec::new(),
+            stop: None,
+            lag_bound: std::time::Duration::from_millis(100),
+            abort_on_fail: false,
         }
     }
 }
@@ -108,6 +123,79 @@ async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<Fault
             .unwrap_or(u64::MAX),
         proxies,
     })
+}
+
+/// How long the pre-flight waits for a TCP connection to the server.
+const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Setup mistakes found before the first device powers on (exit 2, not a fleet of failed
+/// verdicts): a fleet with no devices, a traced device the run does not hold, devices outside
+/// the firewall with no external URL to reach, a server nothing answers on.
+pub async fn preflight(spec: &RunSpec, target: &Target, has_admin: bool) -> anyhow::Result<()> {
+    let slots = spec.shard.len(spec.fleet.devices);
+    if spec.fleet.devices == 0 {
+        anyhow::bail!("--devices 0: a run needs at least one device");
+    }
+    if slots == 0 {
+        anyhow::bail!(
+            "shard {}/{} of {} devices holds no device",
+            spec.shard.index,
+            spec.shard.count,
+            spec.fleet.devices
+        );
+    }
+    if let Some(index) = spec.trace_device {
+        if index >= spec.fleet.devices {
+            anyhow::bail!(
+                "--trace-device {index}: no such device (the fleet has devices 0 to {})",
+                spec.fleet.devices - 1
+            );
+        }
+        if index % spec.shard.count != spec.shard.index {
+            anyhow::bail!(
+                "--trace-device {index} is not in shard {}/{} (it is in shard {}/{})",
+                spec.shard.index,
+                spec.shard.count,
+                index % spec.shard.count,
+                spec.shard.count
+            );
+        }
+    }
+    if let Some(phase) = spec.scenario.phases.iter().find(|p| p.action.is_admin()) {
+        if !has_admin {
+            anyhow::bail!(
+                "scenario {} changes the server's rules ({} at {}) but no admin API was given: give --admin URL and --admin-token-file FILE, or run against the embedded server",
+                spec.scenario.name,
+                phase.action.name(),
+                crate::duration::format_duration(phase.at)
+            );
+        }
+    }
+    if target.external.is_none() {
+        let outside = (0..slots)
+            .map(|slot| spec.shard.index + slot * spec.shard.count)
+            .filter(|&index| DeviceSpec::derive(index, &spec.fleet).external)
+            .count();
+        if outside > 0 {
+            anyhow::bail!(
+                "{outside} of the {slots} devices are outside the firewall (scenario {}, external share {}) and the server has no external URL: give --external-server URL",
+                spec.scenario.name,
+                spec.fleet.external_share
+            );
+        }
+    }
+    for url in std::iter::once(&target.internal).chain(target.external.as_ref()) {
+        let connect = tokio::net::TcpStream::connect(url.authority());
+        match tokio::time::timeout(PREFLIGHT_CONNECT, connect).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("server unreachable: connecting to {url}: {e}"),
+            Err(_) => anyhow::bail!(
+                "server unreachable: connecting to {url}: no answer within {} s",
+                PREFLIGHT_CONNECT.as_secs()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The devices' [`CatalogCheck`] for `choice`, given the embedded server's CA when there is one.
@@ -136,52 +224,59 @@ fn catalog_check(
     }
 }
 
-pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
+pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     let mut embedded = None;
     let mut embedded_ca = None;
-    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
-        match spec.server {
-            Server::Embedded { data_dir } => {
-                let e = embedded::start(
-                    &spec.fleet,
-                    &spec.user_domain,
-                    &spec.password_secret,
-                    data_dir,
-                )
-                .await?;
-                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
-                embedded_ca = Some(e.catalog_ca_pem().to_owned());
-                let parts = (
-                    e.target.clone(),
-                    Some(admin),
-                    Some(e.ca_pem.clone().into_bytes()),
-                );
-                embedded = Some(e);
-                parts
-            }
-            Server::Remote {
-                internal,
-                external,
+    let server = std::mem::replace(&mut spec.server, Server::Embedded { data_dir: None });
+    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) = match server {
+        Server::Embedded { data_dir } => {
+            let e = embedded::start(
+                &spec.fleet,
+                &spec.user_domain,
+                &spec.password_secret,
+                data_dir,
+            )
+            .await?;
+            let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+            embedded_ca = Some(e.catalog_ca_pem().to_owned());
+            let parts = (
+                e.target.clone(),
+                Some(admin),
+                Some(e.ca_pem.clone().into_bytes()),
+            );
+            embedded = Some(e);
+            parts
+        }
+        Server::Remote {
+            internal,
+            external,
+            admin,
+            ca_pem,
+        } => {
+            let addrs = tokio::net::lookup_host(internal.authority())
+                .await
+                .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
+                .map(|a| a.ip())
+                .collect();
+            let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
+            (
+                Target {
+                    label: internal.to_string(),
+                    internal,
+                    external,
+                    addrs,
+                },
                 admin,
                 ca_pem,
-            } => {
-                let addrs = tokio::net::lookup_host(internal.authority())
-                    .await?
-                    .map(|a| a.ip())
-                    .collect();
-                let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
-                (
-                    Target {
-                        label: internal.to_string(),
-                        internal,
-                        external,
-                        addrs,
-                    },
-                    admin,
-                    ca_pem,
-                )
-            }
-        };
+            )
+        }
+    };
+    if let Err(e) = preflight(&spec, &target, admin.is_some()).await {
+        if let Some(e) = embedded {
+            e.server.shutdown().await?;
+        }
+        return Err(e);
+    }
     let client = embedded::client(
         &target,
         &spec.dhcp_domain,
@@ -198,6 +293,8 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
         .flat_map(|f| f.proxies.values().cloned())
         .collect();
     let catalog = catalog_check(&spec.catalog_trust, embedded_ca.as_deref())?;
+    let mut thresholds = spec.scenario.thresholds()?;
+    thresholds.extend(spec.thresholds);
     let config = RunConfig {
         catalog,
         scenario: spec.scenario,
@@ -216,6 +313,12 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
         collect_digests: spec.collect_digests,
         progress: spec.progress,
         faults,
+        stop: spec.stop,
+        abort_on: if spec.abort_on_fail {
+            thresholds.clone()
+        } else {
+            Vec::new()
+        },
     };
     let outcome = Engine::new(config).run().await;
     for p in proxies {
@@ -226,5 +329,8 @@ pub async fn run(spec: RunSpec) -> anyhow::Result<RunOutcome> {
     if let Some(e) = embedded {
         e.server.shutdown().await?;
     }
-    Ok(outcome?)
+    let mut outcome = outcome?;
+    outcome.report.lag_bound_ms = spec.lag_bound.as_millis() as u64;
+    outcome.report.apply_thresholds(&thresholds);
+    Ok(outcome)
 }

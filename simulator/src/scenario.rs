@@ -11,6 +11,7 @@ use thiserror::Error;
 use ucupdate_agent::machine::MachineConfig;
 
 use crate::duration::{self, parse_duration};
+use crate::thresholds::{self, Threshold};
 
 /// The built-in scenarios: (name, TOML text).
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -62,6 +63,34 @@ pub struct Scenario {
     /// Faults injected between the devices and the server (`[faults]`).
     #[serde(default)]
     pub faults: Option<Faults>,
+    /// Pass/fail limits on the report's metrics, k6-style: `check-internal = ["p99<500ms"]`
+    /// is the threshold `check-internal.p99<500ms` (see [`crate::thresholds`]).
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, ThresholdNode>,
+}
+
+/// A `[thresholds]` entry: conditions on the metric its key names, or a table of deeper keys
+/// (`check-internal.intended = "p99<1s"` is a TOML dotted key, a nested table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ThresholdNode {
+    One(String),
+    Many(Vec<String>),
+    Table(BTreeMap<String, ThresholdNode>),
+}
+
+impl ThresholdNode {
+    fn expressions(&self, key: &str, out: &mut Vec<String>) {
+        match self {
+            ThresholdNode::One(c) => out.push(format!("{key}.{}", c.trim())),
+            ThresholdNode::Many(cs) => out.extend(cs.iter().map(|c| format!("{key}.{}", c.trim()))),
+            ThresholdNode::Table(t) => {
+                for (k, node) in t {
+                    node.expressions(&format!("{key}.{k}"), out);
+                }
+            }
+        }
+    }
 }
 
 /// A share of requests routed through a fault-injecting proxy, until the fault clears.
@@ -311,6 +340,7 @@ impl Scenario {
                 return Err(invalid(format!("{what} must be between 0 and 1")));
             }
         }
+        self.thresholds()?;
         self.agent
             .validate()
             .map_err(|e| invalid(format!("agent: {e}")))?;
@@ -323,6 +353,23 @@ impl Scenario {
             return Err(invalid(format!("fleet.links: unknown profile {name:?}")));
         }
         Ok(())
+    }
+
+    /// The scenario's `[thresholds]` as expressions (`check-internal.p99<500ms`).
+    pub fn threshold_expressions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, node) in &self.thresholds {
+            node.expressions(key, &mut out);
+        }
+        out
+    }
+
+    /// The scenario's `[thresholds]`, parsed.
+    pub fn thresholds(&self) -> Result<Vec<Threshold>, ScenarioError> {
+        thresholds::parse_all(&self.threshold_expressions()).map_err(|e| ScenarioError::Invalid {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// The link of a profile: its own entry in `[fleet.links]`, else the fleet's.
@@ -405,6 +452,30 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_keyed_by_metric_k6_style() {
+        let s = Scenario::parse(
+            "x",
+            "name='x'\ndescription='d'\nduration='1h'\n[[phase]]\nat='0s'\naction='power-on'\n\
+             [thresholds]\ncheck-internal = ['p99<500ms', 'p(95) < 200ms']\nerrors = 'rate<1%'\n\
+             devices = ['failed==0']\n\"check-internal.intended\" = 'p99<2s'\n\
+             download.intended = 'p99<9s'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.threshold_expressions(),
+            [
+                "check-internal.p99<500ms",
+                "check-internal.p(95) < 200ms",
+                "check-internal.intended.p99<2s",
+                "devices.failed==0",
+                "download.intended.p99<9s",
+                "errors.rate<1%",
+            ]
+        );
+        assert_eq!(s.thresholds().unwrap().len(), 6);
+    }
+
+    #[test]
     fn refuses_bad_scenarios_with_a_reason() {
         let base = "name='x'\ndescription='d'\nduration='1h'\n";
         let cases = [
@@ -422,6 +493,10 @@ mod tests {
             (
                 "[fleet.links.Nokia]\nbandwidth=1\n[[phase]]\nat='0s'\naction='power-on'\n",
                 "unknown profile",
+            ),
+            (
+                "[thresholds]\ncheck-internal = ['p99<500']\n[[phase]]\nat='0s'\naction='power-on'\n",
+                "threshold \"check-internal.p99<500\": \"500\" needs a unit",
             ),
         ];
         for (extra, needle) in cases {

@@ -241,3 +241,25 @@ async fn control_publish_signs_when_no_catalog_is_given() {
         Some(b"vendor".as_slice())
     );
 }
+
+/// Every throwaway signer's certificates, and so every catalog signed over the same files, have
+/// the same size: the simulator's shard processes each make their own signer and must agree
+/// on the bytes their devices download (a serial one byte shorter once broke that).
+#[test]
+fn throwaway_certificates_always_have_the_same_size() {
+    let sizes = |t: &ucupdate_server_stub::catalog::ThrowawaySigner| {
+        // Base64 of a fixed-size DER has a fixed length.
+        let catalog = t
+            .signer
+            .sign_files(&[("CPE.nbt", b"image")], 1_735_689_600)
+            .unwrap();
+        (t.ca_pem.len(), t.cert_pem.len(), catalog.len())
+    };
+    let first = sizes(&throwaway_signer(LeafOptions::default()).unwrap());
+    for _ in 0..300 {
+        assert_eq!(
+            sizes(&throwaway_signer(LeafOptions::default()).unwrap()),
+            first
+        );
+    }
+}

@@ -7,10 +7,13 @@ use ucupdate_protocol::FirmwareVersion;
 use super::device::Device;
 use super::metrics::{phase_label, Metric, OFF};
 use super::queue::NEVER;
-use super::{Engine, Progress, RunOutcome};
+use super::{Engine, Progress, RunOutcome, Stage};
 use crate::clock;
 use crate::fleet::DeviceSpec;
-use crate::report::{DeviceVerdict, Hist, Report, Verdicts, MAX_LISTED_FAILURES, REPORT_FORMAT};
+use crate::report::{
+    Aborted, DeviceVerdict, Hist, Histograms, Interrupted, Report, Verdicts, MAX_LISTED_FAILURES,
+    REPORT_FORMAT,
+};
 use crate::scenario::{Expect, FinalVersion};
 
 impl Engine {
@@ -25,12 +28,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn report_progress(&mut self) {
+    pub(super) fn report_progress(&mut self, stage: Stage) {
+        let virtual_ms = self
+            .next_item_time()
+            .unwrap_or(self.duration_ms)
+            .min(self.duration_ms);
+        let lag = &self.metrics.lag.0;
         let snapshot = Progress {
-            virtual_ms: self
-                .next_item_time()
-                .unwrap_or(self.duration_ms)
-                .min(self.duration_ms),
+            stage,
+            virtual_ms,
             duration_ms: self.duration_ms,
             requests: self.metrics.total_requests,
             errors: self.metrics.total_errors,
@@ -38,6 +44,26 @@ impl Engine {
             by_phase: (0..=OFF)
                 .map(|i| (phase_label(i), self.metrics.phase_count[i]))
                 .collect(),
+            phase: self.phase_name,
+            check_p99_us: self.metrics.check_p99_us(),
+            lag_p99_us: lag.value_at_quantile(0.99),
+            lag_max_us: lag.max(),
+            time_scale: self.cfg.time_scale,
+            outcomes: self.metrics.requests.clone(),
+            durations: self
+                .metrics
+                .latency
+                .iter()
+                .map(|(endpoint, h)| {
+                    let h = &h.0;
+                    let counts = super::DURATION_BOUNDS_US
+                        .iter()
+                        .map(|&b| h.count_between(0, b))
+                        .collect();
+                    (endpoint.clone(), counts, h.len(), h.mean() * h.len() as f64)
+                })
+                .collect(),
+            on_target: self.metrics.curve_target.iter().sum(),
         };
         if let Some(progress) = self.cfg.progress.as_mut() {
             progress(&snapshot);
@@ -45,7 +71,11 @@ impl Engine {
     }
 
     pub(super) fn finish(mut self) -> RunOutcome {
-        let end = self.duration_ms;
+        // An interrupted run ends where it stopped.
+        let end = self.served_ms.min(self.duration_ms);
+        if self.cfg.progress.is_some() {
+            self.report_progress(Stage::End);
+        }
         for slot in 0..self.devices.len() {
             let dev = &self.devices[slot];
             if dev.ever_on {
@@ -105,7 +135,7 @@ impl Engine {
             .map(|i| (phase_label(i).to_owned(), m.phase_ms[i]))
             .collect();
         let scenario = &self.cfg.scenario;
-        let report = Report {
+        let mut report = Report {
             format: REPORT_FORMAT,
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -115,28 +145,52 @@ impl Engine {
             shards: vec![format!("{}/{}", self.cfg.shard.index, self.cfg.shard.count)],
             time_scale: self.cfg.time_scale.to_string(),
             server: self.cfg.target.label.clone(),
+            start_unix_ms: self.cfg.start_unix_ms,
+            missing_shards: Vec::new(),
             virtual_duration_ms: self.duration_ms,
             wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
             requests: m.requests,
             errors: m.errors,
-            latency_us: m.latency,
-            latency_intended_us: m.latency_intended,
-            tls_handshake_us: m.tls,
+            endpoints: Default::default(),
+            tls_handshake_ms: Default::default(),
+            lag_ms: Default::default(),
+            convergence: Default::default(),
             bytes_downloaded: m.bytes,
             faults_injected: m.faults,
             phase_ms,
-            convergence_ms: convergence,
             arrivals_per_minute: m.arrivals,
             curve_bucket_ms: m.curve_bucket_ms,
             curve_target_delta: m.curve_target,
             curve_initial_delta: m.curve_initial,
+            requests_per_bucket: m.requests_by_bucket,
             verdicts,
             phases: scenario
                 .phases
                 .iter()
                 .map(|p| (p.at.as_millis() as u64, p.action.name().to_owned()))
                 .collect(),
+            thresholds: Vec::new(),
+            lag_bound_ms: 100,
+            warnings: Vec::new(),
+            aborted: self.aborted.take().map(|threshold| Aborted {
+                threshold,
+                at_virtual_ms: end,
+            }),
+            interrupted: self.interrupted.map(|signal| Interrupted {
+                signal: signal.to_owned(),
+                at_virtual_ms: end,
+            }),
+            passed: false,
+            histograms: Histograms {
+                latency_us: m.latency,
+                latency_intended_us: m.latency_intended,
+                tls_handshake_us: m.tls,
+                lag_us: m.lag,
+                convergence_ms: convergence,
+                check_latency_by_bucket_us: m.check_latency_by_bucket,
+            },
         };
+        report.finalize();
         RunOutcome {
             report,
             trace: self.trace,

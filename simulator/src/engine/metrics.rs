@@ -8,6 +8,7 @@ use std::time::Duration;
 use ucupdate_agent::machine::Phase;
 
 use crate::report::Hist;
+use crate::thresholds::{Histogram, Measured};
 
 /// The phase slot of a device that is powered off (rebooting, or not on yet).
 pub(super) const OFF: usize = Phase::ALL.len();
@@ -22,8 +23,9 @@ pub(super) fn phase_label(slot: usize) -> &'static str {
 
 /// Something worth counting.
 pub(super) enum Metric {
-    /// A request finished (in wall time).
+    /// A request finished (in wall time); its answer reaches the device at virtual `t`.
     Request {
+        t: u64,
         endpoint: &'static str,
         outcome: String,
         error: Option<&'static str>,
@@ -33,6 +35,8 @@ pub(super) enum Metric {
         tls_handshake: Option<Duration>,
         bytes_received: u64,
     },
+    /// An item was served `behind` its due wall instant (paced runs).
+    Lag { behind: Duration },
     /// A check left a device at virtual `t`.
     CheckIssued { t: u64 },
     /// A request was sent through a fault proxy.
@@ -63,6 +67,8 @@ pub(super) struct Metrics {
     pub latency: BTreeMap<String, Hist>,
     pub latency_intended: BTreeMap<String, Hist>,
     pub tls: Hist,
+    /// Wall µs each item was served after it was due (paced runs only).
+    pub lag: Hist,
     pub bytes: u64,
     pub phase_ms: [u64; OFF + 1],
     pub phase_count: [u64; OFF + 1],
@@ -70,12 +76,31 @@ pub(super) struct Metrics {
     pub curve_bucket_ms: u64,
     pub curve_target: Vec<i64>,
     pub curve_initial: Vec<i64>,
+    /// Requests answered per curve bucket (by the virtual instant of the answer).
+    pub requests_by_bucket: Vec<u64>,
+    /// Checks' service time per curve bucket, µs: latency over virtual time, mergeable.
+    pub check_latency_by_bucket: Vec<Hist>,
     pub total_requests: u64,
     pub total_errors: u64,
     pub faults: BTreeMap<String, u64>,
+    /// Checks that came back, and of those the ones the server answered (an offer, "no
+    /// update", or a 401 denial): the pre-flight's evidence that the server takes checks.
+    pub checks_done: u64,
+    pub checks_answered: u64,
 }
 
 impl Metrics {
+    /// p99 so far of the checks' service time, µs (the slower endpoint's).
+    pub fn check_p99_us(&self) -> u64 {
+        ["check-internal", "check-external"]
+            .iter()
+            .filter_map(|e| self.latency.get(*e))
+            .filter(|h| !h.0.is_empty())
+            .map(|h| h.0.value_at_quantile(0.99))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// For a run of `duration_ms` with `devices` devices, all off.
     pub fn new(duration_ms: u64, devices: u64) -> Metrics {
         let curve_bucket_ms = (duration_ms / CURVE_BUCKETS).max(1);
@@ -88,6 +113,7 @@ impl Metrics {
             latency: BTreeMap::new(),
             latency_intended: BTreeMap::new(),
             tls: Hist::new(),
+            lag: Hist::new(),
             bytes: 0,
             phase_ms: [0; OFF + 1],
             phase_count,
@@ -95,9 +121,13 @@ impl Metrics {
             curve_bucket_ms,
             curve_target: vec![0; buckets],
             curve_initial: vec![0; buckets],
+            requests_by_bucket: vec![0; buckets],
+            check_latency_by_bucket: vec![Hist::new(); buckets],
             total_requests: 0,
             total_errors: 0,
             faults: BTreeMap::new(),
+            checks_done: 0,
+            checks_answered: 0,
         }
     }
 
@@ -105,6 +135,7 @@ impl Metrics {
         let us = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         match metric {
             Metric::Request {
+                t,
                 endpoint,
                 outcome,
                 error,
@@ -114,6 +145,16 @@ impl Metrics {
                 bytes_received,
             } => {
                 self.total_requests += 1;
+                let bucket =
+                    ((t / self.curve_bucket_ms) as usize).min(self.requests_by_bucket.len() - 1);
+                self.requests_by_bucket[bucket] += 1;
+                if endpoint.starts_with("check") {
+                    self.check_latency_by_bucket[bucket].record(us(latency));
+                    self.checks_done += 1;
+                    if matches!(error, None | Some("unauthorized")) {
+                        self.checks_answered += 1;
+                    }
+                }
                 *self
                     .requests
                     .entry(endpoint.into())
@@ -139,6 +180,7 @@ impl Metrics {
                     self.bytes += bytes_received;
                 }
             }
+            Metric::Lag { behind } => self.lag.record(us(behind)),
             Metric::CheckIssued { t } => {
                 if let Some(n) = self.arrivals.get_mut((t / 60_000) as usize) {
                     *n += 1;
@@ -169,6 +211,31 @@ impl Metrics {
                 self.curve_initial[bucket] += i64::from(now.1);
             }
         }
+    }
+}
+
+/// Thresholds read the metrics so far for `--abort-on-fail`; verdicts come only at the end.
+impl Measured for Metrics {
+    fn histogram(&self, which: Histogram<'_>) -> Option<&Hist> {
+        match which {
+            Histogram::Service(e) => self.latency.get(e),
+            Histogram::Intended(e) => self.latency_intended.get(e),
+            Histogram::Tls => Some(&self.tls),
+            Histogram::Lag => Some(&self.lag),
+            Histogram::Convergence => None,
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.total_requests
+    }
+
+    fn request_errors(&self) -> u64 {
+        self.total_errors
+    }
+
+    fn verdicts(&self) -> Option<(u64, u64)> {
+        None
     }
 }
 

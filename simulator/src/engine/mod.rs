@@ -57,7 +57,7 @@ use crate::report::Report;
 use crate::scenario::{Link, PhaseAction, Scenario};
 
 use device::Device;
-use metrics::Metrics;
+use metrics::{Metric, Metrics};
 use perform::Completion;
 pub use queue::TimeScale;
 use queue::{Next, Queues};
@@ -104,7 +104,16 @@ pub struct RunConfig {
     pub progress: Option<ProgressSink>,
     /// Fault-injecting proxies in front of the server, when the scenario has `[faults]`.
     pub faults: Option<FaultRouting>,
+    /// Set to the signal's name (`SIGINT`) to stop the fleet: the run ends early, drains the
+    /// requests in flight and reports what it has, marked interrupted.
+    pub stop: Option<StopSignal>,
+    /// Thresholds that stop the run as soon as they fail on the data so far, once the first
+    /// phase is over (`--abort-on-fail`).
+    pub abort_on: Vec<crate::thresholds::Threshold>,
 }
+
+/// The CLI's signal handler says here which signal asked the run to stop.
+pub type StopSignal = tokio::sync::watch::Receiver<Option<&'static str>>;
 
 /// Where faulted requests go: per upstream port, the proxies in front of that listener.
 pub struct FaultRouting {
@@ -114,12 +123,25 @@ pub struct FaultRouting {
     pub proxies: HashMap<u16, Arc<FaultProxies>>,
 }
 
+/// Which snapshot a [`Progress`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// The fleet starts (virtual time zero, the server set up).
+    #[default]
+    Start,
+    Running,
+    /// The run is over (or stopped); the report follows.
+    End,
+}
+
 /// Receives progress snapshots (the CLI's live line).
 pub type ProgressSink = Box<dyn FnMut(&Progress) + Send>;
 
-/// A snapshot for the live progress line.
+/// A snapshot for the live progress line. The first is taken when the fleet starts (virtual
+/// time zero, after the server's set-up), the last when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    pub stage: Stage,
     pub virtual_ms: u64,
     pub duration_ms: u64,
     pub requests: u64,
@@ -127,7 +149,28 @@ pub struct Progress {
     pub in_flight: usize,
     /// Devices per lifecycle phase, plus powered off.
     pub by_phase: Vec<(&'static str, u64)>,
+    /// The scenario phase last run (`power-on`, `approve`...).
+    pub phase: &'static str,
+    /// p99 so far of the checks' service time (the slower of the internal and external), µs.
+    pub check_p99_us: u64,
+    /// p99 and max so far of how far behind its schedule the engine served, wall µs.
+    pub lag_p99_us: u64,
+    pub lag_max_us: u64,
+    pub time_scale: TimeScale,
+    /// Requests by endpoint and outcome so far.
+    pub outcomes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Per endpoint, service time so far as cumulative counts at [`DURATION_BOUNDS_US`], plus
+    /// the count and the sum in µs (a Prometheus histogram).
+    pub durations: Vec<(String, Vec<u64>, u64, f64)>,
+    /// Devices that have run the target version since, and still do.
+    pub on_target: i64,
 }
+
+/// The bucket bounds of the live request-duration histogram, µs.
+pub const DURATION_BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
 
 /// What a run produced.
 pub struct RunOutcome {
@@ -147,6 +190,14 @@ pub enum EngineError {
     },
     #[error("server admin {op} failed: {reason}")]
     Admin { op: &'static str, reason: String },
+    /// A setup error, not a fleet result: every verdict would fail for one reason the run
+    /// cannot fix, so the run stops at the end of its first phase instead of running on.
+    #[error("the server refused every check before the first phase ended ({done} checks: {outcomes}): is {server} the Device Update check URL?")]
+    ChecksRefused {
+        done: u64,
+        outcomes: String,
+        server: String,
+    },
 }
 
 pub struct Engine {
@@ -168,6 +219,14 @@ pub struct Engine {
     duration_ms: u64,
     sign_in_phase: bool,
     provisioning: Provisioning,
+    /// The virtual instant last served (where an interrupted run ends).
+    served_ms: u64,
+    /// The scenario phase last run.
+    phase_name: &'static str,
+    /// The signal that stopped the run, if one did.
+    interrupted: Option<&'static str>,
+    /// The threshold that stopped the run, if one did.
+    aborted: Option<crate::thresholds::ThresholdResult>,
 }
 
 impl Engine {
@@ -228,6 +287,10 @@ impl Engine {
             duration_ms,
             sign_in_phase,
             provisioning,
+            served_ms: 0,
+            phase_name: "-",
+            interrupted: None,
+            aborted: None,
             cfg,
         }
     }
@@ -238,18 +301,68 @@ impl Engine {
         let phases = self.cfg.scenario.phases.clone();
         let mut next_phase = 0usize;
         let mut last_progress = clock::now();
+        let mut last_abort_check = clock::now();
+        let first_phase_end = phases.first().map_or(0, |p| match p.action {
+            PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
+                (p.at + window).as_millis() as u64
+            }
+            _ => p.at.as_millis() as u64,
+        });
+        // Until the server has answered one check: when the first phase is over. Not with
+        // injected faults, whose whole point may be a server that refuses everything for a
+        // while (the pre-flight's connection still finds a server that is not there).
+        let mut refusal_watch =
+            phases
+                .first()
+                .filter(|_| self.cfg.faults.is_none())
+                .map(|p| match p.action {
+                    PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
+                        (p.at + window).as_millis() as u64
+                    }
+                    _ => p.at.as_millis() as u64,
+                });
+        self.report_progress(Stage::Start);
         loop {
             while let Ok(c) = self.rx.try_recv() {
                 self.complete(c);
+            }
+            if let Some(signal) = self.cfg.stop.as_ref().and_then(|s| *s.borrow()) {
+                // Stop the fleet: serve nothing more, let what is out come back (each request
+                // is bounded by its timeouts), report what there is.
+                self.interrupted = Some(signal);
+                return Ok(self.drain_and_finish().await);
+            }
+            if self.served_ms > first_phase_end
+                && clock::now().duration_since(last_abort_check) >= Duration::from_millis(200)
+            {
+                last_abort_check = clock::now();
+                if self.threshold_failed() {
+                    return Ok(self.drain_and_finish().await);
+                }
             }
             if self.cfg.progress.is_some()
                 && clock::now().duration_since(last_progress) >= Duration::from_millis(200)
             {
                 last_progress = clock::now();
-                self.report_progress();
+                self.report_progress(Stage::Running);
             }
             let next_item = self.next_item_time();
             let phase_at = phases.get(next_phase).map(|p| p.at.as_millis() as u64);
+            // The virtual clock is about to pass the end of the first phase (the run's end is
+            // checked after the loop).
+            let horizon = match (next_item, phase_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if refusal_watch.is_some_and(|end| horizon.is_some_and(|t| t > end)) {
+                if self.metrics.checks_answered > 0 {
+                    refusal_watch = None;
+                } else if self.metrics.checks_done > 0 && self.in_flight == 0 {
+                    // At `max` virtual time runs ahead of the answers: decide only when no
+                    // request that could still be answered is out.
+                    return Err(self.checks_refused());
+                }
+            }
             if let Some(at) = phase_at.filter(|&at| next_item.is_none_or(|t| at <= t)) {
                 // A barrier: no request issued before a phase races the change it makes.
                 if self.in_flight > 0 {
@@ -259,7 +372,13 @@ impl Engine {
                 if !self.pace_to(at).await {
                     continue;
                 }
+                // Every request before the phase is in: a sure point to check the thresholds.
+                if at > first_phase_end && self.threshold_failed() {
+                    return Ok(self.drain_and_finish().await);
+                }
                 let action = phases[next_phase].action.clone();
+                self.served_ms = self.served_ms.max(at);
+                self.phase_name = action.name();
                 self.run_phase(&action, at).await?;
                 next_phase += 1;
                 continue;
@@ -278,9 +397,54 @@ impl Engine {
             if !self.pace_to(t).await {
                 continue;
             }
+            self.served_ms = self.served_ms.max(t);
             self.serve_next();
         }
+        self.served_ms = self.duration_ms;
+        if refusal_watch.is_some()
+            && self.metrics.checks_answered == 0
+            && self.metrics.checks_done > 0
+        {
+            return Err(self.checks_refused());
+        }
         Ok(self.finish())
+    }
+
+    /// Whether a `--abort-on-fail` threshold fails on the data so far (it is kept as the
+    /// reason).
+    fn threshold_failed(&mut self) -> bool {
+        let metrics = &self.metrics;
+        self.aborted = self
+            .cfg
+            .abort_on
+            .iter()
+            .find_map(|t| t.failing_now(metrics));
+        self.aborted.is_some()
+    }
+
+    /// The end of a run stopped early: what is in flight comes back (each request bounded by
+    /// its timeouts), then the report of what there is.
+    async fn drain_and_finish(mut self) -> RunOutcome {
+        while self.in_flight > 0 {
+            self.wait_completion(None).await;
+        }
+        self.finish()
+    }
+
+    /// The pre-flight's verdict on a server that took no check: what the checks got instead.
+    fn checks_refused(&self) -> EngineError {
+        let outcomes: Vec<String> = self
+            .metrics
+            .requests
+            .iter()
+            .filter(|(endpoint, _)| endpoint.starts_with("check"))
+            .flat_map(|(endpoint, by)| by.iter().map(move |(o, n)| format!("{endpoint} {o}={n}")))
+            .collect();
+        EngineError::ChecksRefused {
+            done: self.metrics.checks_done,
+            outcomes: outcomes.join(", "),
+            server: self.cfg.target.label.clone(),
+        }
     }
 
     fn next_item_time(&mut self) -> Option<u64> {
@@ -290,27 +454,43 @@ impl Engine {
 
     /// Waits until virtual time `t` is due on the wall clock. Returns false when a completion
     /// arrived first (the caller re-evaluates what is next).
+    /// An item served late is lag: how far the engine ran behind its schedule (an engine that
+    /// cannot keep up stretches the scenario and, in the intended latency, makes the server
+    /// look slow).
     async fn pace_to(&mut self, t: u64) -> bool {
         let Some(due) = self.cfg.time_scale.due(self.wall_start, t) else {
             return true;
         };
-        if clock::now() >= due {
-            return true;
+        if clock::now() < due {
+            self.wait_completion(Some(due)).await;
         }
-        self.wait_completion(Some(due)).await;
-        clock::now() >= due
+        let now = clock::now();
+        if now < due {
+            return false;
+        }
+        self.metrics.record(Metric::Lag {
+            behind: now.duration_since(due),
+        });
+        true
     }
 
+    /// Waits for a completion, at most until `until` (or 200 ms), or until a stop arrives.
     async fn wait_completion(&mut self, until: Option<tokio::time::Instant>) {
-        let received = match until {
-            Some(due) => tokio::select! {
-                c = self.rx.recv() => c,
-                _ = tokio::time::sleep_until(due) => None,
-            },
-            None => tokio::time::timeout(Duration::from_millis(200), self.rx.recv())
-                .await
-                .ok()
-                .flatten(),
+        let due = until.unwrap_or_else(|| clock::now() + Duration::from_millis(200));
+        let stop = async {
+            match self.cfg.stop.as_mut() {
+                Some(s) if s.borrow().is_none() => {
+                    let _ = s.changed().await;
+                }
+                // Stopping already, or nobody can stop the run: only a completion or the
+                // deadline ends the wait.
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let received = tokio::select! {
+            c = self.rx.recv() => c,
+            _ = tokio::time::sleep_until(due) => None,
+            _ = stop => None,
         };
         if let Some(c) = received {
             self.complete(c);

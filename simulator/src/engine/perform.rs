@@ -281,6 +281,7 @@ impl Engine {
         self.in_flight -= 1;
         let (outcome, error) = outcome_of(c.done.error.as_ref(), c.done.stats.status);
         self.metrics.record(Metric::Request {
+            t: c.stamp,
             endpoint: c.endpoint,
             outcome,
             error,

@@ -16,9 +16,10 @@ use crate::clock;
 pub(super) const NEVER: u64 = u64::MAX;
 
 /// How virtual time relates to wall time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum TimeScale {
-    /// Serve every item as soon as the previous one is done.
+    /// Serve every item as soon as the previous one is done: as fast as the client can go.
+    #[default]
     Max,
     /// Virtual seconds per wall second.
     Factor(f64),

@@ -17,10 +17,11 @@ fn latency_row(out: &mut String, name: &str, h: &Hist) {
     let s = h.summary();
     let _ = writeln!(
         out,
-        "  {name:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "  {name:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         s.count,
         ms(s.p50),
         ms(s.p90),
+        ms(s.p95),
         ms(s.p99),
         ms(s.p999),
         ms(s.max)
@@ -30,13 +31,44 @@ fn latency_row(out: &mut String, name: &str, h: &Hist) {
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let verdict = if r.passed() { "PASS" } else { "FAIL" };
+    let failed_thresholds = r.thresholds.iter().filter(|t| !t.passed).count();
     let _ = writeln!(out, "scenario {} — {}", r.scenario, r.description);
+    if let Some(a) = &r.aborted {
+        let _ = writeln!(
+            out,
+            "ABORTED at virtual {} of {}: threshold {} failed (observed {}) with --abort-on-fail",
+            vtime(a.at_virtual_ms),
+            vtime(r.virtual_duration_ms),
+            a.threshold.expression,
+            a.threshold.observed_text()
+        );
+    }
+    if let Some(i) = &r.interrupted {
+        let _ = writeln!(
+            out,
+            "INTERRUPTED by {} at virtual {} of {}: the fleet was stopped early; the verdicts are as things stood",
+            i.signal,
+            vtime(i.at_virtual_ms),
+            vtime(r.virtual_duration_ms)
+        );
+    }
+    if r.is_partial() {
+        let _ = writeln!(
+            out,
+            "PARTIAL: shards {} missing (merged with --allow-partial): this report does not cover the fleet",
+            r.missing_shards.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
-        "{verdict}: {} of {} devices met expectations ({} failed); seed {}, shards {}, server {}",
+        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}, shards {}, server {}",
         r.verdicts.passed,
         r.devices,
         r.verdicts.failed,
+        match failed_thresholds {
+            0 => String::new(),
+            n => format!(", {n} of {} thresholds failed", r.thresholds.len()),
+        },
         r.seed,
         r.shards.join(","),
         r.server
@@ -45,7 +77,11 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "virtual time {} in {wall:.1} s wall (time scale {}); {} requests ({:.0}/s wall); {:.1} MiB downloaded",
-        vtime(r.virtual_duration_ms),
+        match (&r.interrupted, &r.aborted) {
+            (Some(i), _) => format!("{} of {}", vtime(i.at_virtual_ms), vtime(r.virtual_duration_ms)),
+            (None, Some(a)) => format!("{} of {}", vtime(a.at_virtual_ms), vtime(r.virtual_duration_ms)),
+            (None, None) => vtime(r.virtual_duration_ms),
+        },
         r.time_scale,
         r.total_requests(),
         if wall > 0.0 { r.total_requests() as f64 / wall } else { 0.0 },
@@ -58,24 +94,47 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "  {endpoint:<16} {}", parts.join("  "));
     }
 
-    let _ = writeln!(out, "\nlatency, ms (service time: send to end of reply)");
+    let pace = if r.time_scale == "max" {
+        ", time scale max: a client going as fast as it can"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "endpoint", "count", "p50", "p90", "p99", "p99.9", "max"
+        "\nlatency, ms (service time: send to end of reply{pace})"
     );
-    for (name, h) in &r.latency_us {
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "endpoint", "count", "p50", "p90", "p95", "p99", "p99.9", "max"
+    );
+    for (name, h) in &r.histograms.latency_us {
         latency_row(&mut out, name, h);
     }
     let _ = writeln!(
         out,
         "latency, ms, from the intended send time (coordinated omission corrected)"
     );
-    for (name, h) in &r.latency_intended_us {
+    for (name, h) in &r.histograms.latency_intended_us {
         latency_row(&mut out, name, h);
     }
-    if !r.tls_handshake_us.0.is_empty() {
-        latency_row(&mut out, "tls handshake", &r.tls_handshake_us);
+    if !r.histograms.tls_handshake_us.0.is_empty() {
+        latency_row(&mut out, "tls handshake", &r.histograms.tls_handshake_us);
+    }
+    if r.histograms.lag_us.0.is_empty() {
+        let _ = writeln!(
+            out,
+            "lag behind schedule: none measured (time scale max: as fast as the client can go)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "lag, ms: how far behind its schedule the engine served (wall time)"
+        );
+        latency_row(&mut out, "lag", &r.histograms.lag_us);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
 
     if !r.errors.is_empty() {
@@ -107,12 +166,12 @@ pub fn render(r: &Report) -> String {
         }
     }
 
-    if !r.convergence_ms.0.is_empty() {
+    if !r.histograms.convergence_ms.0.is_empty() {
         let q = |s: f64| r.convergence_at(s).map(vtime).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
             "\nconvergence after the last offer change ({} devices): 50% {}  90% {}  99% {}  100% {}",
-            r.convergence_ms.0.len(),
+            r.histograms.convergence_ms.0.len(),
             q(0.5),
             q(0.9),
             q(0.99),
@@ -124,6 +183,24 @@ pub fn render(r: &Report) -> String {
         out,
         "check arrivals per virtual minute: peak {peak}, mean {mean:.2}, peak-to-mean {ratio:.1}"
     );
+
+    if !r.thresholds.is_empty() {
+        let failed = r.thresholds.iter().filter(|t| !t.passed).count();
+        let _ = writeln!(
+            out,
+            "\nthresholds ({} passed, {failed} failed):",
+            r.thresholds.len() - failed
+        );
+        for t in &r.thresholds {
+            let _ = writeln!(
+                out,
+                "  {} {:<40} observed {}",
+                if t.passed { "pass" } else { "FAIL" },
+                t.expression,
+                t.observed_text()
+            );
+        }
+    }
 
     if r.verdicts.failed > 0 {
         let reasons: Vec<String> = r
@@ -150,9 +227,64 @@ mod tests {
 
     #[test]
     fn summary_names_the_verdict_and_the_failed_devices() {
-        let text = render(&crate::report::tests::sample("0/1", 5, 1));
+        let mut r = crate::report::tests::sample("0/2", 5, 1);
+        r.missing_shards = vec!["1/2".into()];
+        let text = render(&r);
+        assert!(text.contains("PARTIAL: shards 1/2 missing"), "{text}");
+        assert!(
+            text.contains("lag behind schedule: none measured (time scale max"),
+            "{text}"
+        );
         assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
         assert!(text.contains("--trace-device 5"), "{text}");
         assert!(text.contains("check-internal"), "{text}");
+    }
+
+    #[test]
+    fn an_interrupted_run_and_a_lagging_engine_say_so() {
+        let mut r = crate::report::tests::sample("0/1", 5, 0);
+        r.time_scale = "3600".into();
+        r.histograms.lag_us.record(250_000);
+        r.interrupted = Some(crate::report::Interrupted {
+            signal: "SIGTERM".into(),
+            at_virtual_ms: 3_600_000,
+        });
+        r.finalize();
+        assert!(!r.passed);
+        let text = render(&r);
+        assert!(
+            text.contains("INTERRUPTED by SIGTERM at virtual 1h of 1h"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "warning: the simulator could not keep up: it served devices 250 ms (p99"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with("lag ") && l.contains("250.")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn summary_lists_every_threshold_and_a_failed_one_fails_the_run() {
+        let mut r = crate::report::tests::sample("0/1", 5, 0);
+        let thresholds =
+            crate::thresholds::parse_all(&["check-internal.p95<1s", "errors.rate<1%"]).unwrap();
+        r.apply_thresholds(&thresholds);
+        let text = render(&r);
+        assert!(
+            text.contains(
+                "FAIL: 5 of 5 devices met expectations (0 failed), 1 of 2 thresholds failed"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("pass check-internal.p95<1s"), "{text}");
+        assert!(text.contains("FAIL errors.rate<1%"), "{text}");
+        assert!(text.contains("observed 10.00%"), "{text}");
+        assert!(!r.passed && !r.passed());
     }
 }

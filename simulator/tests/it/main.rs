@@ -3,8 +3,16 @@
 //! - `scenarios`: every built-in scenario against the embedded stub, verdicts checked, and
 //!   reproducibility from the seed;
 //! - `cli`: the binary's output options (`--report -`);
-//! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report.
+//! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
+//! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs);
+//! - `schema`: every shape of JSON report validates against `docs/report.schema.json`;
+//! - `interrupt`: SIGINT / SIGTERM to the binary write every report, marked interrupted;
+//! - `live`: `--metrics` serves the run's numbers for Prometheus while it runs.
 
 mod cli;
+mod interrupt;
+mod live;
 mod scenarios;
+mod schema;
+mod setup;
 mod shards;

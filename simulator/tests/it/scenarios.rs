@@ -174,7 +174,7 @@ async fn shards_in_process_merge_to_the_whole_fleet() {
         spec.shard = Shard { index: i, count: 4 };
         parts.push(runner::run(spec).await.unwrap().report);
     }
-    let merged = ucupdate_simulator::report::Report::merge(parts).unwrap();
+    let merged = ucupdate_simulator::report::Report::merge(parts, false).unwrap();
     assert_eq!(merged.devices, whole.devices);
     assert_eq!(merged.requests, whole.requests);
     assert_eq!(merged.verdicts, whole.verdicts);
@@ -259,12 +259,11 @@ async fn rollout_converges_through_injected_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_answers_nothing_fails_every_verdict() {
-    // Nothing listens on this port: every check fails to connect. Devices staying on their
-    // version is then no success — only checks the server answered count.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+async fn a_server_that_refuses_every_check_is_a_setup_error_not_failed_verdicts() {
+    // A web server that is not a Device Update server: every check gets a 404. Devices staying
+    // on their version would be no success, and a fleet of failed verdicts would hide the
+    // mistake: the run stops when the first phase is over, with a setup error.
+    let port = crate::setup::refusing_server();
     let scenario = Scenario::load("boot-storm").unwrap();
     let fleet = fleet(&scenario, 20, 4);
     let mut spec = RunSpec::embedded(scenario, fleet);
@@ -276,15 +275,10 @@ async fn a_server_that_answers_nothing_fails_every_verdict() {
         admin: None,
         ca_pem: None,
     };
-    let r = runner::run(spec).await.unwrap().report;
-    assert!(!r.passed());
-    assert_eq!(
-        r.verdicts.by_reason.get("too-few-answered-checks"),
-        Some(&20),
-        "{:?}",
-        r.verdicts
-    );
-    assert!(r.errors.get("connect").copied().unwrap_or(0) > 0);
+    let err = runner::run(spec).await.err().expect("a setup error");
+    let text = format!("{err:#}");
+    assert!(text.contains("refused every check"), "{text}");
+    assert!(text.contains("check-internal 404="), "{text}");
 }
 
 /// A log upload that finishes while a slow download is still out does not cut the download:
@@ -401,6 +395,43 @@ async fn a_remote_stub_is_driven_through_its_admin_api_with_its_token() {
         ucupdate_simulator::report::text::render(&r)
     );
     server.shutdown().await.unwrap();
+}
+
+/// A scenario whose faults refuse every request for the first hour is a fault scenario, not a
+/// setup error: the run goes on, and the devices get their checks answered once it clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_that_refuse_everything_at_first_are_not_a_setup_error() {
+    let toml = r#"
+        name = "outage-at-boot"
+        description = "every request refused for the first hour"
+        duration = "1d"
+        [faults]
+        rate = 1.0
+        kinds = ["refuse-connect"]
+        until = "1h"
+        [[phase]]
+        at = "0s"
+        action = "power-on"
+        window = "5m"
+        [expect]
+        min_checks = 1
+    "#;
+    let scenario = Scenario::parse("outage-at-boot", toml).unwrap();
+    let fleet = fleet(&scenario, 20, 8);
+    let r = runner::run(RunSpec::embedded(scenario, fleet))
+        .await
+        .unwrap()
+        .report;
+    assert!(
+        r.errors.values().sum::<u64>() >= 20,
+        "every first check refused: {:?}",
+        r.errors
+    );
+    assert!(
+        r.passed(),
+        "{}",
+        ucupdate_simulator::report::text::render(&r)
+    );
 }
 
 /// The simulated devices run the agent's catalog verifier: given roots that did not sign the

@@ -91,10 +91,14 @@ fn four_shard_processes_merge_to_the_single_process_report() {
     assert_eq!(merged.verdicts, whole.verdicts);
     assert_eq!(merged.curve(), whole.curve());
     assert_eq!(merged.arrivals_per_minute, whole.arrivals_per_minute);
-    assert_eq!(merged.bytes_downloaded, whole.bytes_downloaded);
-    for (endpoint, h) in &whole.latency_us {
+    assert_eq!(
+        merged.bytes_downloaded, whole.bytes_downloaded,
+        "bytes: merged {:?} whole {:?}; requests {:?}",
+        merged.bytes_downloaded, whole.bytes_downloaded, whole.requests
+    );
+    for (endpoint, h) in &whole.histograms.latency_us {
         assert_eq!(
-            merged.latency_us[endpoint].0.len(),
+            merged.histograms.latency_us[endpoint].0.len(),
             h.0.len(),
             "{endpoint}: every sample merged"
         );
@@ -165,4 +169,91 @@ fn failed_expectations_exit_with_1_and_name_the_devices() {
         stdout.contains("wrong-version") && stdout.contains("--trace-device"),
         "{stdout}"
     );
+}
+
+/// Runs shard `shard` of a 10-device boot storm into `path`.
+fn shard_report(path: &Path, shard: &str, extra: &[&str]) {
+    let status = Command::new(SIM)
+        .args([
+            "run",
+            "--scenario",
+            "boot-storm",
+            "--devices",
+            "10",
+            "--shard",
+            shard,
+        ])
+        .args(["--no-progress", "--report"])
+        .arg(path)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// One of two shards merged is not the fleet: refused (exit 2) unless `--allow-partial`, and
+/// then the result says partial and fails (exit 1) even though every device in it passed.
+#[test]
+fn merge_refuses_a_missing_shard_unless_partial_which_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    shard_report(&a, "0/2", &[]);
+    let output = Command::new(SIM).arg("merge").arg(&a).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shards 1/2 missing"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no summary for a refused merge");
+
+    let merged = dir.path().join("merged.json");
+    let output = Command::new(SIM)
+        .arg("merge")
+        .arg(&a)
+        .arg("--allow-partial")
+        .arg("--report")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("PARTIAL: shards 1/2 missing"), "{stdout}");
+    assert!(stdout.contains("FAIL: 5 of 5"), "{stdout}");
+    let report = read(&merged);
+    assert_eq!(report.missing_shards, ["1/2"]);
+    assert!(!report.passed());
+}
+
+/// Shards whose virtual time zero differs are not one run (their devices dated every update
+/// differently): refused. Shards started without `--start-epoch` agree on the day.
+#[test]
+fn merge_refuses_shards_with_different_start_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    shard_report(&a, "0/2", &["--start-epoch", "1795600000"]);
+    shard_report(&b, "1/2", &["--start-epoch", "1795600001"]);
+    let output = Command::new(SIM)
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("start epoch"));
+    assert_eq!(read(&a).start_unix_ms, 1_795_600_000_000);
+
+    shard_report(&b, "1/2", &[]);
+    shard_report(&a, "0/2", &[]);
+    let output = Command::new(SIM)
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("PASS: 10 of 10"));
 }
