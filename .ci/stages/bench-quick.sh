@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export BENCH_PROFILE=${BENCH_PROFILE:-dev}
 failed=()
-for script in bench/fleet-memory.sh bench/loadgen.sh bench/compressed-time.sh bench/server.sh bench/agent.sh bench/ntlm.sh; do
+for script in bench/fleet-memory.sh bench/loadgen.sh bench/compressed-time.sh bench/server.sh bench/agent.sh bench/ntlm.sh bench/catalog-verify.sh; do
     printf '\n--- %s --quick\n' "$script"
     start=$(date +%s)
     if timeout 900 bash "$script" --quick; then

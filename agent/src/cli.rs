@@ -34,6 +34,13 @@ pub enum Command {
     },
     SignOut,
     Activity,
+    /// Offline: does `catalog` (verified against `roots`) vouch for each of `files`?
+    VerifyCatalog {
+        roots: PathBuf,
+        allow_sha1: bool,
+        catalog: PathBuf,
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,7 +89,7 @@ const GLOBAL_HELP: &str =
 \x20                        overrides the config's `state_dir` [default: /var/lib/ucupdate-agent]\n\
 \x20 -h, --help             Print help";
 
-const COMMANDS: [(&str, &str); 6] = [
+const COMMANDS: [(&str, &str); 7] = [
     ("run", "Run the agent daemon"),
     (
         "status",
@@ -103,6 +110,10 @@ const COMMANDS: [(&str, &str); 6] = [
     (
         "activity",
         "Report user activity (restarts the idle wait before an install)",
+    ),
+    (
+        "verify-catalog",
+        "Check offline that a signed .cat catalog vouches for files, as an update's install does",
     ),
 ];
 
@@ -148,6 +159,12 @@ fn command_help(name: &str) -> String {
              \x20                              without it the user is known but cannot authenticate\n\
              \x20     --internal-url <URL>     Provisioned internal check URL (what in-band provisioning carries)\n\
              \x20     --external-url <URL>     Provisioned external check URL\n",
+        ),
+        "verify-catalog" => (
+            "verify-catalog --roots <PEM> [--allow-sha1] <CATALOG> <FILE>...",
+            "      --roots <PEM>            The trust anchors ([trust] catalog_roots)\n\
+             \x20     --allow-sha1             Accept files listed by SHA-1 only ([trust] allow_sha1_catalogs)\n\
+             \x20 <CATALOG> <FILE>...          The .cat file, then the files it must list (by base name)\n",
         ),
         _ => ("", ""),
     };
@@ -211,6 +228,9 @@ struct State {
     password_file: Option<PathBuf>,
     internal_url: Option<String>,
     external_url: Option<String>,
+    roots: Option<PathBuf>,
+    allow_sha1: bool,
+    positional: Vec<PathBuf>,
 }
 
 fn string(parser: &mut lexopt::Parser) -> Result<String, Stop> {
@@ -274,6 +294,13 @@ impl State {
             Opt::Value(v) if cmd == Some("sign-in") && self.user.is_none() => {
                 self.user = Some(v.string()?)
             }
+            ref a if cmd == Some("verify-catalog") && long("roots", a) => {
+                self.roots = Some(parser.value()?.into())
+            }
+            ref a if cmd == Some("verify-catalog") && long("allow-sha1", a) => {
+                self.allow_sha1 = true
+            }
+            Opt::Value(v) if cmd == Some("verify-catalog") => self.positional.push(v.into()),
             other => return Err(Stop::Error(other.unexpected())),
         }
         Ok(())
@@ -342,6 +369,23 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Parsed {
             },
             None => return usage_error("sign-in needs <USER>", Some("sign-in")),
         },
+        Some("verify-catalog") => {
+            let mut positional = state.positional.into_iter();
+            match (state.roots, positional.next()) {
+                (Some(roots), Some(catalog)) if positional.len() > 0 => Command::VerifyCatalog {
+                    roots,
+                    allow_sha1: state.allow_sha1,
+                    catalog,
+                    files: positional.collect(),
+                },
+                _ => {
+                    return usage_error(
+                        "verify-catalog needs --roots <PEM>, <CATALOG> and at least one <FILE>",
+                        Some("verify-catalog"),
+                    )
+                }
+            }
+        }
         Some(other) => return usage_error(format!("unrecognized subcommand '{other}'"), None),
     };
     Parsed::Run(Cli { global, command })
@@ -419,6 +463,12 @@ mod tests {
             (&["run", "--log-format", "xml"], 2, "text or json"),
             (&["run", "--dns-server", "nope"], 2, "error:"),
             (&["sign-in"], 2, "needs <USER>"),
+            (
+                &["verify-catalog", "--roots", "r.pem", "x.cat"],
+                2,
+                "at least one <FILE>",
+            ),
+            (&["verify-catalog", "--help"], 0, "--allow-sha1"),
         ] {
             match parse_str(args) {
                 Parsed::Print { text, code: got } => {

@@ -46,6 +46,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("starting the tokio runtime")?;
     match cli.command {
         Command::Run(args) => runtime.block_on(daemon(&cli.global, *args)),
+        Command::VerifyCatalog {
+            roots,
+            allow_sha1,
+            catalog,
+            files,
+        } => verify_catalog(&roots, allow_sha1, &catalog, &files),
         other => runtime.block_on(client(&cli.global, other)),
     }
 }
@@ -163,7 +169,7 @@ async fn shutdown_signal() {
 async fn client(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
     let dir = state_dir(global)?;
     match command {
-        Command::Run(_) => unreachable!("handled by daemon()"),
+        Command::Run(_) | Command::VerifyCatalog { .. } => unreachable!("handled by run()"),
         Command::Status { json } => status(&dir, json).await,
         Command::CheckNow => simple(&dir, "check-now").await,
         Command::SignOut => simple(&dir, "sign-out").await,
@@ -199,6 +205,76 @@ async fn client(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `verify-catalog`: the install's decision, offline. Prints one line per file; exit 1 when
+/// any file is refused.
+fn verify_catalog(
+    roots: &Path,
+    allow_sha1: bool,
+    catalog: &Path,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    use ucupdate_agent::digest;
+    use ucupdate_agent::trust::{
+        verify_catalog, CatalogClock, CatalogPolicy, ImageDigests, TrustAnchors,
+    };
+    let pem = std::fs::read(roots).with_context(|| format!("--roots {}", roots.display()))?;
+    let anchors = TrustAnchors::from_pem(&pem).with_context(|| roots.display().to_string())?;
+    let bytes = std::fs::read(catalog).with_context(|| catalog.display().to_string())?;
+    let policy = CatalogPolicy {
+        allow_sha1_catalogs: allow_sha1,
+    };
+    let verified = match verify_catalog(&bytes, &anchors, CatalogClock::Untrusted, policy) {
+        Ok(v) => v,
+        Err(refusal) => {
+            println!(
+                "{}: refused (0x{:x}): {refusal}",
+                catalog.display(),
+                refusal.code()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut all = true;
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{}: no file name", file.display()))?;
+        let (_, sha256) =
+            digest::of_file(file, &digest::SHA256).with_context(|| file.display().to_string())?;
+        let sha1 = if allow_sha1 {
+            let (_, d) =
+                digest::of_file(file, &digest::SHA1).with_context(|| file.display().to_string())?;
+            d.as_ref().try_into().ok()
+        } else {
+            None
+        };
+        let digests = ImageDigests {
+            sha256: sha256
+                .as_ref()
+                .try_into()
+                .context("a SHA-256 is 32 bytes")?,
+            sha1,
+        };
+        match verified.verify_file(name, digests) {
+            Ok(()) => println!("{}: ok", file.display()),
+            Err(refusal) => {
+                all = false;
+                println!(
+                    "{}: refused (0x{:x}): {refusal}",
+                    file.display(),
+                    refusal.code()
+                );
+            }
+        }
+    }
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn simple(dir: &Path, verb: &str) -> anyhow::Result<ExitCode> {

@@ -7,7 +7,6 @@
 //! `ucupdate-agent status`. The last case is the control: a good catalog installs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use ucupdate_agent::driver::StatusReport;
@@ -16,7 +15,7 @@ use ucupdate_protocol::{FileKind, FileName, OfferedFile};
 use ucupdate_server_stub::catalog::{throwaway_signer, CatalogSigner, LeafOptions};
 use ucupdate_server_stub::testing::{catalog_ca_pem, catalog_signer, CATALOG_SIGNING_TIME};
 
-use crate::trust_hostile::{bare_offer, Hostile};
+use crate::trust_hostile::{bare_offer, run_binary, Hostile};
 
 const IMAGE: &[u8] = b"the vendor's firmware image";
 
@@ -50,74 +49,8 @@ async fn server(catalog: Option<Vec<u8>>, served: &[u8]) -> Hostile {
     Hostile::serving(offer, files).await
 }
 
-/// Runs the binary against `server` with `roots` as `[trust] catalog_roots` until its
-/// `status.json` shows an outcome for the check (or it exits for the reboot), then kills it.
 async fn run_agent(dir: &Path, server: &Hostile, roots: Option<&str>) -> StatusReport {
-    let trust = match roots {
-        Some(pem) => {
-            std::fs::write(dir.join("roots.pem"), pem).unwrap();
-            format!("[trust]\ncatalog_roots = \"{}/roots.pem\"\n", dir.display())
-        }
-        None => String::new(),
-    };
-    let d = dir.display();
-    let toml = format!(
-        r#"state_dir = "{d}/state"
-[device]
-brand = "Polycom"
-model = "CX700"
-mac = "00-04-F2-00-01-76"
-initial_version = "1.0.0.0"
-[machine]
-server_url = "{url}"
-outside_firewall = false
-power_on_jitter = "0s"
-idle_before_restart = "100ms"
-max_download_attempts = 1
-[hooks]
-install_cmd = 'cat "$UCUPDATE_IMAGE" >> {d}/installed'
-reboot_cmd = 'echo "$UCUPDATE_VERSION" >> {d}/rebooted'
-{trust}[agent]
-exit_on_reboot = true
-control_socket = false
-activity_poll = "50ms"
-seed = 1
-"#,
-        url = server.check_url(),
-    );
-    std::fs::write(dir.join("agent.toml"), toml).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-agent"))
-        .args(["run", "--config"])
-        .arg(dir.join("agent.toml"))
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let status_file = dir.join("state/status.json");
-    let read = || -> Option<StatusReport> {
-        serde_json::from_slice(&std::fs::read(&status_file).ok()?).ok()
-    };
-    // Polls the file the daemon writes after every step; the timeout only bounds a hang.
-    let poll = async {
-        loop {
-            if let Some(s) = read().filter(|s| s.last_outcome.is_some() && s.phase == "idle") {
-                child.kill().await.unwrap();
-                return s;
-            }
-            if let Ok(Some(exit)) = child.try_wait() {
-                let mut err = String::new();
-                use tokio::io::AsyncReadExt;
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
-                return read()
-                    .unwrap_or_else(|| panic!("the agent exited ({exit}) with no status:\n{err}"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), poll)
-        .await
-        .expect("no outcome in status.json")
+    run_binary(dir, server, roots, "").await
 }
 
 /// Nothing installed or left in staging, and the outcome names `reason` with `code`.
@@ -233,4 +166,48 @@ async fn a_good_catalog_installs_the_image_it_lists() {
     let status = run_agent(dir.path(), &server, Some(catalog_ca_pem())).await;
     assert_eq!(status.current_version, "2.0.0.0", "{status:?}");
     assert_eq!(std::fs::read(dir.path().join("installed")).unwrap(), IMAGE);
+}
+
+/// `ucupdate-agent verify-catalog`, the install's decision offline: the listed image passes, a
+/// changed one and an unlisted one are refused with their codes, and a catalog from another CA
+/// is refused as a whole.
+#[test]
+fn verify_catalog_offline_gives_the_install_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("roots.pem"), catalog_ca_pem()).unwrap();
+    std::fs::write(d.join("CPE.nbt"), IMAGE).unwrap();
+    std::fs::create_dir(d.join("swapped")).unwrap();
+    std::fs::write(d.join("swapped/CPE.nbt"), b"PWNED").unwrap();
+    std::fs::write(d.join("other.bin"), b"x").unwrap();
+    let cat = catalog(&catalog_signer().signer, "CPE.nbt", sha256(IMAGE));
+    std::fs::write(d.join("CPE.cat"), &cat).unwrap();
+    let other = throwaway_signer(LeafOptions::default()).unwrap();
+    let foreign = catalog(&other.signer, "CPE.nbt", sha256(IMAGE));
+    std::fs::write(d.join("foreign.cat"), foreign).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-agent"))
+            .arg("verify-catalog")
+            .arg("--roots")
+            .arg(d.join("roots.pem"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(
+        run(&["CPE.cat", "CPE.nbt"]),
+        (Some(0), "CPE.nbt: ok\n".into())
+    );
+    let (code, text) = run(&["CPE.cat", "swapped/CPE.nbt", "other.bin"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("swapped/CPE.nbt: refused (0x5)"), "{text}");
+    assert!(text.contains("other.bin: refused (0x4)"), "{text}");
+    let (code, text) = run(&["foreign.cat", "CPE.nbt"]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("foreign.cat: refused (0x2)"), "{text}");
 }
