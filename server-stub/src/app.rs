@@ -163,10 +163,11 @@ impl App {
     {
         let ctx = &self.ctx;
         let peer = conn.peer;
+        let started = crate::clock::tokio_now();
         let share = match conn.site {
             Site::Admin => {
                 let (endpoint, response) = admin::route(ctx, req, conn.local).await;
-                return self.counted(endpoint, response, peer);
+                return self.counted(endpoint, response, peer, started);
             }
             Site::Internal => StoreKind::Internal,
             Site::External => StoreKind::External,
@@ -195,7 +196,7 @@ impl App {
                 http::HeaderValue::from_static("close"),
             );
         }
-        self.counted(endpoint, response, peer)
+        self.counted(endpoint, response, peer, started)
     }
 
     fn counted(
@@ -203,10 +204,13 @@ impl App {
         endpoint: &'static str,
         response: Response<Body>,
         peer: SocketAddr,
+        started: tokio::time::Instant,
     ) -> Response<Body> {
-        self.ctx
-            .metrics
-            .request(endpoint, response.status().as_u16());
+        self.ctx.metrics.request_timed(
+            endpoint,
+            response.status().as_u16(),
+            Some(started.elapsed()),
+        );
         if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(%peer, endpoint, "request failed");
         }

@@ -53,7 +53,8 @@ where
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "GET only"),
             );
         }
-        let mut r = Response::new(full(ctx.metrics.render()));
+        let devices = crate::metrics::devices_per_version(&ctx.state.inventory());
+        let mut r = Response::new(full(ctx.metrics.render_with_devices(&devices)));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),

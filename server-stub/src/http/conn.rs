@@ -84,7 +84,7 @@ impl Slot {
     /// Counts a connection from `peer`; says whether it is over either cap.
     fn open(app: &App, site: Site, peer: SocketAddr) -> (Slot, Option<&'static str>) {
         let ctx = app.ctx();
-        ctx.metrics.connection_opened();
+        ctx.metrics.connection_opened(site == Site::Admin);
         if site == Site::Admin {
             let slot = Slot {
                 app: app.clone(),

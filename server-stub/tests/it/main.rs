@@ -17,6 +17,7 @@ mod growth;
 mod hostile;
 mod import;
 mod logs;
+mod metrics;
 mod permissions;
 mod persistence;
 mod roundtable;
