@@ -150,7 +150,8 @@ pub fn index_of(name: &str) -> Option<u8> {
         .map(|i| i as u8)
 }
 
-/// A fleet mix: profile indices with integer weights (percentages, or any proportions).
+/// A fleet mix: profile indices with integer percentages that add up to 100 (`CX700=50` alone
+/// is refused rather than silently meaning 100 % CX700).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mix(pub Vec<(u8, u32)>);
 
@@ -162,6 +163,8 @@ pub enum MixError {
     BadWeight(String),
     #[error("a mix needs at least one profile with a weight above zero")]
     Empty,
+    #[error("the shares add up to {0} %, not 100 % (say the rest, e.g. CX700=50,RoundTable=50)")]
+    NotHundred(u32),
 }
 
 impl Mix {
@@ -209,6 +212,10 @@ impl FromStr for Mix {
         if out.is_empty() {
             return Err(MixError::Empty);
         }
+        let total: u32 = out.iter().map(|&(_, w)| w).sum();
+        if total != 100 {
+            return Err(MixError::NotHundred(total));
+        }
         Ok(Mix(out))
     }
 }
@@ -255,6 +262,11 @@ mod tests {
             Err(MixError::BadWeight("CX700".into()))
         );
         assert_eq!("CX700=0".parse::<Mix>(), Err(MixError::Empty));
+        assert_eq!("CX700=50".parse::<Mix>(), Err(MixError::NotHundred(50)));
+        assert_eq!(
+            "CX700=60,HP4110=60".parse::<Mix>(),
+            Err(MixError::NotHundred(120))
+        );
         assert!(Mix::default_fleet().0.len() >= 9);
     }
 }

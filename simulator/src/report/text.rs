@@ -13,6 +13,16 @@ fn vtime(ms: u64) -> String {
     format_duration(std::time::Duration::from_millis(ms))
 }
 
+/// A virtual duration for people: to the second past a minute (`20h6m57s`, not
+/// `20h6m57s279ms`), exact below it.
+fn vtime_rounded(ms: u64) -> String {
+    if ms >= 60_000 {
+        vtime((ms + 500) / 1000 * 1000)
+    } else {
+        vtime(ms)
+    }
+}
+
 fn latency_row(out: &mut String, name: &str, h: &Hist) {
     let s = h.summary();
     let _ = writeln!(
@@ -61,7 +71,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}, shards {}, server {}",
+        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}{}, server {}",
         r.verdicts.passed,
         r.devices,
         r.verdicts.failed,
@@ -70,7 +80,12 @@ pub fn render(r: &Report) -> String {
             n => format!(", {n} of {} thresholds failed", r.thresholds.len()),
         },
         r.seed,
-        r.shards.join(","),
+        // An unsharded run has nothing to say about shards.
+        if r.shards.len() == 1 && r.shards[0] == "0/1" {
+            String::new()
+        } else {
+            format!(", shards {}", r.shards.join(","))
+        },
         r.server
     );
     let wall = r.wall_ms as f64 / 1000.0;
@@ -167,7 +182,11 @@ pub fn render(r: &Report) -> String {
     }
 
     if !r.histograms.convergence_ms.0.is_empty() {
-        let q = |s: f64| r.convergence_at(s).map(vtime).unwrap_or_else(|| "-".into());
+        let q = |s: f64| {
+            r.convergence_at(s)
+                .map(vtime_rounded)
+                .unwrap_or_else(|| "-".into())
+        };
         let _ = writeln!(
             out,
             "\nconvergence after the last offer change ({} devices): 50% {}  90% {}  99% {}  100% {}",
@@ -210,11 +229,20 @@ pub fn render(r: &Report) -> String {
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
         let _ = writeln!(out, "\nfailed verdicts by reason: {}", reasons.join("  "));
-        for v in r.verdicts.failures.iter().take(10) {
+        const SHOWN: usize = 10;
+        for v in r.verdicts.failures.iter().take(SHOWN) {
             let _ = writeln!(
                 out,
                 "  device {} ({}): expected {}, reached {} — {}  (explain: --trace-device {})",
                 v.device, v.profile, v.expected, v.reached, v.reason, v.device
+            );
+        }
+        let more = r.verdicts.failed.saturating_sub(SHOWN as u64);
+        if more > 0 {
+            let _ = writeln!(
+                out,
+                "  ... and {more} more (the JSON report lists the first {})",
+                r.verdicts.failures.len()
             );
         }
     }
@@ -238,6 +266,17 @@ mod tests {
         assert!(text.contains("FAIL: 4 of 5 devices"), "{text}");
         assert!(text.contains("--trace-device 5"), "{text}");
         assert!(text.contains("check-internal"), "{text}");
+    }
+
+    #[test]
+    fn a_newcomer_reads_round_times_no_empty_shards_and_how_many_failures_are_left() {
+        let mut r = crate::report::tests::sample("0/1", 30, 25);
+        r.verdicts.failed = 25;
+        let text = render(&r);
+        assert!(!text.contains("shards 0/1"), "{text}");
+        assert!(text.contains("... and 15 more"), "{text}");
+        assert_eq!(vtime_rounded(72_417_279), "20h6m57s");
+        assert_eq!(vtime_rounded(1_250), "1s250ms");
     }
 
     #[test]

@@ -320,3 +320,39 @@ fn abort_on_fail_stops_the_run_at_the_first_failing_threshold() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Injected faults are counted in the report, not logged one by one: a faulted run's stderr
+/// holds no device warnings by default, and `UCUPDATE_LOG=warn` brings them back.
+#[test]
+fn injected_faults_do_not_flood_stderr() {
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bench/scenarios/soak-quick.toml"
+    );
+    let run = |log: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ucupdate-sim"));
+        cmd.args([
+            "run",
+            "--no-progress",
+            "--devices",
+            "200",
+            "--scenario",
+            scenario,
+        ])
+        .env("NO_COLOR", "1")
+        .env_remove("UCUPDATE_LOG");
+        if let Some(filter) = log {
+            cmd.env("UCUPDATE_LOG", filter);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = run(None);
+    assert!(stdout.contains("faults injected:"), "{stdout}");
+    let warnings = stderr.lines().filter(|l| l.contains("WARN")).count();
+    assert_eq!(warnings, 0, "{stderr}");
+    let (_, stderr) = run(Some("warn"));
+    assert!(stderr.lines().any(|l| l.contains("WARN")), "{stderr}");
+}
