@@ -151,6 +151,7 @@ impl Engine {
             wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
             requests: m.requests,
             errors: m.errors,
+            first_errors: m.first_errors,
             endpoints: Default::default(),
             tls_handshake_ms: Default::default(),
             lag_ms: Default::default(),

@@ -64,6 +64,8 @@ pub(super) enum Metric {
 pub(super) struct Metrics {
     pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     pub errors: BTreeMap<String, u64>,
+    /// The first message of each error class (a bare `tls=824` does not say why).
+    pub first_errors: BTreeMap<String, String>,
     pub latency: BTreeMap<String, Hist>,
     pub latency_intended: BTreeMap<String, Hist>,
     pub tls: Hist,
@@ -90,6 +92,14 @@ pub(super) struct Metrics {
 }
 
 impl Metrics {
+    /// Keeps `message()` as the first reason of `class` unless one is kept already (so the
+    /// message is formatted once per class, not per failed request).
+    pub(super) fn first_error(&mut self, class: &str, message: impl FnOnce() -> String) {
+        if !self.first_errors.contains_key(class) {
+            self.first_errors.insert(class.to_owned(), message());
+        }
+    }
+
     /// p99 so far of the checks' service time, µs (the slower endpoint's).
     pub fn check_p99_us(&self) -> u64 {
         ["check-internal", "check-external"]
@@ -110,6 +120,7 @@ impl Metrics {
         Metrics {
             requests: BTreeMap::new(),
             errors: BTreeMap::new(),
+            first_errors: BTreeMap::new(),
             latency: BTreeMap::new(),
             latency_intended: BTreeMap::new(),
             tls: Hist::new(),

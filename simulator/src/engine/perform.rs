@@ -280,6 +280,9 @@ impl Engine {
     pub(super) fn complete(&mut self, c: Completion) {
         self.in_flight -= 1;
         let (outcome, error) = outcome_of(c.done.error.as_ref(), c.done.stats.status);
+        if let (Some(class), Some(e)) = (error, c.done.error.as_ref()) {
+            self.metrics.first_error(class, || e.to_string());
+        }
         self.metrics.record(Metric::Request {
             t: c.stamp,
             endpoint: c.endpoint,

@@ -57,6 +57,10 @@ pub struct Report {
     pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Failed calls by error class as the devices saw them.
     pub errors: BTreeMap<String, u64>,
+    /// The first message of each class in `errors` (`tls`: `invalid peer certificate:
+    /// UnknownIssuer`); after a merge, the lowest shard's.
+    #[serde(default)]
+    pub first_errors: BTreeMap<String, String>,
     /// Per endpoint: requests, failed requests, and latency percentiles in ms (derived from
     /// `histograms`, recomputed after a merge).
     #[serde(default)]
@@ -431,6 +435,9 @@ impl Report {
             }
         }
         add_counts(&mut self.errors, r.errors);
+        for (class, message) in r.first_errors {
+            self.first_errors.entry(class).or_insert(message);
+        }
         let (mine, theirs) = (&mut self.histograms, r.histograms);
         add_hists(&mut mine.latency_us, theirs.latency_us);
         add_hists(&mut mine.latency_intended_us, theirs.latency_intended_us);
@@ -506,6 +513,7 @@ pub(crate) mod tests {
                 BTreeMap::from([("200".into(), devices * 2)]),
             )]),
             errors: BTreeMap::from([("connect".into(), 1)]),
+            first_errors: BTreeMap::from([("connect".into(), format!("refused ({shard})"))]),
             endpoints: BTreeMap::new(),
             tls_handshake_ms: Percentiles::default(),
             lag_ms: Percentiles::default(),

@@ -155,6 +155,9 @@ pub fn render(r: &Report) -> String {
     if !r.errors.is_empty() {
         let parts: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}={n}")).collect();
         let _ = writeln!(out, "\nerrors by class: {}", parts.join("  "));
+        for (class, message) in &r.first_errors {
+            let _ = writeln!(out, "  first {class}: {message}");
+        }
     }
 
     if !r.faults_injected.is_empty() {
@@ -275,6 +278,7 @@ mod tests {
         let text = render(&r);
         assert!(!text.contains("shards 0/1"), "{text}");
         assert!(text.contains("... and 15 more"), "{text}");
+        assert!(text.contains("  first connect: refused (0/1)"), "{text}");
         assert_eq!(vtime_rounded(72_417_279), "20h6m57s");
         assert_eq!(vtime_rounded(1_250), "1s250ms");
     }
