@@ -32,4 +32,5 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod start;
 pub mod thresholds;
