@@ -138,13 +138,16 @@ const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Setup mistakes found before the first device powers on (exit 2, not a fleet of failed
 /// verdicts): a fleet with no devices, a traced device the run does not hold, devices outside
-/// the firewall with no external URL to reach, a server nothing answers on.
+/// the firewall with no external URL to reach, a server nothing answers on, shards sharing a
+/// server the scenario changes without a common clock. `shared`: a remote server, which the
+/// shards share and only the coordinator (`admin_shard`) administers.
 pub async fn preflight(
     spec: &RunSpec,
     target: &Target,
     has_admin: bool,
-    coordinator: bool,
+    shared: bool,
 ) -> anyhow::Result<()> {
+    let coordinator = !shared || spec.shard.index == spec.admin_shard;
     let slots = spec.shard.len(spec.fleet.devices);
     if spec.fleet.devices == 0 {
         anyhow::bail!("--devices 0: a run needs at least one device");
@@ -184,8 +187,7 @@ pub async fn preflight(
     if let Some(phase) = spec.scenario.phases.iter().find(|p| p.action.is_admin()) {
         // Shards of a shared server: one coordinator changes it at the phase's virtual time,
         // which means something to the other shards only on one paced, common clock.
-        let shared = !matches!(spec.server, Server::Embedded { .. }) && spec.shard.count > 1;
-        if shared && (!spec.common_clock || spec.time_scale == TimeScale::Max) {
+        if shared && spec.shard.count > 1 && (!spec.common_clock || spec.time_scale == TimeScale::Max) {
             anyhow::bail!(
                 "scenario {} changes the server ({} at {}) and the {} shards share it: give every shard one --start-at and a paced --time-scale, so that the coordinator (shard {}) makes each change at the same virtual instant for all of them",
                 spec.scenario.name,
@@ -306,8 +308,9 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     };
     // Against its own embedded server every shard administers it; a shared server has one
     // coordinator.
-    let coordinator = embedded.is_some() || spec.shard.index == spec.admin_shard;
-    if let Err(e) = preflight(&spec, &target, admin.is_some(), coordinator).await {
+    let shared = embedded.is_none();
+    let coordinator = !shared || spec.shard.index == spec.admin_shard;
+    if let Err(e) = preflight(&spec, &target, admin.is_some(), shared).await {
         if let Some(e) = embedded {
             e.server.shutdown().await?;
         }
