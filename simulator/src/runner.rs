@@ -187,7 +187,10 @@ pub async fn preflight(
     if let Some(phase) = spec.scenario.phases.iter().find(|p| p.action.is_admin()) {
         // Shards of a shared server: one coordinator changes it at the phase's virtual time,
         // which means something to the other shards only on one paced, common clock.
-        if shared && spec.shard.count > 1 && (!spec.common_clock || spec.time_scale == TimeScale::Max) {
+        if shared
+            && spec.shard.count > 1
+            && (!spec.common_clock || spec.time_scale == TimeScale::Max)
+        {
             anyhow::bail!(
                 "scenario {} changes the server ({} at {}) and the {} shards share it: give every shard one --start-at and a paced --time-scale, so that the coordinator (shard {}) makes each change at the same virtual instant for all of them",
                 spec.scenario.name,

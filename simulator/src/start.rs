@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(parse_start_at("2026-11-25T10:46:40+01:00", 0), Ok(NOW));
         assert_eq!(parse_start_at("2026-11-25 08:16:40-01:30", 0), Ok(NOW));
         assert_eq!(parse_start_at("1970-01-01T00:00:00Z", 0), Ok(0));
-        assert_eq!(parse_start_at("2000-02-29T00:00:00Z", 0), Ok(951_782_400_000));
+        assert_eq!(
+            parse_start_at("2000-02-29T00:00:00Z", 0),
+            Ok(951_782_400_000)
+        );
         for bad in [
             "2026-11-25T09:46:40",
             "2026-13-25T09:46:40Z",

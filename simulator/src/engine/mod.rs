@@ -453,12 +453,10 @@ impl Engine {
                     scale,
                 });
             }
-            self.wall_start = anchor
-                .origin(self.joined)
-                .ok_or(EngineError::StartPast {
-                    late_ms: anchor.offset_ms,
-                    scale,
-                })?;
+            self.wall_start = anchor.origin(self.joined).ok_or(EngineError::StartPast {
+                late_ms: anchor.offset_ms,
+                scale,
+            })?;
         }
         Ok(())
     }

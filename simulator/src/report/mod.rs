@@ -360,8 +360,12 @@ impl Report {
         out.missing_shards = missing;
         out.shards
             .sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
-        out.clock
-            .sort_by_key(|c| c.shard.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
+        out.clock.sort_by_key(|c| {
+            c.shard
+                .parse::<Shard>()
+                .map(|s| s.index)
+                .unwrap_or(u64::MAX)
+        });
         out.verdicts.failures.sort_by_key(|v| v.device);
         out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
         out.finalize();

@@ -22,8 +22,22 @@ fn run(start_at: &str, scale: &str, duration: &str) -> (std::process::Output, Op
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
     let out = Command::new(SIM)
-        .args(["run", "--scenario", "boot-storm", "--devices", "20", "--no-progress"])
-        .args(["--time-scale", scale, "--duration", duration, "--start-at", start_at])
+        .args([
+            "run",
+            "--scenario",
+            "boot-storm",
+            "--devices",
+            "20",
+            "--no-progress",
+        ])
+        .args([
+            "--time-scale",
+            scale,
+            "--duration",
+            duration,
+            "--start-at",
+            start_at,
+        ])
         .arg("--report")
         .arg(&path)
         .output()
@@ -40,10 +54,18 @@ fn a_late_process_joins_in_progress_and_counts_what_was_past() {
     // past (more on a loaded machine; 90 minutes leave room for a slow process start).
     let start = unix_secs() - 1;
     let (out, report) = run(&start.to_string(), "600", "90m");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = report.unwrap();
     assert_eq!(r.verdicts.failed, 0);
-    assert_eq!(r.start_unix_ms, start * 1000, "virtual zero is the instant given");
+    assert_eq!(
+        r.start_unix_ms,
+        start * 1000,
+        "virtual zero is the instant given"
+    );
     let c = &r.clock[0];
     assert!(c.start_offset_ms >= 1000, "{c:?}");
     assert!(c.joined_at_virtual_ms >= 600_000, "{c:?}");
@@ -53,18 +75,28 @@ fn a_late_process_joins_in_progress_and_counts_what_was_past() {
     // What fired at once is late, not lag: the engine did not fall behind its schedule.
     assert!(r.lag_ms.max < 1000.0, "lag {:?}", r.lag_ms);
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains("shard 0/1 started") && summary.contains("late"), "{summary}");
+    assert!(
+        summary.contains("shard 0/1 started") && summary.contains("late"),
+        "{summary}"
+    );
 }
 
 #[test]
 fn an_early_process_waits_for_virtual_zero() {
     // 3 virtual hours at 3600x: 3 s of wall time after the wait.
     let (out, report) = run("+700ms", "3600", "3h");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = report.unwrap();
     let c = &r.clock[0];
     assert!(c.start_offset_ms < 0, "{c:?}");
-    assert_eq!((c.late_events, c.late_devices, c.joined_at_virtual_ms), (0, 0, 0));
+    assert_eq!(
+        (c.late_events, c.late_devices, c.joined_at_virtual_ms),
+        (0, 0, 0)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("early (waited)"));
 }
 

@@ -172,8 +172,9 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
             1 => start_at_ms - 1500,
             _ => start_at_ms + 400,
         };
-        while unix_ms() < spawn_at {
-            std::thread::sleep(Duration::from_millis(20));
+        let now = unix_ms();
+        if spawn_at > now {
+            tokio::time::sleep(Duration::from_millis(spawn_at - now)).await;
         }
         shards.push(spawn(
             &shared,
@@ -200,7 +201,11 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
         .arg(&merged_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("PASS: 24 of 24"), "{summary}");
     assert!(summary.contains("common clock: virtual 0 at"), "{summary}");
@@ -222,18 +227,34 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     assert_eq!(merged.clock[0].late_events, 0);
     let late = &merged.clock[2];
     assert!(late.start_offset_ms >= 400, "{late:?}");
-    assert!(late.late_devices > 0 && late.late_events >= late.late_devices, "{late:?}");
+    assert!(
+        late.late_devices > 0 && late.late_events >= late.late_devices,
+        "{late:?}"
+    );
     assert!(summary.contains("shard 2/3 started"), "{summary}");
 
     // The shared server was administered once: exactly the admin requests of the single run
     // (three shards administering would have tripled them), and each rule approved.
-    assert_eq!(shared.control().hits("admin"), single.control().hits("admin"));
+    assert_eq!(
+        shared.control().hits("admin"),
+        single.control().hits("admin")
+    );
     assert!(shared.control().hits("admin") > 0);
-    assert_eq!(shared.control().rules().len(), single.control().rules().len());
-    assert_eq!(shared.control().hits("check"), single.control().hits("check"));
+    assert_eq!(
+        shared.control().rules().len(),
+        single.control().rules().len()
+    );
+    assert_eq!(
+        shared.control().hits("check"),
+        single.control().hits("check")
+    );
     let checks: u64 = merged.requests["check-internal"].values().sum();
     assert_eq!(shared.control().hits("check"), checks);
-    assert_eq!(shared.control().inventory().len(), 24, "every device in the server's inventory");
+    assert_eq!(
+        shared.control().inventory().len(),
+        24,
+        "every device in the server's inventory"
+    );
 
     // The storm as the server saw it: all 24 devices' first checks within one second of wall
     // time (5 virtual minutes are 0.25 s), though the shards started 1.5 s apart and more.
@@ -244,7 +265,10 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
         first.values().max().copied().unwrap(),
     );
     assert!(hi - lo <= 1, "first checks from {lo} to {hi}: {first:?}");
-    assert!(lo >= start_at, "no check before virtual zero: {lo} < {start_at}");
+    assert!(
+        lo >= start_at,
+        "no check before virtual zero: {lo} < {start_at}"
+    );
 
     shared.shutdown().await.unwrap();
     single.shutdown().await.unwrap();
@@ -256,17 +280,34 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
 fn a_shared_server_with_admin_phases_needs_start_at_and_a_paced_scale() {
     for extra in [&["--time-scale", "1200"][..], &["--start-at", "+1s"][..]] {
         let out = Command::new(SIM)
-            .args(["run", "--scenario", "rollout", "--devices", "4", "--no-progress"])
+            .args([
+                "run",
+                "--scenario",
+                "rollout",
+                "--devices",
+                "4",
+                "--no-progress",
+            ])
             .args(["--server", "http://127.0.0.1:9", "--shard", "1/2"])
             .args(extra)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("one --start-at and a paced --time-scale"), "{err}");
+        assert!(
+            err.contains("one --start-at and a paced --time-scale"),
+            "{err}"
+        );
     }
     let out = Command::new(SIM)
-        .args(["run", "--scenario", "steady", "--devices", "4", "--no-progress"])
+        .args([
+            "run",
+            "--scenario",
+            "steady",
+            "--devices",
+            "4",
+            "--no-progress",
+        ])
         .args(["--shard", "0/2", "--admin-shard", "2"])
         .output()
         .unwrap();
