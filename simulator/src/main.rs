@@ -360,6 +360,19 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         .map(|text| ucupdate_simulator::start::parse_start_at(text, clock::unix_millis()))
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    if let Some(ms) = start_at {
+        let now = clock::unix_millis();
+        let (by, side) = if ms >= now {
+            (ms - now, "from now: this process waits for it")
+        } else {
+            (now - ms, "ago: this process joins the schedule in progress")
+        };
+        eprintln!(
+            "ucupdate-sim: virtual time 0 is {} (--start-at), {:.3} s {side}",
+            ucupdate_simulator::start::format_rfc3339(ms),
+            by as f64 / 1000.0
+        );
+    }
     let ca = match &args.ca {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("--ca {}", path.display()))?)

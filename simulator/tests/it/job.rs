@@ -148,8 +148,8 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     let (shared, shared_token) = stub(&dir.path().join("shared")).await;
     let (single, single_token) = stub(&dir.path().join("single")).await;
 
-    // Virtual zero 2.5 s from now (whole seconds, as a Job's START_AT would be written).
-    let start_at_ms = (unix_ms() + 2500).div_ceil(1000) * 1000;
+    // Virtual zero 3.5 s from now or more (whole seconds, as a Job's START_AT is written).
+    let start_at_ms = (unix_ms() + 3500).div_ceil(1000) * 1000;
     let start_at = start_at_ms / 1000;
     let whole_path = dir.path().join("whole.json");
     let whole = spawn(
@@ -160,7 +160,7 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
         start_at,
         &whole_path,
     );
-    // Pods are scheduled apart: shard 0 now, shard 1 a second later, shard 2 only after virtual
+    // Pods are scheduled apart: shard 0 now, shard 1 2 s later, shard 2 only after virtual
     // zero (it joins the schedule in progress). The stagger is the input, not a timing wait.
     let paths: Vec<PathBuf> = (0..3)
         .map(|i| dir.path().join(format!("shard-{i}.json")))
