@@ -199,6 +199,8 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
         .args(&paths)
         .arg("--report")
         .arg(&merged_path)
+        .arg("--html")
+        .arg(dir.path().join("merged.html"))
         .output()
         .unwrap();
     assert!(
@@ -232,6 +234,8 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
         "{late:?}"
     );
     assert!(summary.contains("shard 2/3 started"), "{summary}");
+    let page = std::fs::read_to_string(dir.path().join("merged.html")).unwrap();
+    assert!(page.contains(r#"id="clock""#) && page.contains("shard 2/3 started"));
 
     // The shared server was administered once: exactly the admin requests of the single run
     // (three shards administering would have tripled them), and each rule approved.
