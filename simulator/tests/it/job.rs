@@ -83,19 +83,23 @@ fn spawn(
     cmd.arg("-c")
         .arg(
             r#"exec "$SIM" run --scenario "$SCENARIO" --time-scale "$TIME_SCALE" \
-                 --server "$SERVER" --admin "$ADMIN" --admin-token-file "$TOKEN" --trust none \
+                 --server "$SERVER" ${ADMIN:+--admin "$ADMIN" --admin-token-file "$TOKEN"} --trust none \
                  --start-at "$START_AT" --report "$REPORT" --no-progress ${SHARDS:+--shard "$JOB_COMPLETION_INDEX/$SHARDS"}"#,
         )
         .env("SIM", SIM)
         .env("SCENARIO", scenario)
         .env("TIME_SCALE", TIME_SCALE)
         .env("SERVER", server.internal_url().unwrap().to_string())
-        .env("ADMIN", server.admin_url().unwrap().to_string())
-        .env("TOKEN", token)
         .env("START_AT", start_at.to_string())
         .env("REPORT", report)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
+    // Only the coordinator (shard 0, and the single run) needs the admin API: the other
+    // shards run devices only.
+    if shard.is_none_or(|(index, _)| index == 0) {
+        cmd.env("ADMIN", server.admin_url().unwrap().to_string())
+            .env("TOKEN", token);
+    }
     if let Some((index, count)) = shard {
         cmd.env("JOB_COMPLETION_INDEX", index.to_string())
             .env("SHARDS", count.to_string());
