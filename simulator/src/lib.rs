@@ -16,6 +16,7 @@
 //! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
 //! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
+//! - [`start`]: `--start-at`, the shards' common clock: virtual zero on the wall clock.
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
 
@@ -32,4 +33,5 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod start;
 pub mod thresholds;

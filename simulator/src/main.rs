@@ -148,10 +148,17 @@ struct RunArgs {
     /// handshake: at most 10 s): what a stalled server costs each device.
     #[arg(long, default_value = "30s", value_parser = scenario::duration_arg)]
     request_timeout: std::time::Duration,
-    /// Unix time (seconds) at virtual time zero; shards of one run must share it. [default:
-    /// now; with --shard, 00:00 UTC today, so the shards of one job agree]
-    #[arg(long, value_name = "UNIX_SECONDS")]
-    start_epoch: Option<u64>,
+    /// The wall instant of virtual time zero, the same for every shard of a fleet (their
+    /// common clock): RFC 3339 (`2026-12-01T10:00:00Z`), `+DURATION` from now (`+2m`), or Unix
+    /// seconds. A shard that starts early waits for it; one that starts late serves what is
+    /// already past at once (reported as late). `--start-epoch` is its old name. [default: now,
+    /// and the run's own start paces it; with --shard, 00:00 UTC today dates the devices]
+    #[arg(long, alias = "start-epoch", value_name = "INSTANT")]
+    start_at: Option<String>,
+    /// The shard that administers a shared server (publish, approve, restore, reset) at the
+    /// phases' virtual times on the common clock; the others run devices only.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    admin_shard: u64,
     /// A pass/fail limit on the report, k6-style, on top of the scenario's [thresholds]:
     /// `check-internal.p99<500ms`, `errors.rate<1%`, `devices.failed==0` (repeatable).
     #[arg(long = "threshold", value_name = "EXPR")]
@@ -354,6 +361,25 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         None => Shard::WHOLE,
     };
     let time_scale: TimeScale = args.time_scale.parse().map_err(anyhow::Error::msg)?;
+    let start_at = args
+        .start_at
+        .as_deref()
+        .map(|text| ucupdate_simulator::start::parse_start_at(text, clock::unix_millis()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(ms) = start_at {
+        let now = clock::unix_millis();
+        let (by, side) = if ms >= now {
+            (ms - now, "from now: this process waits for it")
+        } else {
+            (now - ms, "ago: this process joins the schedule in progress")
+        };
+        eprintln!(
+            "ucupdate-sim: virtual time 0 is {} (--start-at), {:.3} s {side}",
+            ucupdate_simulator::start::format_rfc3339(ms),
+            by as f64 / 1000.0
+        );
+    }
     let ca = match &args.ca {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("--ca {}", path.display()))?)
@@ -442,13 +468,15 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             response_head: args.request_timeout,
             body_idle: args.request_timeout,
         },
-        start_unix_ms: match (args.start_epoch, args.shard.is_some()) {
-            (Some(secs), _) => secs.saturating_mul(1000),
-            // Shard processes start apart; they agree on the day (pass --start-epoch to be
-            // sure across midnight).
+        start_unix_ms: match (start_at, args.shard.is_some()) {
+            (Some(ms), _) => ms,
+            // Without a common clock shard processes still agree on the day their devices
+            // date their updates from (each paces from its own start).
             (None, true) => clock::unix_millis() / 86_400_000 * 86_400_000,
             (None, false) => clock::unix_millis(),
         },
+        common_clock: start_at.is_some(),
+        admin_shard: args.admin_shard,
         progress: Some(progress),
         thresholds,
         stop: Some(signals),

@@ -63,7 +63,13 @@ pub struct RunSpec {
     pub tls_resumption: bool,
     /// Wall-clock limits of each request (a stalled server costs this much per device).
     pub timeouts: ucupdate_agent::net::Timeouts,
+    /// Unix ms at virtual time zero (`--start-at`).
     pub start_unix_ms: u64,
+    /// Pace against `start_unix_ms` (the shards' common clock) instead of from this process's
+    /// own start (`--start-at` given).
+    pub common_clock: bool,
+    /// The shard that administers a shared (remote) server (`--admin-shard`, 0 by default).
+    pub admin_shard: u64,
     pub collect_digests: bool,
     pub progress: Option<ProgressSink>,
     /// Thresholds on top of the scenario's `[thresholds]` (`--threshold`).
@@ -94,6 +100,8 @@ impl RunSpec {
             tls_resumption: true,
             timeouts: ucupdate_agent::net::Timeouts::default(),
             start_unix_ms: 1_795_600_000_000,
+            common_clock: false,
+            admin_shard: 0,
             collect_digests: false,
             progress: None,
             thresholds: Vec::new(),
@@ -130,8 +138,16 @@ const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Setup mistakes found before the first device powers on (exit 2, not a fleet of failed
 /// verdicts): a fleet with no devices, a traced device the run does not hold, devices outside
-/// the firewall with no external URL to reach, a server nothing answers on.
-pub async fn preflight(spec: &RunSpec, target: &Target, has_admin: bool) -> anyhow::Result<()> {
+/// the firewall with no external URL to reach, a server nothing answers on, shards sharing a
+/// server the scenario changes without a common clock. `shared`: a remote server, which the
+/// shards share and only the coordinator (`admin_shard`) administers.
+pub async fn preflight(
+    spec: &RunSpec,
+    target: &Target,
+    has_admin: bool,
+    shared: bool,
+) -> anyhow::Result<()> {
+    let coordinator = !shared || spec.shard.index == spec.admin_shard;
     let slots = spec.shard.len(spec.fleet.devices);
     if spec.fleet.devices == 0 {
         anyhow::bail!("--devices 0: a run needs at least one device");
@@ -161,8 +177,30 @@ pub async fn preflight(spec: &RunSpec, target: &Target, has_admin: bool) -> anyh
             );
         }
     }
+    if spec.admin_shard >= spec.shard.count {
+        anyhow::bail!(
+            "--admin-shard {}: the run has shards 0 to {}",
+            spec.admin_shard,
+            spec.shard.count - 1
+        );
+    }
     if let Some(phase) = spec.scenario.phases.iter().find(|p| p.action.is_admin()) {
-        if !has_admin {
+        // Shards of a shared server: one coordinator changes it at the phase's virtual time,
+        // which means something to the other shards only on one paced, common clock.
+        if shared
+            && spec.shard.count > 1
+            && (!spec.common_clock || spec.time_scale == TimeScale::Max)
+        {
+            anyhow::bail!(
+                "scenario {} changes the server ({} at {}) and the {} shards share it: give every shard one --start-at and a paced --time-scale, so that the coordinator (shard {}) makes each change at the same virtual instant for all of them",
+                spec.scenario.name,
+                phase.action.name(),
+                crate::duration::format_duration(phase.at),
+                spec.shard.count,
+                spec.admin_shard
+            );
+        }
+        if coordinator && !has_admin {
             anyhow::bail!(
                 "scenario {} changes the server's rules ({} at {}) but no admin API was given: give --admin URL and --admin-token-file FILE, or run against the embedded server",
                 spec.scenario.name,
@@ -271,7 +309,11 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
             )
         }
     };
-    if let Err(e) = preflight(&spec, &target, admin.is_some()).await {
+    // Against its own embedded server every shard administers it; a shared server has one
+    // coordinator.
+    let shared = embedded.is_none();
+    let coordinator = !shared || spec.shard.index == spec.admin_shard;
+    if let Err(e) = preflight(&spec, &target, admin.is_some(), shared).await {
         if let Some(e) = embedded {
             e.server.shutdown().await?;
         }
@@ -310,6 +352,8 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         password_secret: spec.password_secret,
         dhcp_domain: spec.dhcp_domain,
         start_unix_ms: spec.start_unix_ms,
+        common_clock: spec.common_clock,
+        coordinator,
         collect_digests: spec.collect_digests,
         progress: spec.progress,
         faults,

@@ -146,9 +146,25 @@ impl Engine {
             time_scale: self.cfg.time_scale.to_string(),
             server: self.cfg.target.label.clone(),
             start_unix_ms: self.cfg.start_unix_ms,
+            clock: self
+                .anchor
+                .map(|a| crate::report::clock::ShardClock {
+                    shard: format!("{}/{}", self.cfg.shard.index, self.cfg.shard.count),
+                    start_offset_ms: a.offset_ms,
+                    joined_at_virtual_ms: self.joined_virtual_ms,
+                    late_events: self.late_events,
+                    late_devices: self
+                        .late_devices
+                        .iter()
+                        .map(|w| u64::from(w.count_ones()))
+                        .sum(),
+                    coordinator: self.cfg.coordinator,
+                })
+                .into_iter()
+                .collect(),
             missing_shards: Vec::new(),
             virtual_duration_ms: self.duration_ms,
-            wall_ms: clock::now().duration_since(self.wall_start).as_millis() as u64,
+            wall_ms: clock::now().duration_since(self.joined).as_millis() as u64,
             requests: m.requests,
             errors: m.errors,
             first_errors: m.first_errors,

@@ -98,6 +98,13 @@ pub struct RunConfig {
     pub dhcp_domain: String,
     /// Unix ms at virtual time zero (dates the "last update" on each device).
     pub start_unix_ms: u64,
+    /// Pace against `start_unix_ms` itself (`--start-at`: the shards' common clock) rather than
+    /// from this engine's own start: an engine that starts early waits, one that starts late
+    /// serves what is already past at once, counted as late.
+    pub common_clock: bool,
+    /// This engine administers the server (the coordinator shard, or any run against its own
+    /// embedded server); the others run their devices and only mark the admin phases.
+    pub coordinator: bool,
     /// Keep a digest of each device's event sequence (for the reproducibility test).
     pub collect_digests: bool,
     /// Called about every 200 ms of wall time with a progress snapshot.
@@ -188,6 +195,8 @@ pub enum EngineError {
         scenario: String,
         phase: &'static str,
     },
+    #[error("--start-at is {late_ms} ms past: at time scale {scale} the whole scenario is over (start the shard before the run's end, or pick a later instant)")]
+    StartPast { late_ms: i64, scale: f64 },
     #[error("server admin {op} failed: {reason}")]
     Admin { op: &'static str, reason: String },
     /// A setup error, not a fleet result: every verdict would fail for one reason the run
@@ -215,7 +224,18 @@ pub struct Engine {
     rx: mpsc::UnboundedReceiver<Completion>,
     metrics: Metrics,
     trace: Vec<String>,
+    /// The wall instant of virtual zero (in the future while an early shard waits).
     wall_start: tokio::time::Instant,
+    /// When this engine began serving (its wall time is measured from here).
+    joined: tokio::time::Instant,
+    /// Where this engine started against the common clock (`--start-at`).
+    anchor: Option<crate::start::Anchor>,
+    /// Virtual ms already past when this engine joined the common clock.
+    joined_virtual_ms: u64,
+    /// Items (wake-ups, answers, phases) due before this engine joined, served at once.
+    late_events: u64,
+    /// One bit per device: it had an item served late.
+    late_devices: Vec<u64>,
     duration_ms: u64,
     sign_in_phase: bool,
     provisioning: Provisioning,
@@ -284,6 +304,11 @@ impl Engine {
             metrics: Metrics::new(duration_ms, slots as u64),
             trace: Vec::new(),
             wall_start: clock::now(),
+            joined: clock::now(),
+            anchor: None,
+            joined_virtual_ms: 0,
+            late_events: 0,
+            late_devices: vec![0; slots.div_ceil(64)],
             duration_ms,
             sign_in_phase,
             provisioning,
@@ -297,7 +322,7 @@ impl Engine {
 
     pub async fn run(mut self) -> Result<RunOutcome, EngineError> {
         self.setup().await?;
-        self.wall_start = clock::now();
+        self.start_clock()?;
         let phases = self.cfg.scenario.phases.clone();
         let mut next_phase = 0usize;
         let mut last_progress = clock::now();
@@ -410,6 +435,32 @@ impl Engine {
         Ok(self.finish())
     }
 
+    /// Maps virtual zero to the wall clock: this engine's own start, or with the common clock
+    /// `start_unix_ms`, measured against this machine's clock.
+    fn start_clock(&mut self) -> Result<(), EngineError> {
+        self.joined = clock::now();
+        self.wall_start = self.joined;
+        if !self.cfg.common_clock {
+            return Ok(());
+        }
+        let anchor = crate::start::Anchor::measure(self.cfg.start_unix_ms, clock::unix_millis());
+        self.anchor = Some(anchor);
+        if let TimeScale::Factor(scale) = self.cfg.time_scale {
+            self.joined_virtual_ms = anchor.joined_virtual_ms(scale);
+            if self.joined_virtual_ms >= self.duration_ms {
+                return Err(EngineError::StartPast {
+                    late_ms: anchor.offset_ms,
+                    scale,
+                });
+            }
+            self.wall_start = anchor.origin(self.joined).ok_or(EngineError::StartPast {
+                late_ms: anchor.offset_ms,
+                scale,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Whether a `--abort-on-fail` threshold fails on the data so far (it is kept as the
     /// reason).
     fn threshold_failed(&mut self) -> bool {
@@ -458,6 +509,12 @@ impl Engine {
     /// cannot keep up stretches the scenario and, in the intended latency, makes the server
     /// look slow).
     async fn pace_to(&mut self, t: u64) -> bool {
+        if t < self.joined_virtual_ms {
+            // Already past when this shard joined the common clock: served at once, and
+            // counted as late rather than as lag (the engine did not fall behind).
+            self.late_events += 1;
+            return true;
+        }
         let Some(due) = self.cfg.time_scale.due(self.wall_start, t) else {
             return true;
         };
@@ -526,6 +583,9 @@ impl Engine {
                 self.after(item.slot, t);
             }
             Some(Next::Wake(t, slot)) => {
+                if t < self.joined_virtual_ms {
+                    self.late_devices[slot as usize / 64] |= 1 << (slot % 64);
+                }
                 self.devices[slot as usize].wake = queue::NEVER;
                 self.wake_device(slot, t);
                 self.after(slot, t);

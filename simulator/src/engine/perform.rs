@@ -255,7 +255,13 @@ impl Engine {
         let ticket = dev.work.start(kind);
         let boot = dev.boots;
         self.in_flight += 1;
-        let intended = self.cfg.time_scale.intended_wall(self.wall_start, t);
+        // A request already past when the shard joined the common clock was meant to leave
+        // when the shard started, not before it existed.
+        let intended = self
+            .cfg
+            .time_scale
+            .intended_wall(self.wall_start, t)
+            .max(self.joined);
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let sent = clock::now();

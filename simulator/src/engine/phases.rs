@@ -17,7 +17,7 @@ impl Engine {
     /// Puts every profile's initial version on the server as approved, and the test devices.
     pub(super) async fn setup(&mut self) -> Result<(), EngineError> {
         let needs_admin = self.cfg.scenario.phases.iter().any(|p| p.action.is_admin());
-        if self.cfg.admin.is_none() && !needs_admin {
+        if !self.cfg.coordinator || (self.cfg.admin.is_none() && !needs_admin) {
             return Ok(());
         }
         for p in self.profile_keys() {
@@ -32,8 +32,10 @@ impl Engine {
             .await?;
             self.admin(AdminOp::Approve(profile.key.clone())).await?;
         }
-        for slot in 0..self.devices.len() as u32 {
-            let spec = self.spec(slot);
+        // The whole fleet's test devices, not only this shard's: against a shared server the
+        // coordinator is the only shard that administers it.
+        for index in 0..self.cfg.fleet.devices.min(self.cfg.fleet.test_devices) {
+            let spec = crate::fleet::DeviceSpec::derive(index, &self.cfg.fleet);
             if spec.test_device {
                 self.admin(AdminOp::AddTestDevice(spec.mac())).await?;
             }
@@ -142,7 +144,13 @@ impl Engine {
         used
     }
 
+    /// Applies `op` on the coordinator; on the other shards of a shared server the phase only
+    /// marks its virtual time (for the convergence clock and the reports), since the
+    /// coordinator makes the change at that instant of the common clock.
     async fn admin(&self, op: AdminOp) -> Result<(), EngineError> {
+        if !self.cfg.coordinator {
+            return Ok(());
+        }
         let name = op.name();
         let Some(admin) = &self.cfg.admin else {
             return Err(EngineError::NoAdmin {

@@ -4,6 +4,7 @@
 //! `docs/report.schema.json`, described in `docs/REPORT.md`), [`html`] (a self-contained page
 //! with SVG plots), [`junit`] (verdicts and thresholds as test cases).
 
+pub mod clock;
 pub mod hist;
 pub mod html;
 pub mod junit;
@@ -44,8 +45,11 @@ pub struct Report {
     pub shards: Vec<String>,
     pub time_scale: String,
     pub server: String,
-    /// Unix ms at virtual time zero: shards of one run share it (`--start-epoch`).
+    /// Unix ms at virtual time zero: shards of one run share it (`--start-at`).
     pub start_unix_ms: u64,
+    /// With `--start-at` (the common clock): each shard's start against virtual time zero.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clock: Vec<clock::ShardClock>,
     /// Shards a `merge --allow-partial` went without, as `I/N`: a partial report never passes.
     #[serde(default)]
     pub missing_shards: Vec<String>,
@@ -360,6 +364,12 @@ impl Report {
         out.missing_shards = missing;
         out.shards
             .sort_by_key(|s| s.parse::<Shard>().map(|s| s.index).unwrap_or(u64::MAX));
+        out.clock.sort_by_key(|c| {
+            c.shard
+                .parse::<Shard>()
+                .map(|s| s.index)
+                .unwrap_or(u64::MAX)
+        });
         out.verdicts.failures.sort_by_key(|v| v.device);
         out.verdicts.failures.truncate(MAX_LISTED_FAILURES);
         out.finalize();
@@ -419,6 +429,7 @@ impl Report {
             }
         }
         self.shards.extend(r.shards);
+        self.clock.extend(r.clock);
         self.missing_shards.extend(r.missing_shards);
         if self.interrupted.is_none() {
             self.interrupted = r.interrupted;
@@ -505,6 +516,7 @@ pub(crate) mod tests {
             time_scale: "max".into(),
             server: "embedded".into(),
             start_unix_ms: 1_795_600_000_000,
+            clock: Vec::new(),
             missing_shards: Vec::new(),
             virtual_duration_ms: 3_600_000,
             wall_ms: 100 * devices,

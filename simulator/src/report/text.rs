@@ -88,6 +88,16 @@ pub fn render(r: &Report) -> String {
         },
         r.server
     );
+    if !r.clock.is_empty() {
+        let _ = writeln!(
+            out,
+            "common clock: virtual 0 at {} (--start-at)",
+            crate::start::format_rfc3339(r.start_unix_ms)
+        );
+        for c in &r.clock {
+            let _ = writeln!(out, "  {}", super::clock::describe(c));
+        }
+    }
     let wall = r.wall_ms as f64 / 1000.0;
     let _ = writeln!(
         out,

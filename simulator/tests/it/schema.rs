@@ -90,6 +90,9 @@ fn every_report_shape_validates_against_the_documented_schema() {
                 "3600",
                 "--duration",
                 "15m",
+                // The common clock: the report's `clock` field.
+                "--start-at",
+                "+200ms",
             ],
         ),
     ];
@@ -105,6 +108,8 @@ fn every_report_shape_validates_against_the_documented_schema() {
                     "6",
                     "--shard",
                     &format!("{i}/2"),
+                    "--start-at",
+                    "1795600000",
                 ],
             )
         })

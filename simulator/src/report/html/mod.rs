@@ -121,6 +121,17 @@ fn header(html: &mut String, r: &Report) {
             esc(&r.missing_shards.join(", "))
         );
     }
+    if !r.clock.is_empty() {
+        let _ = write!(
+            html,
+            r#"<p id="clock">Common clock: virtual 0 at {} (--start-at).</p><ul>"#,
+            esc(&crate::start::format_rfc3339(r.start_unix_ms))
+        );
+        for c in &r.clock {
+            let _ = write!(html, "<li>{}</li>", esc(&super::clock::describe(c)));
+        }
+        html.push_str("</ul>");
+    }
     if !r.warnings.is_empty() {
         html.push_str(r#"<ul id="warnings" class="warn">"#);
         for w in &r.warnings {
