@@ -152,8 +152,9 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     let (shared, shared_token) = stub(&dir.path().join("shared")).await;
     let (single, single_token) = stub(&dir.path().join("single")).await;
 
-    // Virtual zero 3.5 s from now or more (whole seconds, as a Job's START_AT is written).
-    let start_at_ms = (unix_ms() + 3500).div_ceil(1000) * 1000;
+    // Virtual zero 5 s from now or more (whole seconds, as a Job's START_AT is written):
+    // room for three processes to start on a loaded CI machine.
+    let start_at_ms = (unix_ms() + 5000).div_ceil(1000) * 1000;
     let start_at = start_at_ms / 1000;
     let whole_path = dir.path().join("whole.json");
     let whole = spawn(
