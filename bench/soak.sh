@@ -41,7 +41,10 @@ while kill -0 "$SIM" 2>/dev/null; do
         die "ucupdate-sim still running after $LIMIT s"
     fi
     rss=$(proc_kib "$SIM" VmRSS)
-    [ "$rss" = 0 ] || echo "$(( $(date +%s) - start )),$rss" >>"$OUT/rss.csv"
+    # Empty when the run ended between the check above and the read (a zombie has no VmRSS).
+    if [ -n "$rss" ] && [ "$rss" != 0 ]; then
+        echo "$(( $(date +%s) - start )),$rss" >>"$OUT/rss.csv"
+    fi
     # Sleep in short steps so the end of the run is noticed promptly.
     for _ in $(seq "$SAMPLE_SECS"); do
         kill -0 "$SIM" 2>/dev/null || break
