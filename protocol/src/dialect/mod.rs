@@ -9,6 +9,8 @@
 //! A dialect file can only place values and name paths: there are no expressions (see
 //! [`template`]), and it is bounded in size.
 
+pub mod check;
+pub mod learn;
 mod reply;
 pub mod template;
 pub mod tree;
