@@ -16,11 +16,15 @@
 //! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
 //! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
+//! - [`capture`], [`dialect_cmd`]: `ucupdate-sim dialect learn|check`, a wire dialect from a
+//!   captured exchange (the dialect itself is `ucupdate_protocol::dialect`).
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
 
 pub mod admin;
+pub mod capture;
 pub mod clock;
+pub mod dialect_cmd;
 pub mod duration;
 pub mod embedded;
 pub mod engine;

@@ -46,6 +46,8 @@ enum Command {
     /// Check that a Device Update server behaves like the service devices expect: a table on
     /// stdout, JUnit XML for CI, exit code 1 on any failed check (see docs/CONFORMANCE.md).
     Conformance(ucupdate_conformance::cli::Args),
+    /// Learn a wire dialect from a captured check, or check one against a capture.
+    Dialect(ucupdate_simulator::dialect_cmd::DialectArgs),
 }
 
 #[derive(Args, Clone)]
@@ -274,6 +276,10 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Conformance(args) => {
             Ok(ucupdate_conformance::cli::run(&args, "ucupdate-sim conformance").await?)
+        }
+        Command::Dialect(args) => {
+            ucupdate_simulator::dialect_cmd::run(&args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Users(args) => {
             let scenario = Scenario::load(&args.scenario)?;

@@ -29,7 +29,7 @@ pub struct CheckReport {
 pub enum CheckError {
     #[error("the captured check is not UTF-8")]
     NotText,
-    #[error("the captured check does not fit the dialect's template: {0}")]
+    #[error("the captured check does not fit the dialect's template")]
     Template(#[from] MatchError),
     #[error("the captured value of `{0}` is not acceptable: {1}")]
     Value(String, ProtocolError),
