@@ -124,7 +124,10 @@ fn learn_cmd(a: &LearnArgs) -> Result<()> {
         println!("  {{{{{placeholder}}}}} = {value:?}  (at `{field}`)");
     }
     if !learned.stripped_headers.is_empty() {
-        println!("  left out headers: {}", learned.stripped_headers.join(", "));
+        println!(
+            "  left out headers: {}",
+            learned.stripped_headers.join(", ")
+        );
     }
     for note in &learned.notes {
         println!("  note: {note}");

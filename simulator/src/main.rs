@@ -106,6 +106,10 @@ struct RunArgs {
     /// no verification, with a warning].
     #[arg(long, value_name = "PEM|none")]
     trust: Option<String>,
+    /// The wire dialect devices check in: a dialect file (`ucupdate-sim dialect learn`) or
+    /// `ucupdate`, the built-in one [default: ucupdate].
+    #[arg(long, value_name = "NAME.toml|ucupdate")]
+    dialect: Option<String>,
     /// Keep the embedded server's data here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -426,6 +430,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let spec = RunSpec {
         catalog_trust,
+        dialect: match args.dialect.as_deref() {
+            None => None,
+            Some(d) => Some(std::sync::Arc::new(ucupdate_simulator::dialect_cmd::load(
+                d,
+            )?)),
+        },
         shard,
         time_scale,
         max_in_flight: args.max_in_flight,

@@ -47,7 +47,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout on its side): nothing to answer
 
     def count(self, key):
         with LOCK:
@@ -114,6 +117,7 @@ def main():
     ap.add_argument("--offer", default="1.0.522.200")
     args = ap.parse_args()
     Handler.offer = args.offer
+    ThreadingHTTPServer.request_queue_size = 1024  # a fleet connects all at once
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     print("PORT %d" % server.server_address[1], flush=True)

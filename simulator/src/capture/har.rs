@@ -21,8 +21,14 @@ pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
     let mut https_only = !entries.is_empty();
     let mut check = None;
     for entry in entries {
-        let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("");
-        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("");
+        let method = entry
+            .pointer("/request/method")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let url = entry
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !url.starts_with("https://") {
             https_only = false;
         }
@@ -33,7 +39,10 @@ pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
             .pointer("/request/postData/text")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if check.is_none() && method.eq_ignore_ascii_case("POST") && body.trim_start().starts_with('<') {
+        if check.is_none()
+            && method.eq_ignore_ascii_case("POST")
+            && body.trim_start().starts_with('<')
+        {
             check = Some(entry);
         }
     }
@@ -45,8 +54,14 @@ pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
         };
         return Err(CaptureError::NoCheck { hint });
     };
-    let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or("POST");
-    let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or("/");
+    let method = entry
+        .pointer("/request/method")
+        .and_then(Value::as_str)
+        .unwrap_or("POST");
+    let url = entry
+        .pointer("/request/url")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
     let headers = entry
         .pointer("/request/headers")
         .and_then(Value::as_array)
@@ -69,8 +84,16 @@ pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
         .to_vec();
     let content = entry.pointer("/response/content");
     let text = content.and_then(|c| c.get("text")).and_then(Value::as_str);
-    let status = entry.pointer("/response/status").and_then(Value::as_i64).unwrap_or(0);
-    let reply = match (text, content.and_then(|c| c.get("encoding")).and_then(Value::as_str)) {
+    let status = entry
+        .pointer("/response/status")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let reply = match (
+        text,
+        content
+            .and_then(|c| c.get("encoding"))
+            .and_then(Value::as_str),
+    ) {
         (None, _) | (Some(""), _) => return Err(CaptureError::NoReply),
         (Some(t), Some("base64")) => base64::engine::general_purpose::STANDARD
             .decode(t)
@@ -78,7 +101,9 @@ pub fn read(bytes: &[u8]) -> Result<Capture, CaptureError> {
         (Some(t), _) => t.as_bytes().to_vec(),
     };
     if status != 200 {
-        notes.push(format!("the captured check was answered with HTTP {status}"));
+        notes.push(format!(
+            "the captured check was answered with HTTP {status}"
+        ));
     }
     Ok(Capture {
         exchange: Exchange {

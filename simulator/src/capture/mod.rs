@@ -22,9 +22,7 @@ pub enum CaptureError {
     },
     #[error("{0}")]
     Format(String),
-    #[error(
-        "no update check in this capture (no POST with an XML body){hint}"
-    )]
+    #[error("no update check in this capture (no POST with an XML body){hint}")]
     NoCheck { hint: String },
     #[error("the check in this capture has no reply (the capture ends before the pool answered)")]
     NoReply,
@@ -50,9 +48,14 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
     }
     let bytes = std::fs::read(path).map_err(io)?;
     let magic = bytes.get(..4).unwrap_or_default();
-    if [[0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4], [0x0a, 0x0d, 0x0d, 0x0a], [0x4d, 0x3c, 0xb2, 0xa1]]
-        .iter()
-        .any(|m| m == magic)
+    if [
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0xc3, 0xd4],
+        [0x0a, 0x0d, 0x0d, 0x0a],
+        [0x4d, 0x3c, 0xb2, 0xa1],
+    ]
+    .iter()
+    .any(|m| m == magic)
     {
         return Err(CaptureError::Pcap(path.display().to_string()));
     }
@@ -104,7 +107,10 @@ fn folder(dir: &Path) -> Result<Capture, CaptureError> {
             (
                 "POST".into(),
                 ucupdate_protocol::wire::INTERNAL_HANDLER_PATH.into(),
-                vec![("Content-Type".into(), ucupdate_protocol::wire::CONTENT_TYPE_XML.into())],
+                vec![(
+                    "Content-Type".into(),
+                    ucupdate_protocol::wire::CONTENT_TYPE_XML.into(),
+                )],
             )
         }
     };

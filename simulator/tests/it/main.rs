@@ -3,6 +3,8 @@
 //! - `scenarios`: every built-in scenario against the embedded stub, verdicts checked, and
 //!   reproducibility from the seed;
 //! - `cli`: the binary's output options (`--report -`);
+//! - `dialect`: `dialect learn|check` and `run --dialect` against the foreign dialect's Python
+//!   pool and phone;
 //! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
 //! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs);
 //! - `schema`: every shape of JSON report validates against `docs/report.schema.json`;
@@ -10,6 +12,7 @@
 //! - `live`: `--metrics` serves the run's numbers for Prometheus while it runs.
 
 mod cli;
+mod dialect;
 mod interrupt;
 mod live;
 mod scenarios;
