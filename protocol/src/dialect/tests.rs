@@ -274,3 +274,25 @@ proptest! {
         prop_assert_eq!(names.value(&root), Some(r.modules[0].file_name.as_str()));
     }
 }
+
+#[test]
+fn builtin_refuses_every_malformed_reply_fixture() {
+    let d = Dialect::builtin();
+    for name in [
+        "response_bad_count.xml",
+        "response_bad_sha.xml",
+        "response_downloads_without_update.xml",
+        "response_missing_base_url.xml",
+        "response_negative_size.xml",
+        "response_traversal_file.xml",
+        "request_entity_expansion.xml",
+        "request_truncated.xml",
+    ] {
+        let text = fixture(&format!("malformed/{name}"));
+        assert!(
+            CheckResponse::decode(text.as_bytes()).is_err(),
+            "{name}: wire accepts it"
+        );
+        assert!(d.decode_reply(text.as_bytes()).is_err(), "{name} accepted");
+    }
+}
