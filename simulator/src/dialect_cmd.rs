@@ -19,8 +19,8 @@ pub struct DialectArgs {
 
 #[derive(Subcommand)]
 pub enum DialectCommand {
-    /// Learn a dialect from a capture (HAR 1.2, or a folder with request.xml, reply.xml and
-    /// optionally request.http) and write it as TOML.
+    /// Learn a dialect from a capture (pcap/pcapng, HAR 1.2, or a folder with request.xml,
+    /// reply.xml and optionally request.http) and write it as TOML.
     Learn(LearnArgs),
     /// Show that a dialect reproduces a capture byte for byte outside its placeholders, and
     /// what it reads from the captured reply.
@@ -28,6 +28,9 @@ pub enum DialectCommand {
         /// The dialect file (or `ucupdate`, the built-in one).
         dialect: String,
         capture: PathBuf,
+        /// The TCP port of the HTTP traffic in a pcap capture.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
     },
     /// Print the built-in dialect's file (a starting point for a hand-written one).
     Show,
@@ -36,6 +39,9 @@ pub enum DialectCommand {
 #[derive(Args)]
 pub struct LearnArgs {
     pub capture: PathBuf,
+    /// The TCP port of the HTTP traffic in a pcap capture.
+    #[arg(long, default_value_t = 80)]
+    pub port: u16,
     /// Where to write the dialect.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
@@ -70,9 +76,13 @@ pub fn run(args: &DialectArgs) -> Result<()> {
             Ok(())
         }
         DialectCommand::Learn(a) => learn_cmd(a),
-        DialectCommand::Check { dialect, capture } => {
+        DialectCommand::Check {
+            dialect,
+            capture,
+            port,
+        } => {
             let dialect = load(dialect)?;
-            let capture = read_capture(capture)?;
+            let capture = read_capture(capture, *port)?;
             let report = check(&dialect, &capture)?;
             print_report(&report, &capture);
             if !report.identical {
@@ -87,8 +97,9 @@ pub fn run(args: &DialectArgs) -> Result<()> {
     }
 }
 
-fn read_capture(path: &Path) -> Result<Exchange> {
-    let capture = capture::read(path).with_context(|| format!("capture {}", path.display()))?;
+fn read_capture(path: &Path, port: u16) -> Result<Exchange> {
+    let capture =
+        capture::read(path, port).with_context(|| format!("capture {}", path.display()))?;
     for note in &capture.notes {
         eprintln!("note: {note}");
     }
@@ -96,7 +107,7 @@ fn read_capture(path: &Path) -> Result<Exchange> {
 }
 
 fn learn_cmd(a: &LearnArgs) -> Result<()> {
-    let exchange = read_capture(&a.capture)?;
+    let exchange = read_capture(&a.capture, a.port)?;
     let name = a.name.clone().unwrap_or_else(|| {
         a.output
             .file_stem()

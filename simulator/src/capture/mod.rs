@@ -1,11 +1,13 @@
-//! Reading a captured update check for `ucupdate-sim dialect`: a HAR 1.2 export (Fiddler,
-//! mitmproxy, a browser's developer tools) or a folder holding the request and reply bodies.
+//! Reading a captured update check for `ucupdate-sim dialect`: a pcap/pcapng file (`tcpdump
+//! -w`, Wireshark), a HAR 1.2 export (Fiddler, mitmproxy, a browser's developer tools) or a
+//! folder holding the request and reply bodies.
 //! Whatever the form, the result is one [`Exchange`]: the check (the first POST whose body is
 //! XML) and its reply, with the request's method, path and headers. A capture with no check,
 //! with only encrypted traffic, or cut off before the reply is refused with a message that
 //! says so.
 
 mod har;
+mod pcap;
 
 use std::path::Path;
 
@@ -26,8 +28,8 @@ pub enum CaptureError {
     NoCheck { hint: String },
     #[error("the check in this capture has no reply (the capture ends before the pool answered)")]
     NoReply,
-    #[error("{0} is a pcap/pcapng capture: this build reads HAR 1.2 and folders only; export the exchange from Wireshark (File > Export Objects > HTTP) into a folder, or as HAR")]
-    Pcap(String),
+    #[error("the capture is truncated: {0}")]
+    Truncated(String),
 }
 
 /// What else the capture showed (a download GET, other POSTs skipped).
@@ -37,8 +39,8 @@ pub struct Capture {
     pub notes: Vec<String>,
 }
 
-/// Reads `path`: a folder, a HAR file, or (refused with advice) a pcap.
-pub fn read(path: &Path) -> Result<Capture, CaptureError> {
+/// Reads `path`: a folder, a HAR file, or a pcap/pcapng file (HTTP on TCP `port`).
+pub fn read(path: &Path, port: u16) -> Result<Capture, CaptureError> {
     let io = |source| CaptureError::Io {
         path: path.display().to_string(),
         source,
@@ -57,7 +59,7 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
     .iter()
     .any(|m| m == magic)
     {
-        return Err(CaptureError::Pcap(path.display().to_string()));
+        return pcap::read(&bytes, port);
     }
     har::read(&bytes)
 }

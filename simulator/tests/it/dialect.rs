@@ -149,12 +149,14 @@ fn captures_that_cannot_teach_give_clear_messages() {
     let cut = r#"{"request":{"method":"POST","url":"http://pool/fw","headers":[],"postData":{"text":"<a>1.0.0.1</a>"}},"response":{"status":0,"content":{}}}"#;
     std::fs::write(d("cut.har"), har(cut)).unwrap();
     std::fs::write(d("check.pcap"), [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]).unwrap();
+    std::fs::write(d("tls.pcap"), tls_only_pcap()).unwrap();
     std::fs::write(d("junk.har"), "{ not json").unwrap();
     for (file, expected) in [
         ("https.har", "every request in it is HTTPS"),
         ("nocheck.har", "no update check in this capture"),
         ("cut.har", "has no reply"),
         ("check.pcap", "pcap"),
+        ("tls.pcap", "only encrypted traffic (port 443)"),
         ("junk.har", "not a HAR file"),
     ] {
         let out = sim(&["dialect", "learn", &d(file), "-o", &d("x.toml")]);
@@ -165,4 +167,121 @@ fn captures_that_cannot_teach_give_clear_messages() {
             "{file}: no dialect is written"
         );
     }
+}
+
+/// `dialect/check.pcap`: a real `tcpdump -i lo -s 0 -w` capture of `foreign_client.py
+/// --download --auth ...` checking against `foreign_server.py --port 18080` (the check, its
+/// reply and the download GET).
+fn pcap_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/dialect/check.pcap")
+}
+
+#[test]
+fn learn_from_a_tcpdump_capture_with_tcp_reassembly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let pcap = pcap_fixture().display().to_string();
+    let out = sim(&[
+        "dialect",
+        "learn",
+        &pcap,
+        "--port",
+        "18080",
+        "-o",
+        &d("pool.toml"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("equals the capture byte for byte"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("download seen: GET /DeviceUpdateFiles_Int/"),
+        "{}",
+        text(&out)
+    );
+    let toml = std::fs::read_to_string(d("pool.toml")).unwrap();
+    assert!(
+        !toml.contains("c2VjcmV0") && !toml.contains("secret-cookie"),
+        "{toml}"
+    );
+    assert!(!text(&out).contains("cut off"), "{}", text(&out));
+    let checked = sim(&[
+        "dialect",
+        "check",
+        &d("pool.toml"),
+        &pcap,
+        "--port",
+        "18080",
+    ]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("reply: offers CPE 1.0.522.200"),
+        "{}",
+        text(&checked)
+    );
+
+    // The default port (80) holds nothing in this capture; cut-off captures say so.
+    let wrong_port = sim(&["dialect", "learn", &pcap, "-o", &d("x.toml")]);
+    assert!(
+        text(&wrong_port).contains("no TCP traffic to port 80"),
+        "{}",
+        text(&wrong_port)
+    );
+    let bytes = std::fs::read(pcap_fixture()).unwrap();
+    for (cut, expected) in [
+        (900, "the check's body is cut off"),
+        (1500, "has no reply"),
+        (1900, "the reply's body is cut off"),
+    ] {
+        std::fs::write(d("cut.pcap"), &bytes[..cut]).unwrap();
+        let out = sim(&[
+            "dialect",
+            "learn",
+            &d("cut.pcap"),
+            "--port",
+            "18080",
+            "-o",
+            &d("x.toml"),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{cut}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{cut}: {}", text(&out));
+    }
+    assert!(!Path::new(&d("x.toml")).exists());
+}
+
+/// A pcap of one TCP segment from port 50000 to 443 (what an HTTPS-only capture holds).
+fn tls_only_pcap() -> Vec<u8> {
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00]); // Ethernet, IPv4
+    let tcp_len = 20 + 5;
+    let total = (20 + tcp_len) as u16;
+    packet.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    packet.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+    packet.extend_from_slice(&[
+        0xc3, 0x50, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    packet.extend_from_slice(&[0x16, 0x03, 0x01, 0x00, 0x00]); // a TLS record header
+    let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    file.extend_from_slice(&[0; 8]); // ts
+    file.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+    file.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+    file.extend_from_slice(&packet);
+    file
 }
