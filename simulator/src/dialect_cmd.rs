@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ucupdate_protocol::dialect::check::{check, CheckReport};
 use ucupdate_protocol::dialect::learn::{learn, Exchange, Hints};
-use ucupdate_protocol::dialect::{Dialect, BUILTIN};
+use ucupdate_protocol::dialect::Dialect;
 
 use crate::capture;
 
@@ -62,11 +62,7 @@ pub struct LearnArgs {
 
 /// Reads `--dialect NAME.toml|ucupdate`.
 pub fn load(spec: &str) -> Result<Dialect> {
-    if spec == BUILTIN || spec == "builtin" {
-        return Ok(Dialect::builtin());
-    }
-    let text = std::fs::read_to_string(spec).with_context(|| format!("reading dialect {spec}"))?;
-    Dialect::from_toml(&text).with_context(|| format!("dialect {spec}"))
+    Ok(ucupdate_conformance::cli::load_dialect(spec)?)
 }
 
 pub fn run(args: &DialectArgs) -> Result<()> {

@@ -2,9 +2,10 @@
 """A pool speaking the made-up foreign dialect (tests/peers/foreign.toml), written without any
 of the project's Rust code: the standard library's HTTP server and ElementTree only.
 
-POST /fw/check.asmx  a SOAP CheckFirmware; offers --offer to every part whose Rev is older,
-                     else an empty CheckFirmwareResult ("no update").
-GET  /DeviceUpdateFiles_Int/...  the offered files (deterministic bytes).
+POST /fw/check.asmx  a SOAP CheckFirmware; offers --offer to a device whose first part's Rev
+                     differs from it, else an empty CheckFirmwareResult ("no update").
+GET  /DeviceUpdateFiles_Int/...  the offered files (deterministic bytes, Range requests,
+                     .nbt as application/octet-stream; `..` or backslashes refused).
 GET  /stats          JSON counts: checks, offers, downloads.
 
 Prints "PORT <n>" on its first stdout line once it listens (port 0 picks a free one).
@@ -62,12 +63,34 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.dumps(STATS).encode()
             return self.send(200, body, "application/json")
         if self.path.startswith("/DeviceUpdateFiles_Int/"):
+            lowered = self.path.lower()
+            if ".." in self.path or "%2e" in lowered or "\\" in self.path or "%5c" in lowered:
+                return self.send(400, b"bad path", "text/plain")
             self.count("downloads")
-            return self.send(200, file_bytes(self.path), "application/octet-stream")
+            data = file_bytes(self.path)
+            ctype = {"nbt": "application/octet-stream", "cat": "application/vnd.ms-pki.seccat"}.get(
+                self.path.rsplit(".", 1)[-1], "application/octet-stream")
+            rng = self.headers.get("Range", "")
+            if rng.startswith("bytes="):
+                first, _, last = rng[6:].partition("-")
+                first = int(first or 0)
+                last = min(int(last) if last else len(data) - 1, len(data) - 1)
+                part = data[first:last + 1]
+                self.send_response(206)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, len(data)))
+                self.send_header("Content-Length", str(len(part)))
+                self.end_headers()
+                self.wfile.write(part)
+                return
+            return self.send(200, data, ctype)
         self.send(404, b"not found", "text/plain")
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
+        if length > 64 * 1024:
+            self.close_connection = True
+            return self.send(413, b"too large", "text/plain")
         body = self.rfile.read(length)
         if self.path != "/fw/check.asmx":
             return self.send(404, b"not found", "text/plain")
@@ -92,7 +115,8 @@ class Handler(BaseHTTPRequestHandler):
         name, running = parts[0]
         stem = name.rsplit(".", 1)[0]
         result = '<r:CheckFirmwareResult/>'
-        if running < version_tuple(self.offer):
+        # The documented rule: offer whenever the running version differs (older or newer).
+        if running != version_tuple(self.offer):
             self.count("offers")
             host = self.headers.get("Host", "127.0.0.1")
             base = "http://%s/DeviceUpdateFiles_Int/%s/%s/%s" % (

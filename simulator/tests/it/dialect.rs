@@ -134,6 +134,26 @@ fn learn_from_the_python_phone_then_a_fleet_updates_against_the_python_pool() {
         serde_json::from_str(&std::fs::read_to_string(d("report.json")).unwrap()).unwrap();
     assert_eq!(report["devices"], 200, "{report}");
     assert_eq!(report["passed"], true);
+
+    // The conformance suite in the same dialect: every check that needs no admin API, no
+    // external site and no catalog roots passes (the pool gives no sizes or hashes to match).
+    let suite = sim(&[
+        "conformance",
+        "--target",
+        &server,
+        "--dialect",
+        &d("pool.toml"),
+        "--probe-key",
+        "UCPhone/Polycom/CX700/A/ENU/CPE",
+        "--probe-version",
+        "1.0.522.101",
+    ]);
+    assert!(suite.status.success(), "{}", text(&suite));
+    assert!(
+        text(&suite).contains("26 checks: 12 passed, 0 failed, 14 skipped"),
+        "{}",
+        text(&suite)
+    );
 }
 
 #[test]
