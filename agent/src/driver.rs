@@ -91,6 +91,8 @@ pub struct DriverConfig {
     /// `[trust] catalog_roots` and its settings. [`CatalogCheck::NoAnchors`] (the default)
     /// refuses every update, and the driver says so at start.
     pub catalog_check: CatalogCheck,
+    /// `[protocol] dialect`: the wire dialect of the checks; `None`: the built-in one.
+    pub dialect: Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>>,
 }
 
 impl DriverConfig {
@@ -110,6 +112,7 @@ impl DriverConfig {
             seed: None,
             allow_plain_http_credentials: false,
             catalog_check: CatalogCheck::NoAnchors,
+            dialect: None,
         }
     }
 }

@@ -189,6 +189,10 @@ pub trait Context {
     fn catalog_check(&self) -> CatalogCheck {
         CatalogCheck::NoAnchors
     }
+    /// The wire dialect checks are sent in; `None`: the built-in one (`ucupdate`).
+    fn dialect(&self) -> Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>> {
+        None
+    }
     /// The device's idea of the time, for a `[trust] trusted_clock` (seconds since the epoch).
     fn now_unix_secs(&self) -> u64 {
         crate::clock::unix_millis() / 1000
@@ -249,9 +253,16 @@ pub fn start(action: Action, ctx: &impl Context) -> Work {
             };
             let client = ctx.client();
             let auth = credentials(ctx, external, &url);
+            let dialect = ctx.dialect();
             let call = async move {
-                let (result, stats) =
-                    net::check_with_stats(&client, &url, &request, auth.as_ref()).await;
+                let (result, stats) = net::check_in_dialect_with_stats(
+                    &client,
+                    &url,
+                    &request,
+                    dialect.as_deref(),
+                    auth.as_ref(),
+                )
+                .await;
                 tracing::debug!(?stats, "check call");
                 let (event, error) = bridge::check_event(result);
                 Done {

@@ -421,7 +421,16 @@ pub(crate) fn describe(response: &CheckResponse) -> String {
 /// `request` with unknown elements (one nested) and unknown attributes added.
 pub(crate) fn inject_unknown(request: &str) -> Option<String> {
     let root = "<DeviceUpdateRequest>";
-    let at = request.find(root)? + root.len();
+    let Some(at) = request.find(root).map(|at| at + root.len()) else {
+        // Another dialect: an element in a namespace of its own, before the root's end tag.
+        let close = request.trim_end().rfind("</")?;
+        let mut out = request.to_owned();
+        out.insert_str(
+            close,
+            "<FutureField xmlns=\"urn:ucupdate:future\" Kind=\"x\"><Nested>value</Nested></FutureField>",
+        );
+        return Some(out);
+    };
     let mut out = String::with_capacity(request.len() + 200);
     out.push_str(&request[..at]);
     out.push_str("<FutureField Kind=\"x\"><Nested>value</Nested></FutureField>");

@@ -22,6 +22,10 @@ pub struct Args {
     /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port`).
     #[arg(long, required_unless_present = "list")]
     pub target: Option<String>,
+    /// The wire dialect of the probes' checks: a file from `ucupdate-sim dialect learn`, or
+    /// `ucupdate` (the built-in one) [default: ucupdate]. The external checks stay built-in.
+    #[arg(long, value_name = "NAME.toml|ucupdate")]
+    pub dialect: Option<String>,
     /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`); enables the NTLM checks.
     #[arg(long)]
     pub external_target: Option<String>,
@@ -89,6 +93,13 @@ pub enum CliError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// `--dialect` names a file that is not a dialect.
+    #[error("--dialect {spec}")]
+    Dialect {
+        spec: String,
+        #[source]
+        source: ucupdate_protocol::dialect::DialectError,
     },
     /// The JUnit file cannot be written.
     #[error("writing {}", path.display())]
@@ -192,6 +203,12 @@ pub fn options(args: &Args, program: &str) -> Result<Options, CliError> {
         only: args.only.clone(),
         skip: args.skip.clone(),
         device,
+        dialect: args
+            .dialect
+            .as_deref()
+            .map(load_dialect)
+            .transpose()?
+            .map(std::sync::Arc::new),
     };
     let unknown = unknown_names(&options);
     if !unknown.is_empty() {
@@ -218,6 +235,20 @@ fn trust(path: &Path) -> Result<ucupdate_agent::trust::TrustAnchors, CliError> {
     let pem = read("--trust", path)?;
     ucupdate_agent::trust::TrustAnchors::from_pem(&pem).map_err(|source| CliError::Trust {
         path: path.to_owned(),
+        source,
+    })
+}
+
+/// A `--dialect` value: `ucupdate` (or `builtin`), or a dialect file (the one reader of the
+/// flag, for `ucupdate-sim run` too).
+pub fn load_dialect(spec: &str) -> Result<ucupdate_protocol::dialect::Dialect, CliError> {
+    use ucupdate_protocol::dialect::{Dialect, BUILTIN};
+    if spec == BUILTIN || spec == "builtin" {
+        return Ok(Dialect::builtin());
+    }
+    let bytes = read("--dialect", Path::new(spec))?;
+    Dialect::from_toml(&String::from_utf8_lossy(&bytes)).map_err(|source| CliError::Dialect {
+        spec: spec.to_owned(),
         source,
     })
 }

@@ -66,6 +66,8 @@ pub struct Options {
     pub skip: Vec<String>,
     /// The identity and version the probes claim.
     pub device: ProbeDevice,
+    /// The wire dialect of the probes' checks (`--dialect`); `None`: the built-in one.
+    pub dialect: Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>>,
 }
 
 impl std::fmt::Debug for Options {
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Options {
             .field("only", &self.only)
             .field("skip", &self.skip)
             .field("device", &self.device)
+            .field("dialect", &self.dialect.as_ref().map(|d| d.name.as_str()))
             .finish()
     }
 }
@@ -104,6 +107,7 @@ impl Options {
             only: Vec::new(),
             skip: Vec::new(),
             device: ProbeDevice::default(),
+            dialect: None,
         }
     }
 }

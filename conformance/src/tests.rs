@@ -54,6 +54,19 @@ fn unknown_elements_are_injected_and_our_decoder_still_reads_the_request() {
     assert_eq!(CheckRequest::decode(text.as_bytes()).unwrap(), request);
 }
 
+/// In another dialect the unknown element goes in its own namespace inside the root.
+#[test]
+fn unknown_elements_in_another_dialect() {
+    let body = "<?xml version=\"1.0\"?>\n<s:Envelope xmlns:s=\"urn:s\"><s:Body><x:Check xmlns:x=\"urn:x\" x:v=\"1\"/></s:Body></s:Envelope>\n";
+    let text = inject_unknown(body).unwrap();
+    assert!(
+        text.contains("<FutureField xmlns=\"urn:ucupdate:future\" Kind=\"x\"><Nested>value</Nested></FutureField></s:Envelope>"),
+        "{text}"
+    );
+    ucupdate_protocol::xml::parse(text.as_bytes(), ucupdate_protocol::xml::Limits::MESSAGE)
+        .unwrap();
+}
+
 #[test]
 fn a_probe_spec_names_a_real_model() {
     let probe: ProbeDevice = "UCPhone/Polycom/CX700/A/ENU/CPE@1.0.522.101,mac=0004f2000176"

@@ -12,6 +12,8 @@
 //! - [`url`]: the small `http(s)://host:port/path` URL type the other crates share.
 //! - [`wire`]: **every wire-format choice** (element names, endpoints, content types, the
 //!   "no update" form, the log-upload query): encode and decode of each message.
+//! - [`dialect`]: wire dialects as data (a TOML file: request template, reply paths); the
+//!   built-in `ucupdate` dialect is what [`wire`] writes.
 //! - [`audit`]: the request handler's daily audit log (CSV with a header, or R2's `;` form).
 //! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
 //!   list of file digests): a bounded DER codec, no cryptography.
@@ -23,6 +25,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod dialect;
 pub mod error;
 pub mod identity;
 pub mod store;

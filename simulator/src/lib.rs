@@ -17,11 +17,15 @@
 //! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
 //! - [`clock`]: the one place the wall clock is read.
 //! - [`start`]: `--start-at`, the shards' common clock: virtual zero on the wall clock.
+//! - [`capture`], [`dialect_cmd`]: `ucupdate-sim dialect learn|check`, a wire dialect from a
+//!   captured exchange (the dialect itself is `ucupdate_protocol::dialect`).
 //!
 //! The conformance suite (`ucupdate-sim conformance`) is its own crate, `ucupdate-conformance`.
 
 pub mod admin;
+pub mod capture;
 pub mod clock;
+pub mod dialect_cmd;
 pub mod duration;
 pub mod embedded;
 pub mod engine;

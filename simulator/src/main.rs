@@ -50,6 +50,8 @@ enum Command {
     /// Check that a Device Update server behaves like the service devices expect: a table on
     /// stdout, JUnit XML for CI, exit code 1 on any failed check (see docs/CONFORMANCE.md).
     Conformance(ucupdate_conformance::cli::Args),
+    /// Learn a wire dialect from a captured check, or check one against a capture.
+    Dialect(ucupdate_simulator::dialect_cmd::DialectArgs),
 }
 
 #[derive(Args, Clone)]
@@ -108,6 +110,10 @@ struct RunArgs {
     /// no verification, with a warning].
     #[arg(long, value_name = "PEM|none")]
     trust: Option<String>,
+    /// The wire dialect devices check in: a dialect file (`ucupdate-sim dialect learn`) or
+    /// `ucupdate`, the built-in one [default: ucupdate].
+    #[arg(long, value_name = "NAME.toml|ucupdate")]
+    dialect: Option<String>,
     /// Keep the embedded server's data here instead of a temporary directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -289,6 +295,10 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Conformance(args) => {
             Ok(ucupdate_conformance::cli::run(&args, "ucupdate-sim conformance").await?)
         }
+        Command::Dialect(args) => {
+            ucupdate_simulator::dialect_cmd::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Users(args) => {
             let scenario = Scenario::load(&args.scenario)?;
             let fleet = fleet_spec(&args.fleet, &scenario)?;
@@ -453,6 +463,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let spec = RunSpec {
         catalog_trust,
+        dialect: match args.dialect.as_deref() {
+            None => None,
+            Some(d) => Some(std::sync::Arc::new(ucupdate_simulator::dialect_cmd::load(
+                d,
+            )?)),
+        },
         shard,
         time_scale,
         max_in_flight: args.max_in_flight,

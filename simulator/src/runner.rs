@@ -51,6 +51,8 @@ pub struct RunSpec {
     pub scenario: Scenario,
     /// How the devices verify catalogs (`--trust`).
     pub catalog_trust: CatalogTrustChoice,
+    /// The wire dialect devices check in (`--dialect`); `None`: the built-in `ucupdate`.
+    pub dialect: Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>>,
     pub fleet: FleetSpec,
     pub shard: Shard,
     pub time_scale: TimeScale,
@@ -88,6 +90,7 @@ impl RunSpec {
         RunSpec {
             scenario,
             catalog_trust: CatalogTrustChoice::Default,
+            dialect: None,
             fleet,
             shard: Shard::WHOLE,
             time_scale: TimeScale::Max,
@@ -339,6 +342,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     thresholds.extend(spec.thresholds);
     let config = RunConfig {
         catalog,
+        dialect: spec.dialect,
         scenario: spec.scenario,
         fleet: spec.fleet,
         shard: spec.shard,

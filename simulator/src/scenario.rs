@@ -249,6 +249,9 @@ pub enum FinalVersion {
     Target,
     /// The published version if a user is signed in, else what it started on (external).
     TargetIfUser,
+    /// The profile's next version although this run publishes nothing: a server the run does
+    /// not administer (a real pool, a peer in a foreign dialect) already offers it.
+    Next,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -42,6 +42,19 @@ pub enum AgentConfigError {
     Device(#[from] DeviceError),
     #[error("[trust]: {0}")]
     Trust(String),
+    #[error("[protocol] dialect {path}: {source}")]
+    Dialect {
+        path: PathBuf,
+        source: ucupdate_protocol::dialect::DialectError,
+    },
+}
+
+/// `[protocol]`: the wire dialect of the checks (docs/PROTOCOL.md §11).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// A dialect file (`ucupdate-sim dialect learn`); absent: the built-in `ucupdate`.
+    pub dialect: Option<PathBuf>,
 }
 
 /// `[trust]`: the download rules of docs/AGENT.md ("What the agent refuses").
@@ -225,6 +238,8 @@ pub struct AgentConfig {
     pub agent: DaemonConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -302,6 +317,20 @@ impl AgentConfig {
         config.control_socket = self.agent.control_socket;
         config.activity_poll = self.agent.activity_poll;
         config.seed = self.agent.seed;
+        if let Some(path) = &self.protocol.dialect {
+            let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let dialect =
+                ucupdate_protocol::dialect::Dialect::from_toml(&text).map_err(|source| {
+                    AgentConfigError::Dialect {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            config.dialect = Some(Arc::new(dialect));
+        }
         Ok(config)
     }
 
@@ -324,6 +353,25 @@ mod tests {
 
     fn config(extra: &str) -> Result<DriverConfig, AgentConfigError> {
         AgentConfig::from_toml(&format!("{BASE}{extra}"))?.driver_config()
+    }
+
+    #[test]
+    fn protocol_dialect_is_read_and_checked() {
+        assert!(config("").unwrap().dialect.is_none(), "built-in by default");
+        let foreign = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/foreign.toml");
+        let c = config(&format!("[protocol]\ndialect = \"{foreign}\"\n")).unwrap();
+        assert_eq!(c.dialect.unwrap().name, "foreign-soap");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "format = 2\n").unwrap();
+        let err = config(&format!("[protocol]\ndialect = \"{}\"\n", bad.display()))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[protocol] dialect") && err.contains("format 2"),
+            "{err}"
+        );
     }
 
     #[test]

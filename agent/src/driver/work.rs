@@ -97,6 +97,10 @@ impl<D: Device> perform::Context for Running<D> {
         self.config.catalog_check.clone()
     }
 
+    fn dialect(&self) -> Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>> {
+        self.config.dialect.clone()
+    }
+
     fn staging(&self, version: FirmwareVersion, file: &FileName) -> Option<PathBuf> {
         Some(staged_path(&self.config.state_dir, version, file))
     }

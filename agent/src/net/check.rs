@@ -6,6 +6,7 @@ use http::header::{self, HeaderValue};
 use http::Method;
 use hyper::body::Incoming;
 use ucupdate_ntlm::Credentials;
+use ucupdate_protocol::dialect::Dialect;
 use ucupdate_protocol::wire::{CONTENT_TYPE_XML, MAX_MESSAGE_BYTES};
 use ucupdate_protocol::{CheckRequest, CheckResponse, HttpUrl, LogUpload};
 
@@ -28,6 +29,38 @@ pub async fn check(
     check_with_stats(client, url, request, auth).await.0
 }
 
+/// [`check_with_stats`] in a wire dialect other than the built-in one (`None`: the built-in):
+/// the dialect's method, path (on `url`'s host), headers and body, and its reading of the reply.
+pub async fn check_in_dialect_with_stats(
+    client: &Client,
+    url: &HttpUrl,
+    request: &CheckRequest,
+    dialect: Option<&Dialect>,
+    auth: Option<&Credentials>,
+) -> (Result<CheckResponse, NetError>, RequestStats) {
+    let Some(dialect) = dialect else {
+        return check_with_stats(client, url, request, auth).await;
+    };
+    let started = clock::monotonic();
+    let mut stats = RequestStats::default();
+    let url = url.with_path(&dialect.request.path);
+    let result = check_inner(
+        client,
+        &url,
+        request,
+        Some(dialect),
+        auth,
+        started,
+        &mut stats,
+    )
+    .await;
+    stats.total = clock::elapsed(started);
+    if let Err(e) = &result {
+        tracing::debug!(%url, class = %e.class(), error = %e, "check failed");
+    }
+    (result, stats)
+}
+
 /// [`check`] plus the call's timing and volume (also on failure).
 pub async fn check_with_stats(
     client: &Client,
@@ -37,7 +70,7 @@ pub async fn check_with_stats(
 ) -> (Result<CheckResponse, NetError>, RequestStats) {
     let started = clock::monotonic();
     let mut stats = RequestStats::default();
-    let result = check_inner(client, url, request, auth, started, &mut stats).await;
+    let result = check_inner(client, url, request, None, auth, started, &mut stats).await;
     stats.total = clock::elapsed(started);
     if let Err(e) = &result {
         tracing::debug!(%url, class = %e.class(), error = %e, "check failed");
@@ -49,18 +82,38 @@ async fn check_inner(
     client: &Client,
     url: &HttpUrl,
     request: &CheckRequest,
+    dialect: Option<&Dialect>,
     auth: Option<&Credentials>,
     started: tokio::time::Instant,
     stats: &mut RequestStats,
 ) -> Result<CheckResponse, NetError> {
-    let spec = RequestSpec {
-        method: Method::POST,
-        url,
-        headers: vec![(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(CONTENT_TYPE_XML),
-        )],
-        body: Bytes::from(request.encode()),
+    let spec = match dialect {
+        None => RequestSpec {
+            method: Method::POST,
+            url,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(CONTENT_TYPE_XML),
+            )],
+            body: Bytes::from(request.encode()),
+        },
+        Some(d) => RequestSpec {
+            // A dialect file is checked when read: a method and header it names are valid.
+            method: Method::from_bytes(d.request.method.as_bytes()).unwrap_or(Method::POST),
+            url,
+            headers: d
+                .request
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        header::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
+                })
+                .collect(),
+            body: Bytes::from(d.encode_request(request)),
+        },
     };
     let mut done = exchange(client, &spec, auth, started, stats).await?;
     let status = done.response.status();
@@ -76,7 +129,10 @@ async fn check_inner(
         stats,
     )
     .await?;
-    Ok(CheckResponse::decode(&body)?)
+    Ok(match dialect {
+        None => CheckResponse::decode(&body)?,
+        Some(d) => d.decode_reply(&body)?,
+    })
 }
 
 /// Uploads one device log file (at most [`ucupdate_protocol::wire::MAX_LOG_BYTES`]) to the check

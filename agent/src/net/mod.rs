@@ -28,7 +28,9 @@ mod exchange;
 mod shaping;
 pub mod tls;
 
-pub use check::{check, check_with_stats, upload_log, upload_log_with_stats};
+pub use check::{
+    check, check_in_dialect_with_stats, check_with_stats, upload_log, upload_log_with_stats,
+};
 pub use client::{Client, ClientSettings, RequestShaping, RequestStats, Timeouts};
 pub use download::{download, download_to, DownloadSink, DownloadedFile};
 pub use error::{AuthStage, ErrorClass, NetError, TimeoutPhase};

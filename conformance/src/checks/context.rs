@@ -62,6 +62,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// A check body as the probe sends it: in `--dialect`'s format, else the built-in one.
+    pub(super) fn encode(&self, request: &CheckRequest) -> String {
+        match &self.opts.dialect {
+            Some(d) => d.encode_request(request),
+            None => request.encode(),
+        }
+    }
+
+    /// A check reply as the probe reads it (`--dialect`'s paths, else the built-in reader).
+    pub(super) fn decode(
+        &self,
+        body: &[u8],
+    ) -> Result<CheckResponse, ucupdate_protocol::ProtocolError> {
+        match &self.opts.dialect {
+            Some(d) => d.decode_reply(body),
+            None => CheckResponse::decode(body),
+        }
+    }
+
     /// A check through the agent's own client (what a device would send and decode).
     pub(super) async fn check_as(
         &self,
@@ -69,28 +88,41 @@ impl Ctx<'_> {
         who: Who,
     ) -> Result<CheckResponse, String> {
         let request = self.request(version, who);
-        net::check(&self.client, &self.opts.target, &request, None)
+        let dialect = self.opts.dialect.as_deref();
+        net::check_in_dialect_with_stats(&self.client, &self.opts.target, &request, dialect, None)
             .await
+            .0
             .map_err(|e| format!("check as a {} device on {version}: {e}", who_name(who)))
     }
 
     /// POSTs a raw body to the internal check URL on a fresh connection.
     pub(super) async fn post_raw(&self, body: impl Into<Bytes>) -> Result<Reply, String> {
-        let url = &self.opts.target;
-        raw::once(
-            url,
-            self.tls_for(url)?,
-            Method::POST,
-            &[(header::CONTENT_TYPE, CONTENT_TYPE_XML.to_owned())],
-            body,
-        )
-        .await
+        let Some(d) = &self.opts.dialect else {
+            let url = &self.opts.target;
+            return raw::once(
+                url,
+                self.tls_for(url)?,
+                Method::POST,
+                &[(header::CONTENT_TYPE, CONTENT_TYPE_XML.to_owned())],
+                body,
+            )
+            .await;
+        };
+        // The dialect's path on the target's host, and the headers the captured phone sent.
+        let url = self.opts.target.with_path(&d.request.path);
+        let headers: Vec<(HeaderName, String)> = d
+            .request
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((HeaderName::from_bytes(k.as_bytes()).ok()?, v.clone())))
+            .collect();
+        raw::once(&url, self.tls_for(&url)?, Method::POST, &headers, body).await
     }
 
     /// A normal check must still get 200 with a reply that decodes.
     pub(super) async fn still_serving(&self) -> Result<(), String> {
         let reply = self
-            .post_raw(self.request(self.device().version, Who::Regular).encode())
+            .post_raw(self.encode(&self.request(self.device().version, Who::Regular)))
             .await
             .map_err(|e| format!("the server stopped serving: {e}"))?;
         if reply.status != StatusCode::OK {
@@ -99,7 +131,7 @@ impl Ctx<'_> {
                 reply.summary()
             ));
         }
-        CheckResponse::decode(&reply.body).map(drop).map_err(|e| {
+        self.decode(&reply.body).map(drop).map_err(|e| {
             format!("a normal check right after got a reply that does not decode: {e}")
         })
     }

@@ -47,7 +47,7 @@ impl Ctx<'_> {
 
     pub(super) async fn external_anonymous(&mut self) -> Verdict {
         let url = self.external()?.clone();
-        let body = self.request(self.device().version, Who::Regular).encode();
+        let body = self.encode(&self.request(self.device().version, Who::Regular));
         let reply = raw::once(
             &url,
             self.tls_for(&url)?,
@@ -85,7 +85,7 @@ impl Ctx<'_> {
         let mut conn = raw::connect(&url, self.tls_for(&url)?).await?;
         let t2 = Self::type1(&mut conn, &url.path, &mut ntlm).await?;
         let t3 = type3(&mut ntlm, &t2)?;
-        let body = self.request(self.device().version, Who::Regular).encode();
+        let body = self.encode(&self.request(self.device().version, Who::Regular));
         let reply = conn
             .send(
                 Method::POST,
@@ -112,7 +112,7 @@ impl Ctx<'_> {
         let url = self.external()?.clone();
         let creds = self.credentials()?;
         let tls = self.tls_for(&url)?;
-        let body = self.request(self.device().version, Who::Regular).encode();
+        let body = self.encode(&self.request(self.device().version, Who::Regular));
         let mut conn = raw::connect(&url, tls).await?;
         let anonymous = conn
             .send(
@@ -162,7 +162,8 @@ impl Ctx<'_> {
                 reply.summary()
             ));
         }
-        let response = CheckResponse::decode(&reply.body)
+        let response = self
+            .decode(&reply.body)
             .map_err(|e| format!("the authenticated reply does not decode: {e}"))?;
         notes.push(format!("Type 3 -> 200 ({})", describe(&response)));
         Ok(notes.join(", "))
@@ -176,7 +177,7 @@ impl Ctx<'_> {
         let mut ntlm = ucupdate_ntlm::Client::new(creds, "UCCONF");
         let t2 = Self::type1(&mut first, &url.path, &mut ntlm).await?;
         let t3 = type3(&mut ntlm, &t2)?;
-        let body = self.request(self.device().version, Who::Regular).encode();
+        let body = self.encode(&self.request(self.device().version, Who::Regular));
         let mut fresh = raw::connect(&url, tls).await?;
         let reply = fresh
             .send(

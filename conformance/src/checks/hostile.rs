@@ -25,7 +25,7 @@ impl Ctx<'_> {
     // ------------------------------------------------------------------------------------
 
     pub(super) async fn malformed_bodies(&mut self) -> Verdict {
-        let good = self.request(self.device().version, Who::Regular).encode();
+        let good = self.encode(&self.request(self.device().version, Who::Regular));
         let mut bodies: Vec<(&str, Vec<u8>)> = vec![
             ("empty", Vec::new()),
             ("not XML", b"this is not xml".to_vec()),

@@ -9,12 +9,13 @@ impl Ctx<'_> {
 
     pub(super) async fn check_accepted(&mut self) -> Verdict {
         let reply = self
-            .post_raw(self.request(self.device().version, Who::Regular).encode())
+            .post_raw(self.encode(&self.request(self.device().version, Who::Regular)))
             .await?;
         if reply.status != StatusCode::OK {
             return fail(format!("expected 200, got {}", reply.summary()));
         }
-        let response = CheckResponse::decode(&reply.body)
+        let response = self
+            .decode(&reply.body)
             .map_err(|e| format!("the 200 reply does not decode: {e}"))?;
         Ok(format!(
             "200 ({}), {}",
@@ -26,7 +27,7 @@ impl Ctx<'_> {
     }
 
     pub(super) async fn unknown_elements(&mut self) -> Verdict {
-        let body = self.request(self.device().version, Who::Regular).encode();
+        let body = self.encode(&self.request(self.device().version, Who::Regular));
         let body = inject_unknown(&body)
             .ok_or_else(|| "cannot place unknown elements in the probe request".to_owned())?;
         let reply = self.post_raw(body).await?;
@@ -36,7 +37,8 @@ impl Ctx<'_> {
                 reply.summary()
             ));
         }
-        let response = CheckResponse::decode(&reply.body)
+        let response = self
+            .decode(&reply.body)
             .map_err(|e| format!("the 200 reply does not decode: {e}"))?;
         Ok(format!("200, {}", describe(&response)))
     }

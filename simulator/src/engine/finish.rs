@@ -24,6 +24,7 @@ impl Engine {
         match self.cfg.scenario.expect.final_version {
             FinalVersion::Target if publishes => profile.target(),
             FinalVersion::TargetIfUser if publishes && spec.signed_in => profile.target(),
+            FinalVersion::Next => profile.target(),
             _ => profile.initial,
         }
     }

@@ -79,6 +79,8 @@ pub struct Target {
 pub struct RunConfig {
     /// How every device verifies the catalogs it downloads.
     pub catalog: CatalogCheck,
+    /// The wire dialect every device checks in; `None`: the built-in one.
+    pub dialect: Option<Arc<ucupdate_protocol::dialect::Dialect>>,
     pub scenario: Scenario,
     pub fleet: FleetSpec,
     pub shard: Shard,

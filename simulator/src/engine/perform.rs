@@ -81,6 +81,10 @@ impl Context for SimDevice<'_> {
         self.engine.cfg.catalog.clone()
     }
 
+    fn dialect(&self) -> Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>> {
+        self.engine.cfg.dialect.clone()
+    }
+
     /// A virtual device has no disk: downloads are counted and hashed only (a catalog is
     /// kept in memory for its verification).
     fn staging(&self, _: FirmwareVersion, _: &FileName) -> Option<PathBuf> {

@@ -4,6 +4,8 @@
 //!   reproducibility from the seed;
 //! - `clock`: `--start-at`: a late process joins in progress, an early one waits;
 //! - `cli`: the binary's output options (`--report -`);
+//! - `dialect`: `dialect learn|check` and `run --dialect` against the foreign dialect's Python
+//!   pool and phone;
 //! - `shards`: four `ucupdate-sim` shard processes merged give the one-process report;
 //! - `setup`: exit code 2 for setup mistakes (unreachable or refusing server, missing URLs);
 //! - `schema`: every shape of JSON report validates against `docs/report.schema.json`;
@@ -14,6 +16,7 @@
 
 mod cli;
 mod clock;
+mod dialect;
 mod interrupt;
 mod job;
 mod live;

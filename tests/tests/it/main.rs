@@ -1,5 +1,7 @@
 //! The workspace's cross-crate tests, one binary (a clean `cargo test` links one executable per
 //! crate, not one per file). Each module is a suite:
+//! - `dialect`: the protocol crate's dialect code against the made-up foreign dialect's
+//!   Python pool and phone (`peers/foreign_*.py`);
 //! - `faults`: network faults between the agent's real client and machine and a real stub
 //!   (fault proxies, DNS, wrong certificates): error class, back-off cap, no bad install,
 //!   convergence;
@@ -11,6 +13,7 @@
 //! The fixtures they share with the other crates' tests (update key, files, the NTLM user, a
 //! loopback stub) come from `ucupdate_server_stub::testing`.
 
+mod dialect;
 mod faults;
 mod hostile;
 mod interop;
