@@ -230,13 +230,12 @@ fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
-/// A handler URL from a flag: a bare `http://host:port` (path `/`) gets the handler's path.
+/// A handler URL from a flag, as every binary reads one (`HttpUrl::handler`).
 fn handler_url(flag: &'static str, text: &str, path: &str) -> Result<HttpUrl, CliError> {
-    let url: HttpUrl = parse(flag, text)?;
-    Ok(if url.path == "/" {
-        url.with_path(path)
-    } else {
-        url
+    HttpUrl::handler(text, path).map_err(|source| CliError::BadValue {
+        flag,
+        value: text.to_owned(),
+        source,
     })
 }
 

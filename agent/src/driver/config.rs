@@ -310,7 +310,7 @@ impl AgentConfig {
         self.machine
             .external_server_url
             .as_deref()
-            .and_then(|u| u.parse::<HttpUrl>().ok())
+            .and_then(|u| HttpUrl::handler(u, "/").ok())
             .is_some_and(|u| !u.https)
     }
 }
