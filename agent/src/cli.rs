@@ -391,8 +391,14 @@ mod tests {
     #[test]
     fn server_without_a_path_means_the_check_handler() {
         for (text, want) in [
-            ("http://127.0.0.1:28080", "http://127.0.0.1:28080/RequestHandler/ucdevice.upx"),
-            ("127.0.0.1:28080", "http://127.0.0.1:28080/RequestHandler/ucdevice.upx"),
+            (
+                "http://127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
         ] {
             let Parsed::Run(cli) = parse_str(&["run", "--server", text]) else {
                 panic!("{text}")
@@ -451,8 +457,16 @@ mod tests {
             (&["status", "--server", "x"], 2, "--server"),
             (&["run", "--log-format", "xml"], 2, "text or json"),
             (&["run", "--dns-server", "nope"], 2, "error:"),
-            (&["run", "--server", "ftp://x"], 2, "invalid value for --server"),
-            (&["run", "--external-server", "h:bad"], 2, "--external-server"),
+            (
+                &["run", "--server", "ftp://x"],
+                2,
+                "invalid value for --server",
+            ),
+            (
+                &["run", "--external-server", "h:bad"],
+                2,
+                "--external-server",
+            ),
             (&["sign-in"], 2, "needs <USER>"),
         ] {
             match parse_str(args) {

@@ -32,16 +32,16 @@ pub enum DeviceError {
     #[error("device configuration: {0}")]
     Config(String),
     /// A file the device configuration names could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The hook command could not be started.
-    #[error("{hook} hook: cannot start /bin/sh: {source}")]
+    #[error("{hook} hook: cannot start /bin/sh: {error}")]
     Spawn {
         hook: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The hook command exited unsuccessfully.
     #[error("{hook} hook exited with {status}")]
@@ -371,13 +371,19 @@ impl HookDevice {
             command.env(k, v);
         }
         tracing::info!(hook, "running hook");
-        let child = command
-            .spawn()
-            .map_err(|source| DeviceError::Spawn { hook, source })?;
+        let child = command.spawn().map_err(|source| DeviceError::Spawn {
+            hook,
+            error: source,
+        })?;
         let after = self.hooks.hook_timeout;
         let output = match tokio::time::timeout(after, child.wait_with_output()).await {
             Ok(Ok(output)) => output,
-            Ok(Err(source)) => return Err(DeviceError::Spawn { hook, source }),
+            Ok(Err(source)) => {
+                return Err(DeviceError::Spawn {
+                    hook,
+                    error: source,
+                })
+            }
             Err(_) => return Err(DeviceError::HookTimeout { hook, after }),
         };
         for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
@@ -417,7 +423,7 @@ pub fn read_password(path: &Path) -> Result<Secret, DeviceError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |source| DeviceError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
     if mode & 0o077 != 0 {

@@ -188,17 +188,35 @@ mod tests {
     fn a_handler_flag_means_the_same_in_every_binary() {
         let path = crate::wire::INTERNAL_HANDLER_PATH;
         for (text, want) in [
-            ("http://127.0.0.1:28080", "http://127.0.0.1:28080/RequestHandler/ucdevice.upx"),
-            ("http://127.0.0.1:28080/", "http://127.0.0.1:28080/RequestHandler/ucdevice.upx"),
-            ("127.0.0.1:28080", "http://127.0.0.1:28080/RequestHandler/ucdevice.upx"),
-            ("pool.contoso.com", "http://pool.contoso.com:80/RequestHandler/ucdevice.upx"),
+            (
+                "http://127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "http://127.0.0.1:28080/",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "pool.contoso.com",
+                "http://pool.contoso.com:80/RequestHandler/ucdevice.upx",
+            ),
             ("https://edge:4443/x/y.upx", "https://edge:4443/x/y.upx"),
         ] {
-            assert_eq!(HttpUrl::handler(text, path).unwrap().to_string(), want, "{text}");
+            assert_eq!(
+                HttpUrl::handler(text, path).unwrap().to_string(),
+                want,
+                "{text}"
+            );
         }
         let err = HttpUrl::handler("ftp://x", path).unwrap_err().to_string();
         assert!(err.contains("scheme must be http or https"), "{err}");
-        let err = HttpUrl::handler("host:99999", path).unwrap_err().to_string();
+        let err = HttpUrl::handler("host:99999", path)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "invalid URL \"host:99999\": bad port");
     }
 
