@@ -323,19 +323,35 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
 fn the_example_config_is_safe_to_run_as_is() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
     let config = AgentConfig::load(std::path::Path::new(path)).unwrap();
-    assert_eq!(config.hooks.install_cmd, None, "install_cmd runs a real installer");
-    assert_eq!(config.hooks.reboot_cmd, None, "reboot_cmd reboots the machine");
+    assert_eq!(
+        config.hooks.install_cmd, None,
+        "install_cmd runs a real installer"
+    );
+    assert_eq!(
+        config.hooks.reboot_cmd, None,
+        "reboot_cmd reboots the machine"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     // No live string value anywhere in the file names a command that stops the machine.
     let value: toml::Value = toml::from_str(&text).unwrap();
     let mut strings = Vec::new();
     collect_strings(&value, &mut strings);
     for s in strings {
-        for word in ["reboot", "shutdown", "poweroff", "halt", "systemctl", "/sbin/"] {
+        for word in [
+            "reboot",
+            "shutdown",
+            "poweroff",
+            "halt",
+            "systemctl",
+            "/sbin/",
+        ] {
             assert!(!s.contains(word), "a live setting runs {word:?}: {s}");
         }
     }
-    assert!(text.contains("# reboot_cmd = \"/sbin/reboot\""), "the real shape stays documented");
+    assert!(
+        text.contains("# reboot_cmd = \"/sbin/reboot\""),
+        "the real shape stays documented"
+    );
 }
 
 fn collect_strings(value: &toml::Value, out: &mut Vec<String>) {
