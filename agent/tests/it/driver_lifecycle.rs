@@ -128,6 +128,43 @@ async fn no_update_then_check_now_over_the_control_socket() {
     assert_eq!(dev.state().current_version, v("1.0.0.0"));
 }
 
+/// Issue 18: after a reboot hook that returned (no real restart), `check-now` printed `ok` and
+/// did nothing; the agent stayed "rebooting". Now the request ends the wait: the device checks
+/// at once, reporting the new version, and the hook is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_now_after_a_reboot_hook_that_returned_checks_with_the_new_version() {
+    let stub = Stub::start().await;
+    stub.approve("2.0.0.0").await;
+    let dev = Dev::new();
+    let mut config = driver_config(&stub, &dev, internal(&stub));
+    config.exit_on_reboot = false;
+    let run = spawn(config, dev.device("1.0.0.0", true));
+    run.wait_for(|s| s.phase == "rebooting").await;
+    assert_eq!(stub.hits("check"), 1);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-agent"))
+        .arg("--state-dir")
+        .arg(dev.state_dir())
+        .arg("check-now")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = run
+        .wait_for(|s| s.phase == "idle" && s.last_outcome.as_deref() == Some("no update"))
+        .await;
+    assert_eq!(status.current_version, "2.0.0.0");
+    assert_eq!(stub.hits("check"), 2);
+    let seen = stub.server.control().inventory();
+    assert_eq!(
+        seen[0].versions.get("CPE").map(String::as_str),
+        Some("2.0.0.0"),
+        "{seen:?}"
+    );
+    run.shutdown().await;
+    assert_eq!(dev.reboots(), "2.0.0.0\n", "the reboot hook ran once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_installs_the_restored_older_version() {
     let stub = Stub::start().await;
