@@ -64,12 +64,12 @@ async fn internal_update_installs_reboots_and_is_current_after_restart() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Current version:   2.0.0.0"), "{text}");
-    assert!(text.contains("Last outcome:      no update"), "{text}");
-    assert!(text.contains("Agent:             running"), "{text}");
+    assert!(text.starts_with("Version:             2.0.0.0\n"), "{text}");
+    assert!(text.contains("Last outcome:        no update"), "{text}");
+    assert!(text.contains("Agent:               running"), "{text}");
     let date = ucupdate_agent::driver::format_unix_ms(updated);
     assert!(
-        text.contains(&format!("Last update:       {date}")),
+        text.contains(&format!("Last Update:         {date}")),
         "{text}"
     );
 
