@@ -12,6 +12,7 @@
 //! - [`url`]: the small `http(s)://host:port/path` URL type the other crates share.
 //! - [`wire`]: **every wire-format choice** (element names, endpoints, content types, the
 //!   "no update" form, the log-upload query): encode and decode of each message.
+//! - [`log_names`]: the documented names of uploaded CELog and Watson logs.
 //! - [`audit`]: the request handler's daily audit log (CSV with a header, or R2's `;` form).
 //! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
 //!   list of file digests): a bounded DER codec, no cryptography.
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod identity;
+pub mod log_names;
 pub mod store;
 pub mod url;
 pub mod version;

@@ -313,10 +313,8 @@ async fn a_call_holds_the_install_until_it_ends() {
 async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let stub = Stub::start().await;
     let dev = Dev::new();
-    let log = dev
-        .dir
-        .path()
-        .join("UCPhone_0004F2000176-20261125-CELOG080000_1.clg");
+    // A local name the service does not know: the agent names the upload the documented way.
+    let log = dev.dir.path().join("ui.log");
     let mut contents = b"head that does not fit\n".to_vec();
     contents.extend(std::iter::repeat_n(b'x', 1_024_000));
     std::fs::write(&log, &contents).unwrap();
@@ -332,12 +330,11 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let run = spawn(driver_config(&stub, &dev, machine), device);
     run.wait_for(|s| s.last_outcome.as_deref() == Some("no update"))
         .await;
-    let stored = stub
+    let celogs = stub
         .dir
         .path()
         .join(ucupdate_server_stub::logs::CLIENT_LOG_DIR)
-        .join("CELog")
-        .join(log.file_name().unwrap());
+        .join("CELog");
     // The upload runs beside the check; the stub's counter says when it is done.
     tokio::time::timeout(Duration::from_secs(60), async {
         while stub.hits("log_upload") == 0 {
@@ -347,7 +344,24 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
     .await
     .expect("no log upload");
     run.shutdown().await;
-    let uploaded = read(&stored);
+    let names: Vec<String> = std::fs::read_dir(&celogs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let name = &names[0];
+    // `UCPhone_0004F2000176-YYYYMMDD-CELOGHHMMSS_1.clg`
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    assert!(
+        name.len() == 47
+            && name.starts_with("UCPhone_0004F2000176-")
+            && digits(&name[21..29])
+            && &name[29..35] == "-CELOG"
+            && digits(&name[35..41])
+            && name.ends_with("_1.clg"),
+        "{name}"
+    );
+    let uploaded = read(&celogs.join(name));
     // Only the tail fits the server's limit; the head is what is dropped.
     assert_eq!(uploaded.len(), 1_024_000);
     assert_eq!(uploaded[..], contents[contents.len() - 1_024_000..]);
