@@ -110,6 +110,8 @@ pub struct InstallJob {
     pub files: Vec<PathBuf>,
     /// The image among `files`, if the offer had one.
     pub image: Option<PathBuf>,
+    /// A RoundTable's offered `RTConfig.xml` (`FileKind::RoundTableConfig`) among `files`.
+    pub rtconfig: Option<PathBuf>,
 }
 
 /// The restart the reboot hook performs.
@@ -510,6 +512,13 @@ impl Device for HookDevice {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
             ),
+            (
+                "UCUPDATE_RTCONFIG",
+                job.rtconfig
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
         ];
         self.run_hook("install", &cmd, &[&dir, &version], env).await
     }
@@ -610,7 +619,7 @@ mod tests {
         let out = dir.path().join("out");
         let hooks = HooksConfig {
             install_cmd: Some(format!(
-                "printf '%s|%s|%s|%s' \"$1\" \"$2\" \"$UCUPDATE_IMAGE\" \"$UCUPDATE_CURRENT_VERSION\" > {}",
+                "printf '%s|%s|%s|%s|%s' \"$1\" \"$2\" \"$UCUPDATE_IMAGE\" \"$UCUPDATE_CURRENT_VERSION\" \"$UCUPDATE_RTCONFIG\" > {}",
                 out.display()
             )),
             reboot_cmd: Some("exit 3".into()),
@@ -621,13 +630,17 @@ mod tests {
             version: "2.0.0.0".parse().unwrap(),
             current_version: "1.0.0.0".parse().unwrap(),
             staging_dir: "/s/2.0.0.0".into(),
-            files: vec!["/s/2.0.0.0/CPE.nbt".into()],
+            files: vec![
+                "/s/2.0.0.0/CPE.nbt".into(),
+                "/s/2.0.0.0/RTConfig.xml".into(),
+            ],
             image: Some("/s/2.0.0.0/CPE.nbt".into()),
+            rtconfig: Some("/s/2.0.0.0/RTConfig.xml".into()),
         };
         dev.install(job).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
-            "/s/2.0.0.0|2.0.0.0|/s/2.0.0.0/CPE.nbt|1.0.0.0"
+            "/s/2.0.0.0|2.0.0.0|/s/2.0.0.0/CPE.nbt|1.0.0.0|/s/2.0.0.0/RTConfig.xml"
         );
         let err = dev
             .reboot(RebootJob {

@@ -27,16 +27,19 @@ impl<D: Device> Running<D> {
             .iter()
             .map(|f| staged_path(dir, version, &f.file_name))
             .collect();
-        let image = files
-            .iter()
-            .find(|f| f.kind == FileKind::Image)
-            .map(|f| staged_path(dir, version, &f.file_name));
+        let staged = |kind| {
+            files
+                .iter()
+                .find(|f| f.kind == kind)
+                .map(|f| staged_path(dir, version, &f.file_name))
+        };
         InstallJob {
             version,
             current_version: self.machine.persisted().current_version,
             staging_dir: files::staging_dir(dir, version),
             files: paths,
-            image,
+            image: staged(FileKind::Image),
+            rtconfig: staged(FileKind::RoundTableConfig),
         }
     }
 }

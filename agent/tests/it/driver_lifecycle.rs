@@ -2,7 +2,8 @@
 //! a whole update through the install and reboot hooks and the restart that follows, the
 //! status screen (control socket, CLI binary, state dir), no update and `check-now`, a rollback
 //! to an older approved version, a corrupted stored file that never reaches the install hook,
-//! the idle wait restarted by activity (paused time), and the example config file.
+//! the idle wait restarted by activity (paused time), a reboot hook that returned, log names, a
+//! RoundTable install hook given its RTConfig.xml, and the example config file.
 
 use std::time::Duration;
 
@@ -433,4 +434,66 @@ fn the_example_config_parses_and_builds() {
         .unwrap()
         .replace("idle_before_restart", "idle_before_reboot");
     assert!(AgentConfig::from_toml(&typo).is_err());
+}
+
+/// Issue 14: a RoundTable's offer carries `RTConfig.xml` (the stub adds its generic one); the
+/// install hook finds it in `UCUPDATE_RTCONFIG`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roundtable_install_hook_gets_the_offered_rtconfig() {
+    use ucupdate_agent::device::{DeviceConfig, HookDevice, HooksConfig};
+    let stub = Stub::start().await;
+    let rt_key: ucupdate_protocol::UpdateKey = "RoundTable/Microsoft/RoundTable/A/ENU/RoundTable"
+        .parse()
+        .unwrap();
+    let image = b"rt image 2".repeat(1000);
+    let catalog = ucupdate_server_stub::testing::catalog_signer()
+        .signer
+        .sign_files(
+            &[("RoundTable.nbt", &image[..])],
+            ucupdate_server_stub::testing::CATALOG_SIGNING_TIME,
+        )
+        .unwrap();
+    let name = |n: &str| ucupdate_protocol::FileName::new(n).unwrap();
+    let control = stub.server.control();
+    control
+        .publish(
+            &rt_key,
+            v("2.0.0.0"),
+            vec![
+                (name("RoundTable.nbt"), image),
+                (name("RoundTable.cat"), catalog),
+            ],
+        )
+        .await
+        .unwrap();
+    control.approve(&rt_key).await.unwrap();
+
+    let dev = Dev::new();
+    let out = dev.dir.path().join("rtconfig.seen");
+    let config: DeviceConfig = toml::from_str(&format!(
+        "device_type = \"RoundTable\"\nbrand = \"Microsoft\"\nmodel = \"RoundTable\"\n\
+         update_type = \"RoundTable\"\nmodule_file = \"RoundTable.nbt\"\n\
+         mac = \"00-04-F2-00-01-76\"\ninitial_version = \"1.0.0.0\"\n"
+    ))
+    .unwrap();
+    let hooks = HooksConfig {
+        install_cmd: Some(format!(
+            "{{ basename \"$UCUPDATE_RTCONFIG\"; cat \"$UCUPDATE_RTCONFIG\"; }} > {}",
+            out.display()
+        )),
+        reboot_cmd: None,
+        hook_timeout: Duration::from_secs(30),
+    };
+    let device = HookDevice::new(&config, hooks)
+        .unwrap()
+        .with_state_dir(dev.state_dir());
+    let run = spawn(driver_config(&stub, &dev, internal(&stub)), device);
+    let outcome = run.finished().await;
+    assert!(
+        matches!(outcome, RunOutcome::Rebooted { .. }),
+        "{outcome:?}"
+    );
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert!(seen.starts_with("RTConfig.xml\n"), "{seen}");
+    assert!(seen.contains("<RTConfig"), "{seen}");
 }
