@@ -470,11 +470,11 @@ async fn a_roundtable_install_hook_gets_the_offered_rtconfig() {
 
     let dev = Dev::new();
     let out = dev.dir.path().join("rtconfig.seen");
-    let config: DeviceConfig = toml::from_str(&format!(
+    let config: DeviceConfig = toml::from_str(
         "device_type = \"RoundTable\"\nbrand = \"Microsoft\"\nmodel = \"RoundTable\"\n\
          update_type = \"RoundTable\"\nmodule_file = \"RoundTable.nbt\"\n\
-         mac = \"00-04-F2-00-01-76\"\ninitial_version = \"1.0.0.0\"\n"
-    ))
+         mac = \"00-04-F2-00-01-76\"\ninitial_version = \"1.0.0.0\"\n",
+    )
     .unwrap();
     let hooks = HooksConfig {
         install_cmd: Some(format!(
