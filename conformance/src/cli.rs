@@ -19,7 +19,8 @@ pub const JUNIT_SUITE: &str = "ucupdate-conformance";
 /// The suite's flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port`).
+    /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port` or
+    /// `host:port`: the handler on it).
     #[arg(long, required_unless_present = "list")]
     pub target: Option<String>,
     /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`); enables the NTLM checks.

@@ -84,7 +84,8 @@ struct RunArgs {
     #[command(flatten)]
     fleet: FleetArgs,
     /// Internal check URL of the server under test (`http://pool/RequestHandler/ucdevice.upx`,
-    /// or just `http://host:port`). Absent: the embedded server stub.
+    /// or just `http://host:port` or `host:port`: the handler on it). Absent: the embedded
+    /// server stub.
     #[arg(long)]
     server: Option<String>,
     /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`).
