@@ -93,7 +93,7 @@ mod tests {
         let name = FileName::new("CPE.nbt").unwrap();
         let cut = NetError::Partial {
             on_disk: 4096,
-            source: Box::new(NetError::Timeout {
+            cause: Box::new(NetError::Timeout {
                 phase: net::TimeoutPhase::BodyIdle,
             }),
         };

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use lexopt::prelude::*;
+use ucupdate_protocol::wire::{EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
+use ucupdate_protocol::HttpUrl;
 
 /// Options every subcommand takes.
 #[derive(Debug, Default)]
@@ -137,9 +139,11 @@ fn command_help(name: &str) -> String {
     let (usage, options) = match name {
         "run" => (
             "run [OPTIONS]",
-            "      --server <URL>           Internal check URL, e.g. http://pool.contoso.com/RequestHandler/ucdevice.upx\n\
+            "      --server <URL>           Internal check URL, e.g. http://pool.contoso.com/RequestHandler/ucdevice.upx;\n\
+             \x20                              http://host:port or host:port means its /RequestHandler/ucdevice.upx\n\
              \x20                              ([machine] server_url; skips discovery, as a RoundTable is configured)\n\
-             \x20     --external-server <URL>  External check URL ([machine] external_server_url)\n\
+             \x20     --external-server <URL>  External check URL ([machine] external_server_url); https://host:port\n\
+             \x20                              means its /RequestHandlerExt/ucdevice.upx\n\
              \x20     --domain <DOMAIN>        The DHCP domain to discover ucupdates-r2.<domain> in ([machine] dhcp_domain)\n\
              \x20     --dns-server <IP:PORT>   Ask this DNS server for discovery instead of resolv.conf ([dns] nameserver)\n\
              \x20     --ca <FILE>              PEM bundle of the CAs to trust ([tls] ca_bundle); verification is always on\n\
@@ -237,6 +241,18 @@ fn string(parser: &mut lexopt::Parser) -> Result<String, Stop> {
     Ok(parser.value()?.string()?)
 }
 
+/// A check-handler flag, read as every binary reads one (`HttpUrl::handler`): a bad value is a
+/// usage error naming the flag, before any config file is read.
+fn handler(flag: &str, parser: &mut lexopt::Parser, path: &str) -> Result<String, Stop> {
+    let text = string(parser)?;
+    match HttpUrl::handler(&text, path) {
+        Ok(url) => Ok(url.to_string()),
+        Err(e) => Err(Stop::Error(lexopt::Error::Custom(
+            format!("invalid value for {flag}: {e}").into(),
+        ))),
+    }
+}
+
 impl State {
     /// Takes one item; global options are accepted before and after the command.
     fn take(&mut self, arg: Opt, parser: &mut lexopt::Parser) -> Result<(), Stop> {
@@ -252,10 +268,11 @@ impl State {
             ref a if cmd.is_none() && long("version", a) => return Err(Stop::Version),
             Opt::Value(v) if cmd.is_none() => self.name = Some(v.string()?),
             ref a if cmd == Some("run") && long("server", a) => {
-                self.run.server = Some(string(parser)?)
+                self.run.server = Some(handler("--server", parser, INTERNAL_HANDLER_PATH)?)
             }
             ref a if cmd == Some("run") && long("external-server", a) => {
-                self.run.external_server = Some(string(parser)?)
+                self.run.external_server =
+                    Some(handler("--external-server", parser, EXTERNAL_HANDLER_PATH)?)
             }
             ref a if cmd == Some("run") && long("domain", a) => {
                 self.run.domain = Some(string(parser)?)
@@ -416,6 +433,28 @@ mod tests {
     }
 
     #[test]
+    fn server_without_a_path_means_the_check_handler() {
+        for (text, want) in [
+            (
+                "http://127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+        ] {
+            let Parsed::Run(cli) = parse_str(&["run", "--server", text]) else {
+                panic!("{text}")
+            };
+            let Command::Run(run) = cli.command else {
+                panic!("{text}")
+            };
+            assert_eq!(run.server.as_deref(), Some(want));
+        }
+    }
+
+    #[test]
     fn run_flags_and_sign_in_arguments() {
         let Parsed::Run(cli) = parse_str(&[
             "run",
@@ -434,7 +473,7 @@ mod tests {
         };
         assert_eq!(
             run.server.as_deref(),
-            Some("http://p/RequestHandler/ucdevice.upx")
+            Some("http://p:80/RequestHandler/ucdevice.upx")
         );
         assert_eq!(run.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
         assert!(run.exit_on_reboot);
@@ -462,6 +501,16 @@ mod tests {
             (&["status", "--server", "x"], 2, "--server"),
             (&["run", "--log-format", "xml"], 2, "text or json"),
             (&["run", "--dns-server", "nope"], 2, "error:"),
+            (
+                &["run", "--server", "ftp://x"],
+                2,
+                "invalid value for --server",
+            ),
+            (
+                &["run", "--external-server", "h:bad"],
+                2,
+                "--external-server",
+            ),
             (&["sign-in"], 2, "needs <USER>"),
             (
                 &["verify-catalog", "--roots", "r.pem", "x.cat"],

@@ -32,16 +32,16 @@ pub enum DeviceError {
     #[error("device configuration: {0}")]
     Config(String),
     /// A file the device configuration names could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The hook command could not be started.
-    #[error("{hook} hook: cannot start /bin/sh: {source}")]
+    #[error("{hook} hook: cannot start /bin/sh: {error}")]
     Spawn {
         hook: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The hook command exited unsuccessfully.
     #[error("{hook} hook exited with {status}")]
@@ -110,6 +110,8 @@ pub struct InstallJob {
     pub files: Vec<PathBuf>,
     /// The image among `files`, if the offer had one.
     pub image: Option<PathBuf>,
+    /// A RoundTable's offered `RTConfig.xml` (`FileKind::RoundTableConfig`) among `files`.
+    pub rtconfig: Option<PathBuf>,
 }
 
 /// The restart the reboot hook performs.
@@ -371,13 +373,19 @@ impl HookDevice {
             command.env(k, v);
         }
         tracing::info!(hook, "running hook");
-        let child = command
-            .spawn()
-            .map_err(|source| DeviceError::Spawn { hook, source })?;
+        let child = command.spawn().map_err(|source| DeviceError::Spawn {
+            hook,
+            error: source,
+        })?;
         let after = self.hooks.hook_timeout;
         let output = match tokio::time::timeout(after, child.wait_with_output()).await {
             Ok(Ok(output)) => output,
-            Ok(Err(source)) => return Err(DeviceError::Spawn { hook, source }),
+            Ok(Err(source)) => {
+                return Err(DeviceError::Spawn {
+                    hook,
+                    error: source,
+                })
+            }
             Err(_) => return Err(DeviceError::HookTimeout { hook, after }),
         };
         for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
@@ -417,7 +425,7 @@ pub fn read_password(path: &Path) -> Result<Secret, DeviceError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |source| DeviceError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
     if mode & 0o077 != 0 {
@@ -500,6 +508,13 @@ impl Device for HookDevice {
             (
                 "UCUPDATE_IMAGE",
                 job.image
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "UCUPDATE_RTCONFIG",
+                job.rtconfig
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
@@ -604,7 +619,7 @@ mod tests {
         let out = dir.path().join("out");
         let hooks = HooksConfig {
             install_cmd: Some(format!(
-                "printf '%s|%s|%s|%s' \"$1\" \"$2\" \"$UCUPDATE_IMAGE\" \"$UCUPDATE_CURRENT_VERSION\" > {}",
+                "printf '%s|%s|%s|%s|%s' \"$1\" \"$2\" \"$UCUPDATE_IMAGE\" \"$UCUPDATE_CURRENT_VERSION\" \"$UCUPDATE_RTCONFIG\" > {}",
                 out.display()
             )),
             reboot_cmd: Some("exit 3".into()),
@@ -615,13 +630,17 @@ mod tests {
             version: "2.0.0.0".parse().unwrap(),
             current_version: "1.0.0.0".parse().unwrap(),
             staging_dir: "/s/2.0.0.0".into(),
-            files: vec!["/s/2.0.0.0/CPE.nbt".into()],
+            files: vec![
+                "/s/2.0.0.0/CPE.nbt".into(),
+                "/s/2.0.0.0/RTConfig.xml".into(),
+            ],
             image: Some("/s/2.0.0.0/CPE.nbt".into()),
+            rtconfig: Some("/s/2.0.0.0/RTConfig.xml".into()),
         };
         dev.install(job).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
-            "/s/2.0.0.0|2.0.0.0|/s/2.0.0.0/CPE.nbt|1.0.0.0"
+            "/s/2.0.0.0|2.0.0.0|/s/2.0.0.0/CPE.nbt|1.0.0.0|/s/2.0.0.0/RTConfig.xml"
         );
         let err = dev
             .reboot(RebootJob {

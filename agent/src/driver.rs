@@ -124,16 +124,16 @@ pub enum DriverError {
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
     /// The state file was written by a newer build: refuse rather than overwrite it.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     State {
         path: PathBuf,
-        source: crate::machine::PersistError,
+        error: crate::machine::PersistError,
     },
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {error}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -299,7 +299,7 @@ impl<D: Device> Running<D> {
             .map_err(|(path, source)| DriverError::Io {
                 what: "create",
                 path,
-                source,
+                error: source,
             })?;
         let (mut state, fresh) = files::load_state(&dir, device.factory_version()).await?;
         if let Some(running) = device.running_version() {

@@ -456,7 +456,7 @@ fn past_deadline(dest: Option<PathBuf>) -> NetError {
         .map_or(0, |m| m.len());
     NetError::Partial {
         on_disk,
-        source: Box::new(NetError::Timeout {
+        cause: Box::new(NetError::Timeout {
             phase: net::TimeoutPhase::Total,
         }),
     }

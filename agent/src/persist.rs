@@ -21,17 +21,21 @@ pub enum PersistError {
     #[error("{0}: not a file path")]
     BadPath(PathBuf),
     /// A file-system call failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PersistError {
     let path = path.to_owned();
-    move |source| PersistError::Io { op, path, source }
+    move |source| PersistError::Io {
+        op,
+        path,
+        error: source,
+    }
 }
 
 /// Marks temp files: `.<name>.tmp-<pid>-<n>`. The leading dot keeps them out of casual listings;
@@ -192,7 +196,7 @@ where
             Err(PersistError::Io {
                 op: "blocking task",
                 path,
-                source: io::Error::other(join),
+                error: io::Error::other(join),
             })
         })
 }

@@ -19,7 +19,8 @@ pub const JUNIT_SUITE: &str = "ucupdate-conformance";
 /// The suite's flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port`).
+    /// Internal check URL (`http://pool/RequestHandler/ucdevice.upx`, or `http://host:port` or
+    /// `host:port`: the handler on it).
     #[arg(long, required_unless_present = "list")]
     pub target: Option<String>,
     /// The wire dialect of the probes' checks: a file from `ucupdate-sim dialect learn`, or
@@ -261,13 +262,12 @@ fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, CliError> {
     })
 }
 
-/// A handler URL from a flag: a bare `http://host:port` (path `/`) gets the handler's path.
+/// A handler URL from a flag, as every binary reads one (`HttpUrl::handler`).
 fn handler_url(flag: &'static str, text: &str, path: &str) -> Result<HttpUrl, CliError> {
-    let url: HttpUrl = parse(flag, text)?;
-    Ok(if url.path == "/" {
-        url.with_path(path)
-    } else {
-        url
+    HttpUrl::handler(text, path).map_err(|source| CliError::BadValue {
+        flag,
+        value: text.to_owned(),
+        source,
     })
 }
 

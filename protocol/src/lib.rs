@@ -14,6 +14,7 @@
 //!   "no update" form, the log-upload query): encode and decode of each message.
 //! - [`dialect`]: wire dialects as data (a TOML file: request template, reply paths); the
 //!   built-in `ucupdate` dialect is what [`wire`] writes.
+//! - [`log_names`]: the documented names of uploaded CELog and Watson logs.
 //! - [`audit`]: the request handler's daily audit log (CSV with a header, or R2's `;` form).
 //! - [`catalog`]: Microsoft `.cat` catalogs (PKCS#7 SignedData around a certificate trust
 //!   list of file digests): a bounded DER codec, no cryptography.
@@ -28,6 +29,7 @@ pub mod catalog;
 pub mod dialect;
 pub mod error;
 pub mod identity;
+pub mod log_names;
 pub mod store;
 pub mod url;
 pub mod version;

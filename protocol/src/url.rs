@@ -44,6 +44,29 @@ impl HttpUrl {
         }
     }
 
+    /// A check handler's URL as a person types it (a flag or a config field), with one meaning
+    /// in every binary: a URL with a path is kept; `http(s)://host[:port]` (path `/`) gets
+    /// `handler_path` (`wire::INTERNAL_HANDLER_PATH` or `EXTERNAL_HANDLER_PATH`); a bare
+    /// `host[:port]` is `http://host[:port]` plus `handler_path`.
+    pub fn handler(text: &str, handler_path: &str) -> Result<HttpUrl, ProtocolError> {
+        let url: HttpUrl = if text.contains("://") {
+            text.parse()?
+        } else {
+            format!("http://{text}").parse().map_err(|e| match e {
+                ProtocolError::BadUrl { reason, .. } => ProtocolError::BadUrl {
+                    text: text.to_owned(),
+                    reason,
+                },
+                other => other,
+            })?
+        };
+        Ok(if url.path == "/" {
+            url.with_path(handler_path)
+        } else {
+            url
+        })
+    }
+
     /// This URL with `/name` appended to its path (for a file under a `BaseURL`).
     pub fn join(&self, name: &str) -> HttpUrl {
         let base = self.path.trim_end_matches('/');
@@ -160,6 +183,42 @@ pub fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handler_flag_means_the_same_in_every_binary() {
+        let path = crate::wire::INTERNAL_HANDLER_PATH;
+        for (text, want) in [
+            (
+                "http://127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "http://127.0.0.1:28080/",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "127.0.0.1:28080",
+                "http://127.0.0.1:28080/RequestHandler/ucdevice.upx",
+            ),
+            (
+                "pool.contoso.com",
+                "http://pool.contoso.com:80/RequestHandler/ucdevice.upx",
+            ),
+            ("https://edge:4443/x/y.upx", "https://edge:4443/x/y.upx"),
+        ] {
+            assert_eq!(
+                HttpUrl::handler(text, path).unwrap().to_string(),
+                want,
+                "{text}"
+            );
+        }
+        let err = HttpUrl::handler("ftp://x", path).unwrap_err().to_string();
+        assert!(err.contains("scheme must be http or https"), "{err}");
+        let err = HttpUrl::handler("host:99999", path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "invalid URL \"host:99999\": bad port");
+    }
 
     #[test]
     fn parses_the_provisioned_forms() {

@@ -302,7 +302,7 @@ pub(crate) fn open_data(config: &ServerConfig) -> Result<OpenedData, ServerError
         .map_err(ServerError::Settings)?;
     let logs = LogStore::open(&config.data_dir, config.quotas).map_err(|e| ServerError::Io {
         what: format!("read {}", config.data_dir.join("logs").display()),
-        source: e,
+        error: e,
     })?;
     let token_file = config
         .admin_token_file

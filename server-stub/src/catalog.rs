@@ -42,13 +42,13 @@ pub enum CatalogSignError {
     KeyMismatch,
     /// PEM that cannot be read.
     #[error("bad PEM: {0}")]
-    Pem(#[from] std::io::Error),
+    Pem(std::io::Error),
     /// The signing operation failed.
     #[error("signing failed")]
     Sign,
     /// Certificate generation failed (throwaway CA).
     #[error("certificate generation: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
 }
 
 enum Key {
@@ -463,6 +463,22 @@ pub enum CreateError {
     Io(std::path::PathBuf, std::io::Error),
     #[error(transparent)]
     Sign(#[from] CatalogSignError),
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<std::io::Error> for CatalogSignError {
+    fn from(error: std::io::Error) -> Self {
+        CatalogSignError::Pem(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<rcgen::Error> for CatalogSignError {
+    fn from(error: rcgen::Error) -> Self {
+        CatalogSignError::Generate(error)
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ pub enum LockError {
         holder: String,
     },
     /// Creating the directory or the lock file failed.
-    #[error("lock {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("lock {}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
 }
 
 /// An exclusive lock on a data directory, released when dropped (or when the process exits).
@@ -45,7 +45,7 @@ impl DataLock {
         let path = dir.join(LOCK_FILE);
         let io_err = |source| LockError::Io {
             path: path.clone(),
-            source,
+            error: source,
         };
         std::fs::create_dir_all(dir).map_err(io_err)?;
         let mut options = OpenOptions::new();

@@ -39,8 +39,8 @@ pub enum LogError {
     #[error("the server's log quota of {limit} bytes is used up")]
     TotalQuota { limit: u64 },
     /// Writing failed (500).
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 /// What one cleanup removed.
@@ -205,7 +205,7 @@ impl LogStore {
         // text; checked again so the joined path cannot leave the log directory.
         let name = ucupdate_protocol::FileName::new(&name).map_err(|e| LogError::Io {
             path: kind.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            error: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         })?;
         let path = kind.join(name.as_str());
         let old = fs::metadata(&path).map_or(0, |m| cost(m.len()));
@@ -224,7 +224,7 @@ impl LogStore {
         }
         store::write_atomic(&path, bytes).map_err(|source| LogError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         usage.total = usage.total - old.min(usage.total) + new;
         let entry = usage.per_device.entry(device.to_owned()).or_default();

@@ -129,11 +129,8 @@ impl ServerConfig {
 #[non_exhaustive]
 pub enum ServerError {
     /// Binding a listener or writing the CA file failed.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -204,7 +201,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         match addr {
             Some(a) => listen(a).map(Some).map_err(|e| ServerError::Io {
                 what: format!("bind {what} listener {a}"),
-                source: e,
+                error: e,
             }),
             None => Ok(None),
         }
@@ -230,7 +227,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             .unwrap_or_else(|| config.data_dir.join("ca.pem"));
         store::write_atomic(&ca_path, material.ca_pem.as_bytes()).map_err(|e| ServerError::Io {
             what: format!("write {}", ca_path.display()),
-            source: e,
+            error: e,
         })?;
         (Some(TlsAcceptor::from(material.config)), material.ca_pem)
     } else {

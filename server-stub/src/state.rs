@@ -41,16 +41,16 @@ const DEVICE_UPDATE_SETTING: &str = "DeviceUpdateConfiguration";
 #[non_exhaustive]
 pub enum StateError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     /// The state file or database is not what this version writes.
     #[error("{path}: corrupt state: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     /// The database refused a read or a write.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Db {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The requested rule change is not possible.
     #[error(transparent)]
@@ -67,7 +67,7 @@ impl StateError {
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         StateError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         }
     }
 
@@ -75,7 +75,7 @@ impl StateError {
         match e {
             DbError::Sqlite(source) => StateError::Db {
                 path: path.to_owned(),
-                source,
+                error: source,
             },
             DbError::Corrupt(reason) => StateError::Corrupt {
                 path: path.to_owned(),

@@ -33,19 +33,19 @@ impl Default for TlsSource {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}: no certificate in the PEM file")]
     NoCertificate(PathBuf),
     #[error("{0}: no private key in the PEM file")]
     NoKey(PathBuf),
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     #[error("rustls refused the certificate or key: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
 }
 
 /// A ready server configuration and the PEM that clients should trust.
@@ -116,7 +116,7 @@ fn read_files(cert: &PathBuf, key: &PathBuf) -> Result<Material, TlsError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| TlsError::Io {
             path: path.clone(),
-            source: e,
+            error: e,
         })
     };
     let cert_pem = read(cert)?;
@@ -124,7 +124,7 @@ fn read_files(cert: &PathBuf, key: &PathBuf) -> Result<Material, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Io {
             path: cert.clone(),
-            source: e,
+            error: e,
         })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate(cert.clone()));
@@ -133,7 +133,7 @@ fn read_files(cert: &PathBuf, key: &PathBuf) -> Result<Material, TlsError> {
     let key_der = rustls_pemfile::private_key(&mut BufReader::new(&key_pem[..]))
         .map_err(|e| TlsError::Io {
             path: key.clone(),
-            source: e,
+            error: e,
         })?
         .ok_or_else(|| TlsError::NoKey(key.clone()))?;
     Ok((
@@ -141,6 +141,22 @@ fn read_files(cert: &PathBuf, key: &PathBuf) -> Result<Material, TlsError> {
         key_der,
         String::from_utf8_lossy(&cert_pem).into_owned(),
     ))
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<rcgen::Error> for TlsError {
+    fn from(error: rcgen::Error) -> Self {
+        TlsError::Generate(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<rustls::Error> for TlsError {
+    fn from(error: rustls::Error) -> Self {
+        TlsError::Rustls(error)
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub const TOKEN_FILE: &str = "admin.token";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
-    #[error("admin token file {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("admin token file {}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     /// The file exists but holds no token (an empty file would make every token match).
     #[error("admin token file {} is empty or not one line of text", path.display())]
     Empty { path: PathBuf },
@@ -40,7 +40,7 @@ impl AdminToken {
     pub fn load_or_create(path: &Path) -> Result<AdminToken, TokenError> {
         let io_err = |source| TokenError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         };
         match std::fs::read_to_string(path) {
             Ok(text) => return AdminToken::parse(path, &text),
@@ -108,7 +108,7 @@ impl AdminToken {
 pub fn read_for_client(file: &Path) -> Result<String, TokenError> {
     let text = std::fs::read_to_string(file).map_err(|source| TokenError::Io {
         path: file.to_owned(),
-        source,
+        error: source,
     })?;
     Ok(AdminToken::parse(file, &text)?.secret)
 }

@@ -43,9 +43,9 @@ pub enum EmbeddedError {
     #[error("temporary data directory: {0}")]
     TempDir(std::io::Error),
     #[error("starting the embedded server: {0}")]
-    Start(#[from] ucupdate_server_stub::ServerError),
+    Start(ucupdate_server_stub::ServerError),
     #[error("the throwaway catalog signer: {0}")]
-    Catalog(#[from] CatalogSignError),
+    Catalog(CatalogSignError),
     #[error("the embedded server has no {0} listener")]
     Missing(&'static str),
 }
@@ -351,6 +351,22 @@ impl Admin for HttpAdmin {
                 }
             }
         })
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<ucupdate_server_stub::ServerError> for EmbeddedError {
+    fn from(error: ucupdate_server_stub::ServerError) -> Self {
+        EmbeddedError::Start(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<CatalogSignError> for EmbeddedError {
+    fn from(error: CatalogSignError) -> Self {
+        EmbeddedError::Catalog(error)
     }
 }
 

@@ -90,7 +90,8 @@ struct RunArgs {
     #[command(flatten)]
     fleet: FleetArgs,
     /// Internal check URL of the server under test (`http://pool/RequestHandler/ucdevice.upx`,
-    /// or just `http://host:port`). Absent: the embedded server stub.
+    /// or just `http://host:port` or `host:port`: the handler on it). Absent: the embedded
+    /// server stub.
     #[arg(long)]
     server: Option<String>,
     /// External check URL (`https://edge/RequestHandlerExt/ucdevice.upx`).
@@ -347,13 +348,9 @@ fn fleet_spec(args: &FleetArgs, scenario: &Scenario) -> Result<FleetSpec> {
     })
 }
 
-fn handler_url(text: &str, path: &str) -> Result<HttpUrl> {
-    let url: HttpUrl = text.parse().with_context(|| format!("--server {text}"))?;
-    Ok(if url.path == "/" {
-        url.with_path(path)
-    } else {
-        url
-    })
+/// A handler URL from a flag, as every binary reads one (`HttpUrl::handler`).
+fn handler_url(flag: &str, text: &str, path: &str) -> Result<HttpUrl> {
+    HttpUrl::handler(text, path).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -402,11 +399,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             data_dir: args.data_dir.clone(),
         },
         Some(server) => Server::Remote {
-            internal: handler_url(server, INTERNAL_HANDLER_PATH)?,
+            internal: handler_url("--server", server, INTERNAL_HANDLER_PATH)?,
             external: args
                 .external_server
                 .as_deref()
-                .map(|s| handler_url(s, EXTERNAL_HANDLER_PATH))
+                .map(|s| handler_url("--external-server", s, EXTERNAL_HANDLER_PATH))
                 .transpose()?,
             admin: match (&args.admin, &args.admin_token_file) {
                 (Some(u), Some(file)) => Some(HttpAdmin {

@@ -27,25 +27,31 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/ucupdate-agent";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentConfigError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
+    /// The file named by `--config` is not valid TOML or has unknown or mistyped keys.
+    #[error("{}: {error}", path.display())]
+    TomlFile {
+        path: PathBuf,
+        error: toml::de::Error,
+    },
     #[error("[machine]: {0}")]
-    Machine(#[from] crate::machine::ConfigError),
+    Machine(crate::machine::ConfigError),
     #[error("[tls]: {0}")]
-    Tls(#[from] NetError),
+    Tls(NetError),
     #[error("[device]/[hooks]: {0}")]
-    Device(#[from] DeviceError),
+    Device(DeviceError),
     #[error("[trust]: {0}")]
     Trust(String),
-    #[error("[protocol] dialect {path}: {source}")]
+    #[error("[protocol] dialect {path}: {error}")]
     Dialect {
         path: PathBuf,
-        source: ucupdate_protocol::dialect::DialectError,
+        error: ucupdate_protocol::dialect::DialectError,
     },
 }
 
@@ -133,7 +139,7 @@ impl TrustConfig {
         };
         let pem = std::fs::read(path).map_err(|source| AgentConfigError::Read {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         let anchors = TrustAnchors::from_pem(&pem).map_err(|e| {
             AgentConfigError::Trust(format!("catalog_roots {}: {e}", path.display()))
@@ -254,9 +260,15 @@ impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentConfig, AgentConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
-        Self::from_toml(&text)
+        Self::from_toml(&text).map_err(|e| match e {
+            AgentConfigError::Toml(error) => AgentConfigError::TomlFile {
+                path: path.to_owned(),
+                error,
+            },
+            other => other,
+        })
     }
 
     /// The HTTP(S) client: TLS verification on, trusting `[tls]`.
@@ -318,15 +330,15 @@ impl AgentConfig {
         config.activity_poll = self.agent.activity_poll;
         config.seed = self.agent.seed;
         if let Some(path) = &self.protocol.dialect {
-            let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|error| AgentConfigError::Read {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let dialect =
-                ucupdate_protocol::dialect::Dialect::from_toml(&text).map_err(|source| {
+                ucupdate_protocol::dialect::Dialect::from_toml(&text).map_err(|error| {
                     AgentConfigError::Dialect {
                         path: path.clone(),
-                        source,
+                        error,
                     }
                 })?;
             config.dialect = Some(Arc::new(dialect));
@@ -339,8 +351,40 @@ impl AgentConfig {
         self.machine
             .external_server_url
             .as_deref()
-            .and_then(|u| u.parse::<HttpUrl>().ok())
+            .and_then(|u| HttpUrl::handler(u, "/").ok())
             .is_some_and(|u| !u.https)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<toml::de::Error> for AgentConfigError {
+    fn from(error: toml::de::Error) -> Self {
+        AgentConfigError::Toml(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<crate::machine::ConfigError> for AgentConfigError {
+    fn from(error: crate::machine::ConfigError) -> Self {
+        AgentConfigError::Machine(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<NetError> for AgentConfigError {
+    fn from(error: NetError) -> Self {
+        AgentConfigError::Tls(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<DeviceError> for AgentConfigError {
+    fn from(error: DeviceError) -> Self {
+        AgentConfigError::Device(error)
     }
 }
 

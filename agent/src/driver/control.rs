@@ -32,13 +32,13 @@ pub const CONTROL_SOCKET: &str = "control.sock";
 #[non_exhaustive]
 pub enum ControlError {
     /// No daemon listens on the socket.
-    #[error("no agent is running ({path}: {source})")]
+    #[error("no agent is running ({path}: {error})")]
     NotRunning {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("control socket: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The daemon refused the command.
     #[error("the agent refused: {0}")]
     Refused(String),
@@ -69,7 +69,11 @@ pub(super) async fn serve(
     }
     let io = |what| {
         let path = path.clone();
-        move |source| DriverError::Io { what, path, source }
+        move |source| DriverError::Io {
+            what,
+            path,
+            error: source,
+        }
     };
     let listener = UnixListener::bind(&path).map_err(io("bind"))?;
     {
@@ -160,7 +164,7 @@ pub async fn send_command(state_dir: &Path, lines: &[&str]) -> Result<String, Co
             .await
             .map_err(|source| ControlError::NotRunning {
                 path: path.clone(),
-                source,
+                error: source,
             })?;
     let mut request = String::new();
     for line in lines {
@@ -178,5 +182,13 @@ pub async fn send_command(state_dir: &Path, lines: &[&str]) -> Result<String, Co
         Err(ControlError::Refused(
             reply.strip_prefix("error ").unwrap_or(reply).to_owned(),
         ))
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<std::io::Error> for ControlError {
+    fn from(error: std::io::Error) -> Self {
+        ControlError::Io(error)
     }
 }

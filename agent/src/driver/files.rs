@@ -68,9 +68,10 @@ pub(super) async fn load_state(
     match PersistedState::decode(&text) {
         Ok(state) => Ok((state, false)),
         // Written by a newer build: overwriting it would lose what that build knew.
-        Err(source @ PersistError::UnsupportedFormat { .. }) => {
-            Err(DriverError::State { path, source })
-        }
+        Err(source @ PersistError::UnsupportedFormat { .. }) => Err(DriverError::State {
+            path,
+            error: source,
+        }),
         Err(e) => {
             // Atomic writes make this unlikely (a bad flash block); a device that never
             // updates again is worse than one that forgets a half-finished download.

@@ -131,21 +131,23 @@ impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         let time = |t: Option<u64>| t.map_or_else(|| "never".into(), format_unix_ms);
-        writeln!(f, "Current version:   {}", self.current_version)?;
-        writeln!(f, "Last update:       {}", time(self.last_update_unix_ms))?;
-        writeln!(f, "Fallback version:  {}", opt(&self.fallback_version))?;
+        // The four lines of the phone's System Information screen, named as it names them
+        // (Last Update Request: the last check sent to the update server), then the rest.
+        writeln!(f, "Version:             {}", self.current_version)?;
+        writeln!(f, "Last Update:         {}", time(self.last_update_unix_ms))?;
+        writeln!(f, "Last Update Request: {}", time(self.last_check_unix_ms))?;
+        writeln!(f, "Last Update Status:  {}", opt(&self.last_update_status))?;
+        writeln!(f, "Fallback version:    {}", opt(&self.fallback_version))?;
         writeln!(
             f,
-            "Update server:     {} ({})",
+            "Update server:       {} ({})",
             opt(&self.server),
             self.path
         )?;
-        writeln!(f, "Last check:        {}", time(self.last_check_unix_ms))?;
-        writeln!(f, "Last outcome:      {}", opt(&self.last_outcome))?;
-        writeln!(f, "Last update status: {}", opt(&self.last_update_status))?;
+        writeln!(f, "Last outcome:        {}", opt(&self.last_outcome))?;
         writeln!(
             f,
-            "Last error:        {}{}",
+            "Last error:          {}{}",
             opt(&self.last_error),
             if self.consecutive_failures > 0 {
                 format!(" ({} in a row)", self.consecutive_failures)
@@ -153,17 +155,17 @@ impl fmt::Display for StatusReport {
                 String::new()
             }
         )?;
-        writeln!(f, "Signed-in user:    {}", opt(&self.user))?;
+        writeln!(f, "Signed-in user:      {}", opt(&self.user))?;
         if let Some(target) = &self.target_version {
-            writeln!(f, "Pending update:    {target}")?;
+            writeln!(f, "Pending update:      {target}")?;
         }
         if self.running {
-            writeln!(f, "Agent:             running, {}", self.phase)?;
-            write!(f, "Next check:        {}", time(self.next_check_unix_ms))
+            writeln!(f, "Agent:               running, {}", self.phase)?;
+            write!(f, "Next check:          {}", time(self.next_check_unix_ms))
         } else {
             write!(
                 f,
-                "Agent:             not running (from the state directory)"
+                "Agent:               not running (from the state directory)"
             )
         }
     }
@@ -195,8 +197,16 @@ mod tests {
         assert_eq!(report.current_version, "2.0.0.0");
         assert_eq!(report.last_outcome.as_deref(), Some("no update"));
         let text = report.to_string();
-        assert!(
-            text.contains("Last update:       2025-11-25 08:00:00 UTC"),
+        // The System Information screen's four lines first, named as the phone names them.
+        let first: Vec<&str> = text.lines().take(4).collect();
+        assert_eq!(
+            first,
+            [
+                "Version:             2.0.0.0",
+                "Last Update:         2025-11-25 08:00:00 UTC",
+                "Last Update Request: 2023-11-14 22:13:20 UTC",
+                "Last Update Status:  -",
+            ],
             "{text}"
         );
         assert!(text.contains("not running"), "{text}");

@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ucupdate_protocol::log_names::log_name;
 use ucupdate_protocol::{
-    DeviceIdentity, FileKind, FileName, FirmwareVersion, InstalledModule, OfferedFile,
+    DeviceIdentity, FileKind, FileName, FirmwareVersion, InstalledModule, LogType, OfferedFile,
 };
 
 use super::{files, staged_path, Running};
@@ -26,16 +27,19 @@ impl<D: Device> Running<D> {
             .iter()
             .map(|f| staged_path(dir, version, &f.file_name))
             .collect();
-        let image = files
-            .iter()
-            .find(|f| f.kind == FileKind::Image)
-            .map(|f| staged_path(dir, version, &f.file_name));
+        let staged = |kind| {
+            files
+                .iter()
+                .find(|f| f.kind == kind)
+                .map(|f| staged_path(dir, version, &f.file_name))
+        };
         InstallJob {
             version,
             current_version: self.machine.persisted().current_version,
             staging_dir: files::staging_dir(dir, version),
             files: paths,
-            image,
+            image: staged(FileKind::Image),
+            rtconfig: staged(FileKind::RoundTableConfig),
         }
     }
 }
@@ -106,23 +110,85 @@ impl<D: Device> perform::Context for Running<D> {
     }
 
     fn logs(&self) -> Vec<perform::Log> {
-        let mut logs = Vec::new();
-        for log in self.device.logs() {
-            let name = log
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| FileName::new(n).ok());
-            let Some(name) = name else {
-                tracing::warn!(path = %log.path.display(), "log file name not usable");
-                continue;
-            };
-            logs.push(perform::Log {
-                log_type: log.log_type,
-                name,
-                contents: perform::LogContents::File(log.path),
-            });
+        let identity = self.device.identity();
+        let Some(folder) = perform::device_segment(&identity) else {
+            return Vec::new(); // the performer says why (no MAC or serial number)
+        };
+        named_logs(
+            self.device.logs(),
+            &identity.device_type.to_string(),
+            folder.as_str(),
+            &self.machine.persisted().current_version.to_string(),
+            crate::clock::unix_millis() / 1000,
+        )
+    }
+}
+
+/// The device's logs under the service's documented names (`ucupdate_protocol::log_names`),
+/// not their local file names: `<type>_<id>-<YYYYMMDD>-CELOG<HHMMSS>_<n>.clg` for CELogs (`n`
+/// counting the upload's CELogs from 1), `<serial>-<YYYY-MM-DDHHMMSS>-WATSON-<version>.kdmp`
+/// for Watson dumps. `device` is the log folder (MAC or serial number).
+fn named_logs(
+    files: Vec<crate::device::LogFile>,
+    device_type: &str,
+    device: &str,
+    version: &str,
+    now_unix: u64,
+) -> Vec<perform::Log> {
+    let mut logs = Vec::new();
+    let mut celogs = 0u32;
+    for log in files {
+        if matches!(log.log_type, LogType::CeLog) {
+            celogs += 1;
         }
-        logs
+        let n = celogs.max(1);
+        let text = log_name(log.log_type, device_type, device, version, now_unix, n);
+        let Ok(name) = FileName::new(&text) else {
+            tracing::warn!(path = %log.path.display(), name = %text, "log name not usable");
+            continue;
+        };
+        logs.push(perform::Log {
+            log_type: log.log_type,
+            name,
+            contents: perform::LogContents::File(log.path),
+        });
+    }
+    logs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::LogFile;
+
+    #[test]
+    fn logs_are_uploaded_under_the_documented_names() {
+        let file = |log_type, path: &str| LogFile {
+            log_type,
+            path: PathBuf::from(path),
+        };
+        let logs = named_logs(
+            vec![
+                file(LogType::CeLog, "/var/log/ui.log"),
+                file(LogType::CeLog, "/var/log/sip.log"),
+                file(LogType::Watson, "/var/crash/core"),
+            ],
+            "UCPhone",
+            "00-04-F2-00-01-76",
+            "1.0.522.101",
+            1_764_057_912, // 2025-11-25 08:05:12 UTC
+        );
+        let names: Vec<String> = logs.iter().map(|l| l.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "UCPhone_0004F2000176-20251125-CELOG080512_1.clg",
+                "UCPhone_0004F2000176-20251125-CELOG080512_2.clg",
+                "0004F2000176-2025-11-25080512-WATSON-1.0.522.101.kdmp",
+            ]
+        );
+        assert!(
+            matches!(&logs[0].contents, perform::LogContents::File(p) if p.ends_with("ui.log"))
+        );
     }
 }

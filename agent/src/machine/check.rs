@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use ucupdate_protocol::wire::{discovery_name, INTERNAL_HANDLER_PATH};
+use ucupdate_protocol::wire::{discovery_name, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH};
 use ucupdate_protocol::{CheckResponse, HttpUrl};
 
 use super::{
@@ -82,7 +82,16 @@ impl Machine {
     }
 
     pub(super) fn route(&self) -> Route {
-        let parse = |text: &str, external| match text.parse::<HttpUrl>() {
+        // A configured or provisioned URL means what `--server` means in every binary: one
+        // without a path is the check handler on that server.
+        let parse = |text: &str, external| match HttpUrl::handler(
+            text,
+            if external {
+                EXTERNAL_HANDLER_PATH
+            } else {
+                INTERNAL_HANDLER_PATH
+            },
+        ) {
             Ok(url) => Route::Check { url, external },
             Err(_) => Route::BadUrl,
         };

@@ -164,7 +164,7 @@ impl MachineConfig {
             ("external_server_url", &self.external_server_url),
         ] {
             if let Some(url) = url {
-                url.parse::<HttpUrl>().map_err(|e| ConfigError::BadUrl {
+                HttpUrl::handler(url, "/").map_err(|e| ConfigError::BadUrl {
                     field,
                     reason: e.to_string(),
                 })?;

@@ -27,6 +27,7 @@
 //!   │                  │ idle for idle_before_restart
 //!   │                  ▼
 //!   │               Installing ── Ok ─► Persist(new current, fallback, date) ► Reboot ► Rebooting
+//!   │                  │     still running after install_timeout, or check-now / sign-in ─► Idle(+power-on jitter)
 //!   │                  └── Err / watchdog ─► Persist(marker dropped) ► Idle(+poll)
 //!   │
 //!   └── Backoff ◄── any failure of Discovering / Checking / Downloading (or their watchdog):
@@ -130,7 +131,8 @@ enum State {
         deadline: Instant,
         staged: Box<InstallMarker>,
     },
-    /// `at`: re-emit `Reboot` if the device is still running then.
+    /// `at`: if the device is still running then, the restart did not happen (see
+    /// [`Machine::reboot_missed`]).
     Rebooting {
         at: Instant,
     },
@@ -368,13 +370,7 @@ impl Machine {
             State::WaitingIdle { since, staged } if !self.in_call && since + idle_for <= now => {
                 self.install(now, staged)
             }
-            // A reboot hook that did not reboot: ask again rather than sit forever.
-            State::Rebooting { at } if at <= now => {
-                self.outbox.push_back(Action::Reboot);
-                self.state = State::Rebooting {
-                    at: now + self.config.install_timeout,
-                };
-            }
+            State::Rebooting { at } if at <= now => self.reboot_missed(now, None),
             not_due => self.state = not_due,
         }
     }
@@ -483,10 +479,29 @@ impl Machine {
                 let wanted = now + self.rng.jitter(window);
                 *at = (*at).min(wanted);
             }
-            State::Rebooting { .. } => {}
+            // A request while rebooting shows the device is still up: the hook returned.
+            State::Rebooting { .. } => self.reboot_missed(now, Some(trigger)),
             // Never a second request in flight: the check runs once the current work is done.
             _ => self.due = Some(trigger),
         }
+    }
+
+    /// The reboot hook returned and the device kept running: `install_timeout` passed, or a
+    /// check-now or sign-in arrived meanwhile. The new version was made current before the
+    /// hook ran, so the device carries on as if it had restarted: idle, with the check a
+    /// power-on would make (after `power_on_jitter`, or the request's own jitter). It does not
+    /// ask for the restart again: a hook that cannot restart the device would otherwise ask
+    /// every `install_timeout` forever while no check ever ran.
+    fn reboot_missed(&mut self, now: Instant, trigger: Option<Trigger>) {
+        let window = match trigger {
+            None => self.config.power_on_jitter,
+            Some(Trigger::SignIn) => self.config.sign_in_jitter,
+            Some(Trigger::CheckNow) => self.config.check_now_jitter,
+        };
+        self.due = None;
+        self.state = State::Idle {
+            at: now + self.rng.jitter(window),
+        };
     }
 
     /// Back to waiting: the next regular check at `poll_interval ± poll_jitter/2`, or sooner

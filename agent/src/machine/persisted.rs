@@ -85,7 +85,7 @@ pub struct InstallMarker {
 pub enum PersistError {
     /// Not JSON, or a field has the wrong type or an invalid value (a bad version, file name).
     #[error("persisted state is malformed: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
     /// Written by a newer (or unknown) build.
     #[error("persisted state has format {found}; this build reads format {PERSIST_FORMAT}")]
     UnsupportedFormat { found: u32 },
@@ -144,6 +144,14 @@ impl fmt::Display for PersistedState {
             Some(i) => write!(f, " install=v{}", i.version),
             None => write!(f, " install=-"),
         }
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<serde_json::Error> for PersistError {
+    fn from(error: serde_json::Error) -> Self {
+        PersistError::Malformed(error)
     }
 }
 

@@ -834,10 +834,12 @@ fn a_whole_update_with_exact_instants_and_persist_before_each_dependent_action()
         (None, None)
     );
     assert_eq!(r.m.phase(), Phase::Rebooting);
-    // A reboot hook that did not reboot is asked again, not forgotten.
-    assert_eq!(
-        names(&r.tick_at(staged_at + 5 * MIN + 30 * SEC + HOUR)),
-        ["reboot"]
+    // A reboot hook that did not reboot: after install_timeout the device carries on with
+    // the new version current and checks as at power-on.
+    // (power_on_jitter is zero here, so the check goes out at that instant.)
+    let missed = staged_at + 5 * MIN + 30 * SEC + HOUR;
+    assert!(
+        matches!(&r.tick_at(missed)[..], [Action::Check { current_version, .. }] if *current_version == new_version())
     );
 
     // After the reboot: the new version is current and the old one the fallback.
@@ -1718,18 +1720,56 @@ fn a_withdrawn_offer_drops_the_partial_download() {
     );
 }
 
+/// Issue 18: `check-now` after a reboot hook that returned printed `ok` and did nothing; the
+/// agent stayed "rebooting" and re-ran the hook every hour.
 #[test]
-fn rebooting_ignores_requests_and_repeats_an_unanswered_reboot() {
-    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+fn a_reboot_that_does_not_happen_is_taken_as_done_after_install_timeout() {
+    let cfg = config(|c| c.power_on_jitter = Duration::from_secs(10 * 60));
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
     let mut disk = Disk::default();
     let log = r.serve(HOUR, |_, a| cooperate(&mut disk, a));
     assert!(matches!(log.last(), Some((_, Action::Reboot))));
     let rebooted_at = r.now.0;
     assert_eq!(r.m.phase(), Phase::Rebooting);
-    assert!(r.send(Event::CheckNow).is_empty());
     assert!(r.send(Event::UserActivity).is_empty());
-    assert_eq!(names(&r.tick_at(rebooted_at + HOUR)), ["reboot"]);
-    assert_eq!(names(&r.tick_at(rebooted_at + 2 * HOUR)), ["reboot"]);
+    // No second reboot request: idle at install_timeout, the check within power_on_jitter.
+    assert!(r.tick_at(rebooted_at + HOUR).is_empty());
+    assert_eq!(r.m.phase(), Phase::Idle);
+    let at = r.m.poll_timeout().unwrap().0;
+    assert!(
+        (rebooted_at + HOUR..=rebooted_at + HOUR + 10 * MIN).contains(&at),
+        "{at}"
+    );
+    let a = r.tick();
+    assert!(
+        matches!(&a[..], [Action::Check { current_version, .. }] if *current_version == new_version()),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn check_now_or_sign_in_while_rebooting_checks_at_once() {
+    for event in [
+        Event::CheckNow,
+        Event::SignedIn {
+            user: "CONTOSO\\alice".into(),
+            provisioning: None,
+        },
+    ] {
+        let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+        let mut disk = Disk::default();
+        r.serve(HOUR, |_, a| cooperate(&mut disk, a));
+        assert_eq!(r.m.phase(), Phase::Rebooting);
+        let what = format!("{event:?}");
+        r.wait(MIN);
+        r.send(event);
+        assert_eq!(r.m.phase(), Phase::Idle, "{what}");
+        let a = r.tick_at(r.now.0);
+        assert!(
+            matches!(&a[..], [Action::Check { current_version, .. }] if *current_version == new_version()),
+            "{what}: {a:?}"
+        );
+    }
 }
 
 #[test]

@@ -153,7 +153,7 @@ impl Conn {
                 })?
                 .map_err(|source| NetError::Tls {
                     host: url.host.clone(),
-                    source,
+                    error: source,
                 })?;
                 let took = clock::elapsed(started);
                 stats.tls_handshake = Some(stats.tls_handshake.unwrap_or_default() + took);
@@ -230,13 +230,18 @@ async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<TcpStream, NetErr
         match timeout(per_addr, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => {
                 // Small request heads and NTLM tokens must not wait for Nagle.
-                tcp.set_nodelay(true)
-                    .map_err(|source| NetError::Connect { addr, source })?;
+                tcp.set_nodelay(true).map_err(|source| NetError::Connect {
+                    addr,
+                    error: source,
+                })?;
                 return Ok(tcp);
             }
             Ok(Err(source)) => {
                 tracing::debug!(%addr, error = %source, "connect failed");
-                last = Some(NetError::Connect { addr, source });
+                last = Some(NetError::Connect {
+                    addr,
+                    error: source,
+                });
             }
             Err(_) => {
                 tracing::debug!(%addr, ?per_addr, "connect timed out; trying the next address");
@@ -248,7 +253,7 @@ async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<TcpStream, NetErr
     }
     Err(last.unwrap_or_else(|| NetError::Dns {
         host: url.host.clone(),
-        source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        error: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
     }))
 }
 
@@ -270,13 +275,13 @@ async fn resolve(client: &Client, url: &HttpUrl) -> Result<Vec<SocketAddr>, NetE
         .await
         .map_err(|source| NetError::Dns {
             host: url.host.clone(),
-            source,
+            error: source,
         })?
         .collect();
     if addrs.is_empty() {
         return Err(NetError::Dns {
             host: url.host.clone(),
-            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+            error: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
         });
     }
     Ok(addrs)

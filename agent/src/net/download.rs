@@ -282,7 +282,7 @@ impl Progress {
         }
         NetError::Partial {
             on_disk: self.written,
-            source: Box::new(cause),
+            cause: Box::new(cause),
         }
     }
 }

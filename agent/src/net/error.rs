@@ -101,20 +101,20 @@ pub enum AuthStage {
 #[non_exhaustive]
 pub enum NetError {
     /// The host name did not resolve.
-    #[error("resolving {host}: {source}")]
-    Dns { host: String, source: io::Error },
+    #[error("resolving {host}: {error}")]
+    Dns { host: String, error: io::Error },
     /// No address accepted a TCP connection.
-    #[error("connecting to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: io::Error },
+    #[error("connecting to {addr}: {error}")]
+    Connect { addr: SocketAddr, error: io::Error },
     /// The TLS handshake failed (certificate not trusted, name mismatch, protocol error).
-    #[error("TLS handshake with {host}: {source}")]
-    Tls { host: String, source: io::Error },
+    #[error("TLS handshake with {host}: {error}")]
+    Tls { host: String, error: io::Error },
     /// A per-request timeout ran out.
     #[error("timed out: {phase:?}")]
     Timeout { phase: TimeoutPhase },
     /// HTTP-level failure of the connection (reset, early close, bad framing).
     #[error("HTTP transport: {0}")]
-    Transport(#[source] hyper::Error),
+    Transport(hyper::Error),
     /// A status the operation does not accept.
     #[error("HTTP status {status}")]
     Status { status: u16 },
@@ -126,10 +126,10 @@ pub enum NetError {
     },
     /// The NTLM exchange itself failed (bad Type 2, ...).
     #[error("NTLM: {0}")]
-    Ntlm(#[from] ucupdate_ntlm::NtlmError),
+    Ntlm(ucupdate_ntlm::NtlmError),
     /// A response body that is not a valid message.
     #[error("bad response body: {0}")]
-    Body(#[from] ProtocolError),
+    Body(ProtocolError),
     /// A response body over the size cap.
     #[error("response body larger than {cap} bytes")]
     TooLarge { cap: u64 },
@@ -146,14 +146,14 @@ pub enum NetError {
         actual: Sha256Digest,
     },
     /// A download stopped early; `on_disk` bytes are kept for a resume.
-    #[error("download cut after {on_disk} bytes on disk: {source}")]
-    Partial { on_disk: u64, source: Box<NetError> },
+    #[error("download cut after {on_disk} bytes on disk: {cause}")]
+    Partial { on_disk: u64, cause: Box<NetError> },
     /// A local file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         op: &'static str,
         path: String,
-        source: io::Error,
+        error: io::Error,
     },
     /// The request cannot be made as asked (https without a TLS config, bad header value...).
     #[error("bad request setup: {0}")]
@@ -180,7 +180,7 @@ impl NetError {
             NetError::SizeMismatch { .. } | NetError::HashMismatch { .. } => {
                 ErrorClass::HashMismatch
             }
-            NetError::Partial { source, .. } => source.class(),
+            NetError::Partial { cause, .. } => cause.class(),
             NetError::Io { .. } => ErrorClass::Io,
             NetError::Config(_) => ErrorClass::Config,
         }
@@ -199,14 +199,34 @@ impl NetError {
         match self {
             NetError::Status { status } => Some(*status),
             NetError::Unauthorized { .. } => Some(401),
-            NetError::Partial { source, .. } => source.status(),
+            NetError::Partial { cause, .. } => cause.status(),
             _ => None,
         }
     }
 
     pub(crate) fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> Self {
         let path = path.display().to_string();
-        move |source| NetError::Io { op, path, source }
+        move |source| NetError::Io {
+            op,
+            path,
+            error: source,
+        }
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<ucupdate_ntlm::NtlmError> for NetError {
+    fn from(error: ucupdate_ntlm::NtlmError) -> Self {
+        NetError::Ntlm(error)
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<ProtocolError> for NetError {
+    fn from(error: ProtocolError) -> Self {
+        NetError::Body(error)
     }
 }
 
@@ -230,7 +250,7 @@ mod tests {
         );
         let cut = NetError::Partial {
             on_disk: 10,
-            source: Box::new(NetError::Timeout {
+            cause: Box::new(NetError::Timeout {
                 phase: TimeoutPhase::BodyIdle,
             }),
         };

@@ -198,14 +198,14 @@ async fn a_body_that_never_ends_is_cut_at_the_total_deadline() {
     .await;
     server.abort();
     match done.error {
-        Some(NetError::Partial { source, .. }) => assert!(
+        Some(NetError::Partial { cause, .. }) => assert!(
             matches!(
-                *source,
+                *cause,
                 NetError::Timeout {
                     phase: net::TimeoutPhase::Total
                 }
             ),
-            "{source}"
+            "{cause}"
         ),
         other => panic!("{other:?}"),
     }

@@ -53,7 +53,7 @@ pub enum AnchorError {
     #[error("the bundle holds no certificate")]
     Empty,
     #[error("bad PEM: {0}")]
-    Pem(#[from] std::io::Error),
+    Pem(std::io::Error),
     #[error("certificate {index} in the bundle is not usable as a trust anchor: {reason}")]
     BadCertificate { index: usize, reason: String },
 }
@@ -464,5 +464,13 @@ fn chain_refusal(e: webpki::Error) -> Refusal {
         #[allow(deprecated)] // older webpki releases report the EKU without context
         E::RequiredEkuNotFound => Refusal::NotCodeSigning,
         other => Refusal::UnknownSigner(other.to_string()),
+    }
+}
+
+// By hand, not `#[from]`: the message carries the cause already, and a `source` would print
+// it twice in a `{:#}` chain.
+impl From<std::io::Error> for AnchorError {
+    fn from(error: std::io::Error) -> Self {
+        AnchorError::Pem(error)
     }
 }

@@ -2,7 +2,8 @@
 //! a whole update through the install and reboot hooks and the restart that follows, the
 //! status screen (control socket, CLI binary, state dir), no update and `check-now`, a rollback
 //! to an older approved version, a corrupted stored file that never reaches the install hook,
-//! the idle wait restarted by activity (paused time), and the example config file.
+//! the idle wait restarted by activity (paused time), a reboot hook that returned, log names, a
+//! RoundTable install hook given its RTConfig.xml, and the example config file.
 
 use std::time::Duration;
 
@@ -64,12 +65,12 @@ async fn internal_update_installs_reboots_and_is_current_after_restart() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Current version:   2.0.0.0"), "{text}");
-    assert!(text.contains("Last outcome:      no update"), "{text}");
-    assert!(text.contains("Agent:             running"), "{text}");
+    assert!(text.starts_with("Version:             2.0.0.0\n"), "{text}");
+    assert!(text.contains("Last outcome:        no update"), "{text}");
+    assert!(text.contains("Agent:               running"), "{text}");
     let date = ucupdate_agent::driver::format_unix_ms(updated);
     assert!(
-        text.contains(&format!("Last update:       {date}")),
+        text.contains(&format!("Last Update:         {date}")),
         "{text}"
     );
 
@@ -126,6 +127,43 @@ async fn no_update_then_check_now_over_the_control_socket() {
     run.shutdown().await;
     assert_eq!(dev.installs(), "");
     assert_eq!(dev.state().current_version, v("1.0.0.0"));
+}
+
+/// Issue 18: after a reboot hook that returned (no real restart), `check-now` printed `ok` and
+/// did nothing; the agent stayed "rebooting". Now the request ends the wait: the device checks
+/// at once, reporting the new version, and the hook is not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_now_after_a_reboot_hook_that_returned_checks_with_the_new_version() {
+    let stub = Stub::start().await;
+    stub.approve("2.0.0.0").await;
+    let dev = Dev::new();
+    let mut config = driver_config(&stub, &dev, internal(&stub));
+    config.exit_on_reboot = false;
+    let run = spawn(config, dev.device("1.0.0.0", true));
+    run.wait_for(|s| s.phase == "rebooting").await;
+    assert_eq!(stub.hits("check"), 1);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ucupdate-agent"))
+        .arg("--state-dir")
+        .arg(dev.state_dir())
+        .arg("check-now")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = run
+        .wait_for(|s| s.phase == "idle" && s.last_outcome.as_deref() == Some("no update"))
+        .await;
+    assert_eq!(status.current_version, "2.0.0.0");
+    assert_eq!(stub.hits("check"), 2);
+    let seen = stub.server.control().inventory();
+    assert_eq!(
+        seen[0].versions.get("CPE").map(String::as_str),
+        Some("2.0.0.0"),
+        "{seen:?}"
+    );
+    run.shutdown().await;
+    assert_eq!(dev.reboots(), "2.0.0.0\n", "the reboot hook ran once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,10 +314,8 @@ async fn a_call_holds_the_install_until_it_ends() {
 async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let stub = Stub::start().await;
     let dev = Dev::new();
-    let log = dev
-        .dir
-        .path()
-        .join("UCPhone_0004F2000176-20261125-CELOG080000_1.clg");
+    // A local name the service does not know: the agent names the upload the documented way.
+    let log = dev.dir.path().join("ui.log");
     let mut contents = b"head that does not fit\n".to_vec();
     contents.extend(std::iter::repeat_n(b'x', 1_024_000));
     std::fs::write(&log, &contents).unwrap();
@@ -295,12 +331,11 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
     let run = spawn(driver_config(&stub, &dev, machine), device);
     run.wait_for(|s| s.last_outcome.as_deref() == Some("no update"))
         .await;
-    let stored = stub
+    let celogs = stub
         .dir
         .path()
         .join(ucupdate_server_stub::logs::CLIENT_LOG_DIR)
-        .join("CELog")
-        .join(log.file_name().unwrap());
+        .join("CELog");
     // The upload runs beside the check; the stub's counter says when it is done.
     tokio::time::timeout(Duration::from_secs(60), async {
         while stub.hits("log_upload") == 0 {
@@ -310,10 +345,74 @@ async fn device_logs_are_uploaded_after_a_check_when_configured() {
     .await
     .expect("no log upload");
     run.shutdown().await;
-    let uploaded = read(&stored);
+    let names: Vec<String> = std::fs::read_dir(&celogs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let name = &names[0];
+    // `UCPhone_0004F2000176-YYYYMMDD-CELOGHHMMSS_1.clg`
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    assert!(
+        name.len() == 47
+            && name.starts_with("UCPhone_0004F2000176-")
+            && digits(&name[21..29])
+            && &name[29..35] == "-CELOG"
+            && digits(&name[35..41])
+            && name.ends_with("_1.clg"),
+        "{name}"
+    );
+    let uploaded = read(&celogs.join(name));
     // Only the tail fits the server's limit; the head is what is dropped.
     assert_eq!(uploaded.len(), 1_024_000);
     assert_eq!(uploaded[..], contents[contents.len() - 1_024_000..]);
+}
+
+/// The example shipped `reboot_cmd = "/sbin/reboot"`: run as-is as root on a workstation it
+/// rebooted the machine after an update. As shipped, its hooks do nothing; the real commands
+/// are there, commented, for an integrator to take.
+#[test]
+fn the_example_config_is_safe_to_run_as_is() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml");
+    let config = AgentConfig::load(std::path::Path::new(path)).unwrap();
+    assert_eq!(
+        config.hooks.install_cmd, None,
+        "install_cmd runs a real installer"
+    );
+    assert_eq!(
+        config.hooks.reboot_cmd, None,
+        "reboot_cmd reboots the machine"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    // No live string value anywhere in the file names a command that stops the machine.
+    let value: toml::Value = toml::from_str(&text).unwrap();
+    let mut strings = Vec::new();
+    collect_strings(&value, &mut strings);
+    for s in strings {
+        for word in [
+            "reboot",
+            "shutdown",
+            "poweroff",
+            "halt",
+            "systemctl",
+            "/sbin/",
+        ] {
+            assert!(!s.contains(word), "a live setting runs {word:?}: {s}");
+        }
+    }
+    assert!(
+        text.contains("# reboot_cmd = \"/sbin/reboot\""),
+        "the real shape stays documented"
+    );
+}
+
+fn collect_strings(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
+        toml::Value::Table(t) => t.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
 }
 
 #[test]
@@ -323,7 +422,6 @@ fn the_example_config_parses_and_builds() {
     assert_eq!(config.device.brand, "Polycom");
     assert_eq!(config.machine.idle_before_restart, Duration::from_secs(300));
     assert_eq!(config.machine.poll_interval, Duration::from_secs(86_400));
-    assert!(config.hooks.install_cmd.is_some());
     config.machine.validate().unwrap();
     let device = config.device().unwrap();
     use ucupdate_agent::device::Device;
@@ -336,4 +434,66 @@ fn the_example_config_parses_and_builds() {
         .unwrap()
         .replace("idle_before_restart", "idle_before_reboot");
     assert!(AgentConfig::from_toml(&typo).is_err());
+}
+
+/// Issue 14: a RoundTable's offer carries `RTConfig.xml` (the stub adds its generic one); the
+/// install hook finds it in `UCUPDATE_RTCONFIG`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roundtable_install_hook_gets_the_offered_rtconfig() {
+    use ucupdate_agent::device::{DeviceConfig, HookDevice, HooksConfig};
+    let stub = Stub::start().await;
+    let rt_key: ucupdate_protocol::UpdateKey = "RoundTable/Microsoft/RoundTable/A/ENU/RoundTable"
+        .parse()
+        .unwrap();
+    let image = b"rt image 2".repeat(1000);
+    let catalog = ucupdate_server_stub::testing::catalog_signer()
+        .signer
+        .sign_files(
+            &[("RoundTable.nbt", &image[..])],
+            ucupdate_server_stub::testing::CATALOG_SIGNING_TIME,
+        )
+        .unwrap();
+    let name = |n: &str| ucupdate_protocol::FileName::new(n).unwrap();
+    let control = stub.server.control();
+    control
+        .publish(
+            &rt_key,
+            v("2.0.0.0"),
+            vec![
+                (name("RoundTable.nbt"), image),
+                (name("RoundTable.cat"), catalog),
+            ],
+        )
+        .await
+        .unwrap();
+    control.approve(&rt_key).await.unwrap();
+
+    let dev = Dev::new();
+    let out = dev.dir.path().join("rtconfig.seen");
+    let config: DeviceConfig = toml::from_str(
+        "device_type = \"RoundTable\"\nbrand = \"Microsoft\"\nmodel = \"RoundTable\"\n\
+         update_type = \"RoundTable\"\nmodule_file = \"RoundTable.nbt\"\n\
+         mac = \"00-04-F2-00-01-76\"\ninitial_version = \"1.0.0.0\"\n",
+    )
+    .unwrap();
+    let hooks = HooksConfig {
+        install_cmd: Some(format!(
+            "{{ basename \"$UCUPDATE_RTCONFIG\"; cat \"$UCUPDATE_RTCONFIG\"; }} > {}",
+            out.display()
+        )),
+        reboot_cmd: None,
+        hook_timeout: Duration::from_secs(30),
+    };
+    let device = HookDevice::new(&config, hooks)
+        .unwrap()
+        .with_state_dir(dev.state_dir());
+    let run = spawn(driver_config(&stub, &dev, internal(&stub)), device);
+    let outcome = run.finished().await;
+    assert!(
+        matches!(outcome, RunOutcome::Rebooted { .. }),
+        "{outcome:?}"
+    );
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert!(seen.starts_with("RTConfig.xml\n"), "{seen}");
+    assert!(seen.contains("<RTConfig"), "{seen}");
 }

@@ -269,7 +269,8 @@ pub fn rules(action: RulesAction) -> anyhow::Result<ExitCode> {
         "reset" => state.reset(&key),
         _ => state.remove_rule(&key),
     }
-    .with_context(|| format!("{verb} {key}"))?;
+    // The rule error names the key already.
+    .with_context(|| verb.to_owned())?;
     match verb {
         "remove" => println!("{key}: removed (was {})", describe(&rule)),
         _ => println!("{key} {}", describe(&rule)),

@@ -7,7 +7,8 @@
 //! The device id in a name is the MAC's twelve hex digits (`0004F2000176`) or the serial
 //! number, so the per-device log quota can be counted again from the names at start.
 
-use ucupdate_protocol::{LogType, MacAddress};
+use ucupdate_protocol::log_names::log_name;
+use ucupdate_protocol::LogType;
 
 /// What the inventory knows of the uploading device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,13 +19,9 @@ pub struct DeviceInfo {
     pub version: Option<String>,
 }
 
-/// The id a device goes by in log names: a MAC's hex digits, else the serial number.
-pub fn name_id(device: &str) -> String {
-    match device.parse::<MacAddress>() {
-        Ok(mac) => hex::encode_upper(mac.octets()),
-        Err(_) => device.to_owned(),
-    }
-}
+/// The id a device goes by in log names: a MAC's hex digits, else the serial number (the
+/// agent names its uploads with the same function).
+pub use ucupdate_protocol::log_names::name_id;
 
 fn digits(text: &str, n: usize) -> bool {
     text.len() == n && text.bytes().all(|b| b.is_ascii_digit())
@@ -96,22 +93,15 @@ pub fn stored_name(
     if id_of(log_type, given).is_some_and(|i| i.eq_ignore_ascii_case(&id)) {
         return given.to_owned();
     }
-    // `YYYY-MM-DD HH:MM:SS`, UTC.
-    let time = ucupdate_protocol::audit::format_time(now_unix);
-    let (date, clock) = (&time[..10], time[11..].replace(':', ""));
+    let kind = info.device_type.as_deref().unwrap_or("UCPhone");
+    let version = info.version.as_deref().unwrap_or("0.0.0.0");
+    let name = |n| log_name(log_type, kind, device, version, now_unix, n);
     match log_type {
-        LogType::CeLog => {
-            let kind = info.device_type.as_deref().unwrap_or("UCPhone");
-            let day = date.replace('-', "");
-            (1u32..)
-                .map(|n| format!("{kind}_{id}-{day}-CELOG{clock}_{n}.clg"))
-                .find(|name| !taken(name))
-                .unwrap_or_default()
-        }
-        LogType::Watson => {
-            let version = info.version.as_deref().unwrap_or("0.0.0.0");
-            format!("{id}-{date}{clock}-WATSON-{version}.kdmp")
-        }
+        LogType::CeLog => (1u32..)
+            .map(name)
+            .find(|name| !taken(name))
+            .unwrap_or_default(),
+        LogType::Watson => name(1),
     }
 }
 

@@ -150,6 +150,33 @@ fn serve_refuses_a_users_file_others_may_read() {
     }
 }
 
+/// A listener address in use was reported as `Address already in use (os error 98): Address
+/// already in use (os error 98)`.
+#[test]
+fn an_address_in_use_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&[
+        "serve",
+        "--init",
+        "--data",
+        data.path().join("srv").to_str().unwrap(),
+        "--internal",
+        &addr,
+        "--internal-tls",
+        "off",
+        "--external",
+        "off",
+        "--admin",
+        "off",
+    ]);
+    assert!(!ok, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains(&addr), "{err}");
+    assert_eq!(last.matches("Address already in use").count(), 1, "{err}");
+}
+
 #[tokio::test]
 async fn serve_prints_urls_serves_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
@@ -340,7 +367,15 @@ fn cmdlet_commands_on_the_state_file() {
         "{out}{err}"
     );
     let (ok, _, err) = run(&["rules", "restore", "--data", d, &id]);
-    assert!(!ok && err.contains("nothing approved"), "{err}");
+    // Once: the verb, then the key and the reason (not `restore K: K: ...`).
+    assert!(!ok, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "ucupdate-server: restore: {}: no restore version and nothing approved",
+            ucupdate_server_stub::testing::UPDATE_KEY
+        )
+    );
 
     // Remove, then files clear takes the version no rule refers to any more.
     let (ok, out, err) = run(&["rules", "remove", "--data", d, &id]);

@@ -456,3 +456,42 @@ async fn an_admin_script_in_python_drives_the_cmdlet_model() {
     assert_eq!(control.test_devices(), vec![MAC.parse().unwrap()]);
     t.server.shutdown().await.unwrap();
 }
+
+/// An outside peer: `tests/admin_errors.py` (urllib only) provokes every kind of admin refusal
+/// (unknown path, unknown rule, bad path, bad escape, bad JSON, no token, foreign Origin, no
+/// Content-Type) and requires each to be JSON `{"error": ...}` as docs/SERVER.md says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_refusal_is_json_to_a_python_client() {
+    let t = start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/admin_errors.py");
+    let admin = t.server.admin_url().unwrap().to_string();
+    let token = t.server.admin_token().path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(admin)
+            .arg(token)
+            .output()
+    })
+    .await
+    .unwrap();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("SKIPPED: python3 is not installed");
+            return;
+        }
+        Err(e) => panic!("cannot run python3: {e}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        11,
+        "{stdout}"
+    );
+}

@@ -17,11 +17,8 @@ use ucupdate_protocol::dialect::learn::Exchange;
 /// Why a capture holds no usable check.
 #[derive(Debug, Error)]
 pub enum CaptureError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{0}")]
     Format(String),
     #[error("no update check in this capture (no POST with an XML body){hint}")]
@@ -41,9 +38,9 @@ pub struct Capture {
 
 /// Reads `path`: a folder, a HAR file, or a pcap/pcapng file (HTTP on TCP `port`).
 pub fn read(path: &Path, port: u16) -> Result<Capture, CaptureError> {
-    let io = |source| CaptureError::Io {
+    let io = |error| CaptureError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     if path.is_dir() {
         return folder(path);
@@ -69,7 +66,7 @@ pub fn read(path: &Path, port: u16) -> Result<Capture, CaptureError> {
 fn folder(dir: &Path) -> Result<Capture, CaptureError> {
     let io = |p: &Path| {
         let p = p.display().to_string();
-        move |source| CaptureError::Io { path: p, source }
+        move |error| CaptureError::Io { path: p, error }
     };
     let mut request = None;
     let mut reply = None;

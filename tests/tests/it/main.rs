@@ -8,7 +8,8 @@
 //! - `hostile`: hostile input that needs more than the stub (no password in either end's logs, a
 //!   burst far over the connection cap);
 //! - `interop`: peers nobody on this project wrote (curl, pyspnego, dnsmasq, gcab, nginx), each
-//!   `#[ignore]`d with the tool it needs; `.ci/run` runs them with `-- --ignored`.
+//!   `#[ignore]`d with the tool it needs; `.ci/run` runs them with `-- --ignored`;
+//! - `quickstart`: `docs/QUICKSTART.md` run step by step against this build's binaries.
 //!
 //! The fixtures they share with the other crates' tests (update key, files, the NTLM user, a
 //! loopback stub) come from `ucupdate_server_stub::testing`.
@@ -17,3 +18,4 @@ mod dialect;
 mod faults;
 mod hostile;
 mod interop;
+mod quickstart;
