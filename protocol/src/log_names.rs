@@ -40,6 +40,12 @@ pub fn log_name(
             format!("{device_type}_{id}-{day}-CELOG{clock}_{n}.clg")
         }
         LogType::Watson => format!("{id}-{date}{clock}-WATSON-{version}.kdmp"),
+        // No documented form: the CELog pattern with the type's own word, as a text file.
+        LogType::Config | LogType::Diaglog => {
+            let day = date.replace('-', "");
+            let word = log_type.as_str().to_ascii_uppercase();
+            format!("{device_type}_{id}-{day}-{word}{clock}_{n}.txt")
+        }
     }
 }
 

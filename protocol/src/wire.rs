@@ -33,7 +33,7 @@ pub const MAX_MESSAGE_BYTES: usize = Limits::MESSAGE.max_bytes;
 pub const MAX_LOG_BYTES: u64 = 1_024_000;
 /// Log file extensions the server accepts by default (lower case, without the dot).
 pub const ALLOWED_LOG_EXTENSIONS: &[&str] = &[
-    "dmp", "clg", "clg2", "bak", "kdmp", "dat", "bin", "cat", "xml", "txt", "hex",
+    "dmp", "clg", "clg1", "clg2", "bak", "kdmp", "dat", "bin", "cat", "xml", "txt", "hex",
 ];
 
 /// The DNS name to look up for `domain`, or `None` for an empty domain.
@@ -524,6 +524,10 @@ fn checked_url(field: &'static str, value: &str) -> Result<String, ProtocolError
 pub enum LogType {
     CeLog,
     Watson,
+    /// A device's configuration dump (`ValidLogFileTypes` lists it; no documented file name).
+    Config,
+    /// A diagnostic log (`ValidLogFileTypes` lists it; no documented file name).
+    Diaglog,
 }
 
 impl LogType {
@@ -531,18 +535,31 @@ impl LogType {
         match self {
             LogType::CeLog => "CELog",
             LogType::Watson => "Watson",
+            LogType::Config => "Config",
+            LogType::Diaglog => "Diaglog",
         }
     }
+
+    /// Every type, in `ValidLogFileTypes`' documented order.
+    pub const ALL: [LogType; 4] = [
+        LogType::Watson,
+        LogType::Config,
+        LogType::Diaglog,
+        LogType::CeLog,
+    ];
 }
 
 impl FromStr for LogType {
     type Err = ProtocolError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [LogType::CeLog, LogType::Watson]
+        LogType::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
-                ProtocolError::invalid("type", format!("{text:?}: expected CELog or Watson"))
+                ProtocolError::invalid(
+                    "type",
+                    format!("{text:?}: expected Watson, Config, Diaglog or CELog"),
+                )
             })
     }
 }

@@ -30,6 +30,8 @@ fn digits(text: &str, n: usize) -> bool {
 /// The device id of a name in the documented form of `log_type`, if it is one.
 pub fn id_of(log_type: LogType, name: &str) -> Option<&str> {
     match log_type {
+        // No documented form to recognise: an upload of these keeps the device's name.
+        LogType::Config | LogType::Diaglog => None,
         LogType::CeLog => {
             let stem = strip_suffix_ci(name, ".clg")?;
             let (rest, n) = stem.rsplit_once('_')?;
@@ -93,11 +95,23 @@ pub fn stored_name(
     if id_of(log_type, given).is_some_and(|i| i.eq_ignore_ascii_case(&id)) {
         return given.to_owned();
     }
+    // The service documents names for CELog and Watson only: other types keep the device's
+    // own (already a checked file name), counted up if it is taken.
+    if matches!(log_type, LogType::Config | LogType::Diaglog) {
+        if !taken(given) {
+            return given.to_owned();
+        }
+        let (stem, ext) = given.rsplit_once('.').unwrap_or((given, ""));
+        return (2u32..)
+            .map(|n| format!("{stem}_{n}.{ext}"))
+            .find(|name| !taken(name))
+            .unwrap_or_default();
+    }
     let kind = info.device_type.as_deref().unwrap_or("UCPhone");
     let version = info.version.as_deref().unwrap_or("0.0.0.0");
     let name = |n| log_name(log_type, kind, device, version, now_unix, n);
     match log_type {
-        LogType::CeLog => (1u32..)
+        LogType::CeLog | LogType::Config | LogType::Diaglog => (1u32..)
             .map(name)
             .find(|name| !taken(name))
             .unwrap_or_default(),

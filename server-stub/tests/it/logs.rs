@@ -259,3 +259,45 @@ async fn the_device_update_configuration_is_shown_changed_and_enforced() {
     let err = ucupdate_server_stub::App::open(&config).err().unwrap();
     assert!(err.to_string().contains("LogFlushInterval"), "{err}");
 }
+
+/// Every documented `ValidLogFileTypes` entry can be uploaded, `Config` and `Diaglog` too (the
+/// protocol once knew only CELog and Watson and refused them at parse), and the documented
+/// `.clg1` extension is accepted. Types without a documented file name keep the device's.
+#[tokio::test]
+async fn config_and_diaglog_uploads_are_stored_under_their_type() {
+    let t = app();
+    let mut c = t.conn(Site::Internal);
+    let octet = [("content-type", "application/octet-stream")];
+    let logs = t
+        .dir
+        .path()
+        .join(ucupdate_server_stub::logs::CLIENT_LOG_DIR);
+    for (kind, file) in [("Config", "phone-config.xml"), ("Diaglog", "diag.clg1")] {
+        let r = c
+            .send(
+                Method::POST,
+                &upload(&format!(
+                    "action=logupload&type={kind}&file={file}&device=PCX-1"
+                )),
+                &octet,
+                "contents",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{kind}: {}", r.text());
+        assert_eq!(r.text(), format!("log stored as {file}\n"));
+        assert_eq!(
+            std::fs::read(logs.join(kind).join(file)).unwrap(),
+            b"contents"
+        );
+    }
+    // A second upload of the same name does not overwrite the first.
+    let again = c
+        .send(
+            Method::POST,
+            &upload("action=logupload&type=Config&file=phone-config.xml&device=PCX-1"),
+            &octet,
+            "newer",
+        )
+        .await;
+    assert_eq!(again.text(), "log stored as phone-config_2.xml\n");
+}
