@@ -156,7 +156,7 @@ grep -q '"fallback_version": "1.0.0.0"' "$work/agent/state/state.json" \
     || fail "state.json does not keep 1.0.0.0 as the fallback"
 status=$("${QEMU_ARM[@]}" "$AGENT_ARMV7" --config "$work/agent.toml" status)
 echo "$status"
-grep -q "Current version:   $NEW_VERSION" <<<"$status" || fail "status does not show $NEW_VERSION"
+grep -Eq "^Version: +$NEW_VERSION\b" <<<"$status" || fail "status does not show $NEW_VERSION"
 grep -q "ucupdates-r2.corp.example" <<<"$status" || fail "status does not show the discovered server"
 
 step "ok: armv7 agent discovered, downloaded, installed and rebooted into $NEW_VERSION under qemu"

@@ -382,7 +382,7 @@ async fn bad_log_uploads_are_refused() {
             "extension",
         ),
         (
-            "action=logupload&type=Config&file=a.txt&device=PCX-1",
+            "action=logupload&type=Crash&file=a.txt&device=PCX-1",
             "log type",
         ),
         (
