@@ -171,7 +171,13 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())?;
         match self {
-            Event::WallClock { unix_ms } => write!(f, " {unix_ms}"),
+            // A date for people reading a trace, not epoch milliseconds.
+            Event::WallClock { unix_ms } => write!(
+                f,
+                " {}.{:03} UTC",
+                ucupdate_protocol::audit::format_time(unix_ms / 1000),
+                unix_ms % 1000
+            ),
             Event::SignedIn { user, provisioning } => {
                 write!(f, " {user}")?;
                 match provisioning {
@@ -198,5 +204,18 @@ impl fmt::Display for Event {
             | Event::CallStarted
             | Event::CallEnded => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_event_reads_as_a_date() {
+        let e = Event::WallClock {
+            unix_ms: 1_796_127_460_186,
+        };
+        assert_eq!(e.to_string(), "wall-clock 2026-12-01 12:17:40.186 UTC");
     }
 }
