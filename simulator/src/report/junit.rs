@@ -20,12 +20,7 @@ fn cases(r: &Report) -> Vec<Case> {
     cases.push(Case {
         name: "verdicts".into(),
         failure: (failed > 0).then(|| {
-            let reasons: Vec<String> = r
-                .verdicts
-                .by_reason
-                .iter()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
+            let reasons = r.verdicts.reason_counts();
             let mut body = String::new();
             for v in r.verdicts.failures.iter().take(100) {
                 let _ = writeln!(

@@ -184,6 +184,17 @@ pub struct Verdicts {
     pub failures: Vec<DeviceVerdict>,
 }
 
+impl Verdicts {
+    /// `reason=count` for each failure reason, in key order (the summary and JUnit both list
+    /// them).
+    pub fn reason_counts(&self) -> Vec<String> {
+        self.by_reason
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceVerdict {
     pub device: u64,

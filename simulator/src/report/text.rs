@@ -235,12 +235,7 @@ pub fn render(r: &Report) -> String {
     }
 
     if r.verdicts.failed > 0 {
-        let reasons: Vec<String> = r
-            .verdicts
-            .by_reason
-            .iter()
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
+        let reasons = r.verdicts.reason_counts();
         let _ = writeln!(out, "\nfailed verdicts by reason: {}", reasons.join("  "));
         const SHOWN: usize = 10;
         for v in r.verdicts.failures.iter().take(SHOWN) {
