@@ -3,6 +3,7 @@
 //! restore...) as labelled vertical markers on every plot over virtual time. Each plot is an
 //! inline `<svg>` inside a `<figure>` with a stable id, so the page stays self-contained.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// The series colours (Tableau 10), distinct from the grey of axes and phase markers.
@@ -35,23 +36,19 @@ fn figure(id: &str, title: &str, svg: Result<String, String>) -> String {
     }
 }
 
-/// Lines over virtual hours, with the phases (virtual ms, name) as markers.
-pub fn over_time(
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// One plot's canvas: an SVG chart with a caption and the shared margins, `draw` filling
+/// it in, then the legend at `legend` and the figure around it.
+fn plot(
     id: &str,
     title: &str,
-    y_desc: &str,
-    lines: &[Line<'_>],
-    phases: &[(u64, String)],
-    hours: f64,
+    (x_max, y_max): (f64, f64),
+    legend: SeriesLabelPosition,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> Drawn,
 ) -> String {
     let svg = (|| -> Result<String, Box<dyn std::error::Error>> {
-        let y_max = lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.1))
-            .fold(0.0f64, f64::max)
-            .max(1.0)
-            * 1.1;
-        let x_max = hours.max(1.0 / 60.0);
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -62,6 +59,49 @@ pub fn over_time(
                 .x_label_area_size(40)
                 .y_label_area_size(60)
                 .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+            draw(&mut chart)?;
+            chart
+                .configure_series_labels()
+                .position(legend)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+                .label_font(("sans-serif", 12))
+                .draw()?;
+            root.present()?;
+        }
+        Ok(svg)
+    })()
+    .map_err(|e| e.to_string());
+    figure(id, title, svg)
+}
+
+/// A legend entry's swatch: a small filled box in the series' colour.
+fn swatch(color: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    move |(x, y)| Rectangle::new([(x, y - 4), (x + 16, y + 4)], color.filled())
+}
+
+/// Lines over virtual hours, with the phases (virtual ms, name) as markers.
+pub fn over_time(
+    id: &str,
+    title: &str,
+    y_desc: &str,
+    lines: &[Line<'_>],
+    phases: &[(u64, String)],
+    hours: f64,
+) -> String {
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.1;
+    let x_max = hours.max(1.0 / 60.0);
+    plot(
+        id,
+        title,
+        (x_max, y_max),
+        SeriesLabelPosition::UpperRight,
+        |chart| {
             chart
                 .configure_mesh()
                 .x_desc("virtual time (hours)")
@@ -85,30 +125,17 @@ pub fn over_time(
                 )))?;
             }
             for line in lines {
-                let color = line.color;
                 chart
                     .draw_series(LineSeries::new(
                         line.points.iter().copied(),
-                        color.stroke_width(2),
+                        line.color.stroke_width(2),
                     ))?
                     .label(line.name)
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 4), (x + 16, y + 4)], color.filled())
-                    });
+                    .legend(swatch(line.color));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-                .label_font(("sans-serif", 12))
-                .draw()?;
-            root.present()?;
-        }
-        Ok(svg)
-    })()
-    .map_err(|e| e.to_string());
-    figure(id, title, svg)
+            Ok(())
+        },
+    )
 }
 
 /// Grouped bars: for each group (an endpoint) one bar per (label, colour), values in ms.
@@ -118,33 +145,28 @@ pub fn grouped_bars(
     groups: &[(String, Vec<f64>)],
     bars: &[(&str, RGBColor)],
 ) -> String {
-    let svg = (|| -> Result<String, Box<dyn std::error::Error>> {
-        let y_max = groups
-            .iter()
-            .flat_map(|(_, v)| v.iter().copied())
-            .fold(0.0f64, f64::max)
-            .max(0.001)
-            * 1.15;
-        let n = groups.len().max(1);
-        let names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
-        let label = move |x: &f64| -> String {
-            let i = x.floor();
-            if (x - i - 0.5).abs() < 1e-9 && (i as usize) < names.len() {
-                names[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0f64..n as f64, 0f64..y_max)?;
+    let y_max = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(0.001)
+        * 1.15;
+    let n = groups.len().max(1);
+    let names: Vec<String> = groups.iter().map(|(g, _)| g.clone()).collect();
+    let label = move |x: &f64| -> String {
+        let i = x.floor();
+        if (x - i - 0.5).abs() < 1e-9 && (i as usize) < names.len() {
+            names[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    plot(
+        id,
+        title,
+        (n as f64, y_max),
+        SeriesLabelPosition::UpperLeft,
+        |chart| {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -156,7 +178,6 @@ pub fn grouped_bars(
                 .draw()?;
             let width = 0.8 / bars.len().max(1) as f64;
             for (b, (name, color)) in bars.iter().enumerate() {
-                let color = *color;
                 chart
                     .draw_series(groups.iter().enumerate().filter_map(|(g, (_, values))| {
                         let v = *values.get(b)?;
@@ -167,21 +188,9 @@ pub fn grouped_bars(
                         ))
                     }))?
                     .label(*name)
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 4), (x + 16, y + 4)], color.filled())
-                    });
+                    .legend(swatch(*color));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-                .label_font(("sans-serif", 12))
-                .draw()?;
-            root.present()?;
-        }
-        Ok(svg)
-    })()
-    .map_err(|e| e.to_string());
-    figure(id, title, svg)
+            Ok(())
+        },
+    )
 }
