@@ -42,7 +42,10 @@ impl Machine {
             .find(|(text, _)| !text.trim().is_empty());
         let parsed =
             chosen.and_then(|(text, ext)| text.trim().parse::<HttpUrl>().ok().map(|u| (u, ext)));
-        let Some((base, external)) = parsed.filter(|_| !files.is_empty()) else {
+        // An offer must carry the image it updates to: without one there is nothing to
+        // install, and nothing for a catalog to vouch for (it was refused as "no anchors").
+        let has_image = files.iter().any(|f| f.kind == FileKind::Image);
+        let Some((base, external)) = parsed.filter(|_| has_image) else {
             self.fail(now, FailureClass::Protocol, Retry::Check);
             return;
         };

@@ -2087,6 +2087,23 @@ fn an_offer_without_a_catalog_is_refused_before_any_download() {
 }
 
 #[test]
+fn an_offer_with_a_catalog_but_no_image_is_a_protocol_failure_not_a_trust_one() {
+    // Nothing to install and nothing for the catalog to vouch for: it used to be fetched,
+    // left unverified and refused as "no catalog trust anchors", which sent the reader to
+    // the device's `[trust]` settings for a fault of the server's.
+    let mut o = offer(new_version());
+    o.files.retain(|f| f.kind != FileKind::Image);
+    assert!(o.files.iter().any(|f| f.kind == FileKind::Catalog));
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    r.tick_at(0);
+    let a = r.send(Event::CheckDone(Ok(CheckResponse::Update(o))));
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(r.m.status().last_error, Some(FailureClass::Protocol));
+    assert_eq!(r.m.phase(), Phase::Backoff);
+    assert_eq!(r.m.persisted().download, None);
+}
+
+#[test]
 fn a_catalog_that_does_not_verify_stops_the_update_before_the_image() {
     use crate::trust::Refusal;
     for (refusal, code) in [
