@@ -226,6 +226,8 @@ pub struct Engine {
     rx: mpsc::UnboundedReceiver<Completion>,
     metrics: Metrics,
     trace: Vec<String>,
+    /// What the traced device was last said to wait for (its timeline's last `wait` line).
+    traced_wait: String,
     /// The wall instant of virtual zero (in the future while an early shard waits).
     wall_start: tokio::time::Instant,
     /// When this engine began serving (its wall time is measured from here).
@@ -305,6 +307,7 @@ impl Engine {
             rx,
             metrics: Metrics::new(duration_ms, slots as u64),
             trace: Vec::new(),
+            traced_wait: String::new(),
             wall_start: clock::now(),
             joined: clock::now(),
             anchor: None,
