@@ -90,6 +90,9 @@ pub struct RunConfig {
     /// Shared by every device (TLS config, timeouts, the discovery-name override).
     pub client: net::Client,
     pub admin: Option<Arc<dyn Admin>>,
+    /// The devices are the profiles' probe models ([`profile::probes`]): a run that
+    /// administers a shared server changes no real model's rule.
+    pub probe_models: bool,
     /// Global index of the device whose timeline to record.
     pub trace_device: Option<u64>,
     /// `DOMAIN` of the simulated users' accounts.
@@ -255,7 +258,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: RunConfig) -> Engine {
-        let profiles = profile::all();
+        let profiles = if cfg.probe_models {
+            profile::probes()
+        } else {
+            profile::all()
+        };
         let duration_ms = cfg.scenario.duration.as_millis() as u64;
         let mut base = cfg.scenario.agent.clone();
         base.dhcp_domain = Some(cfg.dhcp_domain.clone());

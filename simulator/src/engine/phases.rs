@@ -34,11 +34,9 @@ impl Engine {
         }
         // The whole fleet's test devices, not only this shard's: against a shared server the
         // coordinator is the only shard that administers it.
-        for index in 0..self.cfg.fleet.devices.min(self.cfg.fleet.test_devices) {
-            let spec = crate::fleet::DeviceSpec::derive(index, &self.cfg.fleet);
-            if spec.test_device {
-                self.admin(AdminOp::AddTestDevice(spec.mac())).await?;
-            }
+        let macs: Vec<_> = crate::shared::test_device_macs(&self.cfg.fleet).collect();
+        for mac in macs {
+            self.admin(AdminOp::AddTestDevice(mac)).await?;
         }
         Ok(())
     }
