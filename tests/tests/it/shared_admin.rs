@@ -195,4 +195,37 @@ fn a_simulated_rollout_against_a_shared_server_changes_no_real_rule_and_leaves_n
         serde_json::json!([]),
         "no entry of the run is left"
     );
+
+    // A scenario that changes nothing does not administer the server, --admin or not: it
+    // used to publish and approve every real model's initial version.
+    let out = Command::new(bin_dir().join("ucupdate-sim"))
+        .args([
+            "run",
+            "--scenario",
+            "steady",
+            "--no-progress",
+            "--trust",
+            "none",
+        ])
+        .args(["--devices", "3", "--mix", "CX700=100", "--duration", "1h"])
+        .args(["--server", &server.internal, "--admin", &server.admin])
+        .arg("--admin-token-file")
+        .arg(&server.token)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scenario steady changes nothing on the server: --admin is not used"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("administers the shared server"),
+        "{stderr}"
+    );
+    assert_eq!(curl(&server, "GET", "/admin/rules", None), rules_before);
+    assert_eq!(
+        curl(&server, "GET", "/admin/versions", None),
+        versions_before
+    );
 }
