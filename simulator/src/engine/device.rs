@@ -279,9 +279,8 @@ impl Engine {
     /// server, a back-off, an install waiting for idle) shows why and until when. Work in
     /// flight is left out: the action line above it names what is awaited. Not part of the
     /// digests: only the traced device pays for it.
-    fn trace_wait(&mut self, slot: u32, t: u64) {
-        let index = self.cfg.shard.index + u64::from(slot) * self.cfg.shard.count;
-        if self.cfg.trace_device != Some(index) {
+    pub(super) fn trace_wait(&mut self, slot: u32, t: u64) {
+        if self.traced_slot() != Some(slot) {
             return;
         }
         let dev = &self.devices[slot as usize];
@@ -359,6 +358,13 @@ impl Engine {
             was,
             now: (current == target, current == initial),
         });
+    }
+
+    /// The slot of the traced device, if this engine runs it.
+    pub(super) fn traced_slot(&self) -> Option<u32> {
+        let index = self.cfg.trace_device?;
+        let shard = self.cfg.shard;
+        (index % shard.count == shard.index).then(|| ((index - shard.index) / shard.count) as u32)
     }
 
     /// One line of a device's timeline: kept for the traced device, hashed into the digest

@@ -47,16 +47,14 @@ impl Engine {
         at: u64,
     ) -> Result<(), EngineError> {
         tracing::info!(phase = action.name(), at_ms = at, "scenario phase");
-        if let Some(index) = self.cfg.trace_device {
-            if (index % self.cfg.shard.count) == self.cfg.shard.index {
-                let line = format!(
-                    "{:>14}  {:<12} scenario phase {}",
-                    vtime(at),
-                    "-",
-                    action.name()
-                );
-                self.trace.push(line);
-            }
+        if self.traced_slot().is_some() {
+            let line = format!(
+                "{:>14}  {:<12} scenario phase {}",
+                vtime(at),
+                "-",
+                action.name()
+            );
+            self.trace.push(line);
         }
         match action {
             PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
@@ -73,6 +71,10 @@ impl Engine {
                         self.power_off(slot, at);
                     }
                     self.script(slot, Script::PowerOn, at + offset, at);
+                }
+                // The traced device's timeline says when it comes on.
+                if let Some(slot) = self.traced_slot() {
+                    self.trace_wait(slot, at);
                 }
             }
             PhaseAction::SignIn { window } => {

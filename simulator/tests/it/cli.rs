@@ -379,6 +379,10 @@ fn a_traced_device_with_no_route_says_why_it_does_nothing() {
     };
     // Device 0 never signs in: it never checks, and every cycle says why.
     let quiet = trace("0");
+    assert!(
+        quiet.contains("scenario phase power-on\n0d00:00:00.000  off          wait   power: the device is off until 0d00:26:35.912"),
+        "when it comes on: {quiet}"
+    );
     let reason = "wait   no route to the update server: no server URL configured, never \
                   provisioned by a sign-in, and no DHCP or SIP domain to discover \
                   ucupdates-r2.<domain> in; the next check at ";
