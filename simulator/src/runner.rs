@@ -360,6 +360,10 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
             let footprint = Footprint::of(&spec.fleet);
             notify(&footprint.notice(&spec.scenario.name, &http.base.to_string()));
             let earlier = footprint.clear(http).await;
+            if let Some(refused) = &earlier.refused {
+                // Only a remote server has a footprint: no embedded one to stop.
+                anyhow::bail!("server admin failed: {refused}: nothing was changed");
+            }
             if let Some(text) = cleanup_notice(&earlier, true) {
                 notify(&text);
             }

@@ -49,6 +49,8 @@ pub struct Cleanup {
     pub inventory: usize,
     /// What stayed, with why.
     pub left: Vec<String>,
+    /// The admin API refused the token or could not be reached: nothing was tried after that.
+    pub refused: Option<String>,
 }
 
 impl Cleanup {
@@ -64,6 +66,9 @@ impl fmt::Display for Cleanup {
             "removed {} rules, {} stored versions, {} test devices, {} inventory entries",
             self.rules, self.versions, self.test_devices, self.inventory
         )?;
+        if let Some(refused) = &self.refused {
+            write!(f, "; then stopped: {refused}")?;
+        }
         if !self.left.is_empty() {
             write!(f, "; left: {}", self.left.join("; "))?;
         }
@@ -125,6 +130,24 @@ impl Footprint {
     /// listed in the result.
     pub async fn clear(&self, admin: &HttpAdmin) -> Cleanup {
         let mut done = Cleanup::default();
+        // A token the server refuses, or no server: say so once, instead of a line per item.
+        let path = "/admin/rules";
+        match admin.call(Method::GET, path, Bytes::new()).await {
+            Ok((StatusCode::OK, _)) => {}
+            Ok((status, body)) => {
+                done.refused = Some(format!(
+                    "GET {path}: {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ));
+                done.left.push("everything the run added".into());
+                return done;
+            }
+            Err(e) => {
+                done.refused = Some(format!("GET {path}: {e}"));
+                done.left.push("everything the run added".into());
+                return done;
+            }
+        }
         let json = |body: &Bytes| serde_json::from_slice::<serde_json::Value>(body).ok();
         for (key, _) in &self.rules {
             let path = format!("/admin/rules/{}", key_path(key));
