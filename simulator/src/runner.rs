@@ -371,6 +371,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         }
         _ => None,
     };
+    let mut stop = spec.stop.clone();
     let run_end_unix_ms = match spec.time_scale {
         TimeScale::Factor(scale) if spec.common_clock && spec.shard.count > 1 => Some(
             spec.start_unix_ms
@@ -435,7 +436,18 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
             // their last checks are in, so none of them lands on a removed rule's model and
             // adds its inventory entry back.
             let wait = (end + SHARDS_GRACE_MS).saturating_sub(clock::unix_millis());
-            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let sleep = tokio::time::sleep(std::time::Duration::from_millis(wait));
+            // A signal meanwhile cleans up at once.
+            let stopped = async {
+                match stop.as_mut() {
+                    Some(s) => drop(s.wait_for(Option::is_some).await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = stopped => {}
+            }
         }
         let done = footprint.clear(&http).await;
         if let Some(text) = cleanup_notice(&done, false) {
