@@ -52,6 +52,8 @@ fn serve(data: &Path) -> Server {
             admin = Some(url.trim_end_matches('/').to_owned());
         }
     }
+    // Keep reading: a closed pipe would end the server at its next line.
+    std::thread::spawn(move || lines.for_each(drop));
     Server {
         child,
         internal: internal.unwrap(),
@@ -91,11 +93,36 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-#[test]
-fn a_simulated_rollout_against_a_shared_server_changes_no_real_rule_and_leaves_nothing() {
+const REAL: &str = "UCPhone/Polycom/CX700/A/ENU/CPE";
+
+/// What is on the shared server before: a real model's approved rule (the version the
+/// incident moved), a lab phone as test device. Returns the rules, test devices and versions
+/// as the admin API lists them.
+fn real_world(server: &Server) -> (String, String, String) {
+    curl(
+        server,
+        "PUT",
+        &format!("/admin/files/{REAL}/1.0.524.0/CPE.nbt"),
+        Some(("application/octet-stream", b"the real image")),
+    );
+    curl(
+        server,
+        "POST",
+        &format!("/admin/rules/{REAL}/approve"),
+        None,
+    );
+    curl(server, "PUT", "/admin/test-devices/00-04-F2-00-01-76", None);
+    (
+        curl(server, "GET", "/admin/rules", None),
+        curl(server, "GET", "/admin/test-devices", None),
+        curl(server, "GET", "/admin/versions", None),
+    )
+}
+
+fn tools_present() -> bool {
     if Command::new("curl").arg("--version").output().is_err() {
         eprintln!("SKIPPED: curl is not installed");
-        return;
+        return false;
     }
     for name in ["ucupdate-server", "ucupdate-sim"] {
         assert!(
@@ -103,33 +130,91 @@ fn a_simulated_rollout_against_a_shared_server_changes_no_real_rule_and_leaves_n
             "{name} is missing: build the workspace's binaries first (`cargo test --workspace` does)"
         );
     }
+    true
+}
+
+/// A run stopped by SIGINT after its set-up (the start line comes after it) still removes
+/// what it added. The run is paced so that it is still going when the signal arrives; the
+/// test waits for the binary's own start line, not for a time.
+#[test]
+fn an_interrupted_run_cleans_up_the_shared_server_too() {
+    if !tools_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("data"));
+    let before = real_world(&server);
+    // Three virtual days at 3600: 72 s of wall time, far longer than the test waits.
+    let mut child = Command::new(bin_dir().join("ucupdate-sim"))
+        .args([
+            "run",
+            "--scenario",
+            "rollout",
+            "--no-progress",
+            "--trust",
+            "none",
+        ])
+        .args([
+            "--devices",
+            "10",
+            "--test-devices",
+            "2",
+            "--time-scale",
+            "3600",
+        ])
+        .args(["--server", &server.internal, "--admin", &server.admin])
+        .arg("--admin-token-file")
+        .arg(&server.token)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.contains("running scenario rollout") {
+            break;
+        }
+    }
+    let rules = json(&curl(&server, "GET", "/admin/rules", None));
+    assert!(rules.as_array().unwrap().len() > 1, "set up: {rules}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for line in lines {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("cleaned up the shared server: removed 9 rules"),
+        "{stderr}"
+    );
+    let after = (
+        curl(&server, "GET", "/admin/rules", None),
+        curl(&server, "GET", "/admin/test-devices", None),
+        curl(&server, "GET", "/admin/versions", None),
+    );
+    assert_eq!(after, before);
+    let inventory = json(&curl(&server, "GET", "/admin/inventory", None));
+    assert_eq!(inventory, serde_json::json!([]));
+}
 
-    // What is on the shared server before: a real model's approved rule (the version the
-    // incident moved), a lab phone as test device.
-    let real = "UCPhone/Polycom/CX700/A/ENU/CPE";
-    curl(
-        &server,
-        "PUT",
-        &format!("/admin/files/{real}/1.0.524.0/CPE.nbt"),
-        Some(("application/octet-stream", b"the real image")),
-    );
-    curl(
-        &server,
-        "POST",
-        &format!("/admin/rules/{real}/approve"),
-        None,
-    );
-    curl(
-        &server,
-        "PUT",
-        "/admin/test-devices/00-04-F2-00-01-76",
-        None,
-    );
-    let rules_before = curl(&server, "GET", "/admin/rules", None);
-    let devices_before = curl(&server, "GET", "/admin/test-devices", None);
-    let versions_before = curl(&server, "GET", "/admin/versions", None);
+#[test]
+fn a_simulated_rollout_against_a_shared_server_changes_no_real_rule_and_leaves_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("data"));
+    let (rules_before, devices_before, versions_before) = real_world(&server);
+    let real = REAL;
 
     // The scenario publishes, approves and restores every profile the mix uses, CX700 among
     // them, with three test devices.
