@@ -147,7 +147,7 @@ async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<Fault
 
 /// How long after the common clock's end of the run the coordinator waits for the other
 /// shards' last requests before it cleans a shared server up.
-const SHARDS_GRACE_MS: u64 = 2000;
+const SHARDS_GRACE_MS: u64 = 5000;
 
 /// How long the pre-flight waits for a TCP connection to the server.
 const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -427,6 +427,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         },
     };
     let outcome = Engine::new(config).run().await;
+    let mut shared_server = None;
     if let Some((footprint, http)) = footprint {
         let interrupted = outcome
             .as_ref()
@@ -453,6 +454,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         if let Some(text) = cleanup_notice(&done, false) {
             notify(&text);
         }
+        shared_server = Some(crate::shared::closing(&done));
     }
     for p in proxies {
         if let Ok(p) = Arc::try_unwrap(p) {
@@ -463,6 +465,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         e.server.shutdown().await?;
     }
     let mut outcome = outcome?;
+    outcome.report.shared_server = shared_server;
     outcome.report.lag_bound_ms = spec.lag_bound.as_millis() as u64;
     outcome.report.apply_thresholds(&thresholds);
     Ok(outcome)

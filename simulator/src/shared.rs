@@ -237,14 +237,18 @@ pub fn cleanup_notice(done: &Cleanup, before: bool) -> Option<String> {
             .removed_anything()
             .then(|| format!("before the run, an earlier run's leftovers: {done}"));
     }
-    let mut text = format!("cleaned up the shared server: {done}");
-    if done.left.is_empty() {
-        text.push_str("; left: ");
+    Some(format!("cleaned up the shared server: {}", closing(done)))
+}
+
+/// What a clean-up after the run did and left, with what the admin API cannot remove (the
+/// report's `shared_server`).
+pub fn closing(done: &Cleanup) -> String {
+    let and = if done.left.is_empty() {
+        "; left: "
     } else {
-        text.push_str("; and ");
-    }
-    text.push_str(LEFT_ALWAYS);
-    Some(text)
+        "; and "
+    };
+    format!("{done}{and}{LEFT_ALWAYS}")
 }
 
 #[cfg(test)]

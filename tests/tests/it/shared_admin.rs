@@ -238,6 +238,11 @@ fn a_simulated_rollout_against_a_shared_server_changes_no_real_rule_and_leaves_n
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("PASS: 30 of 30"), "{stdout}");
+    // The summary (and the JSON report's `shared_server`) keeps what the clean-up did.
+    assert!(
+        stdout.contains("shared server: removed 2 rules, 4 stored versions, 3 test devices"),
+        "{stdout}"
+    );
 
     // Said before it changed anything: the probe rules with their versions, the test devices,
     // the inventory, what stays.
