@@ -522,6 +522,26 @@ impl Model {
         self.seen.insert(age);
     }
 
+    /// Forgets every inventory entry of one model (device type, brand, model, revision,
+    /// locale); returns their ids.
+    pub fn forget_model(&mut self, model: [&str; 5]) -> Vec<String> {
+        let gone: Vec<String> = self
+            .inventory
+            .values()
+            .filter(|e| {
+                [&e.device_type, &e.brand, &e.model, &e.revision, &e.locale].map(String::as_str)
+                    == model
+            })
+            .map(|e| e.device.clone())
+            .collect();
+        for device in &gone {
+            if let Some(e) = self.inventory.remove(device) {
+                self.seen.remove(&(e.last_check_unix, e.device));
+            }
+        }
+        gone
+    }
+
     /// Forgets the devices seen longest ago until at most `cap` are left; returns their ids.
     pub fn evict_to(&mut self, cap: usize) -> Vec<String> {
         let mut gone = Vec::new();

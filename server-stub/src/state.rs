@@ -409,8 +409,18 @@ impl State {
     /// or restore), from the catalog first (so nothing offers them) and then from the disk.
     /// Returns what went.
     pub fn clear_files(&self) -> Result<Vec<(UpdateKey, FirmwareVersion)>, StateError> {
+        self.clear_files_of(None)
+    }
+
+    /// [`State::clear_files`] limited to the versions of `key` when given (what a client that
+    /// published under its own keys removes without touching anyone else's leftovers).
+    pub fn clear_files_of(
+        &self,
+        key: Option<&UpdateKey>,
+    ) -> Result<Vec<(UpdateKey, FirmwareVersion)>, StateError> {
         let gone = self.commit(|m| {
-            let gone = m.unreferenced_versions();
+            let mut gone = m.unreferenced_versions();
+            gone.retain(|(k, _)| key.is_none_or(|key| k == key));
             for v in &gone {
                 m.catalog.remove(v);
             }
@@ -503,6 +513,24 @@ impl State {
 
     pub fn inventory(&self) -> Vec<InventoryEntry> {
         self.read(|m| m.inventory.values().cloned().collect())
+    }
+
+    /// Forgets the inventory entries of every device of one model (device type, brand, model,
+    /// revision, locale) and writes that before returning (blocking I/O). Returns how many
+    /// went.
+    pub fn forget_model(&self, model: [&str; 5]) -> Result<usize, StateError> {
+        let gone = self
+            .model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget_model(model);
+        let count = gone.len();
+        self.dirty_devices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(gone);
+        self.flush()?;
+        Ok(count)
     }
 
     /// Stores the files of a version (they are already on disk, see [`store`]) and makes it

@@ -238,7 +238,7 @@ impl std::fmt::Debug for HttpAdmin {
     }
 }
 
-fn key_path(key: &UpdateKey) -> String {
+pub(crate) fn key_path(key: &UpdateKey) -> String {
     let k = key;
     format!(
         "{}/{}/{}/{}/{}/{}",
@@ -248,6 +248,24 @@ fn key_path(key: &UpdateKey) -> String {
 
 impl HttpAdmin {
     async fn send(&self, method: Method, path: String, body: Bytes) -> Result<(), String> {
+        let (status, reply) = self.call(method, &path, body).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{path}: {status}: {}",
+                String::from_utf8_lossy(&reply).trim()
+            ))
+        }
+    }
+
+    /// One admin request; the status and body, whatever the status.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(hyper::StatusCode, Bytes), String> {
         if self.base.https {
             return Err("the admin API is plain HTTP; give an http:// --admin URL".into());
         }
@@ -260,14 +278,14 @@ impl HttpAdmin {
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         // The admin API takes octet-stream for file publishes and JSON for every other change.
-        let content_type = if path.starts_with("/admin/files/") {
+        let content_type = if method == Method::PUT && path.starts_with("/admin/files/") {
             "application/octet-stream"
         } else {
             "application/json"
         };
         let request = Request::builder()
             .method(method)
-            .uri(&path)
+            .uri(path)
             .header(hyper::header::HOST, &addr)
             .header(
                 hyper::header::AUTHORIZATION,
@@ -287,14 +305,7 @@ impl HttpAdmin {
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{path}: {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ))
-        }
+        Ok((status, body))
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
+//! - [`shared`]: administering a shared server: probe models, the notice, the clean-up.
 //! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
 //! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
 //! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
@@ -37,5 +38,6 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shared;
 pub mod start;
 pub mod thresholds;

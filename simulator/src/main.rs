@@ -495,6 +495,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         stop: Some(signals),
         lag_bound: args.lag_warning,
         abort_on_fail: args.abort_on_fail,
+        notices: Some(std::sync::Arc::new(|text: &str| {
+            eprintln!("ucupdate-sim: {text}")
+        })),
         ..RunSpec::embedded(scenario, fleet)
     };
     let outcome = runner::run(spec).await?;

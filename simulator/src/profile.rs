@@ -142,6 +142,28 @@ pub fn all() -> Vec<Profile> {
         .collect()
 }
 
+/// The brand of the probe models: no real device names it.
+pub const PROBE_BRAND: &str = "ucupdate-sim";
+
+/// Every built-in profile under its probe model ([`Profile::probe`]): what a run that
+/// administers a shared server publishes and checks as, so that no real model's rule changes.
+pub fn probes() -> Vec<Profile> {
+    all().iter().map(Profile::probe).collect()
+}
+
+impl Profile {
+    /// This profile as a probe model: brand [`PROBE_BRAND`], the profile's name as the model
+    /// (`UCPhone/ucupdate-sim/CX700/A/ENU/CPE`). The device type, update type, image and
+    /// versions stay, so the devices behave as the real model's do; only the rule key is the
+    /// simulator's own (as the conformance suite's `ucupdate/ConformanceProbe`).
+    pub fn probe(&self) -> Profile {
+        let mut probe = self.clone();
+        probe.key.brand = PathSegment::new(PROBE_BRAND).expect("probe brand");
+        probe.key.model = PathSegment::new(self.name).expect("profile names are path segments");
+        probe
+    }
+}
+
 /// Looks a profile up by name, without regard to case.
 pub fn index_of(name: &str) -> Option<u8> {
     TABLE
@@ -244,6 +266,22 @@ mod tests {
             assert!(p.target() > p.initial);
         }
         assert!(profiles[index_of("roundtable").unwrap() as usize].is_roundtable());
+    }
+
+    #[test]
+    fn probe_models_are_no_real_models() {
+        let real: Vec<UpdateKey> = all().into_iter().map(|p| p.key).collect();
+        for (probe, profile) in probes().iter().zip(all()) {
+            assert!(!real.contains(&probe.key), "{}", probe.key);
+            assert_eq!(probe.key.brand.as_str(), PROBE_BRAND);
+            assert_eq!(probe.key.device_type, profile.key.device_type);
+            assert_eq!(probe.key.update_type, profile.key.update_type);
+            assert_eq!((probe.initial, probe.name), (profile.initial, profile.name));
+        }
+        assert_eq!(
+            probes()[0].key.to_string(),
+            "UCPhone/ucupdate-sim/CX700/A/ENU/CPE"
+        );
     }
 
     #[test]

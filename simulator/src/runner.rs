@@ -11,6 +11,7 @@ use ucupdate_agent::trust::{CatalogPolicy, CatalogTrust, TrustAnchors};
 use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
+use crate::clock;
 use crate::embedded::{self, ControlAdmin, HttpAdmin};
 use crate::engine::{
     Engine, FaultRouting, ProgressSink, RunConfig, RunOutcome, StopSignal, Target, TimeScale,
@@ -18,6 +19,7 @@ use crate::engine::{
 use crate::faults::FaultProxies;
 use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
+use crate::shared::{cleanup_notice, Footprint};
 use crate::thresholds::Threshold;
 
 /// Where the devices go.
@@ -82,7 +84,13 @@ pub struct RunSpec {
     pub lag_bound: std::time::Duration,
     /// Stop the run as soon as a threshold fails on the data so far (`--abort-on-fail`).
     pub abort_on_fail: bool,
+    /// Where notices go (what a run will change on a shared server, what it cleaned up);
+    /// `None`: the log, at info.
+    pub notices: Option<NoticeSink>,
 }
+
+/// Receives the run's notices (the CLI prints them on stderr).
+pub type NoticeSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl RunSpec {
     /// The defaults the CLI uses, for `scenario` with `devices` devices on the embedded server.
@@ -111,6 +119,7 @@ impl RunSpec {
             stop: None,
             lag_bound: std::time::Duration::from_millis(100),
             abort_on_fail: false,
+            notices: None,
         }
     }
 }
@@ -135,6 +144,10 @@ async fn fault_routing(target: &Target, faults: &Faults) -> anyhow::Result<Fault
         proxies,
     })
 }
+
+/// How long after the common clock's end of the run the coordinator waits for the other
+/// shards' last requests before it cleans a shared server up.
+const SHARDS_GRACE_MS: u64 = 5000;
 
 /// How long the pre-flight waits for a TCP connection to the server.
 const PREFLIGHT_CONNECT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -269,59 +282,103 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     let mut embedded = None;
     let mut embedded_ca = None;
     let server = std::mem::replace(&mut spec.server, Server::Embedded { data_dir: None });
-    let (target, admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) = match server {
-        Server::Embedded { data_dir } => {
-            let e = embedded::start(
-                &spec.fleet,
-                &spec.user_domain,
-                &spec.password_secret,
-                data_dir,
-            )
-            .await?;
-            let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
-            embedded_ca = Some(e.catalog_ca_pem().to_owned());
-            let parts = (
-                e.target.clone(),
-                Some(admin),
-                Some(e.ca_pem.clone().into_bytes()),
-            );
-            embedded = Some(e);
-            parts
-        }
-        Server::Remote {
-            internal,
-            external,
-            admin,
-            ca_pem,
-        } => {
-            let addrs = tokio::net::lookup_host(internal.authority())
-                .await
-                .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
-                .map(|a| a.ip())
-                .collect();
-            let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
-            (
-                Target {
-                    label: internal.to_string(),
-                    internal,
-                    external,
-                    addrs,
-                },
+    let notify = |text: &str| match &spec.notices {
+        Some(sink) => sink(text),
+        None => tracing::info!("{text}"),
+    };
+    let mut remote_admin = None;
+    let (target, mut admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
+        match server {
+            Server::Embedded { data_dir } => {
+                let e = embedded::start(
+                    &spec.fleet,
+                    &spec.user_domain,
+                    &spec.password_secret,
+                    data_dir,
+                )
+                .await?;
+                let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));
+                embedded_ca = Some(e.catalog_ca_pem().to_owned());
+                let parts = (
+                    e.target.clone(),
+                    Some(admin),
+                    Some(e.ca_pem.clone().into_bytes()),
+                );
+                embedded = Some(e);
+                parts
+            }
+            Server::Remote {
+                internal,
+                external,
                 admin,
                 ca_pem,
-            )
-        }
-    };
+            } => {
+                let addrs = tokio::net::lookup_host(internal.authority())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("server unreachable: resolving {internal}: {e}"))?
+                    .map(|a| a.ip())
+                    .collect();
+                remote_admin = admin.clone();
+                let admin = admin.map(|admin| Arc::new(admin) as Arc<dyn Admin>);
+                (
+                    Target {
+                        label: internal.to_string(),
+                        internal,
+                        external,
+                        addrs,
+                    },
+                    admin,
+                    ca_pem,
+                )
+            }
+        };
     // Against its own embedded server every shard administers it; a shared server has one
     // coordinator.
     let shared = embedded.is_none();
     let coordinator = !shared || spec.shard.index == spec.admin_shard;
+    // A shared server is administered only by a scenario that changes it, and then under the
+    // probe models: every shard decides this from the scenario alone, so all of them check as
+    // the models the coordinator publishes.
+    let administers = spec.scenario.phases.iter().any(|p| p.action.is_admin());
+    let probe_models = shared && administers;
+    if shared && !administers && admin.is_some() {
+        notify(&format!(
+            "scenario {} changes nothing on the server: --admin is not used (no rule, test device              or file is added)",
+            spec.scenario.name
+        ));
+        admin = None;
+        remote_admin = None;
+    }
     if let Err(e) = preflight(&spec, &target, admin.is_some(), shared).await {
         if let Some(e) = embedded {
             e.server.shutdown().await?;
         }
         return Err(e);
     }
+    let footprint = match &remote_admin {
+        Some(http) if probe_models && coordinator => {
+            let footprint = Footprint::of(&spec.fleet);
+            notify(&footprint.notice(&spec.scenario.name, &http.base.to_string()));
+            let earlier = footprint.clear(http).await;
+            if let Some(refused) = &earlier.refused {
+                // Only a remote server has a footprint: no embedded one to stop.
+                anyhow::bail!("server admin failed: {refused}: nothing was changed");
+            }
+            if let Some(text) = cleanup_notice(&earlier, true) {
+                notify(&text);
+            }
+            Some((footprint, http.clone()))
+        }
+        _ => None,
+    };
+    let mut stop = spec.stop.clone();
+    let run_end_unix_ms = match spec.time_scale {
+        TimeScale::Factor(scale) if spec.common_clock && spec.shard.count > 1 => Some(
+            spec.start_unix_ms
+                + (spec.scenario.duration.as_millis() as f64 / scale.max(f64::MIN_POSITIVE)) as u64,
+        ),
+        _ => None,
+    };
     let client = embedded::client(
         &target,
         &spec.dhcp_domain,
@@ -351,6 +408,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         target,
         client,
         admin,
+        probe_models,
         trace_device: spec.trace_device,
         user_domain: spec.user_domain,
         password_secret: spec.password_secret,
@@ -369,6 +427,35 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         },
     };
     let outcome = Engine::new(config).run().await;
+    let mut shared_server = None;
+    if let Some((footprint, http)) = footprint {
+        let interrupted = outcome
+            .as_ref()
+            .is_ok_and(|o| o.report.interrupted.is_some());
+        if let Some(end) = run_end_unix_ms.filter(|_| !interrupted) {
+            // The other shards run to the same virtual end on the common clock: clean up once
+            // their last checks are in, so none of them lands on a removed rule's model and
+            // adds its inventory entry back.
+            let wait = (end + SHARDS_GRACE_MS).saturating_sub(clock::unix_millis());
+            let sleep = tokio::time::sleep(std::time::Duration::from_millis(wait));
+            // A signal meanwhile cleans up at once.
+            let stopped = async {
+                match stop.as_mut() {
+                    Some(s) => drop(s.wait_for(Option::is_some).await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = stopped => {}
+            }
+        }
+        let done = footprint.clear(&http).await;
+        if let Some(text) = cleanup_notice(&done, false) {
+            notify(&text);
+        }
+        shared_server = Some(crate::shared::closing(&done));
+    }
     for p in proxies {
         if let Ok(p) = Arc::try_unwrap(p) {
             p.shutdown().await;
@@ -378,6 +465,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         e.server.shutdown().await?;
     }
     let mut outcome = outcome?;
+    outcome.report.shared_server = shared_server;
     outcome.report.lag_bound_ms = spec.lag_bound.as_millis() as u64;
     outcome.report.apply_thresholds(&thresholds);
     Ok(outcome)

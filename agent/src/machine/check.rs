@@ -9,8 +9,8 @@ use ucupdate_protocol::wire::{discovery_name, EXTERNAL_HANDLER_PATH, INTERNAL_HA
 use ucupdate_protocol::{CheckResponse, HttpUrl};
 
 use super::{
-    Action, CheckFailure, CheckOutcome, FailureClass, Instant, LogPolicy, Machine, Retry, Route,
-    State,
+    Action, CheckFailure, CheckOutcome, FailureClass, Instant, LogPolicy, Machine, NoRoute, Retry,
+    Route, State,
 };
 
 impl Machine {
@@ -41,8 +41,8 @@ impl Machine {
                     deadline: now + self.config.request_timeout,
                 };
             }
-            Route::NoServer => {
-                self.last_outcome = Some(CheckOutcome::NoServer);
+            Route::NoServer(why) => {
+                self.last_outcome = Some(CheckOutcome::NoServer(why));
                 self.go_idle(now);
             }
             Route::BadUrl => self.fail(now, FailureClass::Protocol, Retry::Check),
@@ -98,11 +98,15 @@ impl Machine {
         if self.wants_external() {
             return match self.external_source() {
                 Some(url) => parse(url, true),
-                None => Route::NoServer,
+                // Outside only because nothing inside is known: that is the reason to give.
+                None if self.config.outside_firewall.is_none() && !self.outside => {
+                    Route::NoServer(self.no_internal_route())
+                }
+                None => Route::NoServer(NoRoute::NoExternalUrl),
             };
         }
         match self.internal_source() {
-            None => Route::NoServer,
+            None => Route::NoServer(self.no_internal_route()),
             Some(Ok(url)) => parse(url, false),
             Some(Err(name)) if self.discovered => {
                 let scheme = if self.config.discovery_https {
@@ -117,6 +121,15 @@ impl Machine {
                 )
             }
             Some(Err(name)) => Route::Resolve { name },
+        }
+    }
+
+    /// Why [`Machine::internal_source`] found nothing.
+    fn no_internal_route(&self) -> NoRoute {
+        match self.persisted.provisioning.as_deref() {
+            Some(p) if !p.enabled => NoRoute::Disabled,
+            Some(_) => NoRoute::NoInternalUrl,
+            None => NoRoute::Unconfigured,
         }
     }
 

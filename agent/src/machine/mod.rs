@@ -77,7 +77,7 @@ pub use event::{
 pub use persisted::{
     InstallMarker, PartialDownload, PersistError, PersistedState, ProvisionedUrls, PERSIST_FORMAT,
 };
-pub use status::{CheckOutcome, MachineError, Phase, Status};
+pub use status::{CheckOutcome, MachineError, NoRoute, Phase, Status, Waiting};
 pub use time::Instant;
 
 use rng::Rng;
@@ -171,7 +171,7 @@ enum Route {
     Resolve {
         name: String,
     },
-    NoServer,
+    NoServer(NoRoute),
     /// A configured or provisioned URL that does not parse.
     BadUrl,
 }
@@ -422,7 +422,7 @@ impl Machine {
         let server = match self.route() {
             Route::Check { url, .. } => Some(url.to_string()),
             Route::Resolve { name } => Some(format!("{name} (to be resolved)")),
-            Route::NoServer | Route::BadUrl => None,
+            Route::NoServer(_) | Route::BadUrl => None,
         };
         let target_version = match &self.state {
             State::Downloading { update, .. }

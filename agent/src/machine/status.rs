@@ -1,5 +1,7 @@
 //! What the machine shows the outside: [`Phase`] (for traces and per-phase metrics), [`Status`]
-//! (what `ucupdate-agent status` and the System Information screen show) and [`MachineError`].
+//! (what `ucupdate-agent status` and the System Information screen show), [`Waiting`] (what a
+//! quiet machine waits for, and why: the simulator's device timelines print it) and
+//! [`MachineError`].
 
 use std::fmt;
 
@@ -78,7 +80,7 @@ pub enum CheckOutcome {
     DeniedNoUser,
     Failed(FailureClass),
     /// No update server is known (never provisioned, no domain) or provisioning disabled it.
-    NoServer,
+    NoServer(NoRoute),
     /// The offer broke a download rule (foreign file origin, declared size too large) and was
     /// dropped until the next regular check; nothing of it was downloaded.
     Refused(OfferRefusal),
@@ -108,7 +110,7 @@ impl CheckOutcome {
             CheckOutcome::DeniedNoUser | CheckOutcome::Failed(FailureClass::Unauthorized) => {
                 Some(401)
             }
-            CheckOutcome::Failed(_) | CheckOutcome::NoServer => None,
+            CheckOutcome::Failed(_) | CheckOutcome::NoServer(_) => None,
         }
     }
 
@@ -129,9 +131,169 @@ impl fmt::Display for CheckOutcome {
             CheckOutcome::Offered(v) => write!(f, "update {v} offered"),
             CheckOutcome::DeniedNoUser => f.write_str("denied: no user signed in"),
             CheckOutcome::Failed(c) => write!(f, "failed: {c}"),
-            CheckOutcome::NoServer => f.write_str("no update server known"),
+            CheckOutcome::NoServer(why) => write!(f, "no route to the update server: {why}"),
             CheckOutcome::Refused(r) => write!(f, "offer refused: {r}"),
             CheckOutcome::Untrusted(r) => write!(f, "update refused (0x{:x}): {r}", r.code()),
+        }
+    }
+}
+
+/// Why a check found no update server to go to. The machine tries again at the next regular
+/// check: a sign-in may provision one meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoRoute {
+    /// No server URL configured, never provisioned by a sign-in, and no DHCP or SIP domain to
+    /// discover `ucupdates-r2.<domain>` in.
+    Unconfigured,
+    /// The last sign-in's provisioning turned the update service off.
+    Disabled,
+    /// The last sign-in provisioned the update service without an internal URL.
+    NoInternalUrl,
+    /// Outside the firewall, and no external URL is configured or provisioned.
+    NoExternalUrl,
+}
+
+impl fmt::Display for NoRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoRoute::Unconfigured => {
+                "no server URL configured, never provisioned by a sign-in, and no DHCP or SIP \
+                 domain to discover ucupdates-r2.<domain> in"
+            }
+            NoRoute::Disabled => "the last sign-in's provisioning turned the update service off",
+            NoRoute::NoInternalUrl => "the last sign-in provisioned no internal URL",
+            NoRoute::NoExternalUrl => {
+                "outside the firewall, and no external URL is configured or provisioned"
+            }
+        })
+    }
+}
+
+/// What a machine waits for when it has nothing in its outbox ([`super::Machine::waiting`]):
+/// the reason a device is quiet, with the instant it acts next on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// The next regular check (or a jittered one after a sign-in or check-now); `last` is how
+    /// the previous check ended.
+    NextCheck {
+        at: Instant,
+        last: Option<CheckOutcome>,
+    },
+    /// A retry after failures: of the check, or of the download of `download`.
+    Retry {
+        at: Instant,
+        download: Option<FirmwareVersion>,
+        failures: u32,
+        error: Option<FailureClass>,
+    },
+    /// The answer to the work in flight (`what`); the watchdog gives up at `deadline`.
+    Answer {
+        what: &'static str,
+        deadline: Instant,
+    },
+    /// The device to be idle before `version` is installed (`at`; `None`: a call is on).
+    Idle {
+        version: FirmwareVersion,
+        at: Option<Instant>,
+    },
+    /// The restart after an install; a device still running at `at` missed it.
+    Restart { at: Instant },
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Waiting::NextCheck {
+                at,
+                last: Some(last @ CheckOutcome::NoServer(_)),
+            } => write!(f, "{last}; the next check at {at}"),
+            Waiting::NextCheck {
+                at,
+                last: Some(last),
+            } => {
+                write!(f, "the next check at {at} (last check: {last})")
+            }
+            Waiting::NextCheck { at, last: None } => write!(f, "the next check at {at}"),
+            Waiting::Retry {
+                at,
+                download,
+                failures,
+                error,
+            } => {
+                match download {
+                    Some(v) => write!(f, "a retry of the download of {v} at {at}")?,
+                    None => write!(f, "a retry of the check at {at}")?,
+                }
+                write!(f, " (failure {failures}")?;
+                if let Some(e) = error {
+                    write!(f, ": {e}")?;
+                }
+                f.write_str(")")
+            }
+            Waiting::Answer { what, deadline } => {
+                write!(f, "the answer to the {what} (watchdog at {deadline})")
+            }
+            Waiting::Idle {
+                version,
+                at: Some(at),
+            } => {
+                write!(f, "the device to stay idle: install {version} at {at}")
+            }
+            Waiting::Idle { version, at: None } => {
+                write!(
+                    f,
+                    "the call to end, then idle time before installing {version}"
+                )
+            }
+            Waiting::Restart { at } => write!(
+                f,
+                "the restart after the install (still running at {at}: the reboot did not happen)"
+            ),
+        }
+    }
+}
+
+impl super::Machine {
+    /// What the machine waits for now. Meaningful once its actions are drained: with
+    /// something in flight it is the answer to that.
+    pub fn waiting(&self) -> Waiting {
+        use super::{Retry, State};
+        match &self.state {
+            State::Idle { at } => Waiting::NextCheck {
+                at: *at,
+                last: self.last_outcome,
+            },
+            State::Backoff { at, retry } => Waiting::Retry {
+                at: *at,
+                download: match retry {
+                    Retry::Check => None,
+                    Retry::Download(update) => Some(update.version),
+                },
+                failures: self.failures,
+                error: self.last_error,
+            },
+            State::Discovering { deadline } => Waiting::Answer {
+                what: "DNS lookup",
+                deadline: *deadline,
+            },
+            State::Checking { deadline, .. } => Waiting::Answer {
+                what: "check",
+                deadline: *deadline,
+            },
+            State::Downloading { deadline, .. } => Waiting::Answer {
+                what: "download",
+                deadline: *deadline,
+            },
+            State::Installing { deadline, .. } => Waiting::Answer {
+                what: "install",
+                deadline: *deadline,
+            },
+            State::WaitingIdle { staged, .. } => Waiting::Idle {
+                version: staged.version,
+                at: self.poll_timeout(),
+            },
+            State::Rebooting { at } => Waiting::Restart { at: *at },
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | GET | `/metrics` | Prometheus text |
 //! | GET, POST, DELETE | `/admin/rules...`, `/admin/test-devices...`, `/admin/files/clear`, `/admin/logs/clear`, `/admin/configuration` | the cmdlet model, see [`super::cmdlets`] |
 //! | GET | `/admin/inventory` | device inventory |
+//! | DELETE | `/admin/inventory/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>` | forget every inventory entry of that model; `{"removed": N}` |
 //! | GET | `/admin/versions` | stored versions and their files |
 //! | POST | `/admin/import` | `{"path": "<server-side .cab or directory>"}` |
 //! | PUT | `/admin/files/<DeviceType>/<Brand>/<Model>/<Revision>/<Locale>/<UpdateType>/<Version>/<FileName>` | publish one file; the version becomes pending |
@@ -81,6 +82,17 @@ where
             super::cmdlets::route(ctx, &method, &parts, req).await
         }
         (&Method::GET, ["inventory"]) => json(StatusCode::OK, &ctx.state.inventory()),
+        (&Method::DELETE, ["inventory", dt, brand, model, rev, locale]) => {
+            let state = ctx.state.clone();
+            let model = [dt, brand, model, rev, locale].map(|s| s.to_string());
+            let outcome = blocking(move || {
+                let removed = state.forget_model(model.each_ref().map(String::as_str))?;
+                tracing::info!(removed, model = %model.join("/"), "inventory entries removed");
+                Ok(serde_json::json!({ "removed": removed }))
+            })
+            .await;
+            reply(outcome)
+        }
         (&Method::GET, ["versions"]) => json(StatusCode::OK, &versions(&ctx.state)),
         (&Method::POST, ["import"]) => import(ctx, req).await,
         (&Method::PUT, ["files", dt, brand, model, rev, locale, ut, version, name]) => {

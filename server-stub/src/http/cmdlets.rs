@@ -11,7 +11,7 @@
 //! | GET | `/admin/test-devices` | every test device (Get-CsTestDevice) |
 //! | GET, POST, PUT, DELETE | `/admin/test-devices/<global or site:SITE>/<NAME>` | one; New, Set, Remove-CsTestDevice (body `{"mac": ..}` or `{"serial": ..}`) |
 //! | PUT, DELETE | `/admin/test-devices/<MAC or serial:SN>` | the unnamed form: add under a generated name, remove every entry naming it |
-//! | POST | `/admin/files/clear` | Clear-CsDeviceUpdateFile |
+//! | POST | `/admin/files/clear` | Clear-CsDeviceUpdateFile (optional body `{"key": ..}`: that key's versions only) |
 //! | POST | `/admin/logs/clear` | Clear-CsDeviceUpdateLog, body `{"days_back": N}` |
 //! | GET, PUT | `/admin/configuration` | Get/Set-CsDeviceUpdateConfiguration (PUT: the fields to change) |
 //!
@@ -74,9 +74,37 @@ where
             unnamed_device(ctx, method, device).await
         }
         (&Method::POST, ["files", "clear"]) => {
+            // An optional body `{"key": "<rule key>"}` limits the clear to that key's versions.
+            #[derive(Deserialize)]
+            struct Scope {
+                key: String,
+            }
+            let Ok(body) = read_capped(req.into_body(), MAX_BODY).await else {
+                return json_error(StatusCode::BAD_REQUEST, "expected a small JSON body");
+            };
+            let key = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                match serde_json::from_slice::<Scope>(&body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|scope| {
+                        scope
+                            .key
+                            .parse::<ucupdate_protocol::UpdateKey>()
+                            .map_err(|e| e.to_string())
+                    }) {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            format!("body: {{\"key\": \"<rule key>\"}} or nothing: {e}"),
+                        )
+                    }
+                }
+            };
             let state = ctx.state.clone();
             let outcome = blocking(move || {
-                let gone = state.clear_files()?;
+                let gone = state.clear_files_of(key.as_ref())?;
                 tracing::info!(versions = gone.len(), "stored files no rule refers to deleted");
                 let gone: Vec<_> = gone
                     .iter()

@@ -495,3 +495,77 @@ async fn every_admin_refusal_is_json_to_a_python_client() {
         "{stdout}"
     );
 }
+
+/// What a client that administered the stub under its own keys removes when it is done,
+/// without touching anyone else's data: the inventory entries of its own models
+/// (`DELETE /admin/inventory/<model>`), and the stored files of its own rule keys (a files clear
+/// scoped by `{"key": ..}`).
+#[tokio::test]
+async fn a_client_removes_its_own_models_inventory_and_files_only() {
+    let t = app();
+    let control = t.control();
+    let mut a = t.admin();
+    let mut c = t.conn(Site::Internal);
+    c.check("1.0.0.0", MAC).await;
+    c.check("1.0.0.0", OTHER_MAC).await;
+    assert_eq!(control.inventory().len(), 2);
+    let other = a
+        .send(
+            Method::DELETE,
+            "/admin/inventory/UCPhone/Polycom/CX600/A/ENU",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text());
+    assert_eq!(json(&other)["removed"], 0);
+    assert_eq!(control.inventory().len(), 2, "another model's entries stay");
+    let model = key().to_string();
+    let model = model.rsplit_once('/').unwrap().0;
+    let ours = a
+        .send(
+            Method::DELETE,
+            &format!("/admin/inventory/{model}"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(json(&ours)["removed"], 2, "{}", ours.text());
+    assert!(control.inventory().is_empty());
+    let short = a
+        .send(Method::DELETE, "/admin/inventory/UCPhone/Polycom", &[], "")
+        .await;
+    assert_eq!(short.status, StatusCode::NOT_FOUND);
+
+    // Two keys' versions left by removed rules; a scoped clear deletes one key's only.
+    let mine = key();
+    let theirs: ucupdate_protocol::UpdateKey = "UCPhone/Polycom/CX600/A/ENU/CPE".parse().unwrap();
+    for k in [&mine, &theirs] {
+        control.publish(k, v("2.0.0.0"), files("v2")).await.unwrap();
+        let rule = format!("/admin/rules/{k}");
+        assert_eq!(
+            a.send(Method::DELETE, &rule, &[], "").await.status,
+            StatusCode::OK
+        );
+    }
+    let body = format!(r#"{{"key": "{mine}"}}"#);
+    let r = a.send(Method::POST, "/admin/files/clear", &[], body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let deleted = json(&r)["deleted"].clone();
+    assert_eq!(deleted.as_array().unwrap().len(), 1, "{deleted}");
+    assert_eq!(deleted[0]["key"], mine.to_string());
+    let versions = a.get("/admin/versions", &[]).await.text();
+    assert!(
+        versions.contains("CX600") && !versions.contains("CX700"),
+        "{versions}"
+    );
+    let bad = a
+        .send(
+            Method::POST,
+            "/admin/files/clear",
+            &[],
+            r#"{"key": "nope"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+}

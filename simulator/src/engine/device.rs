@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ucupdate_agent::hash::{fnv1a_extend, FNV_OFFSET};
 use ucupdate_agent::machine::{
-    Event, FailureClass, Instant, Machine, PersistedState, Phase, ProvisionedUrls,
+    Event, FailureClass, Instant, Machine, PersistedState, Phase, ProvisionedUrls, Waiting,
 };
 use ucupdate_agent::perform::InFlight;
 use ucupdate_protocol::FirmwareVersion;
@@ -271,6 +271,36 @@ impl Engine {
             dev.activity_at = NEVER;
         }
         self.requeue(slot);
+        self.trace_wait(slot, t);
+    }
+
+    /// The traced device's timeline says what it waits for each time that changes, in the
+    /// machine's own words ([`Machine::waiting`]): a device that goes quiet (no route to the
+    /// server, a back-off, an install waiting for idle) shows why and until when. Work in
+    /// flight is left out: the action line above it names what is awaited. Not part of the
+    /// digests: only the traced device pays for it.
+    pub(super) fn trace_wait(&mut self, slot: u32, t: u64) {
+        if self.traced_slot() != Some(slot) {
+            return;
+        }
+        let dev = &self.devices[slot as usize];
+        let text = match &dev.machine {
+            Some(m) => match m.waiting() {
+                Waiting::Answer { .. } => return,
+                waiting => waiting.to_string(),
+            },
+            None if dev.script == Script::PowerOn => {
+                format!("power: the device is off until {}", vtime(dev.script_at))
+            }
+            None => "power: the device is off (no power-on is scheduled)".to_owned(),
+        };
+        if text == self.traced_wait {
+            return;
+        }
+        let phase = phase_label(dev.phase as usize);
+        self.trace
+            .push(format!("{:>14}  {phase:<12} wait   {text}", vtime(t)));
+        self.traced_wait = text;
     }
 
     pub(super) fn requeue(&mut self, slot: u32) {
@@ -328,6 +358,13 @@ impl Engine {
             was,
             now: (current == target, current == initial),
         });
+    }
+
+    /// The slot of the traced device, if this engine runs it.
+    pub(super) fn traced_slot(&self) -> Option<u32> {
+        let index = self.cfg.trace_device?;
+        let shard = self.cfg.shard;
+        (index % shard.count == shard.index).then(|| ((index - shard.index) / shard.count) as u32)
     }
 
     /// One line of a device's timeline: kept for the traced device, hashed into the digest

@@ -194,6 +194,7 @@ impl Engine {
                 threshold,
                 at_virtual_ms: end,
             }),
+            shared_server: None,
             interrupted: self.interrupted.map(|signal| Interrupted {
                 signal: signal.to_owned(),
                 at_virtual_ms: end,

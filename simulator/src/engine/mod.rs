@@ -90,6 +90,9 @@ pub struct RunConfig {
     /// Shared by every device (TLS config, timeouts, the discovery-name override).
     pub client: net::Client,
     pub admin: Option<Arc<dyn Admin>>,
+    /// The devices are the profiles' probe models ([`profile::probes`]): a run that
+    /// administers a shared server changes no real model's rule.
+    pub probe_models: bool,
     /// Global index of the device whose timeline to record.
     pub trace_device: Option<u64>,
     /// `DOMAIN` of the simulated users' accounts.
@@ -226,6 +229,8 @@ pub struct Engine {
     rx: mpsc::UnboundedReceiver<Completion>,
     metrics: Metrics,
     trace: Vec<String>,
+    /// What the traced device was last said to wait for (its timeline's last `wait` line).
+    traced_wait: String,
     /// The wall instant of virtual zero (in the future while an early shard waits).
     wall_start: tokio::time::Instant,
     /// When this engine began serving (its wall time is measured from here).
@@ -253,7 +258,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: RunConfig) -> Engine {
-        let profiles = profile::all();
+        let profiles = if cfg.probe_models {
+            profile::probes()
+        } else {
+            profile::all()
+        };
         let duration_ms = cfg.scenario.duration.as_millis() as u64;
         let mut base = cfg.scenario.agent.clone();
         base.dhcp_domain = Some(cfg.dhcp_domain.clone());
@@ -305,6 +314,7 @@ impl Engine {
             rx,
             metrics: Metrics::new(duration_ms, slots as u64),
             trace: Vec::new(),
+            traced_wait: String::new(),
             wall_start: clock::now(),
             joined: clock::now(),
             anchor: None,

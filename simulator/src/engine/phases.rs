@@ -34,11 +34,9 @@ impl Engine {
         }
         // The whole fleet's test devices, not only this shard's: against a shared server the
         // coordinator is the only shard that administers it.
-        for index in 0..self.cfg.fleet.devices.min(self.cfg.fleet.test_devices) {
-            let spec = crate::fleet::DeviceSpec::derive(index, &self.cfg.fleet);
-            if spec.test_device {
-                self.admin(AdminOp::AddTestDevice(spec.mac())).await?;
-            }
+        let macs: Vec<_> = crate::shared::test_device_macs(&self.cfg.fleet).collect();
+        for mac in macs {
+            self.admin(AdminOp::AddTestDevice(mac)).await?;
         }
         Ok(())
     }
@@ -49,16 +47,14 @@ impl Engine {
         at: u64,
     ) -> Result<(), EngineError> {
         tracing::info!(phase = action.name(), at_ms = at, "scenario phase");
-        if let Some(index) = self.cfg.trace_device {
-            if (index % self.cfg.shard.count) == self.cfg.shard.index {
-                let line = format!(
-                    "{:>14}  {:<12} scenario phase {}",
-                    vtime(at),
-                    "-",
-                    action.name()
-                );
-                self.trace.push(line);
-            }
+        if self.traced_slot().is_some() {
+            let line = format!(
+                "{:>14}  {:<12} scenario phase {}",
+                vtime(at),
+                "-",
+                action.name()
+            );
+            self.trace.push(line);
         }
         match action {
             PhaseAction::PowerOn { window } | PhaseAction::PowerCycle { window } => {
@@ -75,6 +71,10 @@ impl Engine {
                         self.power_off(slot, at);
                     }
                     self.script(slot, Script::PowerOn, at + offset, at);
+                }
+                // The traced device's timeline says when it comes on.
+                if let Some(slot) = self.traced_slot() {
+                    self.trace_wait(slot, at);
                 }
             }
             PhaseAction::SignIn { window } => {

@@ -113,6 +113,10 @@ pub struct Report {
     /// Set when a signal stopped the run before its end: its verdicts are as things stood.
     #[serde(default)]
     pub interrupted: Option<Interrupted>,
+    /// Against a shared server the run administered (`--admin`): what its clean-up removed and
+    /// what it left (the coordinator's closing notice). `None`: nothing was administered there.
+    #[serde(default)]
+    pub shared_server: Option<String>,
     /// Whether the run passed: every verdict and threshold, the whole fleet, not interrupted.
     #[serde(default)]
     pub passed: bool,
@@ -442,6 +446,9 @@ impl Report {
         self.shards.extend(r.shards);
         self.clock.extend(r.clock);
         self.missing_shards.extend(r.missing_shards);
+        if self.shared_server.is_none() {
+            self.shared_server = r.shared_server;
+        }
         if self.interrupted.is_none() {
             self.interrupted = r.interrupted;
         }
@@ -569,6 +576,7 @@ pub(crate) mod tests {
             warnings: Vec::new(),
             aborted: None,
             interrupted: None,
+            shared_server: None,
             passed: false,
             histograms: Histograms {
                 latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),

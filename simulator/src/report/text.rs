@@ -161,6 +161,9 @@ pub fn render(r: &Report) -> String {
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    if let Some(cleanup) = &r.shared_server {
+        let _ = writeln!(out, "shared server: {cleanup}");
+    }
 
     if !r.errors.is_empty() {
         let parts: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}={n}")).collect();

@@ -356,3 +356,60 @@ fn injected_faults_do_not_flood_stderr() {
     let (_, stderr) = run(Some("warn"));
     assert!(stderr.lines().any(|l| l.contains("WARN")), "{stderr}");
 }
+
+/// A device with no route to the server (no DHCP domain to discover it in, never provisioned
+/// by a sign-in) used to show nothing after power-on: its timeline now says why it is quiet,
+/// in the machine's words, and when it tries again; a device that reaches the server says
+/// what it waits for between checks.
+#[test]
+fn a_traced_device_with_no_route_says_why_it_does_nothing() {
+    let trace = |device: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ucupdate-sim"))
+            .args(["run", "--no-progress", "--scenario", "rollout"])
+            .args(["--devices", "20", "--domain", "", "--trace-device", device])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let start = stdout.find("timeline of device").expect("a timeline");
+        let end = stdout[start..]
+            .find("\n\n")
+            .map_or(stdout.len(), |e| start + e);
+        stdout[start..end].to_owned()
+    };
+    // Device 0 never signs in: it never checks, and every cycle says why.
+    let quiet = trace("0");
+    assert!(
+        quiet.contains("scenario phase power-on\n0d00:00:00.000  off          wait   power: the device is off until 0d00:26:35.912"),
+        "when it comes on: {quiet}"
+    );
+    let reason = "wait   no route to the update server: no server URL configured, never \
+                  provisioned by a sign-in, and no DHCP or SIP domain to discover \
+                  ucupdates-r2.<domain> in; the next check at ";
+    assert!(quiet.contains(reason), "{quiet}");
+    assert!(quiet.matches(reason).count() >= 3, "one per cycle: {quiet}");
+    assert!(!quiet.contains("action check"), "{quiet}");
+    // Device 1 signs in (provisioned) and then checks: between checks it waits for the next.
+    let provisioned = trace("1");
+    assert!(
+        provisioned.contains(reason),
+        "before its sign-in: {provisioned}"
+    );
+    assert!(
+        provisioned.contains("action check internal"),
+        "{provisioned}"
+    );
+    assert!(
+        provisioned.contains("wait   the next check at ")
+            && provisioned.contains("(last check: no update)"),
+        "{provisioned}"
+    );
+    assert!(
+        provisioned.contains("wait   the device to stay idle: install "),
+        "{provisioned}"
+    );
+    assert!(
+        provisioned.contains("wait   power: the device is off until "),
+        "the reboot: {provisioned}"
+    );
+}

@@ -4,7 +4,8 @@
 //! against ONE shared server stub (in-process on loopback, its admin API behind its token),
 //! then `ucupdate-sim merge`. The merged verdicts and counts equal a single-process run of the
 //! same fleet against a second stub; the shared server saw the coordinator's administration
-//! once (exactly the single run's admin requests, one approved rule per profile), and its audit
+//! once (exactly the single run's admin requests, under the probe models, cleaned up after
+//! every shard's last check), and its audit
 //! log shows the scenario's boot storm: every device's first check within one second of wall
 //! time although the shards started seconds apart.
 
@@ -107,14 +108,12 @@ fn spawn(
     cmd.spawn().unwrap()
 }
 
-fn finish(child: Child, what: &str) {
+/// Waits for a process; its stderr.
+fn finish(child: Child, what: &str) -> String {
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}: {:?}\n{stderr}", out.status);
+    stderr
 }
 
 fn read(path: &Path) -> Report {
@@ -192,11 +191,26 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     }
     let waits = tokio::task::spawn_blocking(move || {
         finish(whole, "single-process run");
-        for (i, child) in shards.into_iter().enumerate() {
-            finish(child, &format!("shard {i}/3"));
-        }
+        shards
+            .into_iter()
+            .enumerate()
+            .map(|(i, child)| finish(child, &format!("shard {i}/3")))
+            .collect::<Vec<String>>()
     });
-    waits.await.unwrap();
+    let stderr = waits.await.unwrap();
+    // Only the coordinator says what it changes on the shared server and cleans it up.
+    assert!(
+        stderr[0].contains("administers the shared server")
+            && stderr[0].contains(
+                "cleaned up the shared server: removed 9 rules, 18 stored \
+                                   versions, 2 test devices, 24 inventory entries"
+            ),
+        "{}",
+        stderr[0]
+    );
+    for other in &stderr[1..] {
+        assert!(!other.contains("shared server"), "{other}");
+    }
 
     let merged_path = dir.path().join("merged.json");
     let out = Command::new(SIM)
@@ -243,27 +257,25 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     assert!(page.contains(r#"id="clock""#) && page.contains("shard 2/3 started"));
 
     // The shared server was administered once: exactly the admin requests of the single run
-    // (three shards administering would have tripled them), and each rule approved.
+    // (three shards administering would have tripled them, the clean-up included), and once
+    // every shard's last check was in, cleaned up: no rule, test device or inventory entry
+    // left (the coordinator's clean-up counted every device's entry, above).
     assert_eq!(
         shared.control().hits("admin"),
         single.control().hits("admin")
     );
     assert!(shared.control().hits("admin") > 0);
-    assert_eq!(
-        shared.control().rules().len(),
-        single.control().rules().len()
-    );
+    for server in [&shared, &single] {
+        assert!(server.control().rules().is_empty());
+        assert!(server.control().test_devices().is_empty());
+        assert!(server.control().inventory().is_empty());
+    }
     assert_eq!(
         shared.control().hits("check"),
         single.control().hits("check")
     );
     let checks: u64 = merged.requests["check-internal"].values().sum();
     assert_eq!(shared.control().hits("check"), checks);
-    assert_eq!(
-        shared.control().inventory().len(),
-        24,
-        "every device in the server's inventory"
-    );
 
     // The storm as the server saw it: all 24 devices' first checks within one second of wall
     // time (5 virtual minutes are 0.25 s), though the shards started 1.5 s apart and more.

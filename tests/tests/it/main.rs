@@ -9,7 +9,9 @@
 //!   burst far over the connection cap);
 //! - `interop`: peers nobody on this project wrote (curl, pyspnego, dnsmasq, gcab, nginx), each
 //!   `#[ignore]`d with the tool it needs; `.ci/run` runs them with `-- --ignored`;
-//! - `quickstart`: `docs/QUICKSTART.md` run step by step against this build's binaries.
+//! - `quickstart`: `docs/QUICKSTART.md` run step by step against this build's binaries;
+//! - `shared_admin`: `ucupdate-sim run --admin` against a real `ucupdate-server` process leaves
+//!   its real rules as they were and nothing of the run behind.
 //!
 //! The fixtures they share with the other crates' tests (update key, files, the NTLM user, a
 //! loopback stub) come from `ucupdate_server_stub::testing`.
@@ -19,3 +21,4 @@ mod faults;
 mod hostile;
 mod interop;
 mod quickstart;
+mod shared_admin;

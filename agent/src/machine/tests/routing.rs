@@ -122,7 +122,10 @@ fn no_server_known_or_updates_disabled_sends_nothing_and_polls_again() {
     let none = config(|c| c.server_url = None);
     let mut r = Rig::new(none, PersistedState::new(old()));
     assert!(r.tick_at(0).is_empty());
-    assert_eq!(r.m.status().last_outcome, Some(CheckOutcome::NoServer));
+    assert_eq!(
+        r.m.status().last_outcome,
+        Some(CheckOutcome::NoServer(NoRoute::Unconfigured))
+    );
     assert_eq!(r.m.poll_timeout(), Some(Instant(DAY)));
 
     let cfg = config(|c| {
@@ -139,4 +142,47 @@ fn no_server_known_or_updates_disabled_sends_nothing_and_polls_again() {
     assert!(r.tick_at(0).is_empty());
     assert_eq!(r.m.phase(), Phase::Idle);
     assert_eq!(r.m.poll_timeout(), Some(Instant(DAY)));
+    // A quiet device says why it is quiet, and when it tries again.
+    assert_eq!(
+        r.m.waiting().to_string(),
+        "no route to the update server: the last sign-in's provisioning turned the update \
+         service off; the next check at 1d00:00:00.000"
+    );
+}
+
+#[test]
+fn a_device_outside_with_no_external_url_says_so_and_a_backoff_names_its_retry() {
+    let cfg = config(|c| c.outside_firewall = Some(true));
+    let mut r = Rig::new(cfg, PersistedState::new(old()));
+    assert!(r.tick_at(0).is_empty());
+    assert_eq!(
+        r.m.status().last_outcome,
+        Some(CheckOutcome::NoServer(NoRoute::NoExternalUrl))
+    );
+    assert!(matches!(r.m.waiting(), Waiting::NextCheck { at, .. } if at == Instant(DAY)));
+
+    let mut r = Rig::new(config(|_| {}), PersistedState::new(old()));
+    let actions = r.tick_at(0);
+    assert!(matches!(actions[0], Action::Check { .. }));
+    assert!(matches!(
+        r.m.waiting(),
+        Waiting::Answer { what: "check", .. }
+    ));
+    r.m.handle(Event::CheckDone(Err(FailureClass::Connect)), Instant(5))
+        .unwrap();
+    let Waiting::Retry {
+        at,
+        download: None,
+        failures: 1,
+        error: Some(FailureClass::Connect),
+    } = r.m.waiting()
+    else {
+        panic!("{:?}", r.m.waiting());
+    };
+    assert_eq!(Some(at), r.m.poll_timeout());
+    assert!(r
+        .m
+        .waiting()
+        .to_string()
+        .starts_with("a retry of the check at "));
 }
