@@ -120,64 +120,78 @@ impl AuditRecord {
 
     /// The record in `format`, without its line break (a CSV field may hold one, quoted).
     pub fn to_line(&self, format: AuditFormat) -> String {
+        let mut out = String::with_capacity(256);
+        self.write_line(format, &mut out);
+        out
+    }
+
+    /// [`AuditRecord::to_line`] appended to `out`. Each field is built in one scratch string
+    /// and escaped straight into `out`: the stub writes a line per check, and the earlier
+    /// string per field and per module was a tenth of its CPU per check (docs/BENCHMARKS.md §4).
+    pub fn write_line(&self, format: AuditFormat, out: &mut String) {
+        use std::fmt::Write as _;
         let id = &self.request.identity;
-        let opt = |v: Option<&str>| v.unwrap_or("").to_owned();
-        let request_modules: Vec<String> = self
-            .request
-            .modules
-            .iter()
-            .map(|m| {
-                format!(
-                    "{};{};{}",
-                    part(m.file_name.as_str()),
-                    m.version,
-                    part(m.timestamp.as_deref().unwrap_or(""))
-                )
-            })
-            .collect();
-        let response_modules: Vec<String> = self
-            .response
-            .iter()
-            .map(|m| {
-                format!(
-                    "{};{};{};{}",
-                    part(m.file_name.as_str()),
-                    part(m.signature_file_name.as_ref().map_or("", |f| f.as_str())),
-                    m.version,
-                    part(m.timestamp.as_deref().unwrap_or(""))
-                )
-            })
-            .collect();
-        let values = [
-            format_time(self.unix_secs),
-            self.client.clone(),
-            id.device_type.as_str().to_owned(),
-            id.mac.map(|m| m.to_string()).unwrap_or_default(),
-            opt(id.serial.as_ref().map(|s| s.as_str())),
-            id.brand.as_str().to_owned(),
-            id.model.as_str().to_owned(),
-            id.revision.as_str().to_owned(),
-            id.locale.as_str().to_owned(),
-            request_modules.join("#"),
-            response_modules.join("#"),
-            opt(self.request.user.as_deref()),
-        ];
-        let fields: Vec<String> = match format {
-            AuditFormat::Csv => values.iter().map(|v| csv_field(v)).collect(),
-            // The module columns are escaped already; their `;` and `#` are structure.
-            AuditFormat::R2 => values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    if i == 9 || i == 10 {
-                        v.clone()
-                    } else {
-                        r2_field(v)
+        let mut field = String::with_capacity(64);
+        for i in 0..FIELDS {
+            field.clear();
+            // `write!` into a String cannot fail.
+            match i {
+                0 => push_time(&mut field, self.unix_secs),
+                1 => field.push_str(&self.client),
+                2 => field.push_str(id.device_type.as_str()),
+                3 => {
+                    if let Some(mac) = id.mac {
+                        let _ = write!(field, "{mac}");
                     }
-                })
-                .collect(),
-        };
-        fields.join(&format.separator().to_string())
+                }
+                4 => field.push_str(id.serial.as_ref().map_or("", |s| s.as_str())),
+                5 => field.push_str(id.brand.as_str()),
+                6 => field.push_str(id.model.as_str()),
+                7 => field.push_str(id.revision.as_str()),
+                8 => field.push_str(id.locale.as_str()),
+                9 => {
+                    for (k, m) in self.request.modules.iter().enumerate() {
+                        if k > 0 {
+                            field.push('#');
+                        }
+                        push_escaped(&mut field, m.file_name.as_str(), PART_SPECIAL);
+                        let _ = write!(field, ";{};", m.version);
+                        push_escaped(
+                            &mut field,
+                            m.timestamp.as_deref().unwrap_or(""),
+                            PART_SPECIAL,
+                        );
+                    }
+                }
+                10 => {
+                    for (k, m) in self.response.iter().enumerate() {
+                        if k > 0 {
+                            field.push('#');
+                        }
+                        push_escaped(&mut field, m.file_name.as_str(), PART_SPECIAL);
+                        field.push(';');
+                        let signature = m.signature_file_name.as_ref().map_or("", |f| f.as_str());
+                        push_escaped(&mut field, signature, PART_SPECIAL);
+                        let _ = write!(field, ";{};", m.version);
+                        push_escaped(
+                            &mut field,
+                            m.timestamp.as_deref().unwrap_or(""),
+                            PART_SPECIAL,
+                        );
+                    }
+                }
+                _ => field.push_str(self.request.user.as_deref().unwrap_or("")),
+            }
+            if i > 0 {
+                out.push(format.separator());
+            }
+            match format {
+                AuditFormat::Csv => push_csv(out, &field),
+                // The module columns are escaped already; their `;` and `#` are structure.
+                AuditFormat::R2 if i == 9 || i == 10 => out.push_str(&field),
+                AuditFormat::R2 => push_escaped(out, &field, R2_SPECIAL),
+            }
+        }
     }
 
     /// One record in either form (told apart by the character after the time).
@@ -290,38 +304,48 @@ pub fn parse_log(text: &str) -> Result<Vec<AuditRecord>, ProtocolError> {
 }
 
 /// Escapes a module's part: `%`, `;`, `#` and line breaks.
-fn part(value: &str) -> String {
-    escape(value, &['%', ';', '#', '\n', '\r'])
-}
+/// What a module part (file name, timestamp) escapes: `;` and `#` are the columns' structure.
+const PART_SPECIAL: &[char] = &['%', ';', '#', '\n', '\r'];
+/// What an R2 field escapes (the whole line splits on `;`).
+const R2_SPECIAL: &[char] = &['%', ';', '\n', '\r'];
 
 fn unpart(value: &str) -> Result<String, ProtocolError> {
     percent_decode(value).ok_or_else(|| ProtocolError::BadAuditLine("bad escape".to_owned()))
 }
 
-/// An R2 field: `%`, `;` and line breaks escaped (the whole line splits on `;`).
-fn r2_field(value: &str) -> String {
-    escape(value, &['%', ';', '\n', '\r'])
-}
-
-fn escape(value: &str, special: &[char]) -> String {
-    let mut out = String::with_capacity(value.len());
+/// `value` with each of `special` as `%XX` (all of them are ASCII).
+fn push_escaped(out: &mut String, value: &str, special: &[char]) {
+    if !value.contains(special) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         if special.contains(&c) {
-            out.push_str(&format!("%{:02X}", c as u32));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            let b = c as u32 as usize;
+            out.push('%');
+            out.push(char::from(HEX[b >> 4 & 15]));
+            out.push(char::from(HEX[b & 15]));
         } else {
             out.push(c);
         }
     }
-    out
 }
 
 /// A CSV field per RFC 4180: quoted (with `"` doubled) when it holds `,`, `"` or a line break.
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
+fn push_csv(out: &mut String, value: &str) {
+    if !value.contains([',', '"', '\n', '\r']) {
+        out.push_str(value);
+        return;
     }
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 /// Splits one CSV record off `text`: its fields and what follows its line break.
@@ -419,14 +443,24 @@ fn modules_of(column: &str) -> Vec<Vec<&str>> {
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn format_time(unix_secs: u64) -> String {
+    let mut out = String::with_capacity(19);
+    push_time(&mut out, unix_secs);
+    out
+}
+
+/// [`format_time`] appended to `out`.
+fn push_time(out: &mut String, unix_secs: u64) {
+    use std::fmt::Write as _;
     let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
     let s = unix_secs % 86_400;
-    format!(
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         s / 3600,
         s / 60 % 60,
         s % 60
-    )
+    );
 }
 
 fn parse_time(text: &str) -> Option<u64> {

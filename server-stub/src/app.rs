@@ -115,7 +115,11 @@ impl App {
             ctx: Arc::new(Ctx {
                 state: opened.state,
                 metrics: Arc::new(Metrics::default()),
-                audit: AuditLog::new(&config.data_dir, &config.server_name, config.audit_format),
+                audit: Arc::new(AuditLog::new(
+                    &config.data_dir,
+                    &config.server_name,
+                    config.audit_format,
+                )),
                 logs: opened.logs,
                 quotas: config.quotas,
                 settings: std::sync::RwLock::new(opened.settings),
@@ -150,6 +154,7 @@ impl App {
             state: self.ctx.state.clone(),
             metrics: self.ctx.metrics.clone(),
             catalog_signer: self.ctx.catalog_signer.clone(),
+            audit: self.ctx.audit.clone(),
         }
     }
 

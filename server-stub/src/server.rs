@@ -18,6 +18,7 @@ use ucupdate_ntlm::UserDb;
 use ucupdate_protocol::{AuditFormat, FileName, FirmwareVersion, HttpUrl, UpdateKey};
 
 use crate::app::{self, App, Site};
+use crate::audit::AuditLog;
 use crate::catalog::CatalogSigner;
 use crate::http::conn;
 use crate::http::Limits;
@@ -270,6 +271,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     spawn(admin, Site::Admin, None);
     tasks.push(tokio::spawn(flusher(
         state.clone(),
+        app.control().audit,
         config.flush_interval,
         rx.clone(),
     )));
@@ -307,8 +309,14 @@ fn url_of(https: bool, addr: SocketAddr) -> HttpUrl {
     }
 }
 
-/// Writes inventory changes from checks in batches, so a check never waits for fsync.
-async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Writes inventory changes from checks in batches, so a check never waits for fsync, and the
+/// audit lines buffered since the last tick (`crate::audit`).
+async fn flusher(
+    state: Arc<State>,
+    audit: Arc<AuditLog>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let every = every.max(Duration::from_millis(10));
     // The first write is one period after start: nothing has changed before then.
     let mut tick = tokio::time::interval_at(crate::clock::tokio_now() + every, every);
@@ -318,8 +326,14 @@ async fn flusher(state: Arc<State>, every: Duration, mut shutdown: watch::Receiv
             _ = tick.tick() => {}
             () = conn::shutdown_signalled(&mut shutdown) => break,
         }
-        let s = state.clone();
-        match tokio::task::spawn_blocking(move || s.flush()).await {
+        let (s, a) = (state.clone(), audit.clone());
+        let flushed = tokio::task::spawn_blocking(move || {
+            if let Err(e) = a.flush() {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+            s.flush()
+        });
+        match flushed.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "cannot write the state database"),
             Err(e) => tracing::error!(error = %e, "state flush task failed"),
@@ -409,10 +423,15 @@ impl RunningServer {
         for task in self.tasks {
             task.await.map_err(|e| ServerError::Task(e.to_string()))?;
         }
-        let state = self.control.state.clone();
-        tokio::task::spawn_blocking(move || state.persist())
-            .await
-            .map_err(|e| ServerError::Task(e.to_string()))??;
+        let (state, audit) = (self.control.state.clone(), self.control.audit.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = audit.flush() {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+            state.persist()
+        })
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))??;
         drop(self.lock);
         Ok(())
     }
@@ -425,6 +444,7 @@ pub struct Control {
     pub(crate) state: Arc<State>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) catalog_signer: Option<Arc<CatalogSigner>>,
+    pub(crate) audit: Arc<AuditLog>,
 }
 
 impl Control {
@@ -546,8 +566,16 @@ impl Control {
         self.metrics.snapshot().hits(endpoint)
     }
 
-    /// Writes pending inventory changes now.
+    /// Writes pending inventory changes and the buffered audit lines now.
     pub async fn flush(&self) -> Result<(), ServerError> {
-        self.blocking(|state| Ok(state.flush()?)).await
+        let audit = self.audit.clone();
+        self.blocking(move |state| {
+            audit.flush().map_err(|error| ServerError::Io {
+                what: "audit log".into(),
+                error,
+            })?;
+            Ok(state.flush()?)
+        })
+        .await
     }
 }

@@ -93,7 +93,7 @@ impl Default for Limits {
 pub(crate) struct Ctx {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     pub logs: LogStore,
     pub quotas: crate::quota::Quotas,
     /// The device-update settings (`Get/Set-CsDeviceUpdateConfiguration`), changed by

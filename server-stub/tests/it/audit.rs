@@ -38,6 +38,8 @@ async fn csv_audit_log_reads_with_python_csv_by_header_names() {
     assert_eq!(metrics.decisions.get("approved"), Some(&1));
     assert_eq!(metrics.decisions.get("none"), Some(&1));
 
+    // The audit lines are buffered until the server's flush tick (or this).
+    control.flush().await.unwrap();
     let dir = t.dir.path().join(AUDIT_DIR);
     let file = std::fs::read_dir(&dir)
         .unwrap()

@@ -217,6 +217,8 @@ async fn audit_files_are_rotated_by_day_and_deleted_after_the_retention() {
     let t = app();
     let mut c = t.conn(Site::Internal);
     c.check("1.0.0.0", MAC).await;
+    // The audit lines are buffered until the server's flush tick (or this).
+    t.app.control().flush().await.unwrap();
     let audit_dir = t.dir.path().join("Logs/Server/Audit/imageUpdates");
     let audit = files_under(&audit_dir);
     assert_eq!(audit.len(), 1);

@@ -60,6 +60,8 @@ async fn state_survives_a_restart() {
         Some(("approved", "2.0.0.0".into()))
     );
 
+    // The audit lines are buffered until the server's flush tick (or this).
+    control.flush().await.unwrap();
     let audit_dir = t.dir.path().join("Logs/Server/Audit/imageUpdates");
     let files: Vec<_> = std::fs::read_dir(&audit_dir)
         .unwrap()

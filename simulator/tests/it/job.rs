@@ -279,6 +279,8 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
 
     // The storm as the server saw it: all 24 devices' first checks within one second of wall
     // time (5 virtual minutes are 0.25 s), though the shards started 1.5 s apart and more.
+    // The audit lines are buffered until the server's flush tick.
+    shared.control().flush().await.unwrap();
     let first = first_checks(&dir.path().join("shared/data"));
     assert_eq!(first.len(), 24, "{first:?}");
     let (lo, hi) = (
