@@ -170,8 +170,18 @@ pub fn client(
         None => TlsOptions::default(),
     };
     tls.resumption = tls_resumption;
+    let config = tls.build()?;
+    // The same anchors, with the chain check remembered per distinct chain: the fleet's
+    // handshakes then cost the load generator what a server's cost it (chain_cache).
+    let config = match crate::chain_cache::ChainCache::new(tls.roots()?) {
+        Ok(cache) => cache.install(&config),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS chain cache unavailable; verifying every chain");
+            config
+        }
+    };
     let mut settings = ClientSettings {
-        tls: Some(tls.build()?),
+        tls: Some(config),
         ..ClientSettings::default()
     };
     settings.workstation = "UCSIM".into();

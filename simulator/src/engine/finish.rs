@@ -103,9 +103,9 @@ impl Engine {
                 .as_ref()
                 .map(|m| m.persisted().current_version)
                 .or(dev.saved.as_ref().map(|s| s.current_version))
-                .unwrap_or(dev.version);
+                .unwrap_or(profile.initial);
             if self.cfg.collect_digests {
-                digests.push((spec.index, dev.digest));
+                digests.push((spec.index, self.digests[slot as usize]));
             }
             if let (Some(r), true) = (reference, dev.final_at != NEVER && reached == expected) {
                 if dev.final_at > r {
