@@ -440,4 +440,38 @@ mod tests {
             .unwrap();
         verified.verify_file("CPE.nbt", digest).unwrap();
     }
+
+    /// A measurement, not a check of speed (`cargo test --release -p ucupdate-simulator --lib
+    /// -- --ignored --nocapture catalog_verification_cost`): what one simulated device's catalog
+    /// verification costs, the agent's own verifier on a catalog signed as the embedded server
+    /// signs (ECDSA P-256 CA and leaf). docs/BENCHMARKS.md §1 sets it against a check.
+    #[test]
+    #[ignore = "a measurement for docs/BENCHMARKS.md; run by hand"]
+    fn catalog_verification_cost() {
+        let signer = throwaway_signer(LeafOptions::default()).unwrap();
+        let image = vec![7u8; 65536];
+        let cat = signer
+            .signer
+            .sign_files(&[("CPE.nbt", image.as_slice())], 1_700_000_000)
+            .unwrap();
+        let anchors = TrustAnchors::from_pem(signer.ca_pem.as_bytes()).unwrap();
+        let n = 2000u32;
+        let started = crate::clock::now();
+        for _ in 0..n {
+            let verified = verify_catalog(
+                &cat,
+                &anchors,
+                CatalogClock::Untrusted,
+                CatalogPolicy::default(),
+            )
+            .unwrap();
+            assert!(verified.listed_digest("CPE.nbt").is_ok());
+        }
+        let each = crate::clock::now().duration_since(started) / n;
+        println!(
+            "catalog verification: {} us each ({} bytes, {n} runs)",
+            each.as_micros(),
+            cat.len()
+        );
+    }
 }

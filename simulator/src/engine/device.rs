@@ -23,12 +23,19 @@ pub(super) enum Script {
     SignIn,
 }
 
+/// A device's machine, or what it persisted when it went off: one or the other, so a device
+/// pays for one of them (an `Option` of each cost 8 B more).
+pub(super) enum Power {
+    /// Off; `None` until it was first on.
+    Off(Option<Box<PersistedState>>),
+    On(Machine),
+}
+
 /// One virtual device: the agent's machine plus simulator bookkeeping. Every device of a
 /// fleet pays for this inline, so it stays small (see the size test below).
 pub(super) struct Device {
-    pub machine: Option<Machine>,
-    /// The state a powered-off device comes back with.
-    pub saved: Option<Box<PersistedState>>,
+    /// The machine while the device is on; off, the state it comes back with.
+    pub power: Power,
     /// The instant this device is queued for (`NEVER`: not queued).
     pub wake: u64,
     pub script_at: u64,
@@ -58,10 +65,23 @@ pub(super) struct Device {
 }
 
 impl Device {
+    pub fn machine(&self) -> Option<&Machine> {
+        match &self.power {
+            Power::On(m) => Some(m),
+            Power::Off(_) => None,
+        }
+    }
+
+    pub fn machine_mut(&mut self) -> Option<&mut Machine> {
+        match &mut self.power {
+            Power::On(m) => Some(m),
+            Power::Off(_) => None,
+        }
+    }
+
     pub fn new(spec: &DeviceSpec) -> Device {
         Device {
-            machine: None,
-            saved: None,
+            power: Power::Off(None),
             wake: NEVER,
             script_at: NEVER,
             script: Script::None,
@@ -86,7 +106,7 @@ impl Device {
     /// The machine's deadline counts only while no request is out: a request's answer comes at
     /// its modelled virtual instant, and the watchdog must not beat it to it in wall time.
     fn machine_wake(&self) -> u64 {
-        match &self.machine {
+        match self.machine() {
             Some(m) if !self.work.awaiting_network() => {
                 m.poll_timeout().map(|i| i.as_millis()).unwrap_or(NEVER)
             }
@@ -114,13 +134,13 @@ impl Engine {
         let dev = &mut self.devices[slot as usize];
         if dev.activity_at <= t {
             dev.activity_at = NEVER;
-            if dev.machine.is_some() {
+            if dev.machine().is_some() {
                 self.feed(slot, Event::UserActivity, t);
             }
         }
         let dev = &mut self.devices[slot as usize];
         let waiting = dev.work.awaiting_network();
-        if let Some(m) = dev.machine.as_mut() {
+        if let Some(m) = dev.machine_mut() {
             if m.poll_timeout().is_some_and(|d| d.as_millis() <= t) && !waiting {
                 m.handle_timeout(Instant::from_millis(t));
             }
@@ -137,7 +157,7 @@ impl Engine {
                 let user = spec.user(&self.cfg.user_domain);
                 let dev = &mut self.devices[slot as usize];
                 dev.user_on = true;
-                if dev.machine.is_some() {
+                if dev.machine().is_some() {
                     let provisioning = Some(self.provisioning.clone());
                     self.feed(slot, Event::SignedIn { user, provisioning }, t);
                 }
@@ -166,9 +186,10 @@ impl Engine {
         let profile = &self.profiles[spec.profile as usize];
         let initial = profile.initial;
         let dev = &mut self.devices[slot as usize];
-        let state = match dev.saved.take() {
-            Some(s) => *s,
-            None => {
+        // A power-on of a device that is on starts it afresh, as from a factory reset.
+        let state = match std::mem::replace(&mut dev.power, Power::Off(None)) {
+            Power::Off(Some(s)) => *s,
+            Power::Off(None) | Power::On(_) => {
                 let mut s = PersistedState::new(initial);
                 if spec.external {
                     // Outside the firewall the internal name does not resolve: these devices
@@ -182,7 +203,7 @@ impl Engine {
         };
         let config = Arc::clone(&self.configs[usize::from(spec.external)]);
         let seed = splitmix64(spec.seed ^ u64::from(dev.boots).wrapping_mul(0x51_7cc1_b727_220a));
-        dev.machine = Some(Machine::new(config, state, seed, Instant::from_millis(t)));
+        dev.power = Power::On(Machine::new(config, state, seed, Instant::from_millis(t)));
         dev.ever_on = true;
         let boots = self.devices[slot as usize].boots;
         self.trace_line(slot, t, format_args!("power-on (boot {boots})"));
@@ -206,8 +227,8 @@ impl Engine {
 
     pub(super) fn power_off(&mut self, slot: u32, t: u64) {
         let dev = &mut self.devices[slot as usize];
-        if let Some(m) = dev.machine.take() {
-            dev.saved = Some(Box::new(m.persisted().clone()));
+        if let Power::On(m) = &dev.power {
+            dev.power = Power::Off(Some(Box::new(m.persisted().clone())));
         }
         dev.boots = dev.boots.wrapping_add(1);
         dev.activity_at = NEVER;
@@ -227,7 +248,7 @@ impl Engine {
             }
             _ => {}
         }
-        let Some(m) = dev.machine.as_mut() else {
+        let Some(m) = dev.machine_mut() else {
             return;
         };
         if let Err(e) = m.handle(event, Instant::from_millis(t)) {
@@ -240,7 +261,7 @@ impl Engine {
     /// Performs everything the machine asked for.
     pub(super) fn drain(&mut self, slot: u32, t: u64) {
         loop {
-            let Some(m) = self.devices[slot as usize].machine.as_mut() else {
+            let Some(m) = self.devices[slot as usize].machine_mut() else {
                 return;
             };
             let Some(action) = m.poll_action() else { break };
@@ -251,7 +272,7 @@ impl Engine {
 
     /// Book-keeping after a device was served: phase time, version, activity, its next wake.
     pub(super) fn after(&mut self, slot: u32, t: u64) {
-        let phase = match &self.devices[slot as usize].machine {
+        let phase = match self.devices[slot as usize].machine() {
             Some(m) => m.phase().index(),
             None => OFF,
         };
@@ -303,8 +324,7 @@ impl Engine {
 
     fn track_version(&mut self, slot: u32, t: u64) {
         let Some(current) = self.devices[slot as usize]
-            .machine
-            .as_ref()
+            .machine()
             .map(|m| m.persisted().current_version)
         else {
             return;
@@ -363,12 +383,12 @@ mod tests {
         // The fleet-size target is 512 B of RSS per device at 10M devices; the inline part is
         // what every device pays even when its machine holds nothing on the heap, and the
         // machine's own heap (the signed-in user, the provisioned URLs) comes on top: about
-        // 150 B for a signed-in device. 376 B before the digest moved out and the version
-        // became two flags (docs/BENCHMARKS.md §1).
+        // 150 B for a signed-in device. 376 B before the digest moved out, the version became
+        // two flags and the machine and its saved state one enum (docs/BENCHMARKS.md §1).
         let device = std::mem::size_of::<Device>();
         let machine = std::mem::size_of::<Machine>();
         println!("Device {device} bytes (Machine {machine} bytes inline)");
         assert_eq!(std::mem::size_of::<InFlight>(), 6);
-        assert!(device <= machine + 80, "Device is {device} bytes");
+        assert!(device <= machine + 72, "Device is {device} bytes");
     }
 }

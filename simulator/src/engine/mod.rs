@@ -571,7 +571,7 @@ impl Engine {
             None => {}
             Some(Next::Pending(t, item)) => {
                 let dev = &mut self.devices[item.slot as usize];
-                if dev.boots != item.boot || dev.machine.is_none() {
+                if dev.boots != item.boot || dev.machine().is_none() {
                     self.trace_line(
                         item.slot,
                         t,
