@@ -22,12 +22,6 @@ use ucupdate_simulator::runner::{self, CatalogTrustChoice, RunSpec, Server};
 use ucupdate_simulator::scenario::{self, Scenario, BUILT_IN};
 use ucupdate_simulator::{clock, duration, progress};
 
-/// A fleet is millions of small, long-lived allocations and a request is dozens of short ones:
-/// mimalloc costs less CPU per request and fewer bytes per device than the system allocator
-/// (docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The default log filter: the simulator's own warnings, and only errors from the agent code
 /// the devices run (see `init_logging`).
 const DEFAULT_LOG_FILTER: &str = "warn,ucupdate_agent=error";
