@@ -129,6 +129,8 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN{if (b+0 == 0) print "n/a"; else printf "%
 ratio() {
     local name=$1 value=$2 op=${3:--} goal=${4:-} ok
     if [ "$op" = - ]; then printf 'ratio: %-40s %10s  target: none, reported\n' "$name" "$value"; return; fi
+    # A figure that could not be measured (`div` by a zero CPU delta in a quick run) is neither.
+    if [ "$value" = n/a ]; then printf 'ratio: %-40s %10s  target %s %s  not measured\n' "$name" "$value" "$op" "$goal"; return; fi
     ok=$(awk -v v="$value" -v g="$goal" -v o="$op" 'BEGIN{m=(o==">=")?(v>=g):(v<=g); print m?"met":"missed"}')
     printf 'ratio: %-40s %10s  target %s %s  %s\n' "$name" "$value" "$op" "$goal" "$ok"
 }

@@ -170,8 +170,18 @@ pub fn client(
         None => TlsOptions::default(),
     };
     tls.resumption = tls_resumption;
+    let config = tls.build()?;
+    // The same anchors, with the chain check remembered per distinct chain: the fleet's
+    // handshakes then cost the load generator what a server's cost it (chain_cache).
+    let config = match crate::chain_cache::ChainCache::new(tls.roots()?) {
+        Ok(cache) => cache.install(&config),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS chain cache unavailable; verifying every chain");
+            config
+        }
+    };
     let mut settings = ClientSettings {
-        tls: Some(tls.build()?),
+        tls: Some(config),
         ..ClientSettings::default()
     };
     settings.workstation = "UCSIM".into();
@@ -440,5 +450,39 @@ mod tests {
             .try_into()
             .unwrap();
         verified.verify_file("CPE.nbt", digest).unwrap();
+    }
+
+    /// A measurement, not a check of speed (`cargo test --release -p ucupdate-simulator --lib
+    /// -- --ignored --nocapture catalog_verification_cost`): what one simulated device's catalog
+    /// verification costs, the agent's own verifier on a catalog signed as the embedded server
+    /// signs (ECDSA P-256 CA and leaf). docs/BENCHMARKS.md §1 sets it against a check.
+    #[test]
+    #[ignore = "a measurement for docs/BENCHMARKS.md; run by hand"]
+    fn catalog_verification_cost() {
+        let signer = throwaway_signer(LeafOptions::default()).unwrap();
+        let image = vec![7u8; 65536];
+        let cat = signer
+            .signer
+            .sign_files(&[("CPE.nbt", image.as_slice())], 1_700_000_000)
+            .unwrap();
+        let anchors = TrustAnchors::from_pem(signer.ca_pem.as_bytes()).unwrap();
+        let n = 2000u32;
+        let started = crate::clock::now();
+        for _ in 0..n {
+            let verified = verify_catalog(
+                &cat,
+                &anchors,
+                CatalogClock::Untrusted,
+                CatalogPolicy::default(),
+            )
+            .unwrap();
+            assert!(verified.listed_digest("CPE.nbt").is_ok());
+        }
+        let each = crate::clock::now().duration_since(started) / n;
+        println!(
+            "catalog verification: {} us each ({} bytes, {n} runs)",
+            each.as_micros(),
+            cat.len()
+        );
     }
 }

@@ -9,6 +9,8 @@
 //! - [`engine`]: the run loop, the virtual clock and its queues, the virtual devices, the glue to
 //!   the agent's performer, metrics, phases and verdicts (one file each).
 //! - [`admin`]: how a run publishes / approves / restores on the server.
+//! - [`chain_cache`]: the fleet's TLS verifier, the server chain checked once per distinct
+//!   chain (the handshake signature every time).
 //! - [`embedded`]: the in-process server stub a run uses when no server is given.
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
@@ -25,6 +27,7 @@
 
 pub mod admin;
 pub mod capture;
+pub mod chain_cache;
 pub mod clock;
 pub mod dialect_cmd;
 pub mod duration;

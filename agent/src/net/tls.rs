@@ -50,6 +50,25 @@ impl TlsOptions {
 
     /// Builds the config. Fails when the bundle holds no certificate or nothing is trusted.
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {
+        let roots = self.roots()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| NetError::Config(format!("TLS versions: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = if self.resumption {
+            Resumption::default()
+        } else {
+            Resumption::disabled()
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// The trust anchors [`TlsOptions::build`] verifies servers against (the simulator builds
+    /// its shared verifier from the same ones).
+    pub fn roots(&self) -> Result<RootCertStore, NetError> {
         let mut roots = RootCertStore::empty();
         #[cfg(feature = "web-roots")]
         if self.webpki_roots {
@@ -80,19 +99,7 @@ impl TlsOptions {
                 "no trust anchors: give a CA bundle or enable webpki roots".into(),
             ));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| NetError::Config(format!("TLS versions: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.resumption = if self.resumption {
-            Resumption::default()
-        } else {
-            Resumption::disabled()
-        };
-        Ok(Arc::new(config))
+        Ok(roots)
     }
 }
 

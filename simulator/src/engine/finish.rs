@@ -4,7 +4,7 @@
 use ucupdate_agent::machine::CheckOutcome;
 use ucupdate_protocol::FirmwareVersion;
 
-use super::device::Device;
+use super::device::{Device, Power};
 use super::metrics::{phase_label, Metric, OFF};
 use super::queue::NEVER;
 use super::{Engine, Progress, RunOutcome, Stage};
@@ -98,14 +98,13 @@ impl Engine {
             let profile = &self.profiles[spec.profile as usize];
             let expected = self.expected_final(&spec);
             let dev = &self.devices[slot as usize];
-            let reached = dev
-                .machine
-                .as_ref()
-                .map(|m| m.persisted().current_version)
-                .or(dev.saved.as_ref().map(|s| s.current_version))
-                .unwrap_or(dev.version);
+            let reached = match &dev.power {
+                Power::On(m) => m.persisted().current_version,
+                Power::Off(Some(saved)) => saved.current_version,
+                Power::Off(None) => profile.initial,
+            };
             if self.cfg.collect_digests {
-                digests.push((spec.index, dev.digest));
+                digests.push((spec.index, self.digests[slot as usize]));
             }
             if let (Some(r), true) = (reference, dev.final_at != NEVER && reached == expected) {
                 if dev.final_at > r {
@@ -233,8 +232,7 @@ fn verdict(
     } else if reached != expected {
         // A device that refused the update says why (its catalog did not vouch for it...).
         let why = dev
-            .machine
-            .as_ref()
+            .machine()
             .and_then(|m| m.status().last_outcome)
             .filter(|o| matches!(o, CheckOutcome::Untrusted(_) | CheckOutcome::Refused(_)));
         Some(match why {

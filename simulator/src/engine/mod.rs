@@ -222,6 +222,9 @@ pub struct Engine {
     /// The machine config of devices inside and outside the firewall.
     configs: [Arc<MachineConfig>; 2],
     devices: Vec<Device>,
+    /// Per device, the digest of its event sequence; empty unless `collect_digests` (every
+    /// device of a 10M fleet would pay 8 bytes for a test's feature).
+    digests: Vec<u64>,
     queues: Queues,
     /// Requests in flight, over all devices.
     in_flight: usize,
@@ -296,7 +299,7 @@ impl Engine {
             .map(|slot| {
                 let index = cfg.shard.index + slot as u64 * cfg.shard.count;
                 let spec = DeviceSpec::derive(index, &cfg.fleet);
-                Device::new(&spec, profiles[spec.profile as usize].initial)
+                Device::new(&spec)
             })
             .collect();
         let links = profiles
@@ -308,6 +311,11 @@ impl Engine {
             links,
             configs: [Arc::new(base), Arc::new(external)],
             devices,
+            digests: if cfg.collect_digests {
+                vec![ucupdate_agent::hash::FNV_OFFSET; slots]
+            } else {
+                Vec::new()
+            },
             queues: Queues::default(),
             in_flight: 0,
             tx,
@@ -573,7 +581,7 @@ impl Engine {
             None => {}
             Some(Next::Pending(t, item)) => {
                 let dev = &mut self.devices[item.slot as usize];
-                if dev.boots != item.boot || dev.machine.is_none() {
+                if dev.boots != item.boot || dev.machine().is_none() {
                     self.trace_line(
                         item.slot,
                         t,

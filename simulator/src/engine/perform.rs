@@ -148,8 +148,7 @@ impl Engine {
             _ => ("", t),
         };
         let user = self.devices[slot as usize]
-            .machine
-            .as_ref()
+            .machine()
             .and_then(|m| m.user().map(str::to_owned));
         let device = SimDevice {
             engine: self,

@@ -62,7 +62,7 @@ impl Engine {
                 let window = window.as_millis() as u64;
                 for slot in 0..self.devices.len() as u32 {
                     let dev = &mut self.devices[slot as usize];
-                    if cycle && dev.machine.is_none() {
+                    if cycle && dev.machine().is_none() {
                         continue;
                     }
                     dev.rng = splitmix64(dev.rng);
@@ -94,7 +94,7 @@ impl Engine {
                     let dev = &mut self.devices[slot as usize];
                     if dev.user_on {
                         dev.user_on = false;
-                        if dev.machine.is_some() {
+                        if dev.machine().is_some() {
                             self.feed(slot, Event::SignedOut, at);
                             self.after(slot, at);
                         }
