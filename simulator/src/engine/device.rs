@@ -308,7 +308,7 @@ impl Engine {
             return;
         }
         let dev = &self.devices[slot as usize];
-        let text = match &dev.machine {
+        let text = match dev.machine() {
             Some(m) => match m.waiting() {
                 Waiting::Answer { .. } => return,
                 waiting => waiting.to_string(),
