@@ -394,7 +394,7 @@ mod tests {
             seed: 1,
         };
         let dir = tempfile::tempdir().unwrap();
-        let e = start(&fleet, "SIM", "secret", Some(dir.path().to_owned()))
+        let e = start(&fleet, "SIM", "secret", Some(dir.path().to_owned()), None)
             .await
             .unwrap();
         let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();

@@ -13,9 +13,9 @@ pub mod check;
 pub mod learn;
 mod reply;
 mod request;
-mod write;
 pub mod template;
 pub mod tree;
+mod write;
 
 use std::collections::BTreeMap;
 

@@ -95,14 +95,20 @@ fn foreign_dialect_speaks_the_peers_format() {
         written.contains("<fw:CheckFirmwareResult fw:count=\"2\" fw:internal=\"http://h/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/1.0.522.200/CPE\" fw:external=\"\"><fw:Offer><fw:Rev>1.0.522.200</fw:Rev><fw:Image>CPE.nbt</fw:Image><fw:Signature>CPE.cat</fw:Signature></fw:Offer>"),
         "{written}"
     );
-    assert_eq!(d.decode_reply(written.as_bytes()).unwrap(), CheckResponse::Update(offer));
+    assert_eq!(
+        d.decode_reply(written.as_bytes()).unwrap(),
+        CheckResponse::Update(offer)
+    );
 }
 
 #[test]
 fn checks_are_read_back_through_the_template() {
     let text = fixture("check_request.xml");
     let request = CheckRequest::decode(text.as_bytes()).unwrap();
-    assert_eq!(Dialect::builtin().decode_request(text.as_bytes()).unwrap(), request);
+    assert_eq!(
+        Dialect::builtin().decode_request(text.as_bytes()).unwrap(),
+        request
+    );
     let d = foreign();
     let mut two = request.clone();
     two.modules.push(InstalledModule {
@@ -124,7 +130,11 @@ fn bodies_that_are_not_a_check_in_the_dialect_say_why() {
     let err = |body: &str| d.decode_request(body.as_bytes()).unwrap_err().to_string();
     // Our own format is not this dialect's.
     let ours = request.encode();
-    assert!(err(&ours).contains("does not fit the dialect's template"), "{}", err(&ours));
+    assert!(
+        err(&ours).contains("does not fit the dialect's template"),
+        "{}",
+        err(&ours)
+    );
     assert!(err("not xml").contains("not a check"));
     assert!(err("").contains("not a check"));
     let renamed = good.replace("fw:Hardware>", "fw:Hw>");
@@ -132,7 +142,11 @@ fn bodies_that_are_not_a_check_in_the_dialect_say_why() {
     let bad_mac = good.replace("00:04:f2:00:01:76", "00:04:f2:00:01:zz");
     assert!(err(&bad_mac).contains("`mac`"), "{}", err(&bad_mac));
     let bad_version = good.replace("1.0.522.101", "1.0.x.101");
-    assert!(err(&bad_version).contains("`version`"), "{}", err(&bad_version));
+    assert!(
+        err(&bad_version).contains("`version`"),
+        "{}",
+        err(&bad_version)
+    );
     let no_parts = {
         let start = good.find("      <fw:Part>").unwrap();
         let end = good.find("    </fw:CheckFirmware>").unwrap();
@@ -145,7 +159,6 @@ fn bodies_that_are_not_a_check_in_the_dialect_say_why() {
     let cut = &good[..good.len() / 2];
     assert!(err(cut).contains("not a check"));
 }
-
 
 #[test]
 fn refuses_files_that_are_not_a_dialect() {

@@ -72,7 +72,11 @@ impl ReplyPaths {
     }
 
     fn write_el(&self, out: &mut String, el: &El, declare: bool) {
-        let name = el.name.as_ref().map(|n| self.qualified(n)).unwrap_or_default();
+        let name = el
+            .name
+            .as_ref()
+            .map(|n| self.qualified(n))
+            .unwrap_or_default();
         out.push('<');
         out.push_str(&name);
         if declare {

@@ -44,7 +44,10 @@ where
         if let Err(allow) = ctx.check_method(req.method()) {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("the check handler accepts {} only", allow.to_str().unwrap_or("POST")),
+                format!(
+                    "the check handler accepts {} only",
+                    allow.to_str().unwrap_or("POST")
+                ),
             );
             r.headers_mut().insert(header::ALLOW, allow);
             return ("check", r);

@@ -44,7 +44,10 @@ impl Ctx {
     /// are sent with).
     pub(crate) fn encode_reply(&self, response: &CheckResponse) -> (String, HeaderValue) {
         match &self.dialect {
-            None => (response.encode(), HeaderValue::from_static(CONTENT_TYPE_XML)),
+            None => (
+                response.encode(),
+                HeaderValue::from_static(CONTENT_TYPE_XML),
+            ),
             Some(d) => {
                 let content_type = d
                     .request

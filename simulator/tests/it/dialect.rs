@@ -164,7 +164,12 @@ fn a_check_listing_several_modules_teaches_the_module_section() {
     let phone = Command::new("python3")
         .arg(peers().join("foreign_client.py"))
         .args(["--server", &format!("http://127.0.0.1:{port}")])
-        .args(["--part", "UCUpdater.nbt:1.0.0.7", "--part", "Lang.bin:1.0.522.101"])
+        .args([
+            "--part",
+            "UCUpdater.nbt:1.0.0.7",
+            "--part",
+            "Lang.bin:1.0.522.101",
+        ])
         .args(["--har", &d("check.har")])
         .output()
         .unwrap();

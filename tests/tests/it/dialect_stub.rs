@@ -78,7 +78,14 @@ fn serve(dir: &Path, dialect: &str) -> (Proc, u16) {
         .args(["serve", "--data"])
         .arg(dir.join("srv"))
         .args(["--dialect", dialect, "--internal", "127.0.0.1:0"])
-        .args(["--internal-tls", "off", "--external", "off", "--admin", "off"])
+        .args([
+            "--internal-tls",
+            "off",
+            "--external",
+            "off",
+            "--admin",
+            "off",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -141,7 +148,10 @@ fn the_stub_stands_in_for_a_pool_of_the_foreign_dialect() {
     );
     assert_eq!(got["image"], "CPE.nbt");
     assert_eq!(got["downloaded"], files("dialect")[0].1.len(), "{got}");
-    let current = phone(port, &["--version", "1.0.523.0", "--mac", "00:04:f2:00:01:77"]);
+    let current = phone(
+        port,
+        &["--version", "1.0.523.0", "--mac", "00:04:f2:00:01:77"],
+    );
     assert_eq!(current["status"], 200, "{current}");
     assert_eq!(current["offer"], serde_json::Value::Null, "{current}");
 
@@ -158,8 +168,16 @@ fn the_stub_stands_in_for_a_pool_of_the_foreign_dialect() {
     }
     .encode();
     for (path, body, reason) in [
-        ("/fw/check.asmx", ours.as_str(), "does not fit the dialect's template"),
-        ("/RequestHandler/ucdevice.upx", ours.as_str(), "does not fit"),
+        (
+            "/fw/check.asmx",
+            ours.as_str(),
+            "does not fit the dialect's template",
+        ),
+        (
+            "/RequestHandler/ucdevice.upx",
+            ours.as_str(),
+            "does not fit",
+        ),
         ("/fw/check.asmx", "<soap:Envelope", "not a check"),
         ("/fw/check.asmx", "", "not a check"),
     ] {

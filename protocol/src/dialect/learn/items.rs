@@ -126,14 +126,24 @@ mod tests {
 
     #[test]
     fn finds_repeated_items_with_their_layout() {
-        let text = "<r>\n  <m:P a=\"x\"><V>1.0.0.1</V></m:P>\n  <m:P a='>'><V>1.0.0.2</V></m:P>\n</r>\n";
+        let text =
+            "<r>\n  <m:P a=\"x\"><V>1.0.0.1</V></m:P>\n  <m:P a='>'><V>1.0.0.2</V></m:P>\n</r>\n";
         let els = elements(text);
         let names: Vec<&str> = els.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["r", "m:P", "V", "m:P", "V"]);
-        assert_eq!(&text[els[1].start..els[1].end], "<m:P a=\"x\"><V>1.0.0.1</V></m:P>");
+        assert_eq!(
+            &text[els[1].start..els[1].end],
+            "<m:P a=\"x\"><V>1.0.0.1</V></m:P>"
+        );
         let r = around(text, &els, 2).unwrap();
-        assert_eq!(&text[r.start..r.first_end], "  <m:P a=\"x\"><V>1.0.0.1</V></m:P>\n");
-        assert_eq!(&text[r.first_end..r.end], "  <m:P a='>'><V>1.0.0.2</V></m:P>\n");
+        assert_eq!(
+            &text[r.start..r.first_end],
+            "  <m:P a=\"x\"><V>1.0.0.1</V></m:P>\n"
+        );
+        assert_eq!(
+            &text[r.first_end..r.end],
+            "  <m:P a='>'><V>1.0.0.2</V></m:P>\n"
+        );
         assert_eq!(r.items.len(), 2);
         // One module: nothing repeats.
         let one = "<r><P><V>1.0.0.1</V></P></r>";

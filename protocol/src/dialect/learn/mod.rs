@@ -98,7 +98,11 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
         let r = items::around(text, &items::elements(text), first.element_index)?;
         r.items
             .iter()
-            .all(|(a, b)| spans.iter().any(|s| s.start >= *a && s.end <= *b && is_version(s)))
+            .all(|(a, b)| {
+                spans
+                    .iter()
+                    .any(|s| s.start >= *a && s.end <= *b && is_version(s))
+            })
             .then_some(r)
     });
     if let Some(r) = &repeat {
@@ -232,7 +236,10 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
     // In a module section each module's update type differs: the first item's value that is
     // its file name's stem (`UpdateType="CPE"` beside `FileName="CPE.nbt"`) is a placeholder.
     if let (Some(r), Some(f)) = (&repeat, file) {
-        let stem = f.value.rsplit_once('.').map_or(f.value.as_str(), |(s, _)| s);
+        let stem = f
+            .value
+            .rsplit_once('.')
+            .map_or(f.value.as_str(), |(s, _)| s);
         let in_first = |s: &Span| s.start >= r.start && s.end <= r.first_end;
         if let Some(t) = spans
             .iter()

@@ -194,7 +194,10 @@ fn a_check_with_several_modules_teaches_the_module_section() {
         let learned = learn("pool", &exchange, &Hints::default()).unwrap();
         let toml = &learned.toml;
         assert_eq!(toml.matches("{{#modules}}").count(), 1, "{name}: {toml}");
-        assert!(!toml.contains("UCUpdater") && !toml.contains("1.0.0.7"), "{name}: {toml}");
+        assert!(
+            !toml.contains("UCUpdater") && !toml.contains("1.0.0.7"),
+            "{name}: {toml}"
+        );
         let report = check(&learned.dialect, &exchange).unwrap();
         assert!(report.identical, "{name}: {toml}");
         assert_eq!(report.device.modules, request.modules, "{name}");
@@ -206,7 +209,9 @@ fn a_check_with_several_modules_teaches_the_module_section() {
             "{name}"
         );
         assert_eq!(
-            learned.dialect.decode_request(dialect.encode_request(&other).as_bytes()),
+            learned
+                .dialect
+                .decode_request(dialect.encode_request(&other).as_bytes()),
             Ok(other),
             "{name}"
         );

@@ -11,12 +11,15 @@
 
 use super::{MatchError, Node, Template};
 
+/// Named values as read, in body order.
+pub type Values = Vec<(String, String)>;
+
 /// The values read from a body, as written (still XML-escaped), in body order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
-    pub values: Vec<(String, String)>,
+    pub values: Values,
     /// Per list of the template, its items' values, in order.
-    pub lists: Vec<(String, Vec<Vec<(String, String)>>)>,
+    pub lists: Vec<(String, Vec<Values>)>,
 }
 
 /// Work one read may do before it gives up (each try of a node, or of a value's end, is one
@@ -28,7 +31,9 @@ pub const MAX_ITEMS: usize = 1024;
 /// What follows the nodes being matched: more nodes of an enclosing sequence, or the end.
 enum Cont<'n, 'k> {
     /// The end of the body (`whole`), or of a list item (anywhere).
-    Done { whole: bool },
+    Done {
+        whole: bool,
+    },
     Then(&'n [Node], &'k Cont<'n, 'k>),
 }
 
@@ -241,7 +246,10 @@ mod tests {
             i.set("x", Some(x)).set("y", y);
             i
         };
-        c.list("items", vec![item("p", None), item("q", Some("z")), item("", None)]);
+        c.list(
+            "items",
+            vec![item("p", None), item("q", Some("z")), item("", None)],
+        );
         let body = tpl.render(&c);
         let got = tpl.read(&body).unwrap();
         assert_eq!(got.values, vec![("a".to_owned(), "1&amp;2".to_owned())]);
@@ -269,7 +277,10 @@ mod tests {
         let tpl = t("<r>{{a}}</r>\n");
         assert_eq!(tpl.read("<r>x</q>\n"), Err(MatchError::Differs { at: 4 }));
         assert_eq!(tpl.read("<s>x</r>\n"), Err(MatchError::Differs { at: 1 }));
-        assert_eq!(tpl.read("<r>x</r>\nmore"), Err(MatchError::Differs { at: 9 }));
+        assert_eq!(
+            tpl.read("<r>x</r>\nmore"),
+            Err(MatchError::Differs { at: 9 })
+        );
         // A value never spans markup.
         assert!(tpl.read("<r><x/></r>\n").is_err());
         assert!(tpl.read("").is_err());
@@ -283,7 +294,9 @@ mod tests {
         let many = t("{{#items}}<i>{{x}}</i>{{/items}}");
         assert!(many.read(&"<i>1</i>".repeat(MAX_ITEMS + 1)).is_err());
         assert_eq!(
-            many.read(&"<i>1</i>".repeat(MAX_ITEMS)).unwrap().lists[0].1.len(),
+            many.read(&"<i>1</i>".repeat(MAX_ITEMS)).unwrap().lists[0]
+                .1
+                .len(),
             MAX_ITEMS
         );
     }
