@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         let builtin = Dialect::builtin();
         if let (Ok(ours), Ok(wire)) = (builtin.decode_reply(rest), CheckResponse::decode(rest)) {
-            assert_eq!(ours, wire, "the built-in dialect reads a reply as the wire format does");
+            assert_eq!(
+                ours, wire,
+                "the built-in dialect reads a reply as the wire format does"
+            );
         }
     }
 });
