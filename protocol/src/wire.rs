@@ -676,7 +676,7 @@ fn segment(el: &Element, name: &'static str) -> Result<PathSegment, ProtocolErro
 }
 
 /// Free text fields (users, timestamps, URLs) must fit on one audit-log line.
-fn checked_text(field: &'static str) -> impl Fn(&str) -> Result<String, ProtocolError> {
+pub(crate) fn checked_text(field: &'static str) -> impl Fn(&str) -> Result<String, ProtocolError> {
     move |value| {
         if value.len() > 1024 {
             return Err(ProtocolError::invalid(field, "longer than 1024 bytes"));

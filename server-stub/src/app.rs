@@ -129,6 +129,7 @@ impl App {
                 server_name: config.server_name.clone(),
                 pool_fqdn: config.pool_fqdn(),
                 accept_unknown_device_types: config.accept_unknown_device_types,
+                dialect: config.dialect.clone(),
                 open_device_connections: AtomicUsize::new(0),
                 per_client: Mutex::new(HashMap::new()),
                 admin_token: opened.token,

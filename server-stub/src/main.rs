@@ -228,6 +228,10 @@ struct ServeArgs {
     /// Accept device types other than UCPhone and RoundTable in checks (default: 400).
     #[arg(long)]
     accept_unknown_device_types: bool,
+    /// The wire dialect of checks and replies: a dialect file (`ucupdate-sim dialect learn`),
+    /// so the stub stands in for a pool of that dialect, or `ucupdate` (the built-in one).
+    #[arg(long, value_name = "NAME.toml|ucupdate", default_value = "ucupdate")]
+    dialect: String,
     /// Seconds a client has to send a request header (and finish a TLS handshake).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     header_timeout: u64,
@@ -530,6 +534,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         audit_format: args.audit_format,
         deploy_roundtable_on_import: args.deploy_roundtable_on_import,
         accept_unknown_device_types: args.accept_unknown_device_types,
+        dialect: (args.dialect != ucupdate_protocol::dialect::BUILTIN)
+            .then(|| {
+                let text = std::fs::read_to_string(&args.dialect)?;
+                anyhow::Ok(std::sync::Arc::new(
+                    ucupdate_protocol::dialect::Dialect::from_toml(&text)?,
+                ))
+            })
+            .transpose()
+            .with_context(|| format!("--dialect {}", args.dialect))?,
         limits: Limits {
             header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub deploy_roundtable_on_import: bool,
     /// Accept device types other than `UCPhone` and `RoundTable` in checks (default: 400).
     pub accept_unknown_device_types: bool,
+    /// The wire dialect the device endpoints speak (docs/PROTOCOL.md §11): checks arrive at
+    /// its path too and are read through its request template, replies are written in it.
+    /// `None`: the built-in `ucupdate`.
+    pub dialect: Option<Arc<ucupdate_protocol::dialect::Dialect>>,
     pub limits: Limits,
     /// How often inventory changes from checks are written to the database.
     pub flush_interval: Duration,
@@ -116,6 +120,7 @@ impl ServerConfig {
             store_layout: Default::default(),
             deploy_roundtable_on_import: false,
             accept_unknown_device_types: false,
+            dialect: None,
             limits: Limits::default(),
             flush_interval: Duration::from_secs(1),
             quotas: Quotas::default(),

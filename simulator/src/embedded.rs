@@ -51,12 +51,14 @@ pub enum EmbeddedError {
 }
 
 /// Starts the stub on loopback with every simulated user of `fleet` that signs in from outside,
-/// in `data_dir` or a temporary directory removed after the run.
+/// in `data_dir` or a temporary directory removed after the run, speaking `dialect` (the one
+/// the devices check in; `None`: the built-in one).
 pub async fn start(
     fleet: &FleetSpec,
     user_domain: &str,
     password_secret: &str,
     data_dir: Option<PathBuf>,
+    dialect: Option<std::sync::Arc<ucupdate_protocol::dialect::Dialect>>,
 ) -> Result<Embedded, EmbeddedError> {
     let (dir, path) = match data_dir {
         Some(p) => (None, p),
@@ -83,6 +85,7 @@ pub async fn start(
     config.flush_interval = std::time::Duration::from_secs(5);
     let (signer, catalog_ca_pem) = run_signer()?;
     config.catalog_signer = Some(signer);
+    config.dialect = dialect;
     let server = ucupdate_server_stub::start(config).await?;
     let internal = server
         .internal_url()
@@ -412,7 +415,7 @@ mod tests {
             seed: 1,
         };
         let dir = tempfile::tempdir().unwrap();
-        let e = start(&fleet, "SIM", "secret", Some(dir.path().to_owned()))
+        let e = start(&fleet, "SIM", "secret", Some(dir.path().to_owned()), None)
             .await
             .unwrap();
         let key: UpdateKey = "UCPhone/Polycom/CX700/A/ENU/CPE".parse().unwrap();

@@ -295,6 +295,7 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
                     &spec.user_domain,
                     &spec.password_secret,
                     data_dir,
+                    spec.dialect.clone(),
                 )
                 .await?;
                 let admin: Arc<dyn Admin> = Arc::new(ControlAdmin(e.server.control()));

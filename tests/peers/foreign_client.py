@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A phone speaking the made-up foreign dialect (tests/peers/foreign.toml), written without any
-of the project's Rust code: one check against --server, printed as JSON, and optionally the
+of the project's Rust code: one check against --server (one module, or several with --part), printed as JSON, and optionally the
 exchange saved as a HAR 1.2 file (--har) and/or a folder of bodies (--save-dir: request.xml,
 reply.xml, request.http with the request line and headers), as a capture tool would.
 
@@ -29,12 +29,17 @@ def body(a):
         "      <fw:Hardware>%s</fw:Hardware>\n"
         "      <fw:Sn>%s</fw:Sn>\n"
         "%s"
-        "      <fw:Part><fw:Name>%s</fw:Name><fw:Rev>%s</fw:Rev><fw:Stamp>%s</fw:Stamp></fw:Part>\n"
+        "%s"
         "    </fw:CheckFirmware>\n"
         "  </soap:Body>\n"
         "</soap:Envelope>\n"
     ) % (SOAP, FW, a.device_type, a.brand, a.model, a.revision, a.locale, a.mac, a.serial,
-         user, a.file, a.version, a.timestamp)
+         user, "".join(part(f, v, a.timestamp) for f, v in [(a.file, a.version)] + a.part))
+
+
+def part(name, version, stamp):
+    return ("      <fw:Part><fw:Name>%s</fw:Name><fw:Rev>%s</fw:Rev><fw:Stamp>%s</fw:Stamp></fw:Part>\n"
+            % (name, version, stamp))
 
 
 def main():
@@ -51,6 +56,8 @@ def main():
     ap.add_argument("--file", default="CPE.nbt")
     ap.add_argument("--version", default="1.0.522.101")
     ap.add_argument("--timestamp", default="2009-06-01T10:00:00Z")
+    ap.add_argument("--part", action="append", default=[], type=lambda t: tuple(t.split(":", 1)),
+                    metavar="FILE:VERSION", help="another module after the first (repeatable)")
     ap.add_argument("--auth", help="an Authorization header value to send")
     ap.add_argument("--har")
     ap.add_argument("--save-dir")

@@ -4,7 +4,8 @@ of the project's Rust code: the standard library's HTTP server and ElementTree o
 
 POST /fw/check.asmx  a SOAP CheckFirmware; offers --offer to a device whose first part's Rev
                      differs from it, else an empty CheckFirmwareResult ("no update").
-GET  /DeviceUpdateFiles_Int/...  the offered files (deterministic bytes, Range requests,
+GET  /DeviceUpdateFiles_Int/...  the offered files (deterministic bytes, or with --files DIR
+                     the file at DIR/<the URL's path>, 404 if missing; Range requests,
                      .nbt as application/octet-stream; `..` or backslashes refused).
 GET  /stats          JSON counts: checks, offers, downloads.
 
@@ -12,6 +13,7 @@ Prints "PORT <n>" on its first stdout line once it listens (port 0 picks a free 
 """
 import argparse
 import json
+import os
 import sys
 import threading
 import xml.etree.ElementTree as ET
@@ -39,6 +41,7 @@ def file_bytes(path):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     offer = "1.0.522.200"
+    files = None
 
     def log_message(self, *args):
         pass
@@ -66,8 +69,15 @@ class Handler(BaseHTTPRequestHandler):
             lowered = self.path.lower()
             if ".." in self.path or "%2e" in lowered or "\\" in self.path or "%5c" in lowered:
                 return self.send(400, b"bad path", "text/plain")
+            if Handler.files is not None:
+                try:
+                    with open(os.path.join(Handler.files, self.path.lstrip("/")), "rb") as f:
+                        data = f.read()
+                except OSError:
+                    return self.send(404, b"no such file", "text/plain")
+            else:
+                data = file_bytes(self.path)
             self.count("downloads")
-            data = file_bytes(self.path)
             ctype = {"nbt": "application/octet-stream", "cat": "application/vnd.ms-pki.seccat"}.get(
                 self.path.rsplit(".", 1)[-1], "application/octet-stream")
             rng = self.headers.get("Range", "")
@@ -139,8 +149,10 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--offer", default="1.0.522.200")
+    ap.add_argument("--files", help="serve the offered files from this folder")
     args = ap.parse_args()
     Handler.offer = args.offer
+    Handler.files = args.files
     ThreadingHTTPServer.request_queue_size = 1024  # a fleet connects all at once
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True

@@ -12,20 +12,23 @@
 pub mod check;
 pub mod learn;
 mod reply;
+mod request;
 pub mod template;
 pub mod tree;
+mod write;
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::identity::{MacAddress, SerialNumber};
-use crate::wire::{CheckRequest, CheckResponse, Offer};
+use crate::identity::MacAddress;
+use crate::wire::{CheckResponse, Offer};
 use crate::ProtocolError;
-use template::{Context, Template, Vocabulary};
+use template::{Template, Vocabulary};
 use tree::Path;
 
 pub use reply::ReplyPaths;
+pub use request::DecodeError;
 
 /// The dialect file format this code reads (`format = 1`).
 pub const FORMAT: i64 = 1;
@@ -105,8 +108,6 @@ pub enum DialectError {
     Path { path: String, why: String },
     #[error("header `{0}` carries credentials or is set by the client; it cannot be in a dialect")]
     ForbiddenHeader(String),
-    #[error("dialect `{0}` has no reply template, so it cannot write replies")]
-    NoReplyTemplate(String),
 }
 
 /// How the captured device spelled its MAC address.
@@ -288,56 +289,6 @@ impl Dialect {
         })
     }
 
-    /// The check body a device with `request` sends in this dialect.
-    pub fn encode_request(&self, request: &CheckRequest) -> String {
-        self.request.body.render(&self.request_context(request))
-    }
-
-    /// The values a check request fills in (what `dialect check` compares, too).
-    pub fn request_context(&self, request: &CheckRequest) -> Context {
-        let id = &request.identity;
-        let mut c = Context::new();
-        c.set("device_type", Some(id.device_type.as_str()))
-            .set("brand", Some(id.brand.as_str()))
-            .set("model", Some(id.model.as_str()))
-            .set("revision", Some(id.revision.as_str()))
-            .set("locale", Some(id.locale.as_str()))
-            .set(
-                "mac",
-                Some(
-                    id.mac
-                        .map(|m| self.request.mac_format.spell(m))
-                        .unwrap_or_default(),
-                ),
-            )
-            .set(
-                "serial",
-                Some(
-                    id.serial
-                        .as_ref()
-                        .map(SerialNumber::as_str)
-                        .unwrap_or_default(),
-                ),
-            )
-            .set("user", request.user.as_deref());
-        let module = |m: &crate::wire::InstalledModule| {
-            let mut mc = Context::new();
-            mc.set("update_type", Some(m.update_type.as_str()))
-                .set("file_name", Some(m.file_name.as_str()))
-                .set("version", Some(m.version.to_string()))
-                .set("timestamp", m.timestamp.as_deref());
-            mc
-        };
-        if let Some(first) = request.modules.first() {
-            c.set("update_type", Some(first.update_type.as_str()))
-                .set("file_name", Some(first.file_name.as_str()))
-                .set("version", Some(first.version.to_string()))
-                .set("timestamp", first.timestamp.as_deref());
-        }
-        c.list("modules", request.modules.iter().map(module).collect());
-        c
-    }
-
     /// Reads a reply in this dialect (the first offered update when it offers several).
     pub fn decode_reply(&self, body: &[u8]) -> Result<CheckResponse, ProtocolError> {
         self.reply.decode(body)
@@ -348,11 +299,10 @@ impl Dialect {
         self.reply.decode_offers(body)
     }
 
-    /// Writes a reply in this dialect (for a stub standing in for a pool of this dialect).
-    pub fn encode_reply(&self, response: &CheckResponse) -> Result<String, DialectError> {
-        self.reply
-            .encode(response)
-            .ok_or_else(|| DialectError::NoReplyTemplate(self.name.clone()))
+    /// Writes a reply in this dialect (for a stub standing in for a pool of this dialect):
+    /// through its reply template if it has one, else where its reply paths say.
+    pub fn encode_reply(&self, response: &CheckResponse) -> String {
+        self.reply.encode(response)
     }
 }
 

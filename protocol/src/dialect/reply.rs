@@ -1,5 +1,6 @@
 //! The reply side of a dialect: where each value of a check reply is, how "no update" looks,
-//! and (optionally) the template a stub writes replies with.
+//! and (optionally) the template a stub writes replies with (without one, it writes them from
+//! the paths: [`super::write`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -296,9 +297,12 @@ impl ReplyPaths {
         })
     }
 
-    /// `None` when the dialect has no reply template.
-    pub fn encode(&self, response: &CheckResponse) -> Option<String> {
-        let template = self.body.as_ref()?;
+    /// Through the reply template when the dialect has one, else through the paths alone
+    /// ([`super::write`]).
+    pub fn encode(&self, response: &CheckResponse) -> String {
+        let Some(template) = self.body.as_ref() else {
+            return self.write(response);
+        };
         let mut c = Context::new();
         if let CheckResponse::Update(offer) = response {
             let find = |k: FileKind| {
@@ -334,7 +338,7 @@ impl ReplyPaths {
         } else {
             c.set("downloads", Some("0"));
         }
-        Some(template.render(&c))
+        template.render(&c)
     }
 }
 

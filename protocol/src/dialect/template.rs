@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use super::DialectError;
 use crate::xml;
 
+mod read;
+pub use read::{Captured, MAX_ITEMS};
+
 /// One parsed piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
@@ -34,8 +37,8 @@ pub struct Template {
 pub enum MatchError {
     #[error("the body differs from the template at byte {at}")]
     Differs { at: usize },
-    #[error("only templates without sections or adjacent placeholders can be matched")]
-    Sections,
+    #[error("the body is too intricate to read through the template")]
+    TooComplex,
 }
 
 /// The values a template is rendered with: text values and lists of nested contexts.
@@ -191,54 +194,6 @@ impl Template {
         let mut out = String::with_capacity(self.source.len() + 256);
         render_into(&mut out, &self.nodes, &[context]);
         out
-    }
-
-    /// Reads the values back out of a body rendered from a template without sections (what a
-    /// learned dialect is): every literal must match byte for byte; a value runs to the next
-    /// literal. Values come back as written (still XML-escaped). `Err` names the byte offset
-    /// where the body leaves the template.
-    pub fn match_flat(&self, body: &str) -> Result<Vec<(String, String)>, MatchError> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        let mut pending: Option<&str> = None;
-        for node in &self.nodes {
-            match node {
-                Node::Literal(lit) => {
-                    let found = match pending.take() {
-                        Some(name) => {
-                            let end = body[at..]
-                                .find(lit.as_str())
-                                .ok_or(MatchError::Differs { at })?;
-                            out.push((name.to_owned(), body[at..at + end].to_owned()));
-                            at + end
-                        }
-                        None if body[at..].starts_with(lit.as_str()) => at,
-                        None => {
-                            let same = body[at..]
-                                .bytes()
-                                .zip(lit.bytes())
-                                .take_while(|(a, b)| a == b)
-                                .count();
-                            return Err(MatchError::Differs { at: at + same });
-                        }
-                    };
-                    at = found + lit.len();
-                }
-                Node::Value(name) => {
-                    if pending.is_some() {
-                        return Err(MatchError::Sections);
-                    }
-                    pending = Some(name);
-                }
-                _ => return Err(MatchError::Sections),
-            }
-        }
-        match pending {
-            Some(name) => out.push((name.to_owned(), body[at..].to_owned())),
-            None if at != body.len() => return Err(MatchError::Differs { at }),
-            None => {}
-        }
-        Ok(out)
     }
 
     /// The literal pieces in order (what must match a capture byte for byte).

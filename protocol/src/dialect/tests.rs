@@ -7,7 +7,7 @@ use super::*;
 use crate::identity::{DeviceIdentity, DeviceType, FileName, PathSegment};
 use crate::store::FileKind;
 use crate::version::FirmwareVersion;
-use crate::wire::{InstalledModule, OfferStatus, OfferedFile};
+use crate::wire::{CheckRequest, InstalledModule, OfferStatus, OfferedFile};
 
 fn fixture(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
@@ -54,7 +54,7 @@ fn builtin_reads_and_writes_every_golden_reply_byte_for_byte() {
     for name in ["check_response_update.xml", "check_response_no_update.xml"] {
         let text = fixture(name);
         let response = CheckResponse::decode(text.as_bytes()).unwrap();
-        assert_eq!(d.encode_reply(&response).unwrap(), text, "{name}");
+        assert_eq!(d.encode_reply(&response), text, "{name}");
     }
 }
 
@@ -84,10 +84,80 @@ fn foreign_dialect_speaks_the_peers_format() {
     let wrong_ns =
         String::from_utf8_lossy(reply).replace("urn:example:firmware-check:2", "urn:other");
     assert!(d.decode_reply(wrong_ns.as_bytes()).is_err());
-    assert!(matches!(
+    // No reply template: the stub writes the reply where the paths say, with the dialect's
+    // prefixes, and "no update" as the empty result element.
+    assert_eq!(
         d.encode_reply(&CheckResponse::NoUpdate),
-        Err(DialectError::NoReplyTemplate(_))
-    ));
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<env:Envelope xmlns:env=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:fw=\"urn:example:firmware-check:2\"><env:Body><fw:CheckFirmwareResult/></env:Body></env:Envelope>\n"
+    );
+    let written = d.encode_reply(&CheckResponse::Update(offer.clone()));
+    assert!(
+        written.contains("<fw:CheckFirmwareResult fw:count=\"2\" fw:internal=\"http://h/DeviceUpdateFiles_Int/UCPhone/Polycom/CX700/A/ENU/1.0.522.200/CPE\" fw:external=\"\"><fw:Offer><fw:Rev>1.0.522.200</fw:Rev><fw:Image>CPE.nbt</fw:Image><fw:Signature>CPE.cat</fw:Signature></fw:Offer>"),
+        "{written}"
+    );
+    assert_eq!(
+        d.decode_reply(written.as_bytes()).unwrap(),
+        CheckResponse::Update(offer)
+    );
+}
+
+#[test]
+fn checks_are_read_back_through_the_template() {
+    let text = fixture("check_request.xml");
+    let request = CheckRequest::decode(text.as_bytes()).unwrap();
+    assert_eq!(
+        Dialect::builtin().decode_request(text.as_bytes()).unwrap(),
+        request
+    );
+    let d = foreign();
+    let mut two = request.clone();
+    two.modules.push(InstalledModule {
+        update_type: PathSegment::new("UCUpdater").unwrap(),
+        file_name: FileName::new("UCUpdater.nbt").unwrap(),
+        version: "1.0.0.7".parse().unwrap(),
+        timestamp: None,
+    });
+    let body = d.encode_request(&two);
+    assert_eq!(body.matches("<fw:Part>").count(), 2, "{body}");
+    assert_eq!(d.decode_request(body.as_bytes()).unwrap(), two);
+}
+
+#[test]
+fn bodies_that_are_not_a_check_in_the_dialect_say_why() {
+    let d = foreign();
+    let request = CheckRequest::decode(fixture("check_request.xml").as_bytes()).unwrap();
+    let good = d.encode_request(&request);
+    let err = |body: &str| d.decode_request(body.as_bytes()).unwrap_err().to_string();
+    // Our own format is not this dialect's.
+    let ours = request.encode();
+    assert!(
+        err(&ours).contains("does not fit the dialect's template"),
+        "{}",
+        err(&ours)
+    );
+    assert!(err("not xml").contains("not a check"));
+    assert!(err("").contains("not a check"));
+    let renamed = good.replace("fw:Hardware>", "fw:Hw>");
+    assert!(err(&renamed).contains("differs from the template at byte"));
+    let bad_mac = good.replace("00:04:f2:00:01:76", "00:04:f2:00:01:zz");
+    assert!(err(&bad_mac).contains("`mac`"), "{}", err(&bad_mac));
+    let bad_version = good.replace("1.0.522.101", "1.0.x.101");
+    assert!(
+        err(&bad_version).contains("`version`"),
+        "{}",
+        err(&bad_version)
+    );
+    let no_parts = {
+        let start = good.find("      <fw:Part>").unwrap();
+        let end = good.find("    </fw:CheckFirmware>").unwrap();
+        format!("{}{}", &good[..start], &good[end..])
+    };
+    assert_eq!(
+        d.decode_request(no_parts.as_bytes()),
+        Err(DecodeError::NoModule)
+    );
+    let cut = &good[..good.len() / 2];
+    assert!(err(cut).contains("not a check"));
 }
 
 #[test]
@@ -248,6 +318,43 @@ fn response() -> impl Strategy<Value = CheckResponse> {
     prop_oneof![Just(CheckResponse::NoUpdate), offer]
 }
 
+/// What the foreign dialect can say: an image and maybe its catalog, no sizes, digests or
+/// status (approved), the update type being the image's stem.
+fn foreign_response() -> impl Strategy<Value = CheckResponse> {
+    let offer = (
+        segment(),
+        version(),
+        any::<bool>(),
+        proptest::option::of("[0-9T:Z-]{1,20}"),
+        "[a-z/:.&]{1,30}",
+    )
+        .prop_map(|(t, v, catalog, timestamp, url)| {
+            let file = |ext: &str| {
+                let file_name = FileName::new(&format!("{t}.{ext}")).unwrap();
+                OfferedFile {
+                    kind: FileKind::of(&file_name),
+                    file_name,
+                    size: None,
+                    sha256: None,
+                }
+            };
+            let mut files = vec![file("nbt")];
+            if catalog {
+                files.push(file("cat"));
+            }
+            CheckResponse::Update(Offer {
+                base_url: format!("http://{url}"),
+                external_base_url: format!("https://ext/{url}"),
+                update_type: t.clone(),
+                version: v,
+                timestamp,
+                status: OfferStatus::Approved,
+                files,
+            })
+        });
+    prop_oneof![Just(CheckResponse::NoUpdate), offer]
+}
+
 proptest! {
     #[test]
     fn builtin_requests_equal_wire_requests(r in request()) {
@@ -257,9 +364,33 @@ proptest! {
     #[test]
     fn builtin_replies_equal_wire_replies_and_read_back(r in response()) {
         let d = Dialect::builtin();
-        let text = d.encode_reply(&r).unwrap();
+        let text = d.encode_reply(&r);
         prop_assert_eq!(&text, &r.encode());
         prop_assert_eq!(d.decode_reply(text.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn requests_read_back_through_the_builtin_and_the_foreign_dialect(r in request()) {
+        let ours = Dialect::builtin();
+        let body = ours.encode_request(&r);
+        prop_assert_eq!(ours.decode_request(body.as_bytes()).unwrap(), r.clone());
+        prop_assert_eq!(CheckRequest::decode(body.as_bytes()).unwrap(), r.clone());
+        let d = foreign();
+        prop_assert_eq!(d.decode_request(d.encode_request(&r).as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn replies_written_from_the_paths_alone_read_back(r in response()) {
+        let mut paths_only = Dialect::builtin();
+        paths_only.reply.body = None;
+        let text = paths_only.encode_reply(&r);
+        prop_assert_eq!(paths_only.decode_reply(text.as_bytes()).unwrap(), r);
+    }
+
+    #[test]
+    fn foreign_replies_read_back(r in foreign_response()) {
+        let d = foreign();
+        prop_assert_eq!(d.decode_reply(d.encode_reply(&r).as_bytes()).unwrap(), r);
     }
 
     #[test]

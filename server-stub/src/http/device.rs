@@ -1,5 +1,6 @@
 //! The device endpoints of one site (internal or external): the check handler (which also
-//! takes log uploads, `?action=logupload`) and the update files. Every refusal is a 4xx with a
+//! takes log uploads, `?action=logupload`; in a dialect's path and format too: [`super::dialect`])
+//! and the update files. Every refusal is a 4xx with a
 //! one-line reason, logged at `warn`, and leaves the connection and the server serving.
 //! The quotas ([`crate::quota::Quotas`]) apply here: modules per check, the inventory cap and
 //! the log quotas (`crate::logs`); so do the settings ([`crate::settings`]): the log types,
@@ -9,14 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use ucupdate_protocol::wire::{
-    CheckResponse, CONTENT_TYPE_XML, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES,
-    MAX_MESSAGE_BYTES,
+    CheckResponse, EXTERNAL_HANDLER_PATH, INTERNAL_HANDLER_PATH, MAX_LOG_BYTES, MAX_MESSAGE_BYTES,
 };
-use ucupdate_protocol::{
-    AuditRecord, CheckRequest, DeviceType, LogUpload, ResponseModule, StoreKind,
-};
+use ucupdate_protocol::{AuditRecord, DeviceType, LogUpload, ResponseModule, StoreKind};
 
 use super::{
     drain, files, full, read_capped, refuse_declared, text, Body, BodyError, Ctx, LINGER_BYTES,
@@ -42,14 +40,16 @@ where
         StoreKind::External => EXTERNAL_HANDLER_PATH,
     };
     let path = req.uri().path();
-    if path.eq_ignore_ascii_case(handler) {
-        if req.method() != Method::POST {
+    if path.eq_ignore_ascii_case(handler) || ctx.is_dialect_check_path(path) {
+        if let Err(allow) = ctx.check_method(req.method()) {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "the check handler accepts POST only",
+                format!(
+                    "the check handler accepts {} only",
+                    allow.to_str().unwrap_or("POST")
+                ),
             );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r.headers_mut().insert(header::ALLOW, allow);
             return ("check", r);
         }
         return match LogUpload::from_query(req.uri().query().unwrap_or("")) {
@@ -98,10 +98,10 @@ where
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
-    let mut request = match CheckRequest::decode(&body) {
+    let mut request = match ctx.decode_check(&body) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(%peer, error = %super::clipped(e.to_string()), "bad check request");
+            tracing::warn!(%peer, error = %super::clipped(e.clone()), "bad check request");
             return text(StatusCode::BAD_REQUEST, format!("bad check request: {e}"));
         }
     };
@@ -172,11 +172,11 @@ where
     if let Err(e) = ctx.audit.append(&record) {
         tracing::error!(error = %e, "cannot write the audit log");
     }
-    let mut response = Response::new(full(decision.response.encode()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE_XML),
-    );
+    let (reply, content_type) = ctx.encode_reply(&decision.response);
+    let mut response = Response::new(full(reply));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
     response
 }
 

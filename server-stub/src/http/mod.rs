@@ -1,7 +1,8 @@
 //! The HTTP side: one context shared by all listeners, the response and body helpers, and the
 //! route modules that [`crate::app::App`] dispatches to.
 //! - [`conn`]: listeners, TLS handshakes, per-connection timeouts, the connection cap.
-//! - [`device`]: the device endpoints (check, log upload) of the internal and external sites.
+//! - [`device`]: the device endpoints (check, log upload) of the internal and external sites;
+//!   [`dialect`]: the wire dialect their checks and replies are in.
 //! - [`files`]: `GET`/`HEAD` of update files with single `Range`s, streamed from disk.
 //! - [`auth`]: NTLM on the external listener, state per connection.
 //! - [`admin`]: the loopback admin API and `/metrics`; [`admin_guard`]: its Host, Origin,
@@ -16,6 +17,7 @@ pub(crate) mod body_guard;
 pub(crate) mod cmdlets;
 pub(crate) mod conn;
 pub(crate) mod device;
+mod dialect;
 pub(crate) mod files;
 
 use std::collections::HashMap;
@@ -107,6 +109,8 @@ pub(crate) struct Ctx {
     /// The pool in rule identities (`service:WebServer:<pool>/<id>`).
     pub pool_fqdn: String,
     pub accept_unknown_device_types: bool,
+    /// The wire dialect of checks and replies (`serve --dialect`); `None`: the built-in one.
+    pub dialect: Option<Arc<ucupdate_protocol::dialect::Dialect>>,
     pub open_device_connections: AtomicUsize,
     /// Open device connections per client address (entries removed at zero).
     pub per_client: Mutex<HashMap<IpAddr, usize>>,

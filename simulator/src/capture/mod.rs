@@ -46,6 +46,12 @@ pub fn read(path: &Path, port: u16) -> Result<Capture, CaptureError> {
         return folder(path);
     }
     let bytes = std::fs::read(path).map_err(io)?;
+    read_bytes(&bytes, port)
+}
+
+/// Reads a capture file's bytes: pcap or pcapng by their magic number, else HAR (what the
+/// `capture` fuzz target drives).
+pub fn read_bytes(bytes: &[u8], port: u16) -> Result<Capture, CaptureError> {
     let magic = bytes.get(..4).unwrap_or_default();
     if [
         [0xd4, 0xc3, 0xb2, 0xa1],
@@ -56,9 +62,9 @@ pub fn read(path: &Path, port: u16) -> Result<Capture, CaptureError> {
     .iter()
     .any(|m| m == magic)
     {
-        return pcap::read(&bytes, port);
+        return pcap::read(bytes, port);
     }
-    har::read(&bytes)
+    har::read(bytes)
 }
 
 /// A folder: `request.xml` (or `request*`), `reply.xml` / `response.xml` (or `reply*` /

@@ -157,6 +157,46 @@ fn learn_from_the_python_phone_then_a_fleet_updates_against_the_python_pool() {
 }
 
 #[test]
+fn a_check_listing_several_modules_teaches_the_module_section() {
+    let (_pool, port) = foreign_server("1.0.523.0");
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let phone = Command::new("python3")
+        .arg(peers().join("foreign_client.py"))
+        .args(["--server", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--part",
+            "UCUpdater.nbt:1.0.0.7",
+            "--part",
+            "Lang.bin:1.0.522.101",
+        ])
+        .args(["--har", &d("check.har")])
+        .output()
+        .unwrap();
+    assert!(phone.status.success(), "{}", text(&phone));
+    let learned = sim(&["dialect", "learn", &d("check.har"), "-o", &d("pool.toml")]);
+    assert!(learned.status.success(), "{}", text(&learned));
+    assert!(
+        text(&learned).contains("the check lists 3 modules: learned as a repeated section"),
+        "{}",
+        text(&learned)
+    );
+    let toml = std::fs::read_to_string(d("pool.toml")).unwrap();
+    assert!(
+        toml.contains("{{#modules}}      <fw:Part><fw:Name>{{file_name}}</fw:Name><fw:Rev>{{version}}</fw:Rev><fw:Stamp>{{timestamp}}</fw:Stamp></fw:Part>\n{{/modules}}"),
+        "{toml}"
+    );
+    assert!(!toml.contains("UCUpdater"), "{toml}");
+    let checked = sim(&["dialect", "check", &d("pool.toml"), &d("check.har")]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("equals the capture byte for byte"),
+        "{}",
+        text(&checked)
+    );
+}
+
+#[test]
 fn captures_that_cannot_teach_give_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).display().to_string();

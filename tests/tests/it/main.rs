@@ -2,6 +2,9 @@
 //! crate, not one per file). Each module is a suite:
 //! - `dialect`: the protocol crate's dialect code against the made-up foreign dialect's
 //!   Python pool and phone (`peers/foreign_*.py`);
+//! - `dialect_agent`: the real agent updating itself against that Python pool;
+//! - `dialect_stub`: the stub standing in for a pool of that dialect (`serve --dialect`), for
+//!   the Python phone and a simulated fleet;
 //! - `faults`: network faults between the agent's real client and machine and a real stub
 //!   (fault proxies, DNS, wrong certificates): error class, back-off cap, no bad install,
 //!   convergence;
@@ -17,6 +20,8 @@
 //! loopback stub) come from `ucupdate_server_stub::testing`.
 
 mod dialect;
+mod dialect_agent;
+mod dialect_stub;
 mod faults;
 mod hostile;
 mod interop;

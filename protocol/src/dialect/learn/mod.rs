@@ -9,6 +9,7 @@
 //! model that is not unique) learning stops and names the hint (`--mac`, `--version`,
 //! `--model`) that decides it, instead of guessing. Credentials are never kept.
 
+mod items;
 mod reply;
 mod scan;
 
@@ -82,8 +83,35 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
         ));
     }
     let learned_reply = reply::learn(&exchange.reply)?;
-    let spans = scan::values(text);
+    let mut spans = scan::values(text);
     let mut notes = learned_reply.notes.clone();
+
+    // Several modules: the element of the first module's version repeats, once per module,
+    // each holding a version. The first item becomes the `modules` section; the values of
+    // the others are not the device's (nor ambiguous): they are the section's repeats.
+    let is_version = |s: &Span| {
+        s.value
+            .parse::<FirmwareVersion>()
+            .is_ok_and(|v| v.to_string() == s.value)
+    };
+    let repeat = spans.iter().find(|s| is_version(s)).and_then(|first| {
+        let r = items::around(text, &items::elements(text), first.element_index)?;
+        r.items
+            .iter()
+            .all(|(a, b)| {
+                spans
+                    .iter()
+                    .any(|s| s.start >= *a && s.end <= *b && is_version(s))
+            })
+            .then_some(r)
+    });
+    if let Some(r) = &repeat {
+        spans.retain(|s| s.start < r.first_end || s.end > r.end);
+        notes.push(format!(
+            "the check lists {} modules: learned as a repeated section (each module as the first one is written)",
+            r.items.len()
+        ));
+    }
     let mut chosen: Vec<(&'static str, Span)> = Vec::new();
 
     // The MAC: any spelling; two different ones need --mac.
@@ -104,14 +132,7 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
     };
 
     // The running version: four parts, printed as we print it.
-    let versions: Vec<&Span> = spans
-        .iter()
-        .filter(|s| {
-            s.value
-                .parse::<FirmwareVersion>()
-                .is_ok_and(|v| v.to_string() == s.value)
-        })
-        .collect();
+    let versions: Vec<&Span> = spans.iter().filter(|s| is_version(s)).collect();
     let version =
         pick(&versions, hints.version.as_deref(), "version", VERSION_FLAG)?.ok_or_else(|| {
             LearnError::Missing(
@@ -212,6 +233,21 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
         Some(s) => chosen.push(("file_name", s.clone())),
         None => notes.push("no module file name found in the check".into()),
     }
+    // In a module section each module's update type differs: the first item's value that is
+    // its file name's stem (`UpdateType="CPE"` beside `FileName="CPE.nbt"`) is a placeholder.
+    if let (Some(r), Some(f)) = (&repeat, file) {
+        let stem = f
+            .value
+            .rsplit_once('.')
+            .map_or(f.value.as_str(), |(s, _)| s);
+        let in_first = |s: &Span| s.start >= r.start && s.end <= r.first_end;
+        if let Some(t) = spans
+            .iter()
+            .find(|s| in_first(s) && in_first(f) && !taken(&chosen, s) && s.value == stem)
+        {
+            chosen.push(("update_type", t.clone()));
+        }
+    }
     for (placeholder, test) in [
         (
             "serial",
@@ -237,14 +273,24 @@ pub fn learn(name: &str, exchange: &Exchange, hints: &Hints) -> Result<Learned, 
         }
     }
 
-    // The template: captured bytes with the chosen spans replaced, in order.
+    // The template: captured bytes with the chosen spans replaced, in order, and the module
+    // items after the first replaced by the section's end.
     chosen.sort_by_key(|(_, s)| s.start);
+    let mut edits: Vec<(usize, usize, String)> = chosen
+        .iter()
+        .map(|(p, s)| (s.start, s.end, format!("{{{{{p}}}}}")))
+        .collect();
+    if let Some(r) = &repeat {
+        edits.push((r.start, r.start, "{{#modules}}".into()));
+        edits.push((r.first_end, r.end, "{{/modules}}".into()));
+        edits.sort_by_key(|(start, end, _)| (*start, *end));
+    }
     let mut body = String::with_capacity(text.len());
     let mut at = 0;
-    for (placeholder, s) in &chosen {
-        body.push_str(&text[at..s.start]);
-        body.push_str(&format!("{{{{{placeholder}}}}}"));
-        at = s.end;
+    for (start, end, with) in &edits {
+        body.push_str(&text[at..*start]);
+        body.push_str(with);
+        at = *end;
     }
     body.push_str(&text[at..]);
 

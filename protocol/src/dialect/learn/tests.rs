@@ -166,3 +166,54 @@ fn captures_that_cannot_teach_say_why() {
         Err(LearnError::RequestNotXml(_))
     ));
 }
+
+/// A check listing `modules` (file, version) after the fixture's CPE module.
+fn several(modules: &[(&str, &str)]) -> CheckRequest {
+    let mut request = device("00-04-F2-00-01-76", "1.0.522.101");
+    for (file, version) in modules {
+        let file_name = crate::identity::FileName::new(file).unwrap();
+        request.modules.push(crate::wire::InstalledModule {
+            update_type: crate::identity::PathSegment::new(file_name.stem()).unwrap(),
+            file_name,
+            version: version.parse().unwrap(),
+            timestamp: Some("2009-06-01T10:00:00Z".into()),
+        });
+    }
+    request
+}
+
+#[test]
+fn a_check_with_several_modules_teaches_the_module_section() {
+    for (name, dialect) in [("foreign", foreign()), ("ours", Dialect::builtin())] {
+        let request = several(&[("UCUpdater.nbt", "1.0.0.7"), ("Lang.bin", "1.0.522.101")]);
+        let mut exchange = foreign_exchange();
+        exchange.request = dialect.encode_request(&request).into_bytes();
+        if name == "ours" {
+            exchange.reply = fixture("check_response_update.xml");
+        }
+        let learned = learn("pool", &exchange, &Hints::default()).unwrap();
+        let toml = &learned.toml;
+        assert_eq!(toml.matches("{{#modules}}").count(), 1, "{name}: {toml}");
+        assert!(
+            !toml.contains("UCUpdater") && !toml.contains("1.0.0.7"),
+            "{name}: {toml}"
+        );
+        let report = check(&learned.dialect, &exchange).unwrap();
+        assert!(report.identical, "{name}: {toml}");
+        assert_eq!(report.device.modules, request.modules, "{name}");
+        // Another device with another number of modules renders as its own phone would.
+        let other = several(&[("X.nbt", "2.0.0.1")]);
+        assert_eq!(
+            learned.dialect.encode_request(&other),
+            dialect.encode_request(&other),
+            "{name}"
+        );
+        assert_eq!(
+            learned
+                .dialect
+                .decode_request(dialect.encode_request(&other).as_bytes()),
+            Ok(other),
+            "{name}"
+        );
+    }
+}
