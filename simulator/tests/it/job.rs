@@ -58,8 +58,10 @@ min_checks = 2
 converge_within = "45m"
 "#;
 
-/// 1200 virtual seconds per wall second: the 2 h scenario lasts 6 s, the storm 0.3 s.
-const TIME_SCALE: &str = "1200";
+/// 600 virtual seconds per wall second: the 2 h scenario lasts 12 s, the storm 0.5 s. At 1200
+/// the merged and single-process reports differed twice on a machine at load 10 (cause not
+/// pinned down); half the speed doubles every wall-time margin.
+const TIME_SCALE: &str = "600";
 
 async fn stub(dir: &Path) -> (RunningServer, PathBuf) {
     let mut config = ServerConfig::loopback(dir.join("data"));
@@ -278,7 +280,7 @@ async fn shards_started_apart_against_one_server_are_one_fleet() {
     assert_eq!(shared.control().hits("check"), checks);
 
     // The storm as the server saw it: all 24 devices' first checks within one second of wall
-    // time (5 virtual minutes are 0.25 s), though the shards started 1.5 s apart and more.
+    // time (5 virtual minutes are 0.5 s), though the shards started 1.5 s apart and more.
     // The audit lines are buffered until the server's flush tick.
     shared.control().flush().await.unwrap();
     let first = first_checks(&dir.path().join("shared/data"));
