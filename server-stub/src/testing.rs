@@ -3,7 +3,8 @@
 //! ([`identity`]), version parsing ([`v`]), a tagged set of
 //! published files ([`files`], whose catalog is signed by the tests' throwaway CA,
 //! [`catalog_ca_pem`]: the anchor an agent under test needs), the one NTLM user ([`USER`] / [`PASSWORD`], [`users`]), and a
-//! loopback stub on a caller's directory ([`loopback_config`], [`start`]). Before this module
+//! loopback stub on a caller's directory ([`loopback_config`], [`start`]), and peer processes
+//! that announce their port ([`start_peer`], [`python_peer`] for `tests/peers/*.py`). Before this module
 //! the agent, conformance, cross-crate and stub tests each carried a copy, and the copies had
 //! started to drift.
 //!
@@ -115,4 +116,50 @@ pub async fn start(dir: &Path, tune: impl FnOnce(&mut ServerConfig)) -> RunningS
     let mut config = loopback_config(dir);
     tune(&mut config);
     crate::start(config).await.expect("the stub starts")
+}
+
+/// A peer process (a Python server, a `ucupdate-server` binary) that the test owns: killed and
+/// reaped when dropped, so a failing assertion leaves no listener behind.
+pub struct Peer(pub std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` with its stdout piped and waits for the first line, on which the peer names
+/// the port it bound (`port_in` takes it out of the line; `None`: the peer said something
+/// else, and the test fails with that line and `hint`). The rest of stdout is left unread.
+pub fn start_peer(
+    cmd: &mut std::process::Command,
+    port_in: impl Fn(&str) -> Option<u16>,
+    hint: &str,
+) -> (Peer, u16) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e} ({hint})"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let peer = Peer(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the peer's stdout reads");
+    let port = port_in(line.trim()).unwrap_or_else(|| panic!("{cmd:?} said {line:?} ({hint})"));
+    (peer, port)
+}
+
+/// `python3 SCRIPT ARGS...` from `tests/peers/`, which prints `PORT <n>` once it listens.
+pub fn python_peer<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: impl IntoIterator<Item = S>,
+    hint: &str,
+) -> (Peer, u16) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers").join(script);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(path).args(args);
+    start_peer(&mut cmd, |line| line.strip_prefix("PORT ")?.parse().ok(), hint)
 }

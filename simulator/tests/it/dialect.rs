@@ -8,38 +8,16 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use ucupdate_server_stub::testing::{python_peer, Peer};
+
 const SIM: &str = env!("CARGO_BIN_EXE_ucupdate-sim");
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers")
 }
 
 fn foreign_server(offer: &str) -> (Peer, u16) {
-    let mut child = Command::new("python3")
-        .arg(peers().join("foreign_server.py"))
-        .args(["--offer", offer])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().unwrap();
-    let peer = Peer(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    (peer, port)
+    python_peer("foreign_server.py", ["--offer", offer], "the Python pool")
 }
 
 fn sim(args: &[&str]) -> Output {

@@ -10,15 +10,7 @@ use std::process::{Child, Command, Stdio};
 
 use ucupdate_protocol::dialect::Dialect;
 use ucupdate_protocol::wire::{CheckRequest, CheckResponse};
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use ucupdate_server_stub::testing::python_peer;
 
 fn peers() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))
@@ -30,22 +22,7 @@ fn foreign() -> Dialect {
 
 /// Starts the Python pool; returns it and its port.
 pub fn foreign_server(offer: &str) -> (impl Drop, u16) {
-    let mut child = Command::new("python3")
-        .arg(peers().join("foreign_server.py"))
-        .args(["--offer", offer])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().unwrap();
-    let peer = Peer(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("foreign_server.py said {line:?}"));
-    (peer, port)
+    python_peer("foreign_server.py", ["--offer", offer], "the Python pool")
 }
 
 fn request(mac: &str, version: &str) -> CheckRequest {

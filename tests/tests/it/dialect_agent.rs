@@ -4,12 +4,14 @@
 //! the catalog and the image the pool serves from a folder, verifies the catalog against the
 //! tests' CA, installs, and ends on the offered version.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 
-use ucupdate_server_stub::testing::{catalog_ca_pem, catalog_signer, CATALOG_SIGNING_TIME};
+use ucupdate_server_stub::testing::{
+    catalog_ca_pem, catalog_signer, python_peer, CATALOG_SIGNING_TIME,
+};
 
-use crate::dialect_stub::{bin, peers, text, Proc};
+use crate::dialect_stub::{bin, peers, text};
 
 const OFFER: &str = "1.0.522.200";
 
@@ -31,22 +33,12 @@ fn the_agent_updates_itself_against_the_foreign_pool() {
     std::fs::write(store.join("CPE.cat"), &catalog).unwrap();
     std::fs::write(d.join("ca.pem"), catalog_ca_pem()).unwrap();
 
-    let mut pool = Command::new("python3")
-        .arg(peers().join("foreign_server.py"))
-        .args(["--offer", OFFER, "--files"])
-        .arg(d.join("files"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = pool.stdout.take().unwrap();
-    let _pool = Proc(pool);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("foreign_server.py said {line:?}"));
+    let files = d.join("files");
+    let (_pool, port) = python_peer(
+        "foreign_server.py",
+        [OsStr::new("--offer"), OsStr::new(OFFER), OsStr::new("--files"), files.as_os_str()],
+        "the Python pool",
+    );
 
     let config = d.join("agent.toml");
     std::fs::write(

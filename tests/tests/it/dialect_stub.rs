@@ -10,17 +10,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use ucupdate_server_stub::testing::{files, key, v, UPDATE_KEY};
+use ucupdate_server_stub::testing::{files, key, start_peer, v, Peer, UPDATE_KEY};
 use ucupdate_server_stub::PackageEntry;
-
-pub(crate) struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `target/<profile>/`, where cargo puts the workspace's binaries.
 pub(crate) fn bin(name: &str) -> PathBuf {
@@ -73,9 +64,9 @@ fn approved(dir: &Path, version: &str) {
 }
 
 /// `ucupdate-server serve --dialect DIALECT` on `dir/srv`; returns it and its internal port.
-fn serve(dir: &Path, dialect: &str) -> (Proc, u16) {
-    let mut child = Command::new(bin("ucupdate-server"))
-        .args(["serve", "--data"])
+fn serve(dir: &Path, dialect: &str) -> (Peer, u16) {
+    let mut cmd = Command::new(bin("ucupdate-server"));
+    cmd.args(["serve", "--data"])
         .arg(dir.join("srv"))
         .args(["--dialect", dialect, "--internal", "127.0.0.1:0"])
         .args([
@@ -86,20 +77,15 @@ fn serve(dir: &Path, dialect: &str) -> (Proc, u16) {
             "--admin",
             "off",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("internal http://127.0.0.1:")
-        .and_then(|p| p.split('/').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("serve said {line:?}"));
-    (proc, port)
+        .stderr(Stdio::null());
+    start_peer(
+        &mut cmd,
+        |line| {
+            let rest = line.strip_prefix("internal http://127.0.0.1:")?;
+            rest.split('/').next()?.parse().ok()
+        },
+        "ucupdate-server serve",
+    )
 }
 
 fn phone(port: u16, extra: &[&str]) -> serde_json::Value {

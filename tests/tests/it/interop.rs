@@ -17,18 +17,8 @@ use ucupdate_protocol::{
     CheckRequest, CheckResponse, DeviceIdentity, FileKind, FileName, HttpUrl, InstalledModule,
     Offer, OfferStatus, OfferedFile, PathSegment,
 };
-use ucupdate_server_stub::testing::{start as stub, v, PASSWORD, USER};
+use ucupdate_server_stub::testing::{start as stub, start_peer, v, Peer, PASSWORD, USER};
 use ucupdate_server_stub::TestDevice;
-
-/// A child process that is killed (by its own handle) when the test ends, pass or fail.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn seg(s: &str) -> PathSegment {
     PathSegment::new(s).unwrap()
@@ -151,23 +141,13 @@ fn pyspnego_server(dir: &Path, canned: &str) -> (Peer, u16) {
     let response = dir.join("canned.xml");
     std::fs::write(&response, canned).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ntlm_server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(&response)
-        .env("NTLM_USER_FILE", &users)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let stdout = child.stdout.take().unwrap();
-    let peer = Peer(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("ntlm_server.py said {line:?} (is pyspnego installed?)"));
-    (peer, port)
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(&response).env("NTLM_USER_FILE", &users);
+    start_peer(
+        &mut cmd,
+        |line| line.strip_prefix("PORT ")?.parse().ok(),
+        "ntlm_server.py: is pyspnego installed?",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
