@@ -158,8 +158,14 @@ pub fn python_peer<S: AsRef<std::ffi::OsStr>>(
     args: impl IntoIterator<Item = S>,
     hint: &str,
 ) -> (Peer, u16) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/peers")
+        .join(script);
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(path).args(args);
-    start_peer(&mut cmd, |line| line.strip_prefix("PORT ")?.parse().ok(), hint)
+    start_peer(
+        &mut cmd,
+        |line| line.strip_prefix("PORT ")?.parse().ok(),
+        hint,
+    )
 }

@@ -4,9 +4,8 @@
 //! reproduces the capture, and a 200-device fleet checking in it against the Python pool ends
 //! on the version the pool offers.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use ucupdate_server_stub::testing::{python_peer, Peer};
 

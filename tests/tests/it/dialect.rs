@@ -3,10 +3,10 @@
 //! Python phone's check is byte for byte what the dialect renders for the same device, and the
 //! Python pool accepts the dialect's check and answers with offers the dialect reads.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use ucupdate_protocol::dialect::Dialect;
 use ucupdate_protocol::wire::{CheckRequest, CheckResponse};

@@ -36,7 +36,12 @@ fn the_agent_updates_itself_against_the_foreign_pool() {
     let files = d.join("files");
     let (_pool, port) = python_peer(
         "foreign_server.py",
-        [OsStr::new("--offer"), OsStr::new(OFFER), OsStr::new("--files"), files.as_os_str()],
+        [
+            OsStr::new("--offer"),
+            OsStr::new(OFFER),
+            OsStr::new("--files"),
+            files.as_os_str(),
+        ],
         "the Python pool",
     );
 

@@ -5,10 +5,10 @@
 //! then a 200-device `ucupdate-sim run --dialect` fleet against the same stub ends on the
 //! version it approved. The real binaries of this build run (as in `quickstart`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use ucupdate_server_stub::testing::{files, key, start_peer, v, Peer, UPDATE_KEY};
 use ucupdate_server_stub::PackageEntry;

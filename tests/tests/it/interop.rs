@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use ucupdate_agent::dns::{Discovery, DnsError, DnsSettings};
 use ucupdate_agent::net::{self, AuthStage, ClientSettings, Credentials, NetError};
