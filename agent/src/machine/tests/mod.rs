@@ -312,6 +312,20 @@ fn staged_files(state: &PersistedState) -> Vec<OfferedFile> {
     state.install.as_ref().map(|m| m.files.clone()).unwrap()
 }
 
+/// Every failure class, for the tests that go through them all.
+const CLASSES: [FailureClass; 10] = [
+    FailureClass::Dns,
+    FailureClass::Connect,
+    FailureClass::Tls,
+    FailureClass::Timeout,
+    FailureClass::Server5xx,
+    FailureClass::Client4xx,
+    FailureClass::Unauthorized,
+    FailureClass::Protocol,
+    FailureClass::HashMismatch,
+    FailureClass::Io,
+];
+
 mod routing;
 mod rules;
 mod schedule;

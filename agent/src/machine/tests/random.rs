@@ -4,19 +4,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-const CLASSES: [FailureClass; 10] = [
-    FailureClass::Dns,
-    FailureClass::Connect,
-    FailureClass::Tls,
-    FailureClass::Timeout,
-    FailureClass::Server5xx,
-    FailureClass::Client4xx,
-    FailureClass::Unauthorized,
-    FailureClass::Protocol,
-    FailureClass::HashMismatch,
-    FailureClass::Io,
-];
-
 /// A driver that answers at random, cuts the power at random and checks every step.
 struct Model {
     cfg: Arc<MachineConfig>,
