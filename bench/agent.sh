@@ -37,6 +37,9 @@ median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 timed() { /usr/bin/time -o "$WORK/cpu" -f '%U %S' "$@"; }
 cpu() { awk '{printf "%.3f\n", $1+$2}' "$WORK/cpu"; }
 now() { date +%s.%N; }
+# curl gets the suite and group the agent offers first (agent/src/net/tls.rs), so both sides of
+# the ratio pay for the same cipher: OpenSSL's own default is AES-256-GCM-SHA384 over X25519.
+CURL_TLS=(--tls13-ciphers TLS_AES_128_GCM_SHA256 --curves P-256)
 declare -A A C S H HMAX ACPU CCPU SCPU
 for mb in "${SIZES[@]}"; do
     a=(); c=(); s=(); h=(); acpu=(); ccpu=(); scpu=()
@@ -48,14 +51,14 @@ for mb in "${SIZES[@]}"; do
         a+=("$(json <(echo "$out") 'r["mib_per_s"]')"); h+=("$(json <(echo "$out") 'r["vm_hwm_kib"]')")
         acpu+=("$(calc "$(cpu)*1000/$mib")")
         rm -f "$WORK/agent.out"
-        c+=("$(timed curl -sf --cacert "$STUB_CA" -o "$WORK/curl.out" -w '%{speed_download}' "${URL[$mb]}" | awk '{printf "%.1f\n", $1/1048576}')") \
+        c+=("$(timed curl "${CURL_TLS[@]}" -sf --cacert "$STUB_CA" -o "$WORK/curl.out" -w '%{speed_download}' "${URL[$mb]}" | awk '{printf "%.1f\n", $1/1048576}')") \
             || die "curl download failed"
         ccpu+=("$(calc "$(cpu)*1000/$mib")")
         rm -f "$WORK/curl.out"
         # The fair peer: the same bytes hashed as they arrive; wall time of the whole pipe, CPU
         # of both processes (bash's `time` cannot split a pipe, so each is timed on its own).
         t0=$(now)
-        got=$(timed curl -sf --cacert "$STUB_CA" "${URL[$mb]}" | /usr/bin/time -o "$WORK/cpu2" -f '%U %S' sha256sum | cut -d' ' -f1) \
+        got=$(timed curl "${CURL_TLS[@]}" -sf --cacert "$STUB_CA" "${URL[$mb]}" | /usr/bin/time -o "$WORK/cpu2" -f '%U %S' sha256sum | cut -d' ' -f1) \
             || die "curl | sha256sum failed"
         t1=$(now)
         [ "$got" = "${SHA[$mb]}" ] || die "curl | sha256sum: digest $got, expected ${SHA[$mb]}"

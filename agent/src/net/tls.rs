@@ -51,7 +51,7 @@ impl TlsOptions {
     /// Builds the config. Fails when the bundle holds no certificate or nothing is trusted.
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, NetError> {
         let roots = self.roots()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| NetError::Config(format!("TLS versions: {e}")))?
@@ -103,6 +103,37 @@ impl TlsOptions {
     }
 }
 
+/// ring's provider with every suite and group it ships, in the order a device prefers. rustls
+/// lists AES-256-GCM-SHA384 and X25519 first; the agent offers AES-128-GCM-SHA256 and P-256
+/// first because they cost less on every CPU it runs on, at a security level no TLS profile
+/// distinguishes (Mozilla's "modern" profile also lists AES-128 first):
+/// - SHA-384 has no hardware path in ring (on x86_64 it ran as `sha512_block_data_order_nohw`,
+///   7 % of a simulated fleet's CPU in full handshakes), SHA-256 uses the SHA extensions of
+///   x86_64 and ARMv8, and 32-bit words suit armv7;
+/// - ring has P-256 in assembly on x86_64, aarch64 and armv7, X25519 in portable C outside x86_64;
+///   on x86_64 the handshake's key exchange cost less as P-256 (docs/BENCHMARKS.md §2).
+///
+/// The server still chooses: a server without these gets the rest of the list.
+fn provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::{cipher_suite as suite, kx_group};
+    let mut provider = rustls::crypto::ring::default_provider();
+    let first = [
+        suite::TLS13_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    provider.cipher_suites.sort_by_key(|s| {
+        (
+            s.tls13().is_none(),
+            !first.iter().any(|f| f.suite() == s.suite()),
+        )
+    });
+    provider
+        .kx_groups
+        .sort_by_key(|g| g.name() != kx_group::SECP256R1.name());
+    provider
+}
+
 /// Eight random bytes from the TLS provider's CSPRNG (the NTLM client challenge), so the agent
 /// needs no second source of randomness.
 pub(crate) fn random_8() -> Result<[u8; 8], NetError> {
@@ -146,6 +177,31 @@ mod tests {
             format!("{:?}", config.resumption),
             format!("{:?}", off.resumption)
         );
+    }
+
+    #[test]
+    fn the_cheaper_suite_and_group_come_first_and_none_is_dropped() {
+        let ours = provider();
+        let ring = rustls::crypto::ring::default_provider();
+        let names = |p: &rustls::crypto::CryptoProvider| {
+            let mut v: Vec<_> = p.cipher_suites.iter().map(|s| s.suite()).collect();
+            v.sort_by_key(|s| u16::from(*s));
+            v
+        };
+        assert_eq!(names(&ours), names(&ring));
+        assert_eq!(ours.kx_groups.len(), ring.kx_groups.len());
+        assert_eq!(
+            ours.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        assert_eq!(ours.kx_groups[0].name(), rustls::NamedGroup::secp256r1);
+        // TLS 1.3 suites still come before TLS 1.2 ones.
+        let versions: Vec<bool> = ours
+            .cipher_suites
+            .iter()
+            .map(|s| s.tls13().is_some())
+            .collect();
+        assert!(versions.windows(2).all(|w| w[0] >= w[1]), "{versions:?}");
     }
 
     #[test]
