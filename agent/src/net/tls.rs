@@ -104,14 +104,17 @@ impl TlsOptions {
 }
 
 /// ring's provider with every suite and group it ships, in the order a device prefers. rustls
-/// lists AES-256-GCM-SHA384 and X25519 first; the agent offers AES-128-GCM-SHA256 and P-256
-/// first because they cost less on every CPU it runs on, at a security level no TLS profile
-/// distinguishes (Mozilla's "modern" profile also lists AES-128 first):
+/// lists AES-256-GCM-SHA384 and X25519 first; the agent offers AES-128-GCM-SHA256 first, and
+/// first the key-exchange group that ring implements in assembly on the CPU it was built for,
+/// at a security level no TLS profile distinguishes (Mozilla's "modern" profile also lists
+/// AES-128 first):
 /// - SHA-384 has no hardware path in ring (on x86_64 it ran as `sha512_block_data_order_nohw`,
-///   7 % of a simulated fleet's CPU in full handshakes), SHA-256 uses the SHA extensions of
-///   x86_64 and ARMv8, and 32-bit words suit armv7;
-/// - ring has P-256 in assembly on x86_64, aarch64 and armv7, X25519 in portable C outside x86_64;
-///   on x86_64 the handshake's key exchange cost less as P-256 (docs/BENCHMARKS.md §2).
+///   7 % of a simulated fleet's CPU in full handshakes); SHA-256 uses the SHA extensions of
+///   x86_64 and ARMv8, and its 32-bit words suit armv7;
+/// - P-256 is assembly on x86_64 and aarch64, where X25519 is fiat-crypto (adx) or portable C:
+///   on x86_64 a full handshake cost 8 % less client CPU with both changes (docs/BENCHMARKS.md
+///   §2). On 32-bit ARM it is the other way round (X25519 has a NEON routine, P-256 is C), so
+///   armv7 keeps X25519 first.
 ///
 /// The server still chooses: a server without these gets the rest of the list.
 fn provider() -> rustls::crypto::CryptoProvider {
@@ -128,9 +131,14 @@ fn provider() -> rustls::crypto::CryptoProvider {
             !first.iter().any(|f| f.suite() == s.suite()),
         )
     });
+    let fast_group = if cfg!(target_arch = "arm") {
+        kx_group::X25519
+    } else {
+        kx_group::SECP256R1
+    };
     provider
         .kx_groups
-        .sort_by_key(|g| g.name() != kx_group::SECP256R1.name());
+        .sort_by_key(|g| g.name() != fast_group.name());
     provider
 }
 
@@ -194,7 +202,12 @@ mod tests {
             ours.cipher_suites[0].suite(),
             rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
         );
-        assert_eq!(ours.kx_groups[0].name(), rustls::NamedGroup::secp256r1);
+        let group = if cfg!(target_arch = "arm") {
+            rustls::NamedGroup::X25519
+        } else {
+            rustls::NamedGroup::secp256r1
+        };
+        assert_eq!(ours.kx_groups[0].name(), group);
         // TLS 1.3 suites still come before TLS 1.2 ones.
         let versions: Vec<bool> = ours
             .cipher_suites
