@@ -219,10 +219,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let workers = config.workers;
     let bind = |addr: Option<SocketAddr>, what: &'static str, device: bool| async move {
         match addr {
-            Some(a) => listen(a, device && workers > 1).map(Some).map_err(|e| ServerError::Io {
-                what: format!("bind {what} listener {a}"),
-                error: e,
-            }),
+            Some(a) => listen(a, device && workers > 1)
+                .map(Some)
+                .map_err(|e| ServerError::Io {
+                    what: format!("bind {what} listener {a}"),
+                    error: e,
+                }),
             None => Ok(None),
         }
     };

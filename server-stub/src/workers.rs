@@ -113,4 +113,3 @@ async fn serve(index: usize, share: Share, app: App, shutdown: watch::Receiver<b
     }
     while loops.join_next().await.is_some() {}
 }
-

@@ -232,7 +232,10 @@ mod tests {
     async fn a_body_that_never_waits_arms_no_timer() {
         let whole = http_body_util::Full::new(Bytes::from_static(b"<x/>"));
         let (mut body, expired) = Guarded::new(whole, &limits(30, 100, 5));
-        assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "<x/>");
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "<x/>"
+        );
         assert!(body.frame().await.is_none());
         assert!(body.timer.is_none());
         assert!(!expired.is_set());

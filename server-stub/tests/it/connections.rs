@@ -220,7 +220,10 @@ async fn workers_drain_in_flight_requests_on_shutdown() {
         tokio::task::yield_now().await;
     }
     assert!(refused, "a worker still accepts after shutdown");
-    assert!(!stopping.is_finished(), "shutdown did not wait for the request");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown did not wait for the request"
+    );
     tcp.write_all(rest).await.unwrap();
     let mut reply = Vec::new();
     tcp.read_to_end(&mut reply).await.unwrap();
