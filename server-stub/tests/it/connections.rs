@@ -188,28 +188,29 @@ async fn workers_drain_in_flight_requests_on_shutdown() {
     let body = check_body("1.0.0.0", MAC);
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // `Expect: 100-continue`: the 100 comes once a worker has parsed the head and the handler
+    // reads the body, so the request is surely in flight before shutdown starts.
     let head = format!(
-        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         ucupdate_protocol::wire::INTERNAL_HANDLER_PATH,
         body.len()
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(first).await.unwrap();
-    // The request is in: its connection is counted (connections_open includes the admin one
-    // this loop does not open; only device connections are open here).
-    let control = t.server.control();
-    for _ in 0..1000 {
-        if control.metrics().connections_open == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 100");
+        seen.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(control.metrics().connections_open, 1);
+    let interim = String::from_utf8_lossy(&seen);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    tcp.write_all(first).await.unwrap();
     let TestServer { server, dir: _dir } = t;
     let stopping = tokio::spawn(server.shutdown());
     // Every worker has seen the signal once no listener accepts a connection any more.
     let mut refused = false;
-    for _ in 0..2000 {
+    for _ in 0..20_000 {
         match tokio::net::TcpStream::connect(addr).await {
             Err(_) => {
                 refused = true;
