@@ -3,7 +3,8 @@
 # here to a temp dir, its own loopback port), same machine, same run, same certificate:
 #   1. check handling: wrk -t2 -cC keep-alive POSTs of the check XML to the stub, and to nginx
 #      answering a static reply of the same bytes (`return 200`, access log buffered like the
-#      stub's audit log). Target: stub >= 0.5x nginx.
+#      stub's audit log), in CHECK_ROUNDS (full 3, quick 1) alternating rounds, median req/s,
+#      and each server's CPU per check over all rounds. Target: stub >= 0.5x nginx.
 #   2. image download: a file (full 200 MB, quick 8 MB) published through the admin API, fetched
 #      by curl from the stub and from nginx (same file), plain HTTP and HTTPS, alternating,
 #      median of 7 (quick: 3), and each server's CPU per MiB. Target: stub >= 0.9x nginx.
@@ -16,6 +17,8 @@ need wrk:wrk nginx:nginx-light curl:curl openssl:openssl python3:python3
 build_bins ucupdate-server-stub
 if [ "$QUICK" = 1 ]; then SECS=2; IMAGE_MB=8; DL_RUNS=3; MEM_SECS=${MEM_SECS:-6}; else SECS=10; IMAGE_MB=${IMAGE_MB:-200}; DL_RUNS=${DL_RUNS:-7}; MEM_SECS=${MEM_SECS:-600}; fi
 CONNS=${CONNS:-64}
+# Alternating rounds, so a swing in the other load on the machine hits both servers alike.
+if [ "$QUICK" = 1 ]; then CHECK_ROUNDS=${CHECK_ROUNDS:-1}; else CHECK_ROUNDS=${CHECK_ROUNDS:-3}; fi
 
 # One certificate for both servers.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
@@ -77,22 +80,28 @@ ngx_len=$(curl -s -X POST --data-binary @"$CHECK_BODY" "$NGX_HTTP/RequestHandler
 
 # 1. Check handling, keep-alive.
 LUA=$(wrk_lua keep)
-log "checks: wrk -c$CONNS keep-alive ${SECS}s, stub then nginx"
+log "checks: wrk -c$CONNS keep-alive, $CHECK_ROUNDS rounds of ${SECS}s, stub then nginx"
 # CPU seconds of nginx: the master and its workers.
 ngx_cpu() { local p t=0; for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do t=$(calc "$t+$(proc_cpu "$p")"); done; echo "$t"; }
-c0=$(proc_cpu "$STUB_PID")
-stub_ka=$(wrk_rps "$LUA" "$STUB_INTERNAL" "$SECS" "$CONNS")
-stub_us=$(calc "($(proc_cpu "$STUB_PID")-$c0)*1000000/($stub_ka*$SECS+1)")
-c0=$(ngx_cpu)
-ngx_ka=$(wrk_rps "$LUA" "$NGX_HTTP/RequestHandler/ucdevice.upx" "$SECS" "$CONNS")
-ngx_us=$(calc "($(ngx_cpu)-$c0)*1000000/($ngx_ka*$SECS+1)")
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+s_rps=(); n_rps=(); s_cpu=0; n_cpu=0; s_req=0; n_req=0
+for _ in $(seq "$CHECK_ROUNDS"); do
+    c0=$(proc_cpu "$STUB_PID")
+    r=$(wrk_rps "$LUA" "$STUB_INTERNAL" "$SECS" "$CONNS"); s_rps+=("$r")
+    s_cpu=$(calc "$s_cpu+$(proc_cpu "$STUB_PID")-$c0"); s_req=$(calc "$s_req+$r*$SECS")
+    c0=$(ngx_cpu)
+    r=$(wrk_rps "$LUA" "$NGX_HTTP/RequestHandler/ucdevice.upx" "$SECS" "$CONNS"); n_rps+=("$r")
+    n_cpu=$(calc "$n_cpu+$(ngx_cpu)-$c0"); n_req=$(calc "$n_req+$r*$SECS")
+done
+log "checks req/s: stub ${s_rps[*]}, nginx ${n_rps[*]}"
+stub_ka=$(median "${s_rps[@]}"); ngx_ka=$(median "${n_rps[@]}")
+stub_us=$(calc "$s_cpu*1000000/($s_req+1)"); ngx_us=$(calc "$n_cpu*1000000/($n_req+1)")
 
 # 2. Downloads: curl, one stream, MiB/s; alternate the servers, median of DL_RUNS; server CPU per MiB.
 curl_mibs() {
     curl -sf --cacert "$WORK/cert.pem" -o /dev/null -w '%{speed_download} %{size_download}\n' "$1" \
         | awk -v want=$((IMAGE_MB * 1048576)) '$2!=want{exit 1}{printf "%.1f\n", $1/1048576}'
 }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 declare -A D
 for scheme in http https; do
     s=(); n=(); scpu=0; ncpu=0
@@ -131,7 +140,7 @@ mem_reqs=$(cat "$WORK/mem-wrk1.txt" "$WORK/mem-wrk2.txt" | awk '/requests in/{s+
 echo
 echo "server: stub vs nginx-light, $(date -u +%FT%TZ), profile $BENCH_PROFILE, load $(cut -d' ' -f1-3 /proc/loadavg)"
 row measure stub nginx stub/nginx
-row "check POST keep-alive (req/s, wrk -c$CONNS)" "$stub_ka" "$ngx_ka" "$(calc "$stub_ka/$ngx_ka")"
+row "check POST keep-alive (req/s, median of $CHECK_ROUNDS)" "$stub_ka" "$ngx_ka" "$(calc "$stub_ka/$ngx_ka")"
 row "  server CPU per check (us)" "$stub_us" "$ngx_us" "$(div "$ngx_us" "$stub_us") (per core)"
 for scheme in http https; do
     row "download ${IMAGE_MB} MiB $scheme (MiB/s, curl)" "${D[stub-$scheme]}" "${D[ngx-$scheme]}" "$(calc "${D[stub-$scheme]}/${D[ngx-$scheme]}")"

@@ -28,6 +28,8 @@
 //!   response helpers) and the listeners around it (`http::conn`: TLS, caps, timeouts).
 //! - [`server`]: [`ServerConfig`], [`start`] (an [`App`] behind listeners), [`RunningServer`],
 //!   [`Control`].
+//! - `workers`: the per-core device listeners (`ServerConfig::workers`): a current-thread
+//!   runtime per thread, `SO_REUSEPORT` listeners.
 //! - [`testing`] (feature `testing`): the fixtures the workspace's tests share (update key,
 //!   files, NTLM user, a loopback stub on a temp dir).
 //! - `clock`: the one module that reads a clock.
@@ -55,6 +57,7 @@ pub mod store;
 pub mod testing;
 pub mod tls;
 pub mod token;
+mod workers;
 
 pub use app::{App, Cleanup, ConnState, Site};
 pub use http::Limits;

@@ -18,6 +18,12 @@ use ucupdate_server_stub::{
     disk, package, Limits, Quotas, ServerConfig, StateOptions, TlsSource, UserDb,
 };
 
+/// mimalloc instead of the system allocator: a keep-alive check allocates a few dozen small
+/// blocks (hyper's buffers, the XML tree, the reply), and glibc's malloc and free were 7-10 %
+/// of the stub's CPU per check (docs/BENCHMARKS.md §4, third round).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "cli/offline.rs"]
 mod offline;
 use offline::{describe, open, DataArg, FilesAction, LogsAction, RulesAction, TestDevicesAction};
@@ -258,6 +264,10 @@ struct ServeArgs {
     /// Largest file the admin publish endpoint accepts, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
     max_publish_bytes: u64,
+    /// Threads serving the device listeners, each its own event loop and `SO_REUSEPORT`
+    /// listener per address (default: one per CPU); 0 serves them on one multi-thread runtime.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Milliseconds between batched writes of inventory changes to the state database.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     flush_interval_ms: u64,
@@ -557,11 +567,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quotas: args.quotas.quotas(),
         device_update: args.quotas.device_update(),
         catalog_signer: args.sign.signer()?.map(std::sync::Arc::new),
+        workers: args.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the tokio runtime")?;
+    // With workers the device listeners have their own threads; this runtime keeps only the
+    // admin API, the flush and cleanup ticks and the signals, which one thread carries.
+    let runtime = if config.workers > 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .context("start the tokio runtime")?;
     runtime.block_on(async move {
         // Handlers go in before the listeners' URLs are printed: a supervisor that reads them
         // and sends SIGTERM at once must get a clean shutdown, not the default action.

@@ -59,6 +59,8 @@ pub struct Metrics {
     connections_open: AtomicU64,
     connections_rejected: AtomicU64,
     tls_handshake_failures: AtomicU64,
+    /// Device connections accepted per worker (`ServerConfig::workers`), by worker index.
+    worker_connections: Mutex<Vec<u64>>,
 }
 
 /// A copy of the counters at one moment.
@@ -84,6 +86,9 @@ pub struct MetricsSnapshot {
     pub connections_open: u64,
     pub connections_rejected: u64,
     pub tls_handshake_failures: u64,
+    /// Device connections accepted by each per-core worker, by index (empty without workers:
+    /// `ServerConfig::workers` 0).
+    pub worker_connections: Vec<u64>,
 }
 
 impl MetricsSnapshot {
@@ -164,6 +169,18 @@ impl Metrics {
         self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A device connection accepted by per-core worker `index`.
+    pub fn worker_connection(&self, index: usize) {
+        let mut counts = self
+            .worker_connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if counts.len() <= index {
+            counts.resize(index + 1, 0);
+        }
+        counts[index] += 1;
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         MetricsSnapshot {
@@ -192,6 +209,11 @@ impl Metrics {
             connections_open: self.connections_open.load(Ordering::Relaxed),
             connections_rejected: self.connections_rejected.load(Ordering::Relaxed),
             tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
+            worker_connections: self
+                .worker_connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -319,6 +341,18 @@ impl Metrics {
             "Failed TLS handshakes.",
             s.tls_handshake_failures,
         );
+        if !s.worker_connections.is_empty() {
+            out.push_str(
+                "# HELP ucupdate_worker_connections_total Accepted device connections, by per-core worker.\n",
+            );
+            out.push_str("# TYPE ucupdate_worker_connections_total counter\n");
+            for (worker, n) in s.worker_connections.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "ucupdate_worker_connections_total{{worker=\"{worker}\"}} {n}"
+                );
+            }
+        }
         out
     }
 }

@@ -29,7 +29,7 @@ use crate::quota::{QuotaError, Quotas};
 use crate::state::{RuleRecord, State, StateError};
 use crate::tls::{self, TlsError, TlsSource};
 use crate::token::{AdminToken, TokenError};
-use crate::{package, store};
+use crate::{package, store, workers};
 
 /// Everything a server needs. [`ServerConfig::loopback`] gives all four listeners on
 /// `127.0.0.1` with OS-chosen ports and a generated certificate.
@@ -88,6 +88,12 @@ pub struct ServerConfig {
     /// Signs `<image stem>.cat` for what is published through the admin API or [`Control`]
     /// when the version holds no catalog the server did not make (`serve --sign-cert`).
     pub catalog_signer: Option<Arc<CatalogSigner>>,
+    /// Device listeners on their own threads (`serve --workers`): 0 serves them on the
+    /// runtime that calls [`start`] (the simulator's and tests' in-process servers); N >= 1
+    /// starts N threads, each a current-thread runtime with its own `SO_REUSEPORT` listener
+    /// per device address (`crate::workers`). The admin listener and the background ticks stay
+    /// on the caller's runtime either way.
+    pub workers: usize,
 }
 
 impl ServerConfig {
@@ -126,6 +132,7 @@ impl ServerConfig {
             quotas: Quotas::default(),
             device_update: Default::default(),
             catalog_signer: None,
+            workers: 0,
         }
     }
 }
@@ -180,13 +187,19 @@ pub struct RunningServer {
 /// 1 s p99 in `ucupdate-sim` while `wrk`, which does not time connects, saw nothing).
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds `addr`; with `reuse_port`, other sockets of this process may bind it too (the
+/// workers' listeners, `crate::workers`).
+pub(crate) fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
@@ -203,19 +216,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let lock = opened.lock.clone();
     let admin_token = opened.token.clone();
 
-    let bind = |addr: Option<SocketAddr>, what: &'static str| async move {
+    let workers = config.workers;
+    let bind = |addr: Option<SocketAddr>, what: &'static str, device: bool| async move {
         match addr {
-            Some(a) => listen(a).map(Some).map_err(|e| ServerError::Io {
-                what: format!("bind {what} listener {a}"),
-                error: e,
-            }),
+            Some(a) => listen(a, device && workers > 1)
+                .map(Some)
+                .map_err(|e| ServerError::Io {
+                    what: format!("bind {what} listener {a}"),
+                    error: e,
+                }),
             None => Ok(None),
         }
     };
-    let internal = bind(config.internal, "internal").await?;
-    let internal_tls = bind(config.internal_tls, "internal TLS").await?;
-    let external = bind(config.external, "external").await?;
-    let admin = bind(config.admin, "admin").await?;
+    let internal = bind(config.internal, "internal", true).await?;
+    let internal_tls = bind(config.internal_tls, "internal TLS", true).await?;
+    let external = bind(config.external, "external", true).await?;
+    let admin = bind(config.admin, "admin", false).await?;
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (internal_addr, internal_tls_addr, external_addr, admin_addr) = (
         local(&internal),
@@ -256,10 +272,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut device_sites = Vec::new();
     let mut spawn = |listener: Option<TcpListener>, site: Site, tls: Option<TlsAcceptor>| {
         if let Some(listener) = listener {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, ?site, tls = tls.is_some(), "listening");
+                tracing::info!(%addr, ?site, tls = tls.is_some(), workers, "listening");
+            }
+            if workers > 0 && site != Site::Admin {
+                device_sites.push(workers::DeviceSite {
+                    listener,
+                    site,
+                    tls,
+                });
+                return;
             }
             tasks.push(tokio::spawn(conn::run(
                 listener,
@@ -267,6 +292,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
                 tls,
                 app.clone(),
                 rx.clone(),
+                None,
             )));
         }
     };
@@ -274,6 +300,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     spawn(internal_tls, Site::Internal, acceptor.clone());
     spawn(external, Site::External, acceptor.clone());
     spawn(admin, Site::Admin, None);
+    if !device_sites.is_empty() {
+        let started = workers::start(workers, device_sites, &app, &rx);
+        tasks.extend(started.map_err(|e| ServerError::Io {
+            what: format!("start {workers} device workers"),
+            error: e,
+        })?);
+    }
     tasks.push(tokio::spawn(flusher(
         state.clone(),
         app.control().audit,

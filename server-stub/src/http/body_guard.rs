@@ -8,7 +8,10 @@
 //!   (averaged since the head) have arrived.
 //!
 //! One timer per body, set to whichever of the two would fail first given the bytes so far,
-//! and moved on as data arrives.
+//! and moved on as data arrives. The timer is made only when the body first has to wait: a
+//! check's body usually arrives with its head, and registering (then moving to an earlier
+//! deadline) a timer per request woke tokio's timer driver through its eventfd each time
+//! (`Sleep::reset` 3 % of the stub's CPU per keep-alive check, docs/BENCHMARKS.md §4).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,7 +45,8 @@ pub(crate) struct Guarded<B> {
     deadline: Instant,
     min_rate: u64,
     grace: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Armed at [`Guarded::fails_at`] the first time the inner body is pending.
+    timer: Option<Pin<Box<Sleep>>>,
     expired: Expired,
     done: bool,
 }
@@ -52,18 +56,17 @@ impl<B> Guarded<B> {
         let start = clock::tokio_now();
         let deadline = start + limits.body_deadline;
         let expired = Expired::default();
-        let mut body = Guarded {
+        let body = Guarded {
             inner,
             start,
             taken: 0,
             deadline,
             min_rate: limits.body_min_rate,
             grace: limits.body_rate_grace,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer: None,
             expired: expired.clone(),
             done: false,
         };
-        body.rearm();
         (body, expired)
     }
 
@@ -77,9 +80,20 @@ impl<B> Guarded<B> {
         (self.start + covered.max(self.grace)).min(self.deadline)
     }
 
-    fn rearm(&mut self) {
+    /// Polls the timer, armed (or moved) to [`Guarded::fails_at`] for the bytes so far.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let at = self.fails_at();
-        self.timer.as_mut().reset(at);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                // Only a changed deadline is re-registered.
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        timer.as_mut().poll(cx)
     }
 }
 
@@ -103,7 +117,6 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.taken += data.len() as u64;
-                    this.rearm();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -113,7 +126,7 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_pending() {
+                if this.poll_timer(cx).is_pending() {
                     return Poll::Pending;
                 }
                 this.done = true;
@@ -212,5 +225,29 @@ mod tests {
         assert!(body.frame().await.unwrap().is_ok());
         assert!(body.frame().await.unwrap().is_err());
         assert_eq!(clock::tokio_now() - start, Duration::from_secs(30));
+    }
+
+    /// A body that has arrived whole never makes a timer; one that waits gets one.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_waits_arms_no_timer() {
+        let whole = http_body_util::Full::new(Bytes::from_static(b"<x/>"));
+        let (mut body, expired) = Guarded::new(whole, &limits(30, 100, 5));
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "<x/>"
+        );
+        assert!(body.frame().await.is_none());
+        assert!(body.timer.is_none());
+        assert!(!expired.is_set());
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (mut body, _) = Guarded::new(Fed(rx), &limits(30, 100, 5));
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)));
+        assert!(waiting.await.is_pending());
+        assert_eq!(
+            body.timer.as_ref().map(|t| t.deadline()),
+            Some(body.start + Duration::from_secs(5))
+        );
+        drop(tx);
     }
 }

@@ -38,13 +38,15 @@ pub(crate) async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Accepts connections until shutdown, then waits for open connections to finish their
-/// in-flight request (idle keep-alive connections close at once).
+/// in-flight request (idle keep-alive connections close at once). `worker`: the index of the
+/// per-core worker this loop runs on (`crate::workers`), counted in the metrics per accept.
 pub(crate) async fn run(
     listener: TcpListener,
     site: Site,
     tls: Option<TlsAcceptor>,
     app: App,
     mut shutdown: watch::Receiver<bool>,
+    worker: Option<usize>,
 ) {
     let mut conns = JoinSet::new();
     let local = listener.local_addr().ok();
@@ -53,6 +55,9 @@ pub(crate) async fn run(
             () = shutdown_signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if let Some(worker) = worker {
+                        app.ctx().metrics.worker_connection(worker);
+                    }
                     let mut state = ConnState::new(site, peer);
                     if let Some(local) = local {
                         state = state.with_local(local);

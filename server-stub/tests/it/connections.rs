@@ -127,3 +127,109 @@ async fn many_devices_check_concurrently() {
     assert_eq!(control.inventory().len(), 200);
     assert_eq!(control.metrics().count("check", 200), 1000);
 }
+
+/// Per-core workers (`ServerConfig::workers`): each has its own `SO_REUSEPORT` listener on the
+/// one reported port, the kernel spreads connections over them, and the device connection cap
+/// counts the connections of every worker together.
+#[tokio::test]
+async fn workers_share_the_port_and_the_connection_cap() {
+    // 32 held connections: the chance the kernel puts them all on one of two workers is 2^-31.
+    const CAP: usize = 32;
+    let t = start_with(tempfile::tempdir().unwrap(), |c| {
+        c.workers = 2;
+        c.limits.max_connections = CAP;
+        c.limits.max_connections_per_client = Some(CAP);
+    })
+    .await;
+    let addr = t.server.internal_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        let mut c = Conn::plain(addr).await;
+        assert_eq!(c.get("/nowhere", &[]).await.status, StatusCode::NOT_FOUND);
+        held.push(c);
+    }
+    let per_worker = t.server.control().metrics().worker_connections;
+    assert_eq!(per_worker.len(), 2, "{per_worker:?}");
+    assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+    assert_eq!(per_worker.iter().sum::<u64>(), CAP as u64);
+    // Whichever worker takes the next connection, on either device port, it is over the cap.
+    for port in [addr, t.server.internal_tls_addr().unwrap()] {
+        let busy = if port == addr {
+            raw_exchange(port, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n").await
+        } else {
+            // TLS: the 503 comes after the handshake; the raw TCP answer is empty or TLS bytes.
+            let mut c = Conn::tls(port, t.server.ca_pem()).await;
+            let reply = c.get("/nowhere", &[]).await;
+            format!("HTTP/1.1 {}", reply.status.as_u16())
+        };
+        assert!(busy.starts_with("HTTP/1.1 503"), "{port}: {busy}");
+    }
+    assert_eq!(t.server.control().metrics().connections_rejected, 2);
+    // The admin listener, on the caller's runtime, is not subject to the cap.
+    let mut admin = t.admin().await;
+    let metrics = admin.get("/metrics", &[]).await;
+    assert!(
+        metrics
+            .text()
+            .contains("ucupdate_worker_connections_total{worker=\"1\"}"),
+        "{}",
+        metrics.text()
+    );
+    drop(held);
+}
+
+/// Shutdown with workers stops every worker's listener and still finishes the request that is
+/// in flight on a worker: its body's second half is sent only once no listener accepts.
+#[tokio::test]
+async fn workers_drain_in_flight_requests_on_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = start_with(tempfile::tempdir().unwrap(), |c| c.workers = 2).await;
+    let addr = t.server.internal_addr().unwrap();
+    let body = check_body("1.0.0.0", MAC);
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // `Expect: 100-continue`: the 100 comes once a worker has parsed the head and the handler
+    // reads the body, so the request is surely in flight before shutdown starts.
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        ucupdate_protocol::wire::INTERNAL_HANDLER_PATH,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 100");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let interim = String::from_utf8_lossy(&seen);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    tcp.write_all(first).await.unwrap();
+    let TestServer { server, dir: _dir } = t;
+    let stopping = tokio::spawn(server.shutdown());
+    // Every worker has seen the signal once no listener accepts a connection any more.
+    let mut refused = false;
+    for _ in 0..20_000 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(_) => {
+                refused = true;
+                break;
+            }
+            Ok(probe) => drop(probe),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "a worker still accepts after shutdown");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown did not wait for the request"
+    );
+    tcp.write_all(rest).await.unwrap();
+    let mut reply = Vec::new();
+    tcp.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("DeviceUpdateResponse"), "{reply}");
+    stopping.await.unwrap().unwrap();
+}
