@@ -28,6 +28,8 @@
 //!   response helpers) and the listeners around it (`http::conn`: TLS, caps, timeouts).
 //! - [`server`]: [`ServerConfig`], [`start`] (an [`App`] behind listeners), [`RunningServer`],
 //!   [`Control`].
+//! - [`memory`]: [`memory::InMemory`], connections to a running server's listeners over an
+//!   in-memory pipe instead of a socket (the simulator's embedded server).
 //! - [`testing`] (feature `testing`): the fixtures the workspace's tests share (update key,
 //!   files, NTLM user, a loopback stub on a temp dir).
 //! - `clock`: the one module that reads a clock.
@@ -42,6 +44,7 @@ mod http;
 pub mod layout;
 pub mod lock;
 pub mod logs;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod package;
