@@ -18,8 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::{App, ConnState, Site};
 use crate::http::conn;
 
-/// Bytes a pipe buffers each way before the writer waits: a TLS record and a file chunk fit.
-const PIPE_BUFFER: usize = 64 * 1024;
+/// Bytes a pipe buffers each way before the writer waits: about one TLS record. In the
+/// simulator's 100,000-device week (docs/BENCHMARKS.md §3b, third round) 64 KiB peaked 10-15 %
+/// higher in RSS at no less CPU, and 8 KiB cost more CPU (more wake-ups per record).
+const PIPE_BUFFER: usize = 16 * 1024;
 
 /// A listener as an in-memory connection sees it.
 struct Listener {
