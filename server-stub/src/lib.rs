@@ -30,6 +30,8 @@
 //!   [`Control`].
 //! - `workers`: the per-core device listeners (`ServerConfig::workers`): a current-thread
 //!   runtime per thread, `SO_REUSEPORT` listeners.
+//! - [`memory`]: [`memory::InMemory`], connections to a running server's listeners over an
+//!   in-memory pipe instead of a socket (the simulator's embedded server).
 //! - [`testing`] (feature `testing`): the fixtures the workspace's tests share (update key,
 //!   files, NTLM user, a loopback stub on a temp dir).
 //! - `clock`: the one module that reads a clock.
@@ -44,6 +46,7 @@ mod http;
 pub mod layout;
 pub mod lock;
 pub mod logs;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod package;

@@ -177,6 +177,8 @@ pub struct RunningServer {
     admin_token: AdminToken,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The listeners in memory ([`RunningServer::in_memory`]) and what shutdown waits on.
+    memory: (crate::memory::InMemory, crate::memory::Drain),
     /// Released only after the last state write of [`RunningServer::shutdown`].
     lock: Arc<DataLock>,
 }
@@ -271,6 +273,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = App::with_data(&config, opened, bases);
 
     let (shutdown, rx) = watch::channel(false);
+    let memory = crate::memory::InMemory::new(
+        app.clone(),
+        [
+            (internal_addr, Site::Internal, None),
+            (internal_tls_addr, Site::Internal, acceptor.clone()),
+            (external_addr, Site::External, acceptor.clone()),
+            (admin_addr, Site::Admin, None),
+        ],
+        rx.clone(),
+    );
     let mut tasks = Vec::new();
     let mut device_sites = Vec::new();
     let mut spawn = |listener: Option<TcpListener>, site: Site, tls: Option<TlsAcceptor>| {
@@ -329,6 +341,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         admin_token,
         shutdown,
         tasks,
+        memory,
         lock,
     })
 }
@@ -455,12 +468,18 @@ impl RunningServer {
         &self.admin_token
     }
 
+    /// Connections to this server's listeners without sockets (`crate::memory`).
+    pub fn in_memory(&self) -> crate::memory::InMemory {
+        self.memory.0.clone()
+    }
+
     /// Stops accepting, lets in-flight requests finish, and writes the pending state.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             task.await.map_err(|e| ServerError::Task(e.to_string()))?;
         }
+        self.memory.1.wait().await;
         let (state, audit) = (self.control.state.clone(), self.control.audit.clone());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = audit.flush() {

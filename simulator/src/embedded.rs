@@ -160,13 +160,15 @@ impl Embedded {
 }
 
 /// The fleet's shared client: trusts `ca_pem` (or the system's web roots), resolves the
-/// discovery name `ucupdates-r2.<domain>` to the target, shares one TLS config.
+/// discovery name `ucupdates-r2.<domain>` to the target, shares one TLS config, and opens its
+/// connections through `connector` where that serves them (`crate::transport`).
 pub fn client(
     target: &Target,
     dhcp_domain: &str,
     ca_pem: Option<&[u8]>,
     tls_resumption: bool,
     timeouts: net::Timeouts,
+    connector: Option<net::ConnectorHook>,
 ) -> Result<net::Client, net::NetError> {
     let mut tls = match ca_pem {
         Some(pem) => TlsOptions::with_ca_pem(pem.to_vec()),
@@ -188,6 +190,7 @@ pub fn client(
         ..ClientSettings::default()
     };
     settings.workstation = "UCSIM".into();
+    settings.connector = connector;
     settings.timeouts = timeouts;
     settings.user_agent = concat!("ucupdate-sim/", env!("CARGO_PKG_VERSION")).into();
     settings.resolve_overrides.insert(

@@ -44,3 +44,4 @@ pub mod scenario;
 pub mod shared;
 pub mod start;
 pub mod thresholds;
+pub mod transport;

@@ -124,6 +124,11 @@ struct RunArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// How devices reach the server: `memory` (in-memory pipes to the embedded server, no
+    /// sockets) or `tcp` (loopback TCP, the kernel's path) [default: memory for the embedded
+    /// server, tcp with --server].
+    #[arg(long, value_enum)]
+    transport: Option<ucupdate_simulator::transport::Transport>,
     /// Run only shard I of N (global indices I, I+N, ...); merge the reports with `merge`.
     #[arg(long)]
     shard: Option<String>,
@@ -470,6 +475,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         time_scale,
         max_in_flight: args.max_in_flight,
         server,
+        transport: args.transport,
         trace_device: args.trace_device,
         user_domain: args.fleet.user_domain.clone(),
         password_secret: args.fleet.password_secret.clone(),

@@ -21,6 +21,7 @@ use crate::fleet::{DeviceSpec, FleetSpec, Shard};
 use crate::scenario::{Faults, Scenario};
 use crate::shared::{cleanup_notice, Footprint};
 use crate::thresholds::Threshold;
+use crate::transport::{MemoryTransport, Transport};
 
 /// Where the devices go.
 pub enum Server {
@@ -60,6 +61,8 @@ pub struct RunSpec {
     pub time_scale: TimeScale,
     pub max_in_flight: usize,
     pub server: Server,
+    /// `--transport`; `None`: in-memory pipes to the embedded server, TCP to a remote one.
+    pub transport: Option<Transport>,
     pub trace_device: Option<u64>,
     pub user_domain: String,
     pub password_secret: String,
@@ -104,6 +107,7 @@ impl RunSpec {
             time_scale: TimeScale::Max,
             max_in_flight: 256,
             server: Server::Embedded { data_dir: None },
+            transport: None,
             trace_device: None,
             user_domain: "SIMCORP".into(),
             password_secret: "ucupdate-sim".into(),
@@ -286,6 +290,11 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         Some(sink) => sink(text),
         None => tracing::info!("{text}"),
     };
+    if matches!(server, Server::Remote { .. }) && spec.transport == Some(Transport::Memory) {
+        anyhow::bail!(
+            "--transport memory needs the embedded server (no --server): a remote server is reached over TCP"
+        );
+    }
     let mut remote_admin = None;
     let (target, mut admin, ca_pem): (Target, Option<Arc<dyn Admin>>, Option<Vec<u8>>) =
         match server {
@@ -380,12 +389,20 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
         ),
         _ => None,
     };
+    // The embedded server's listeners are reached in memory unless `--transport tcp`.
+    let memory = match (&embedded, spec.transport) {
+        (Some(e), None | Some(Transport::Memory)) => {
+            Some(MemoryTransport::new(e.server.in_memory()))
+        }
+        _ => None,
+    };
     let client = embedded::client(
         &target,
         &spec.dhcp_domain,
         ca_pem.as_deref(),
         spec.tls_resumption,
         spec.timeouts,
+        memory.as_ref().map(MemoryTransport::hook),
     )?;
     let faults = match &spec.scenario.faults {
         Some(f) => Some(fault_routing(&target, f).await?),
@@ -467,6 +484,13 @@ pub async fn run(mut spec: RunSpec) -> anyhow::Result<RunOutcome> {
     }
     let mut outcome = outcome?;
     outcome.report.shared_server = shared_server;
+    outcome.report.transport = match &memory {
+        Some(_) => Transport::Memory,
+        None => Transport::Tcp,
+    }
+    .as_str()
+    .to_owned();
+    outcome.report.in_memory_connections = memory.map_or(0, |m| m.opened());
     outcome.report.lag_bound_ms = spec.lag_bound.as_millis() as u64;
     outcome.report.apply_thresholds(&thresholds);
     Ok(outcome)

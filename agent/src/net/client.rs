@@ -63,6 +63,10 @@ pub struct ClientSettings {
     pub resolve_overrides: HashMap<String, Vec<IpAddr>>,
     /// Largest download accepted when the offer gives no size.
     pub max_download_bytes: u64,
+    /// (feature `connector`) Opens connections to the addresses it serves in memory instead of
+    /// over TCP: the simulator's embedded server.
+    #[cfg(feature = "connector")]
+    pub connector: Option<super::connector::ConnectorHook>,
 }
 
 impl Default for ClientSettings {
@@ -74,6 +78,8 @@ impl Default for ClientSettings {
             workstation: "UCDEVICE".to_owned(),
             resolve_overrides: HashMap::new(),
             max_download_bytes: 4 << 30,
+            #[cfg(feature = "connector")]
+            connector: None,
         }
     }
 }

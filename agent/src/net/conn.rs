@@ -1,5 +1,6 @@
 //! One pinned HTTP/1.1 connection: our own TCP socket (TCP_NODELAY), TLS on top when the URL
-//! says `https`, and hyper's connection-level client over it. Every request a call makes goes
+//! says `https`, and hyper's connection-level client over it. (With the `connector` feature the
+//! socket may be an in-memory pipe the client's hook opened: `super::connector`.) Every request a call makes goes
 //! over the [`Conn`] it opened, which is what NTLM needs; the connection dies with the `Conn`.
 
 use std::io;
@@ -28,11 +29,17 @@ use super::error::{NetError, TimeoutPhase};
 use super::RequestStats;
 use crate::clock;
 
+/// The byte stream under TLS: the socket itself in device builds, zero cost.
+#[cfg(not(feature = "connector"))]
+type Raw = TcpStream;
+#[cfg(feature = "connector")]
+use super::connector::Raw;
+
 /// Plain TCP or TLS over TCP.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Raw),
+    Tls(Box<TlsStream<Raw>>),
 }
 
 impl AsyncRead for Stream {
@@ -218,8 +225,17 @@ impl Conn {
     }
 }
 
-async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<TcpStream, NetError> {
+// `Raw` is `TcpStream` itself without the `connector` feature.
+#[cfg_attr(not(feature = "connector"), allow(clippy::useless_conversion))]
+async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<Raw, NetError> {
     let addrs = resolve(client, url).await?;
+    #[cfg(feature = "connector")]
+    if let Some(raw) = addrs
+        .iter()
+        .find_map(|&addr| super::connector::in_memory(client.settings.connector.as_ref(), addr))
+    {
+        return Ok(raw);
+    }
     // Discovery often yields A and AAAA; one black-holed family must not eat the whole
     // connect budget, so each address gets its share (but at least half a second).
     let total = client.settings.timeouts.connect;
@@ -234,7 +250,7 @@ async fn connect_tcp(client: &Client, url: &HttpUrl) -> Result<TcpStream, NetErr
                     addr,
                     error: source,
                 })?;
-                return Ok(tcp);
+                return Ok(tcp.into());
             }
             Ok(Err(source)) => {
                 tracing::debug!(%addr, error = %source, "connect failed");

@@ -16,12 +16,15 @@
 //! - `exchange`: one request with optional NTLM (anonymous, then Type 1/2/3 on one connection).
 //! - `conn`: one pinned connection with its timeouts.
 //! - `shaping`: the simulator's per-device latency and rate cap.
+//! - [`connector`] (feature `connector`, the simulator's): connections opened in memory.
 //!
 //! See `docs/AGENT-NET.md` for the error classes, timeouts and TLS options.
 
 pub mod check;
 pub mod client;
 mod conn;
+#[cfg(feature = "connector")]
+pub mod connector;
 pub mod download;
 pub mod error;
 mod exchange;
@@ -32,6 +35,8 @@ pub use check::{
     check, check_in_dialect_with_stats, check_with_stats, upload_log, upload_log_with_stats,
 };
 pub use client::{Client, ClientSettings, RequestShaping, RequestStats, Timeouts};
+#[cfg(feature = "connector")]
+pub use connector::{Connector, ConnectorHook};
 pub use download::{download, download_to, DownloadSink, DownloadedFile};
 pub use error::{AuthStage, ErrorClass, NetError, TimeoutPhase};
 pub use tls::TlsOptions;

@@ -145,6 +145,20 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    accepted(stream, state, tls, app, shutdown).await;
+}
+
+/// One accepted connection over any byte stream (a socket, or `crate::memory`'s pipe): counted
+/// against the caps, TLS when the listener has it, then served.
+pub(crate) async fn accepted<IO>(
+    stream: IO,
+    state: ConnState,
+    tls: Option<TlsAcceptor>,
+    app: App,
+    shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ctx = app.ctx().clone();
     let peer = state.peer();
     let (_slot, over_cap) = Slot::open(&app, state.site(), peer);

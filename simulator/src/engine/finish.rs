@@ -194,6 +194,8 @@ impl Engine {
                 at_virtual_ms: end,
             }),
             shared_server: None,
+            transport: "tcp".to_owned(),
+            in_memory_connections: 0,
             interrupted: self.interrupted.map(|signal| Interrupted {
                 signal: signal.to_owned(),
                 at_virtual_ms: end,

@@ -117,6 +117,13 @@ pub struct Report {
     /// what it left (the coordinator's closing notice). `None`: nothing was administered there.
     #[serde(default)]
     pub shared_server: Option<String>,
+    /// How the devices reached the server: `memory` (pipes to the embedded server) or `tcp`
+    /// (`--transport`); `mixed` after a merge of shards that differ.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Connections opened in memory (0 over TCP; summed in a merge).
+    #[serde(default)]
+    pub in_memory_connections: u64,
     /// Whether the run passed: every verdict and threshold, the whole fleet, not interrupted.
     #[serde(default)]
     pub passed: bool,
@@ -126,6 +133,11 @@ pub struct Report {
 
 fn default_lag_bound_ms() -> u64 {
     100
+}
+
+/// Reports from before `--transport` were all TCP.
+fn default_transport() -> String {
+    "tcp".to_owned()
 }
 
 /// A run a failing threshold stopped.
@@ -449,6 +461,10 @@ impl Report {
         if self.shared_server.is_none() {
             self.shared_server = r.shared_server;
         }
+        if self.transport != r.transport {
+            self.transport = "mixed".to_owned();
+        }
+        self.in_memory_connections += r.in_memory_connections;
         if self.interrupted.is_none() {
             self.interrupted = r.interrupted;
         }
@@ -577,6 +593,8 @@ pub(crate) mod tests {
             aborted: None,
             interrupted: None,
             shared_server: None,
+            transport: default_transport(),
+            in_memory_connections: 0,
             passed: false,
             histograms: Histograms {
                 latency_us: BTreeMap::from([("check-internal".into(), latency.clone())]),

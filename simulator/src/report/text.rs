@@ -71,7 +71,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}{}, server {}",
+        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}{}, server {} over {}",
         r.verdicts.passed,
         r.devices,
         r.verdicts.failed,
@@ -86,7 +86,8 @@ pub fn render(r: &Report) -> String {
         } else {
             format!(", shards {}", r.shards.join(","))
         },
-        r.server
+        r.server,
+        r.transport
     );
     if !r.clock.is_empty() {
         let _ = writeln!(

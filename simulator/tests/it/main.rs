@@ -12,7 +12,8 @@
 //! - `interrupt`: SIGINT / SIGTERM to the binary write every report, marked interrupted;
 //! - `job`: the Kubernetes Indexed Job's flow: shard processes started apart with one
 //!   `--start-at` against one shared stub, merged, equal a single-process run;
-//! - `live`: `--metrics` serves the run's numbers for Prometheus while it runs.
+//! - `live`: `--metrics` serves the run's numbers for Prometheus while it runs;
+//! - `transport`: `--transport memory|tcp`, the same run for a seed over either.
 
 mod cli;
 mod clock;
@@ -24,3 +25,4 @@ mod scenarios;
 mod schema;
 mod setup;
 mod shards;
+mod transport;
