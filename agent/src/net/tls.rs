@@ -119,27 +119,29 @@ impl TlsOptions {
 /// The server still chooses: a server without these gets the rest of the list.
 fn provider() -> rustls::crypto::CryptoProvider {
     use rustls::crypto::ring::{cipher_suite as suite, kx_group};
-    let mut provider = rustls::crypto::ring::default_provider();
-    let first = [
+    // Written out rather than sorted: a sort is two generic instantiations, 12 KB of the armv7
+    // binary. The test below holds the list to ring's set.
+    let cipher_suites = vec![
         suite::TLS13_AES_128_GCM_SHA256,
+        suite::TLS13_AES_256_GCM_SHA384,
+        suite::TLS13_CHACHA20_POLY1305_SHA256,
         suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     ];
-    provider.cipher_suites.sort_by_key(|s| {
-        (
-            s.tls13().is_none(),
-            !first.iter().any(|f| f.suite() == s.suite()),
-        )
-    });
-    let fast_group = if cfg!(target_arch = "arm") {
-        kx_group::X25519
+    let kx_groups = if cfg!(target_arch = "arm") {
+        vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1]
     } else {
-        kx_group::SECP256R1
+        vec![kx_group::SECP256R1, kx_group::X25519, kx_group::SECP384R1]
     };
-    provider
-        .kx_groups
-        .sort_by_key(|g| g.name() != fast_group.name());
-    provider
+    rustls::crypto::CryptoProvider {
+        cipher_suites,
+        kx_groups,
+        ..rustls::crypto::ring::default_provider()
+    }
 }
 
 /// Eight random bytes from the TLS provider's CSPRNG (the NTLM client challenge), so the agent
@@ -197,7 +199,12 @@ mod tests {
             v
         };
         assert_eq!(names(&ours), names(&ring));
-        assert_eq!(ours.kx_groups.len(), ring.kx_groups.len());
+        let groups = |p: &rustls::crypto::CryptoProvider| {
+            let mut v: Vec<_> = p.kx_groups.iter().map(|g| u16::from(g.name())).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(groups(&ours), groups(&ring));
         assert_eq!(
             ours.cipher_suites[0].suite(),
             rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
