@@ -1,7 +1,8 @@
 //! One pinned HTTP/1.1 connection: our own TCP socket (TCP_NODELAY), TLS on top when the URL
 //! says `https`, and hyper's connection-level client over it. (With the `connector` feature the
-//! socket may be an in-memory pipe the client's hook opened: `super::connector`.) Every request a call makes goes
-//! over the [`Conn`] it opened, which is what NTLM needs; the connection dies with the `Conn`.
+//! socket may be an in-memory pipe the client's hook opened: `super::connector`.) Every request
+//! a call makes goes over the [`Conn`] it opened, which is what NTLM needs; the connection dies
+//! with the `Conn`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
