@@ -6,8 +6,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +16,6 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -43,63 +40,84 @@ pub(crate) enum Stream {
     Tls(Box<TlsStream<Raw>>),
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
+/// `AsyncRead` and `AsyncWrite` for a two-variant enum of streams, each call passed to the
+/// variant it holds ([`Stream`] here, `connector::Raw` below TLS).
+macro_rules! either_io {
+    ($ty:ident, $a:ident, $b:ident) => {
+        // In a block of its own so the traits' methods are in scope wherever it expands.
+        const _: () = {
+            use tokio::io::{AsyncRead, AsyncWrite};
+
+            impl AsyncRead for $ty {
+                fn poll_read(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                    buf: &mut tokio::io::ReadBuf<'_>,
+                ) -> std::task::Poll<std::io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::$a(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+                        $ty::$b(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+                    }
+                }
+            }
+
+            impl AsyncWrite for $ty {
+                fn poll_write(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                    buf: &[u8],
+                ) -> std::task::Poll<std::io::Result<usize>> {
+                    match self.get_mut() {
+                        $ty::$a(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+                        $ty::$b(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+                    }
+                }
+
+                fn poll_write_vectored(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                    bufs: &[std::io::IoSlice<'_>],
+                ) -> std::task::Poll<std::io::Result<usize>> {
+                    match self.get_mut() {
+                        $ty::$a(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+                        $ty::$b(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+                    }
+                }
+
+                fn is_write_vectored(&self) -> bool {
+                    match self {
+                        $ty::$a(s) => s.is_write_vectored(),
+                        $ty::$b(s) => s.is_write_vectored(),
+                    }
+                }
+
+                fn poll_flush(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                ) -> std::task::Poll<std::io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::$a(s) => std::pin::Pin::new(s).poll_flush(cx),
+                        $ty::$b(s) => std::pin::Pin::new(s).poll_flush(cx),
+                    }
+                }
+
+                fn poll_shutdown(
+                    self: std::pin::Pin<&mut Self>,
+                    cx: &mut std::task::Context<'_>,
+                ) -> std::task::Poll<std::io::Result<()>> {
+                    match self.get_mut() {
+                        $ty::$a(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+                        $ty::$b(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+                    }
+                }
+            }
+        };
+    };
 }
+#[cfg(feature = "connector")]
+pub(crate) use either_io;
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+either_io!(Stream, Plain, Tls);
 
 /// A connection and the task that drives it. Dropping it closes the socket at once (the task
 /// is aborted), so a timed-out or failed call never leaves a half-read connection behind.

@@ -6,13 +6,10 @@
 //! the raw stream is a plain `TcpStream` and this module does not exist.
 
 use std::fmt;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::DuplexStream;
 use tokio::net::TcpStream;
 
 /// Opens connections by address without the network.
@@ -49,60 +46,4 @@ pub(crate) fn in_memory(hook: Option<&ConnectorHook>, addr: SocketAddr) -> Optio
     hook.and_then(|h| h.0.connect(addr)).map(Raw::Memory)
 }
 
-impl AsyncRead for Raw {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Raw::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Raw::Memory(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Raw {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Raw::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Raw::Memory(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Raw::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Raw::Memory(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Raw::Tcp(s) => s.is_write_vectored(),
-            Raw::Memory(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Raw::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Raw::Memory(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Raw::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Raw::Memory(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+super::conn::either_io!(Raw, Tcp, Memory);
