@@ -112,7 +112,7 @@ impl TlsOptions {
 ///   7 % of a simulated fleet's CPU in full handshakes); SHA-256 uses the SHA extensions of
 ///   x86_64 and ARMv8, and its 32-bit words suit armv7;
 /// - P-256 is assembly on x86_64 and aarch64, where X25519 is fiat-crypto (adx) or portable C:
-///   on x86_64 a full handshake cost 8 % less client CPU with both changes (docs/BENCHMARKS.md
+///   on x86_64 a full handshake cost 8-12 % less client CPU with both changes (docs/BENCHMARKS.md
 ///   §2). On 32-bit ARM it is the other way round (X25519 has a NEON routine, P-256 is C), so
 ///   armv7 keeps X25519 first.
 ///

@@ -108,6 +108,13 @@ async fn external_devices_update_over_ntlm_or_are_denied() {
         !r.requests.contains_key("check-internal"),
         "outside devices never use the internal URL"
     );
+    // The embedded default reaches the stub through in-memory pipes: TLS and NTLM ran over them.
+    assert_eq!(r.transport, "memory");
+    assert!(
+        r.tls_handshake_ms.count > 0,
+        "TLS handshakes over the pipes"
+    );
+    assert!(r.in_memory_connections >= r.total_requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

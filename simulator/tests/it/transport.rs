@@ -1,6 +1,7 @@
 //! `--transport`: the embedded server is reached through in-memory pipes by default and over
-//! loopback TCP on request, with the same run for a seed either way; NTLM and TLS work over
-//! the pipes; a remote server cannot be reached in memory.
+//! loopback TCP on request, with the same run for a seed either way; a remote server cannot be
+//! reached in memory. (NTLM and TLS over the pipes: `scenarios.rs`'s external run, which is on
+//! the embedded default.)
 
 use ucupdate_simulator::engine::RunOutcome;
 use ucupdate_simulator::fleet::FleetSpec;
@@ -49,31 +50,6 @@ async fn a_seed_gives_the_same_run_over_memory_and_tcp() {
     assert_eq!(m.requests, t.requests);
     assert_eq!(m.bytes_downloaded, t.bytes_downloaded);
     assert_eq!(m.curve(), t.curve());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_outside_the_firewall_sign_in_over_tls_through_pipes() {
-    let r = run("external", 80, 7, None).await.report;
-    assert!(
-        r.passed(),
-        "{}",
-        ucupdate_simulator::report::text::render(&r)
-    );
-    assert_eq!(r.transport, "memory");
-    let external = &r.requests["check-external"];
-    assert!(
-        external.get("200").copied().unwrap_or(0) > 0,
-        "{external:?}"
-    );
-    assert!(
-        external.get("401").copied().unwrap_or(0) > 0,
-        "{external:?}"
-    );
-    assert!(
-        r.tls_handshake_ms.count > 0,
-        "TLS handshakes over the pipes"
-    );
-    assert!(r.in_memory_connections >= r.total_requests());
 }
 
 #[tokio::test]
