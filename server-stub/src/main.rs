@@ -266,8 +266,9 @@ struct ServeArgs {
     max_publish_bytes: u64,
     /// Threads serving the device listeners, each its own event loop and `SO_REUSEPORT`
     /// listener per address (default: one per CPU); 0 serves them on one multi-thread runtime.
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    /// At most 1024: a typo of a few more digits would otherwise start that many threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    workers: Option<u16>,
     /// Milliseconds between batched writes of inventory changes to the state database.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     flush_interval_ms: u64,
@@ -567,7 +568,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quotas: args.quotas.quotas(),
         device_update: args.quotas.device_update(),
         catalog_signer: args.sign.signer()?.map(std::sync::Arc::new),
-        workers: args.workers.unwrap_or_else(|| {
+        workers: args.workers.map(usize::from).unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
     };

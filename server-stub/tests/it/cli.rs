@@ -117,6 +117,25 @@ fn offline_commands_work_on_the_state_file() {
     }
 }
 
+/// `--workers` is one thread per unit: a number past any machine's cores is refused before
+/// anything starts, with the bound in the message.
+#[test]
+fn serve_refuses_an_absurd_worker_count() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("srv");
+    let (ok, _out, err) = run(&[
+        "serve",
+        "--init",
+        "--data",
+        dir.to_str().unwrap(),
+        "--workers",
+        "100000",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--workers") && err.contains("1024"), "{err}");
+    assert!(!dir.exists(), "nothing was initialised");
+}
+
 /// A world-readable users file (every device account's password) was accepted.
 #[test]
 fn serve_refuses_a_users_file_others_may_read() {
