@@ -198,20 +198,9 @@ impl FromStr for MacAddress {
         };
         let mut bytes = [0u8; 6];
         for (i, pair) in digits.chunks(2).enumerate() {
-            let hi = hex_value(pair[0]).ok_or_else(bad)?;
-            let lo = hex_value(pair[1]).ok_or_else(bad)?;
-            bytes[i] = hi << 4 | lo;
+            bytes[i] = crate::hex::byte(pair).ok_or_else(bad)?;
         }
         Ok(MacAddress(bytes))
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

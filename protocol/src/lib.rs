@@ -28,6 +28,7 @@ pub mod audit;
 pub mod catalog;
 pub mod dialect;
 pub mod error;
+mod hex;
 pub mod identity;
 pub mod log_names;
 pub mod store;

@@ -155,9 +155,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            out.push(crate::hex::byte(bytes.get(i + 1..i + 3)?)?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -262,5 +260,8 @@ mod tests {
         let text = "CONTOSO\\alice ü;#";
         assert_eq!(percent_decode(&percent_encode(text)).unwrap(), text);
         assert_eq!(percent_decode("%2"), None);
+        // `u8::from_str_radix` takes a sign: `%+f` once decoded to 0x0F.
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%-1"), None);
     }
 }

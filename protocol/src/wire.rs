@@ -237,10 +237,8 @@ impl FromStr for Sha256Digest {
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair)
-                .map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
-            out[i] = u8::from_str_radix(s, 16)
-                .map_err(|_| ProtocolError::invalid("SHA256", "not hex"))?;
+            out[i] = crate::hex::byte(pair)
+                .ok_or_else(|| ProtocolError::invalid("SHA256", "not hex"))?;
         }
         Ok(Sha256Digest(out))
     }

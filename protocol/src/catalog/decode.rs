@@ -328,7 +328,7 @@ fn hash_tag_digest(tag_bytes: &[u8]) -> Option<MemberDigest> {
         if let Some(hex) = text.filter(|t| t.len() == 40 || t.len() == 64) {
             let bytes: Option<Vec<u8>> = (0..hex.len())
                 .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .map(|i| crate::hex::byte(&hex.as_bytes()[i..i + 2]))
                 .collect();
             return bytes.and_then(|b| raw(&b));
         }

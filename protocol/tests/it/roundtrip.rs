@@ -254,3 +254,14 @@ proptest! {
         let _ = CheckRequest::decode(&bytes);
     }
 }
+
+/// A digest is 64 hex digits and nothing else: `u8::from_str_radix` takes a leading `+`, so
+/// `+f` once read as the byte 0x0F (found by profiling the parser, not by a user).
+#[test]
+fn a_digest_with_signs_is_refused() {
+    let signed = "+f".repeat(32);
+    assert!(signed.parse::<Sha256Digest>().is_err());
+    let good = "0F".repeat(32);
+    assert_eq!(good.parse::<Sha256Digest>().unwrap().0, [0x0f; 32]);
+    assert!("é".repeat(32).parse::<Sha256Digest>().is_err());
+}
