@@ -660,7 +660,7 @@ fn expect_root(root: &Element, expected: &'static str) -> Result<(), ProtocolErr
     } else {
         Err(ProtocolError::WrongRoot {
             expected,
-            found: root.name.clone(),
+            found: root.name.to_owned(),
         })
     }
 }
