@@ -121,10 +121,11 @@ impl CheckRequest {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
-        let root = xml::parse(body, Limits::MESSAGE)?;
-        expect_root(&root, REQUEST_ROOT)?;
+        let doc = xml::parse(body, Limits::MESSAGE)?;
+        let root = doc.root();
+        expect_root(root, REQUEST_ROOT)?;
         let identity = DeviceIdentity {
-            device_type: required(&root, "DeviceType")?.parse()?,
+            device_type: required(root, "DeviceType")?.parse()?,
             // The audit log calls the maker Vendor, the rules Brand (OCS R2's rules class has
             // both): either is read, Brand first when a body carries both.
             brand: PathSegment::new(
@@ -132,9 +133,9 @@ impl CheckRequest {
                     .or_else(|| root.field("Vendor"))
                     .ok_or(ProtocolError::MissingField("Brand"))?,
             )?,
-            model: segment(&root, "Model")?,
-            revision: segment(&root, "Revision")?,
-            locale: segment(&root, "Locale")?,
+            model: segment(root, "Model")?,
+            revision: segment(root, "Revision")?,
+            locale: segment(root, "Locale")?,
             mac: root
                 .field("MacAddress")
                 .map(MacAddress::from_str)
@@ -166,7 +167,7 @@ impl CheckRequest {
     }
 }
 
-fn decode_module(el: &Element) -> Result<InstalledModule, ProtocolError> {
+fn decode_module(el: Element<'_>) -> Result<InstalledModule, ProtocolError> {
     let file_name = FileName::new(required(el, "FileName")?)?;
     let update_type = match el.field("UpdateType") {
         Some(t) => PathSegment::new(t)?,
@@ -358,8 +359,9 @@ impl CheckResponse {
     /// Reads either "no update" form (`Downloads` = 0, or no `Update` with blank URLs) and
     /// offers. `Downloads` may be an element or an attribute of the root.
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
-        let root = xml::parse(body, Limits::MESSAGE)?;
-        expect_root(&root, RESPONSE_ROOT)?;
+        let doc = xml::parse(body, Limits::MESSAGE)?;
+        let root = doc.root();
+        expect_root(root, RESPONSE_ROOT)?;
         let downloads: Option<u64> = root
             .field("Downloads")
             .map(|d| {
@@ -381,7 +383,7 @@ impl CheckResponse {
             }
             return Err(ProtocolError::MissingField("Update"));
         };
-        let base_url = checked_text("BaseURL")(required(&root, "BaseURL")?)?;
+        let base_url = checked_text("BaseURL")(required(root, "BaseURL")?)?;
         let external_base_url = root
             .field("ExternalBaseURL")
             .map(checked_text("ExternalBaseURL"))
@@ -413,7 +415,7 @@ impl CheckResponse {
     }
 }
 
-fn decode_file(el: &Element) -> Result<OfferedFile, ProtocolError> {
+fn decode_file(el: Element<'_>) -> Result<OfferedFile, ProtocolError> {
     let file_name = FileName::new(required(el, "FileName")?)?;
     let kind = match el.field("Kind") {
         Some(k) => FileKind::from_wire(k)
@@ -467,16 +469,16 @@ impl Provisioning {
 
     /// Reads the three fields from anywhere in the document (other properties are ignored).
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
-        let root = xml::parse(body, Limits::MESSAGE)?;
+        let doc = xml::parse(body, Limits::MESSAGE)?;
         let mut out = Provisioning::default();
         let mut seen_enabled = false;
-        let mut stack = vec![&root];
+        let mut stack = vec![doc.root()];
         while let Some(el) = stack.pop() {
-            stack.extend(el.children.iter());
+            stack.extend(el.children());
             if !el.is("property") {
                 continue;
             }
-            let value = el.text.trim();
+            let value = el.text().trim();
             match el.attr("name") {
                 Some(n) if n.eq_ignore_ascii_case("updatesServerEnabled") => {
                     seen_enabled = true;
@@ -654,22 +656,22 @@ impl LogUpload {
 // Shared field helpers
 // ----------------------------------------------------------------------------------------------
 
-fn expect_root(root: &Element, expected: &'static str) -> Result<(), ProtocolError> {
+fn expect_root(root: Element<'_>, expected: &'static str) -> Result<(), ProtocolError> {
     if root.is(expected) {
         Ok(())
     } else {
         Err(ProtocolError::WrongRoot {
             expected,
-            found: root.name.to_owned(),
+            found: root.name().to_owned(),
         })
     }
 }
 
-fn required<'a>(el: &'a Element, name: &'static str) -> Result<&'a str, ProtocolError> {
+fn required<'d>(el: Element<'d>, name: &'static str) -> Result<&'d str, ProtocolError> {
     el.field(name).ok_or(ProtocolError::MissingField(name))
 }
 
-fn segment(el: &Element, name: &'static str) -> Result<PathSegment, ProtocolError> {
+fn segment(el: Element<'_>, name: &'static str) -> Result<PathSegment, ProtocolError> {
     PathSegment::new(required(el, name)?)
 }
 

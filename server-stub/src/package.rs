@@ -225,11 +225,12 @@ pub fn write_cab(path: &Path, entries: &[PackageEntry]) -> io::Result<()> {
 
 fn parse_info(bytes: &[u8]) -> Result<Vec<InfoEntry>, PackageError> {
     let bad = |e: ProtocolError| PackageError::Info(e.to_string());
-    let root = xml::parse(bytes, INFO_LIMITS).map_err(bad)?;
+    let doc = xml::parse(bytes, INFO_LIMITS).map_err(bad)?;
+    let root = doc.root();
     if !root.is("Updates") {
         return Err(PackageError::Info(format!(
             "root is <{}>, expected <Updates>",
-            root.name
+            root.name()
         )));
     }
     let list = root
@@ -245,7 +246,7 @@ fn parse_info(bytes: &[u8]) -> Result<Vec<InfoEntry>, PackageError> {
     Ok(out)
 }
 
-fn parse_update(el: &Element) -> Result<InfoEntry, ProtocolError> {
+fn parse_update(el: Element<'_>) -> Result<InfoEntry, ProtocolError> {
     let field = |name: &'static str| el.field(name).ok_or(ProtocolError::MissingField(name));
     let key = format!(
         "{}/{}/{}/{}/{}/{}",
