@@ -19,7 +19,10 @@
 //!   included; a test device is offered the pending one when there is one.
 
 pub mod devices;
+mod inventory;
 pub mod rule_ref;
+
+pub use inventory::{device_id, InventoryEntry, MAX_INVENTORY_USER_BYTES};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -203,38 +206,6 @@ pub struct FileMeta {
     pub size: u64,
     pub sha256: Sha256Digest,
 }
-
-/// What the server last saw of one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InventoryEntry {
-    /// The MAC address (canonical form), else `serial:<SN>`.
-    pub device: String,
-    pub device_type: String,
-    pub brand: String,
-    pub model: String,
-    pub revision: String,
-    pub locale: String,
-    /// Update type -> the version the device reported running.
-    pub versions: BTreeMap<String, String>,
-    pub last_user: Option<String>,
-    pub last_check_unix: u64,
-    pub last_client: String,
-    /// `none`, or `<status> <UpdateType> <version>` of the last offer.
-    pub last_offer: String,
-}
-
-/// The inventory key of a device, or `None` when it sent neither MAC nor serial number.
-pub fn device_id(identity: &DeviceIdentity) -> Option<String> {
-    match (&identity.mac, &identity.serial) {
-        (Some(mac), _) => Some(mac.to_string()),
-        (None, Some(serial)) => Some(format!("serial:{serial}")),
-        (None, None) => None,
-    }
-}
-
-/// The longest `last_user` the inventory keeps, in bytes: the request's user is free text up
-/// to the message cap, and the inventory of an anonymous site must stay small per device.
-pub const MAX_INVENTORY_USER_BYTES: usize = 256;
 
 /// The whole service state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -512,99 +483,6 @@ impl Model {
             outcome: "none".to_owned(),
         }
     }
-
-    /// Adds or replaces one inventory entry (loading, migration, [`Model::record_check`]).
-    pub fn remember(&mut self, entry: InventoryEntry) {
-        let age = (entry.last_check_unix, entry.device.clone());
-        if let Some(old) = self.inventory.insert(entry.device.clone(), entry) {
-            self.seen.remove(&(old.last_check_unix, old.device));
-        }
-        self.seen.insert(age);
-    }
-
-    /// Forgets every inventory entry of one model (device type, brand, model, revision,
-    /// locale); returns their ids.
-    pub fn forget_model(&mut self, model: [&str; 5]) -> Vec<String> {
-        let gone: Vec<String> = self
-            .inventory
-            .values()
-            .filter(|e| {
-                [&e.device_type, &e.brand, &e.model, &e.revision, &e.locale].map(String::as_str)
-                    == model
-            })
-            .map(|e| e.device.clone())
-            .collect();
-        for device in &gone {
-            if let Some(e) = self.inventory.remove(device) {
-                self.seen.remove(&(e.last_check_unix, e.device));
-            }
-        }
-        gone
-    }
-
-    /// Forgets the devices seen longest ago until at most `cap` are left; returns their ids.
-    pub fn evict_to(&mut self, cap: usize) -> Vec<String> {
-        let mut gone = Vec::new();
-        while self.inventory.len() > cap {
-            let Some((_, device)) = self.seen.pop_first() else {
-                break;
-            };
-            self.inventory.remove(&device);
-            gone.push(device);
-        }
-        gone
-    }
-
-    /// Records a check in the inventory (devices with neither MAC nor serial are not tracked).
-    /// At most `cap` devices are remembered: a new device beyond it makes the one seen longest
-    /// ago forgotten (anonymous checks can name any number of made-up devices). Returns the
-    /// devices forgotten.
-    pub fn record_check(
-        &mut self,
-        request: &CheckRequest,
-        client: &str,
-        outcome: &str,
-        now_unix: u64,
-        cap: usize,
-    ) -> Vec<String> {
-        let Some(device) = device_id(&request.identity) else {
-            return Vec::new();
-        };
-        let id = &request.identity;
-        let entry = InventoryEntry {
-            device: device.clone(),
-            device_type: id.device_type.to_string(),
-            brand: id.brand.to_string(),
-            model: id.model.to_string(),
-            revision: id.revision.to_string(),
-            locale: id.locale.to_string(),
-            versions: request
-                .modules
-                .iter()
-                .map(|m| (m.update_type.to_string(), m.version.to_string()))
-                .collect(),
-            // A check without a user keeps the last one known: the device's screen does too.
-            last_user: request.user.as_deref().map(clip_user).or_else(|| {
-                self.inventory
-                    .get(&device)
-                    .and_then(|e| e.last_user.clone())
-            }),
-            last_check_unix: now_unix,
-            last_client: client.to_owned(),
-            last_offer: outcome.to_owned(),
-        };
-        self.remember(entry);
-        self.evict_to(cap.max(1))
-    }
-}
-
-/// The first [`MAX_INVENTORY_USER_BYTES`] of a user name, cut at a character boundary.
-fn clip_user(user: &str) -> String {
-    let mut end = user.len().min(MAX_INVENTORY_USER_BYTES);
-    while !user.is_char_boundary(end) {
-        end -= 1;
-    }
-    user[..end].to_owned()
 }
 
 #[cfg(test)]

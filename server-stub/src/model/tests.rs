@@ -443,3 +443,65 @@ fn inventory_keeps_a_bounded_user_name() {
     assert!(user.len() <= MAX_INVENTORY_USER_BYTES && user.len() >= MAX_INVENTORY_USER_BYTES - 1);
     assert!(user.chars().all(|c| c == 'é'));
 }
+
+/// A device checking again has its entry written over in place: for every pair of checks
+/// (brand, modules added, dropped, repeated or reordered, versions, users, the same second),
+/// the entry is the one a first check of the second request makes, with the user kept when
+/// the second names none, and the age index follows.
+#[test]
+fn a_repeat_check_leaves_the_entry_a_first_check_would_make() {
+    let module = |ut: &str, version: &str| InstalledModule {
+        update_type: PathSegment::new(ut).unwrap(),
+        file_name: FileName::new(&format!("{ut}.nbt")).unwrap(),
+        version: v(version),
+        timestamp: None,
+    };
+    let base = request("1.0.0.0", MAC, None);
+    let mut variants = vec![base.clone()];
+    let mut with = |f: &dyn Fn(&mut CheckRequest)| {
+        let mut r = base.clone();
+        f(&mut r);
+        variants.push(r);
+    };
+    with(&|r| r.modules[0].version = v("1.0.0.2"));
+    with(&|r| r.identity.brand = PathSegment::new("Aastra").unwrap());
+    with(&|r| r.identity.locale = PathSegment::new("DEU").unwrap());
+    with(&|r| r.modules.push(module("Cert", "2.0.0.0")));
+    with(&|r| r.modules.insert(0, module("Cert", "2.0.0.1")));
+    with(&|r| r.modules = vec![module("Cert", "3.0.0.0")]);
+    with(&|r| r.modules = vec![module("CPE", "1.0.0.1"), module("CPE", "1.0.0.9")]);
+    with(&|r| r.user = Some("CONTOSO\\bob".into()));
+    with(&|r| r.user = Some("é".repeat(300)));
+    let outcomes = ["none", "approved CPE 1.0.0.2"];
+    for (i, first) in variants.iter().enumerate() {
+        for (j, second) in variants.iter().enumerate() {
+            for now in [5, 6] {
+                let mut model = Model::default();
+                model.record_check(first, "10.0.0.1", outcomes[0], 5, 10);
+                model.record_check(second, "10.0.0.2", outcomes[j % 2], now, 10);
+                let mut fresh = Model::default();
+                fresh.record_check(second, "10.0.0.2", outcomes[j % 2], now, 10);
+                let mut expected = fresh.inventory[MAC].clone();
+                if second.user.is_none() {
+                    expected.last_user = model_user(first);
+                }
+                assert_eq!(
+                    model.inventory[MAC], expected,
+                    "check {i} then {j} at {now}"
+                );
+                assert_eq!(
+                    model.seen.iter().collect::<Vec<_>>(),
+                    [&(now, MAC.to_owned())],
+                    "check {i} then {j} at {now}"
+                );
+            }
+        }
+    }
+}
+
+/// The user a first check of `r` leaves in the inventory.
+fn model_user(r: &CheckRequest) -> Option<String> {
+    let mut model = Model::default();
+    model.record_check(r, "c", "none", 1, 10);
+    model.inventory[MAC].last_user.clone()
+}
