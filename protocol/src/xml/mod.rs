@@ -68,10 +68,17 @@ impl<'a> Document<'a> {
 
     fn push_text(&mut self, at: u32, piece: Cow<'a, str>) {
         let text = &mut self.nodes[at as usize].text;
-        if text.is_empty() {
-            *text = piece;
-        } else {
-            text.to_mut().push_str(&piece);
+        match text {
+            Cow::Borrowed("") => *text = piece,
+            Cow::Borrowed(first) => {
+                // The second piece: the blanks between a parent's children come a few bytes at
+                // a time, so one buffer with room for the rest rather than a doubling each time.
+                let mut joined = String::with_capacity((first.len() + piece.len()).max(64));
+                joined.push_str(first);
+                joined.push_str(&piece);
+                *text = Cow::Owned(joined);
+            }
+            Cow::Owned(joined) => joined.push_str(&piece),
         }
     }
 }
