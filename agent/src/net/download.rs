@@ -4,14 +4,12 @@
 //! cut keeps it and says how many bytes are on disk. The simulator uses the same code with a
 //! [`DownloadSink::Discard`] sink that only counts and hashes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::Response;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use ucupdate_ntlm::Credentials;
 use ucupdate_protocol::{HttpUrl, OfferedFile, Sha256Digest};
 
@@ -19,12 +17,11 @@ use super::client::Client;
 use super::conn::next_data;
 use super::error::NetError;
 use super::exchange::{exchange, RequestSpec};
+use super::file_sink::FileSink;
 use super::shaping::Pacer;
 use super::RequestStats;
 use crate::clock;
 use crate::digest::{Context, SHA256};
-
-const IO_BUFFER: usize = 64 * 1024;
 
 /// Where downloaded bytes go.
 #[derive(Debug, Clone, Copy)]
@@ -117,10 +114,7 @@ struct Progress {
 }
 
 enum Writer {
-    File {
-        file: BufWriter<File>,
-        path: PathBuf,
-    },
+    File(FileSink),
     Discard,
     Memory(Vec<u8>),
 }
@@ -152,54 +146,9 @@ impl Progress {
                 resumed_from: 0,
             }),
             DownloadSink::File(path) => {
-                // 0600, and never through a symlink: a link planted in staging/ would make the
-                // download overwrite whatever it points at.
-                let mut file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .await
-                    .map_err(NetError::io("open", path))?;
-                let on_disk = file
-                    .metadata()
-                    .await
-                    .map_err(NetError::io("stat", path))?
-                    .len();
-                let keep = wanted.min(on_disk);
-                if on_disk != keep {
-                    file.set_len(keep)
-                        .await
-                        .map_err(NetError::io("truncate", path))?;
-                }
-                let mut hasher = Context::new(&SHA256);
-                let mut buf = vec![0u8; IO_BUFFER];
-                let mut left = keep;
-                while left > 0 {
-                    let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = file
-                        .read(&mut buf[..chunk])
-                        .await
-                        .map_err(NetError::io("read", path))?;
-                    if n == 0 {
-                        return Err(NetError::io("read", path)(
-                            std::io::ErrorKind::UnexpectedEof.into(),
-                        ));
-                    }
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-                file.seek(std::io::SeekFrom::Start(keep))
-                    .await
-                    .map_err(NetError::io("seek", path))?;
+                let (file, hasher, keep) = FileSink::open(path, wanted).await?;
                 Ok(Progress {
-                    writer: Writer::File {
-                        file: BufWriter::with_capacity(IO_BUFFER, file),
-                        path: path.to_owned(),
-                    },
+                    writer: Writer::File(file),
                     hasher: Some(hasher),
                     written: keep,
                     resumed_from: keep,
@@ -210,10 +159,7 @@ impl Progress {
 
     async fn write(&mut self, data: &[u8]) -> Result<(), NetError> {
         match &mut self.writer {
-            Writer::File { file, path } => file
-                .write_all(data)
-                .await
-                .map_err(NetError::io("write", path))?,
+            Writer::File(file) => file.write(data).await?,
             Writer::Memory(body) => {
                 let room = ucupdate_protocol::catalog::MAX_CATALOG_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&data[..data.len().min(room)]);
@@ -229,20 +175,10 @@ impl Progress {
 
     /// Drops everything so far (the server ignored our range and sends the whole file).
     async fn restart(&mut self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = &mut self.writer {
-            file.flush().await.map_err(NetError::io("flush", path))?;
-            let inner = file.get_mut();
-            inner
-                .set_len(0)
-                .await
-                .map_err(NetError::io("truncate", path))?;
-            inner
-                .seek(std::io::SeekFrom::Start(0))
-                .await
-                .map_err(NetError::io("seek", path))?;
-        }
-        if let Writer::Memory(body) = &mut self.writer {
-            body.clear();
+        match &mut self.writer {
+            Writer::File(file) => file.restart().await?,
+            Writer::Memory(body) => body.clear(),
+            Writer::Discard => {}
         }
         self.hasher = Some(Context::new(&SHA256));
         self.written = 0;
@@ -252,25 +188,16 @@ impl Progress {
 
     /// Makes the bytes so far durable, so that a resume offset recorded from them is true.
     async fn sync(&mut self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = &mut self.writer {
-            file.flush().await.map_err(NetError::io("flush", path))?;
-            file.get_mut()
-                .sync_all()
-                .await
-                .map_err(NetError::io("fsync", path))?;
+        if let Writer::File(file) = &mut self.writer {
+            file.sync().await?;
         }
         Ok(())
     }
 
     /// Removes a file that failed verification.
     async fn discard(self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = self.writer {
-            drop(file);
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(NetError::io("remove", &path)(e)),
-            }
+        if let Writer::File(file) = self.writer {
+            file.remove().await?;
         }
         Ok(())
     }
