@@ -21,7 +21,7 @@ use super::file_sink::FileSink;
 use super::shaping::Pacer;
 use super::RequestStats;
 use crate::clock;
-use crate::digest::{Context, SHA256};
+use crate::digest::{Context, Digest, SHA256};
 
 /// Where downloaded bytes go.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +108,8 @@ pub async fn download_to(
 /// The bytes so far: where they are written and what they hash to.
 struct Progress {
     writer: Writer,
+    /// The hash of a Discard or Memory sink (`None` for a resumed Discard). A File sink's
+    /// writer thread hashes what it writes, and [`Progress::sync`] returns that digest.
     hasher: Option<Context>,
     written: u64,
     resumed_from: u64,
@@ -146,10 +148,11 @@ impl Progress {
                 resumed_from: 0,
             }),
             DownloadSink::File(path) => {
-                let (file, hasher, keep) = FileSink::open(path, wanted).await?;
+                // The writer thread hashes what it writes.
+                let (file, keep) = FileSink::open(path, wanted).await?;
                 Ok(Progress {
                     writer: Writer::File(file),
-                    hasher: Some(hasher),
+                    hasher: None,
                     written: keep,
                     resumed_from: keep,
                 })
@@ -180,18 +183,21 @@ impl Progress {
             Writer::Memory(body) => body.clear(),
             Writer::Discard => {}
         }
-        self.hasher = Some(Context::new(&SHA256));
+        if !matches!(self.writer, Writer::File(_)) {
+            self.hasher = Some(Context::new(&SHA256));
+        }
         self.written = 0;
         self.resumed_from = 0;
         Ok(())
     }
 
-    /// Makes the bytes so far durable, so that a resume offset recorded from them is true.
-    async fn sync(&mut self) -> Result<(), NetError> {
-        if let Writer::File(file) = &mut self.writer {
-            file.sync().await?;
+    /// Makes the bytes so far durable, so that a resume offset recorded from them is true; for
+    /// a file, returns their digest (the writer thread hashes them).
+    async fn sync(&mut self) -> Result<Option<Digest>, NetError> {
+        match &mut self.writer {
+            Writer::File(file) => Ok(Some(file.sync().await?)),
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// Removes a file that failed verification.
@@ -377,7 +383,7 @@ async fn verify(
     mut progress: Progress,
     expected: &OfferedFile,
 ) -> Result<DownloadedFile, NetError> {
-    progress.sync().await?;
+    let synced = progress.sync().await?;
     let size = progress.written;
     if let Some(want) = expected.size {
         if want != size {
@@ -388,11 +394,13 @@ async fn verify(
             });
         }
     }
-    let sha256 = progress.hasher.take().map(|h| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(h.finish().as_ref());
-        Sha256Digest(out)
-    });
+    let sha256 = synced
+        .or_else(|| progress.hasher.take().map(|h| h.finish()))
+        .map(|d| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            Sha256Digest(out)
+        });
     if let (Some(want), Some(got)) = (expected.sha256, sha256) {
         if want != got {
             tracing::warn!(file = %expected.file_name, expected = %want, actual = %got, "SHA-256 mismatch; file removed");

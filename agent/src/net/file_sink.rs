@@ -1,8 +1,9 @@
 //! The [`DownloadSink::File`](super::DownloadSink::File) writer: one thread per file download
-//! owns the staging file, so the download loop never waits for the disk. The loop hashes each
-//! piece and copies it into a [`BLOCK`]-sized buffer; full blocks go to the thread through a
-//! channel of [`QUEUE`] blocks (memory stays bounded, and a full queue stops the loop reading the
-//! socket); the thread writes them in order and, every [`WRITEBACK`] bytes, asks the kernel to
+//! owns the staging file and its SHA-256, so the download loop never waits for the disk and
+//! does not hash. The loop copies each piece into a [`BLOCK`]-sized buffer; full blocks go to
+//! the thread through a channel of [`QUEUE`] blocks (memory stays bounded, a full queue stops
+//! the loop reading the socket, and the thread hands each written buffer back for reuse). The
+//! thread hashes and writes them in order and, every [`WRITEBACK`] bytes, asks the kernel to
 //! start writing them to disk, so the fsync at the end has little left to do (curl does not
 //! fsync at all; without this the fsync of a 200 MB image took 15-25 % of the download,
 //! docs/BENCHMARKS.md §5 "Fourth round").
@@ -10,7 +11,7 @@
 //! The thread stops at the first I/O error; the loop learns of it at its next block (or at the
 //! fsync that [`FileSink::sync`] waits for, before anything is verified) and reports the
 //! operation and the path. Only the File sink has the thread: the simulator's Discard and
-//! Memory sinks stay on the caller's task.
+//! Memory sinks hash on the caller's task and start no thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,11 +19,10 @@ use std::num::NonZeroU64;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::NetError;
-use crate::digest::{Context, SHA256};
+use crate::digest::{Context, Digest, SHA256};
 
 /// Bytes per hand-off to the writer: large enough that the thread wakes a few hundred times per
 /// 100 MB, small enough that [`QUEUE`] of them stay well under the agent's memory budget.
@@ -36,11 +36,12 @@ const WRITEBACK: u64 = 4 * 1024 * 1024;
 const STACK: usize = 256 * 1024;
 
 enum Cmd {
-    Write(Bytes),
+    /// A block to write; the thread hands the buffer back (the queue bounds how many exist).
+    Write(Vec<u8>),
     /// Truncate to 0 and write from the start (the server sends the whole file again).
     Restart,
-    /// fsync; answered once everything queued before it is on disk.
-    Sync(oneshot::Sender<()>),
+    /// fsync; answered with the digest so far once everything queued before it is on disk.
+    Sync(oneshot::Sender<Digest>),
 }
 
 /// An I/O error of the writer thread: which operation failed.
@@ -59,19 +60,19 @@ pub(super) struct FileSink {
     tx: mpsc::Sender<Cmd>,
     /// The thread's first error, sent as it stops (taken by the first caller that needs it).
     done: Option<oneshot::Receiver<Result<(), Failure>>>,
-    block: BytesMut,
+    block: Vec<u8>,
+    /// Buffers the thread has written, for the next blocks.
+    spare: mpsc::UnboundedReceiver<Vec<u8>>,
 }
 
 impl FileSink {
     /// Opens or creates `path` (0600, never through a symlink), keeps at most `wanted` bytes of
-    /// it and hashes them. Returns the sink, the hash of the kept bytes, and their count.
-    pub(super) async fn open(
-        path: &Path,
-        wanted: u64,
-    ) -> Result<(FileSink, Context, u64), NetError> {
+    /// it and hashes them. Returns the sink and the count of bytes kept.
+    pub(super) async fn open(path: &Path, wanted: u64) -> Result<(FileSink, u64), NetError> {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         let (opened_tx, opened) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
+        let (spare_tx, spare) = mpsc::unbounded_channel();
         let owned = path.to_owned();
         std::thread::Builder::new()
             .name("ucupdate-writer".into())
@@ -81,12 +82,12 @@ impl FileSink {
                     let _ = opened_tx.send(Err(f));
                 }
                 Ok((file, hasher, keep)) => {
-                    let _ = opened_tx.send(Ok((hasher, keep)));
-                    let _ = done_tx.send(serve(file, keep, &mut rx));
+                    let _ = opened_tx.send(Ok(keep));
+                    let _ = done_tx.send(serve(file, hasher, keep, &mut rx, &spare_tx));
                 }
             })
             .map_err(NetError::io("start the writer for", path))?;
-        let (hasher, keep) = match opened.await {
+        let keep = match opened.await {
             Ok(Ok(opened)) => opened,
             Ok(Err(f)) => return Err(NetError::io(f.op, path)(f.error)),
             Err(_) => return Err(NetError::io("open", path)(stopped())),
@@ -95,9 +96,10 @@ impl FileSink {
             path: path.to_owned(),
             tx,
             done: Some(done),
-            block: BytesMut::with_capacity(BLOCK),
+            block: Vec::with_capacity(BLOCK),
+            spare,
         };
-        Ok((sink, hasher, keep))
+        Ok((sink, keep))
     }
 
     /// Queues `data` after the bytes so far.
@@ -119,15 +121,16 @@ impl FileSink {
         self.send(Cmd::Restart).await
     }
 
-    /// Returns once every byte so far is written and fsynced, or the writer's first error.
-    pub(super) async fn sync(&mut self) -> Result<(), NetError> {
+    /// Returns the SHA-256 of every byte so far once they are written and fsynced, or the
+    /// writer's first error.
+    pub(super) async fn sync(&mut self) -> Result<Digest, NetError> {
         if !self.block.is_empty() {
             self.send_block().await?;
         }
         let (reply, synced) = oneshot::channel();
         self.send(Cmd::Sync(reply)).await?;
         match synced.await {
-            Ok(()) => Ok(()),
+            Ok(digest) => Ok(digest),
             // The thread stopped before answering: it failed on this or an earlier block.
             Err(_) => Err(self.failure().await),
         }
@@ -149,8 +152,15 @@ impl FileSink {
     }
 
     async fn send_block(&mut self) -> Result<(), NetError> {
-        let full = std::mem::replace(&mut self.block, BytesMut::with_capacity(BLOCK));
-        self.send(Cmd::Write(full.freeze())).await
+        let next = match self.spare.try_recv() {
+            Ok(mut spare) => {
+                spare.clear();
+                spare
+            }
+            Err(_) => Vec::with_capacity(BLOCK),
+        };
+        let full = std::mem::replace(&mut self.block, next);
+        self.send(Cmd::Write(full)).await
     }
 
     async fn send(&mut self, cmd: Cmd) -> Result<(), NetError> {
@@ -219,13 +229,21 @@ fn open_and_hash(path: &Path, wanted: u64) -> Result<(File, Context, u64), Failu
 }
 
 /// The writer thread's loop: commands in order until the sink is dropped or an error.
-fn serve(mut file: File, mut at: u64, rx: &mut mpsc::Receiver<Cmd>) -> Result<(), Failure> {
+fn serve(
+    mut file: File,
+    mut hasher: Context,
+    mut at: u64,
+    rx: &mut mpsc::Receiver<Cmd>,
+    spare: &mpsc::UnboundedSender<Vec<u8>>,
+) -> Result<(), Failure> {
     let mut hinted = at;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
-            Cmd::Write(bytes) => {
-                file.write_all(&bytes).map_err(fail("write"))?;
-                at += bytes.len() as u64;
+            Cmd::Write(block) => {
+                hasher.update(&block);
+                file.write_all(&block).map_err(fail("write"))?;
+                at += block.len() as u64;
+                let _ = spare.send(block);
                 if at - hinted >= WRITEBACK {
                     start_writeback(&file, hinted, at - hinted);
                     hinted = at;
@@ -235,10 +253,11 @@ fn serve(mut file: File, mut at: u64, rx: &mut mpsc::Receiver<Cmd>) -> Result<()
                 file.set_len(0).map_err(fail("truncate"))?;
                 file.seek(SeekFrom::Start(0)).map_err(fail("seek"))?;
                 (at, hinted) = (0, 0);
+                hasher = Context::new(&SHA256);
             }
             Cmd::Sync(reply) => {
                 file.sync_all().map_err(fail("fsync"))?;
-                let _ = reply.send(());
+                let _ = reply.send(hasher.clone().finish());
             }
         }
     }
