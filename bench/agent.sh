@@ -11,6 +11,9 @@
 # target/ (or ARM_TARGET_DIR). Targets (docs/BENCHMARKS.md): >= 0.9x curl and >= 1.0x
 # `curl | sha256sum`; peak RSS <= 8 MiB for 200 MB; armv7 <= 2 MB.
 # Full: 20 MB and 200 MB. Quick: 2 MB and 20 MB.
+# AGENT_B=PATH (another `ucbench` build, e.g. a copy of the one before a change) is run in every
+# round too, right before or after this tree's (alternating), for a same-run A/B: its median and
+# the median of the per-round ratios this/B are printed.
 source "$(dirname "$0")/lib.sh"
 
 need curl:curl python3:python3 /usr/bin/time:time sha256sum:coreutils
@@ -41,17 +44,30 @@ now() { date +%s.%N; }
 # group the agent offers first (agent/src/net/tls.rs); by default curl negotiates its own
 # (OpenSSL's AES-256-GCM-SHA384 over X25519), as the targets were set (docs/BENCHMARKS.md §5).
 read -r -a CURL_TLS <<<"${CURL_TLS:-}"
-declare -A A C S H HMAX ACPU CCPU SCPU
+AGENT_B=${AGENT_B:-}
+[ -z "$AGENT_B" ] || [ -x "$AGENT_B" ] || die "AGENT_B=$AGENT_B is not an executable"
+# One download by the ucbench at $1 into $WORK/agent.out; its JSON line on stdout.
+agent_run() {
+    rm -f "$WORK/agent.out"
+    timed timeout 600 "$1" download "${URL[$mb]}" "$STUB_CA" $((mb * 1000000)) "${SHA[$mb]}" "$WORK/agent.out" \
+        || die "ucbench download ($1) failed"
+    rm -f "$WORK/agent.out"
+}
+declare -A A B AB C S H HMAX ACPU CCPU SCPU
 for mb in "${SIZES[@]}"; do
-    a=(); c=(); s=(); h=(); acpu=(); ccpu=(); scpu=()
+    a=(); b=(); ab=(); c=(); s=(); h=(); acpu=(); ccpu=(); scpu=()
     mib=$(calc "$mb*1000000/1048576")
     for i in $(seq "$RUNS"); do
-        rm -f "$WORK/agent.out" "$WORK/curl.out"
-        out=$(timed timeout 600 "$HELPER" download "${URL[$mb]}" "$STUB_CA" $((mb * 1000000)) "${SHA[$mb]}" "$WORK/agent.out") \
-            || die "ucbench download failed: $out"
+        rm -f "$WORK/curl.out"
+        if [ -n "$AGENT_B" ] && [ $((i % 2)) = 0 ]; then outb=$(agent_run "$AGENT_B") || exit 1; fi
+        out=$(agent_run "$HELPER") || exit 1
         a+=("$(json <(echo "$out") 'r["mib_per_s"]')"); h+=("$(json <(echo "$out") 'r["vm_hwm_kib"]')")
         acpu+=("$(calc "$(cpu)*1000/$mib")")
-        rm -f "$WORK/agent.out"
+        if [ -n "$AGENT_B" ] && [ $((i % 2)) = 1 ]; then outb=$(agent_run "$AGENT_B") || exit 1; fi
+        if [ -n "$AGENT_B" ]; then
+            b+=("$(json <(echo "$outb") 'r["mib_per_s"]')")
+            ab+=("$(calc "${a[-1]}/${b[-1]}")")
+        fi
         c+=("$(timed curl "${CURL_TLS[@]}" -sf --cacert "$STUB_CA" -o "$WORK/curl.out" -w '%{speed_download}' "${URL[$mb]}" | awk '{printf "%.1f\n", $1/1048576}')") \
             || die "curl download failed"
         ccpu+=("$(calc "$(cpu)*1000/$mib")")
@@ -66,6 +82,10 @@ for mb in "${SIZES[@]}"; do
         s+=("$(calc "$mib/($t1-$t0)")")
         scpu+=("$(calc "($(cpu)+$(awk '{print $1+$2}' "$WORK/cpu2"))*1000/$mib")")
     done
+    if [ -n "$AGENT_B" ]; then
+        B[$mb]=$(median "${b[@]}"); AB[$mb]=$(median "${ab[@]}")
+        log "$mb MB: agent B ($AGENT_B) ${b[*]} MiB/s; this/B per round ${ab[*]}"
+    fi
     A[$mb]=$(median "${a[@]}"); C[$mb]=$(median "${c[@]}"); S[$mb]=$(median "${s[@]}")
     ACPU[$mb]=$(median "${acpu[@]}"); CCPU[$mb]=$(median "${ccpu[@]}"); SCPU[$mb]=$(median "${scpu[@]}")
     H[$mb]=$(median "${h[@]}"); HMAX[$mb]=$(printf '%s\n' "${h[@]}" | sort -g | tail -1)
@@ -79,6 +99,10 @@ for mb in "${SIZES[@]}"; do row "$mb MB" "${A[$mb]}" "${C[$mb]}" "${S[$mb]}, ${H
 row "  client CPU ms per MiB (medians)" "" "" ""
 for mb in "${SIZES[@]}"; do row "  $mb MB" "${ACPU[$mb]}" "${CCPU[$mb]}" "${SCPU[$mb]}"; done
 big=${SIZES[-1]}; small=${SIZES[0]}
+if [ -n "$AGENT_B" ]; then
+    for mb in "${SIZES[@]}"; do row "$mb MB, agent B ($AGENT_B)" "${B[$mb]}" "" ""; done
+    for mb in "${SIZES[@]}"; do ratio "agent/agent B download ${mb} MB (median per round)" "${AB[$mb]}"; done
+fi
 sizes_line=""
 # .ci/stages/arm.sh builds into $CARGO_TARGET_DIR or target/; ARM_TARGET_DIR names another.
 ARM_DIRS=("$TARGET_DIR"); [ -n "${ARM_TARGET_DIR:-}" ] && ARM_DIRS+=("$ARM_TARGET_DIR")

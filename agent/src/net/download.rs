@@ -4,14 +4,12 @@
 //! cut keeps it and says how many bytes are on disk. The simulator uses the same code with a
 //! [`DownloadSink::Discard`] sink that only counts and hashes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::Response;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 use ucupdate_ntlm::Credentials;
 use ucupdate_protocol::{HttpUrl, OfferedFile, Sha256Digest};
 
@@ -19,12 +17,11 @@ use super::client::Client;
 use super::conn::next_data;
 use super::error::NetError;
 use super::exchange::{exchange, RequestSpec};
+use super::file_sink::FileSink;
 use super::shaping::Pacer;
 use super::RequestStats;
 use crate::clock;
-use crate::digest::{Context, SHA256};
-
-const IO_BUFFER: usize = 64 * 1024;
+use crate::digest::{Context, Digest, SHA256};
 
 /// Where downloaded bytes go.
 #[derive(Debug, Clone, Copy)]
@@ -111,16 +108,15 @@ pub async fn download_to(
 /// The bytes so far: where they are written and what they hash to.
 struct Progress {
     writer: Writer,
+    /// The hash of a Discard or Memory sink (`None` for a resumed Discard). A File sink's
+    /// writer thread hashes what it writes, and [`Progress::sync`] returns that digest.
     hasher: Option<Context>,
     written: u64,
     resumed_from: u64,
 }
 
 enum Writer {
-    File {
-        file: BufWriter<File>,
-        path: PathBuf,
-    },
+    File(FileSink),
     Discard,
     Memory(Vec<u8>),
 }
@@ -152,55 +148,11 @@ impl Progress {
                 resumed_from: 0,
             }),
             DownloadSink::File(path) => {
-                // 0600, and never through a symlink: a link planted in staging/ would make the
-                // download overwrite whatever it points at.
-                let mut file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .await
-                    .map_err(NetError::io("open", path))?;
-                let on_disk = file
-                    .metadata()
-                    .await
-                    .map_err(NetError::io("stat", path))?
-                    .len();
-                let keep = wanted.min(on_disk);
-                if on_disk != keep {
-                    file.set_len(keep)
-                        .await
-                        .map_err(NetError::io("truncate", path))?;
-                }
-                let mut hasher = Context::new(&SHA256);
-                let mut buf = vec![0u8; IO_BUFFER];
-                let mut left = keep;
-                while left > 0 {
-                    let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let n = file
-                        .read(&mut buf[..chunk])
-                        .await
-                        .map_err(NetError::io("read", path))?;
-                    if n == 0 {
-                        return Err(NetError::io("read", path)(
-                            std::io::ErrorKind::UnexpectedEof.into(),
-                        ));
-                    }
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-                file.seek(std::io::SeekFrom::Start(keep))
-                    .await
-                    .map_err(NetError::io("seek", path))?;
+                // The writer thread hashes what it writes.
+                let (file, keep) = FileSink::open(path, wanted).await?;
                 Ok(Progress {
-                    writer: Writer::File {
-                        file: BufWriter::with_capacity(IO_BUFFER, file),
-                        path: path.to_owned(),
-                    },
-                    hasher: Some(hasher),
+                    writer: Writer::File(file),
+                    hasher: None,
                     written: keep,
                     resumed_from: keep,
                 })
@@ -210,10 +162,7 @@ impl Progress {
 
     async fn write(&mut self, data: &[u8]) -> Result<(), NetError> {
         match &mut self.writer {
-            Writer::File { file, path } => file
-                .write_all(data)
-                .await
-                .map_err(NetError::io("write", path))?,
+            Writer::File(file) => file.write(data).await?,
             Writer::Memory(body) => {
                 let room = ucupdate_protocol::catalog::MAX_CATALOG_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&data[..data.len().min(room)]);
@@ -229,48 +178,32 @@ impl Progress {
 
     /// Drops everything so far (the server ignored our range and sends the whole file).
     async fn restart(&mut self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = &mut self.writer {
-            file.flush().await.map_err(NetError::io("flush", path))?;
-            let inner = file.get_mut();
-            inner
-                .set_len(0)
-                .await
-                .map_err(NetError::io("truncate", path))?;
-            inner
-                .seek(std::io::SeekFrom::Start(0))
-                .await
-                .map_err(NetError::io("seek", path))?;
+        match &mut self.writer {
+            Writer::File(file) => file.restart().await?,
+            Writer::Memory(body) => body.clear(),
+            Writer::Discard => {}
         }
-        if let Writer::Memory(body) = &mut self.writer {
-            body.clear();
+        if !matches!(self.writer, Writer::File(_)) {
+            self.hasher = Some(Context::new(&SHA256));
         }
-        self.hasher = Some(Context::new(&SHA256));
         self.written = 0;
         self.resumed_from = 0;
         Ok(())
     }
 
-    /// Makes the bytes so far durable, so that a resume offset recorded from them is true.
-    async fn sync(&mut self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = &mut self.writer {
-            file.flush().await.map_err(NetError::io("flush", path))?;
-            file.get_mut()
-                .sync_all()
-                .await
-                .map_err(NetError::io("fsync", path))?;
+    /// Makes the bytes so far durable, so that a resume offset recorded from them is true; for
+    /// a file, returns their digest (the writer thread hashes them).
+    async fn sync(&mut self) -> Result<Option<Digest>, NetError> {
+        match &mut self.writer {
+            Writer::File(file) => Ok(Some(file.sync().await?)),
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// Removes a file that failed verification.
     async fn discard(self) -> Result<(), NetError> {
-        if let Writer::File { file, path } = self.writer {
-            drop(file);
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(NetError::io("remove", &path)(e)),
-            }
+        if let Writer::File(file) = self.writer {
+            file.remove().await?;
         }
         Ok(())
     }
@@ -450,7 +383,7 @@ async fn verify(
     mut progress: Progress,
     expected: &OfferedFile,
 ) -> Result<DownloadedFile, NetError> {
-    progress.sync().await?;
+    let synced = progress.sync().await?;
     let size = progress.written;
     if let Some(want) = expected.size {
         if want != size {
@@ -461,11 +394,13 @@ async fn verify(
             });
         }
     }
-    let sha256 = progress.hasher.take().map(|h| {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(h.finish().as_ref());
-        Sha256Digest(out)
-    });
+    let sha256 = synced
+        .or_else(|| progress.hasher.take().map(|h| h.finish()))
+        .map(|d| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(d.as_ref());
+            Sha256Digest(out)
+        });
     if let (Some(want), Some(got)) = (expected.sha256, sha256) {
         if want != got {
             tracing::warn!(file = %expected.file_name, expected = %want, actual = %got, "SHA-256 mismatch; file removed");

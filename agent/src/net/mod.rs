@@ -13,6 +13,7 @@
 //! - [`error`]: [`NetError`] and its [`ErrorClass`].
 //! - [`check`]: [`check()`] and [`upload_log`] (each with a `*_with_stats` twin).
 //! - [`download`]: [`download()`] and [`download_to`] (resume, SHA-256, verification).
+//! - `file_sink`: the File sink's writer thread (write-back started as it goes).
 //! - `exchange`: one request with optional NTLM (anonymous, then Type 1/2/3 on one connection).
 //! - `conn`: one pinned connection with its timeouts.
 //! - `shaping`: the simulator's per-device latency and rate cap.
@@ -28,6 +29,7 @@ pub mod connector;
 pub mod download;
 pub mod error;
 mod exchange;
+mod file_sink;
 mod shaping;
 pub mod tls;
 

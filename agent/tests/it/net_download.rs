@@ -394,3 +394,93 @@ async fn a_wrong_content_range_drops_the_prefix_so_the_next_attempt_is_whole() {
         .unwrap();
     assert_eq!(got.sha256, Some(sha256(&data)));
 }
+
+/// A cut several megabytes in, past many of the File sink's hand-offs to its writer thread and
+/// past a write-back window: what is on disk is exactly the bytes received (nothing queued is
+/// lost), and the resume completes the file.
+#[tokio::test]
+async fn a_cut_megabytes_in_keeps_every_byte_received_and_the_resume_completes_it() {
+    let data = file_bytes(9_000_000);
+    let cut = 6_543_211;
+    let served = data.clone();
+    let first = Arc::new(AtomicUsize::new(0));
+    let server = TestServer::plain(handler(move |req, _| {
+        if first.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut r = http::Response::new(TestBody::Cut(Some(served.slice(..cut))));
+            r.headers_mut()
+                .insert("content-length", served.len().into());
+            return r;
+        }
+        serve_file(req, &served)
+    }))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("CPE.nbt");
+    let client = Pki::new().client();
+    let expected = offered(&data, true, true);
+    let err = net::download(&client, &server.url(PATH), &expected, &dest, 0, None)
+        .await
+        .unwrap_err();
+    let on_disk = err.bytes_on_disk().unwrap();
+    assert!(on_disk > 4 << 20 && on_disk <= cut as u64, "{on_disk}");
+    assert_eq!(std::fs::read(&dest).unwrap(), &data[..on_disk as usize]);
+
+    let got = net::download(&client, &server.url(PATH), &expected, &dest, on_disk, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.resumed_from, got.sha256),
+        (on_disk, Some(sha256(&data)))
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+}
+
+/// Downloads `len` bytes into /dev/full, where every write fails with ENOSPC.
+async fn download_into_a_full_disk(len: usize) -> (Result<net::DownloadedFile, NetError>, u64) {
+    let data = file_bytes(len);
+    let served = data.clone();
+    let server = TestServer::plain(handler(move |req, _| serve_file(req, &served))).await;
+    let full = std::path::Path::new("/dev/full");
+    let (got, stats) = net::download_to(
+        &Pki::new().client(),
+        &server.url(PATH),
+        &offered(&data, true, true),
+        DownloadSink::File(full),
+        0,
+        None,
+    )
+    .await;
+    assert!(full.exists(), "a failed write must never remove the file");
+    (got, stats.bytes_received)
+}
+
+fn assert_write_error(got: Result<net::DownloadedFile, NetError>) {
+    match got {
+        Err(NetError::Io { op, path, error }) => assert_eq!(
+            (op, path.as_str(), error.kind()),
+            ("write", "/dev/full", std::io::ErrorKind::StorageFull)
+        ),
+        other => panic!("expected the write's error, got {other:?}"),
+    }
+}
+
+/// A disk that refuses writes in the middle of a download: the writer thread's error comes
+/// back as an I/O error naming the write and the file, and the download stops reading soon
+/// after (within the writer's bounded queue), not at the end of the body.
+#[tokio::test]
+async fn a_write_error_mid_download_is_an_io_error_and_stops_the_download() {
+    let len = 8_000_000;
+    let (got, received) = download_into_a_full_disk(len).await;
+    assert_write_error(got);
+    assert!(received < len as u64 / 4, "read {received} of {len} bytes");
+}
+
+/// Bytes still queued when the body ends are written before anything is verified: a write that
+/// fails then is the download's error, never a verified file.
+#[tokio::test]
+async fn a_write_error_on_the_last_bytes_is_an_error_not_a_verified_file() {
+    // Smaller than one hand-off: nothing reaches the disk before the final sync.
+    let (got, received) = download_into_a_full_disk(10_000).await;
+    assert_write_error(got);
+    assert_eq!(received, 10_000);
+}
