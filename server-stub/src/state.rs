@@ -248,15 +248,20 @@ impl State {
         now_unix: u64,
         cap: usize,
     ) {
+        let Some(device) = crate::model::device_id(&request.identity) else {
+            return;
+        };
+        // Model first, then the dirty set: the order every path takes both locks in.
         let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
-        let gone = model.record_check(request, client, outcome, now_unix, cap);
         let mut dirty = self
             .dirty_devices
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(device) = crate::model::device_id(&request.identity) {
-            dirty.insert(device);
+        // A device already waiting for the next flush (most, between flushes) costs no copy.
+        if !dirty.contains(&device) {
+            dirty.insert(device.clone());
         }
+        let gone = model.record_check_of(device, request, client, outcome, now_unix, cap);
         dirty.extend(gone);
     }
 

@@ -191,9 +191,22 @@ impl Model {
         now_unix: u64,
         cap: usize,
     ) -> Vec<String> {
-        let Some(device) = device_id(&request.identity) else {
-            return Vec::new();
-        };
+        match device_id(&request.identity) {
+            Some(device) => self.record_check_of(device, request, client, outcome, now_unix, cap),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Model::record_check`] for a device whose id ([`device_id`]) the caller already made.
+    pub fn record_check_of(
+        &mut self,
+        device: String,
+        request: &CheckRequest,
+        client: &str,
+        outcome: &str,
+        now_unix: u64,
+        cap: usize,
+    ) -> Vec<String> {
         match self.inventory.get_mut(&device) {
             Some(entry) => {
                 let before = entry.last_check_unix;
