@@ -35,10 +35,12 @@ impl CompletionSender {
     /// means the engine is gone (it outlives every request it started), so nothing is lost.
     pub(super) fn send(&self, c: Completion) {
         // Counted before the send: whatever the engine takes has been counted, so its
-        // count never goes below zero.
-        let waiting = self.gate.waiting.fetch_add(1, Ordering::AcqRel) + 1;
+        // count never goes below zero. Sequentially consistent with the engine's store of
+        // `want` and load of `waiting`: of a task counting and the engine starting a wait,
+        // at least one sees the other, so no wake-up is lost.
+        let waiting = self.gate.waiting.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.tx.send(c);
-        if waiting >= self.gate.want.load(Ordering::Acquire) {
+        if waiting >= self.gate.want.load(Ordering::SeqCst) {
             self.gate.wake.notify_one();
         }
     }
@@ -68,7 +70,7 @@ impl Completions {
     /// A completion that has arrived, if any (never waits).
     pub(super) fn try_next(&mut self) -> Option<Completion> {
         let c = self.rx.try_recv().ok()?;
-        self.gate.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.gate.waiting.fetch_sub(1, Ordering::SeqCst);
         Some(c)
     }
 
@@ -76,12 +78,12 @@ impl Completions {
     /// have that many requests out, or it waits for ever (it bounds every wait anyway).
     pub(super) async fn arrived(&self, want: usize) {
         let want = want.max(1);
-        self.gate.want.store(want, Ordering::Release);
+        self.gate.want.store(want, Ordering::SeqCst);
         loop {
             // Registered before the count is read: a task that counts after the read
             // finds the engine waiting and wakes it (or leaves a permit for this wait).
             let woken = self.gate.wake.notified();
-            if self.gate.waiting.load(Ordering::Acquire) >= want {
+            if self.gate.waiting.load(Ordering::SeqCst) >= want {
                 return;
             }
             woken.await;
