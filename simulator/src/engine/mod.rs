@@ -22,6 +22,7 @@
 //! - this file: the run's configuration and outcome, and the run loop (what to serve next,
 //!   pacing, the barrier before a phase).
 //! - `queue`: the virtual clock ([`TimeScale`]) and its two queues.
+//! - `completions`: the way back from the request tasks, and when it wakes the engine.
 //! - `device`: the virtual device (power, scripts, activity) and how it is fed and drained.
 //! - `perform`: the glue to the agent's performer, [`ucupdate_agent::perform`]: fault route,
 //!   link shaping, the virtual stamp of each answer, the virtual DNS and install.
@@ -29,6 +30,7 @@
 //! - `phases`: scenario phases and the admin set-up of the server.
 //! - `finish`: per-device verdicts and the report.
 
+mod completions;
 mod device;
 mod finish;
 mod metrics;
@@ -41,7 +43,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use ucupdate_agent::machine::MachineConfig;
 use ucupdate_agent::net;
 use ucupdate_agent::perform::CatalogCheck;
@@ -56,11 +57,16 @@ use crate::profile::{self, Profile};
 use crate::report::Report;
 use crate::scenario::{Link, PhaseAction, Scenario};
 
+use completions::{CompletionSender, Completions};
 use device::Device;
 use metrics::{Metric, Metrics};
-use perform::Completion;
 pub use queue::TimeScale;
 use queue::{Next, Queues};
+
+/// At the in-flight cap the engine waits for this share of the requests out to come back
+/// (at most [`CAP_BATCH_MAX`]) before it serves on: 256 in flight, 16 a batch.
+const CAP_BATCH_SHARE: usize = 16;
+const CAP_BATCH_MAX: usize = 64;
 
 /// The server under test, as the devices reach it.
 #[derive(Debug, Clone)]
@@ -228,8 +234,8 @@ pub struct Engine {
     queues: Queues,
     /// Requests in flight, over all devices.
     in_flight: usize,
-    tx: mpsc::UnboundedSender<Completion>,
-    rx: mpsc::UnboundedReceiver<Completion>,
+    tx: CompletionSender,
+    rx: Completions,
     metrics: Metrics,
     trace: Vec<String>,
     /// What the traced device was last said to wait for (its timeline's last `wait` line).
@@ -284,7 +290,7 @@ impl Engine {
         external.outside_firewall = Some(true);
         base.outside_firewall = Some(false);
         let slots = cfg.shard.len(cfg.fleet.devices) as usize;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = Completions::new();
         let provisioning = Provisioning {
             enabled: true,
             internal_url: Some(cfg.target.internal.to_string()),
@@ -368,7 +374,7 @@ impl Engine {
                 });
         self.report_progress(Stage::Start);
         loop {
-            while let Ok(c) = self.rx.try_recv() {
+            while let Some(c) = self.rx.try_next() {
                 self.complete(c);
             }
             if let Some(signal) = self.cfg.stop.as_ref().and_then(|s| *s.borrow()) {
@@ -411,7 +417,7 @@ impl Engine {
             if let Some(at) = phase_at.filter(|&at| next_item.is_none_or(|t| at <= t)) {
                 // A barrier: no request issued before a phase races the change it makes.
                 if self.in_flight > 0 {
-                    self.wait_completion(None).await;
+                    self.wait_completion(None, self.in_flight).await;
                     continue;
                 }
                 if !self.pace_to(at).await {
@@ -430,13 +436,15 @@ impl Engine {
             }
             let Some(t) = next_item.filter(|&t| t <= self.duration_ms) else {
                 if self.in_flight > 0 {
-                    self.wait_completion(None).await;
+                    self.wait_completion(None, self.in_flight).await;
                     continue;
                 }
                 break;
             };
             if self.in_flight >= self.cfg.max_in_flight.max(1) {
-                self.wait_completion(None).await;
+                // A batch, not one: the engine then sleeps through most completions.
+                let batch = (self.in_flight / CAP_BATCH_SHARE).clamp(1, CAP_BATCH_MAX);
+                self.wait_completion(None, batch).await;
                 continue;
             }
             if !self.pace_to(t).await {
@@ -497,7 +505,7 @@ impl Engine {
     /// its timeouts), then the report of what there is.
     async fn drain_and_finish(mut self) -> RunOutcome {
         while self.in_flight > 0 {
-            self.wait_completion(None).await;
+            self.wait_completion(None, self.in_flight).await;
         }
         self.finish()
     }
@@ -539,7 +547,7 @@ impl Engine {
             return true;
         };
         if clock::now() < due {
-            self.wait_completion(Some(due)).await;
+            self.wait_completion(Some(due), 1).await;
         }
         let now = clock::now();
         if now < due {
@@ -551,8 +559,9 @@ impl Engine {
         true
     }
 
-    /// Waits for a completion, at most until `until` (or 200 ms), or until a stop arrives.
-    async fn wait_completion(&mut self, until: Option<tokio::time::Instant>) {
+    /// Waits until `want` completions (at most the requests in flight) have arrived, at most
+    /// until `until` (or 200 ms), or until a stop arrives; then takes what has arrived.
+    async fn wait_completion(&mut self, until: Option<tokio::time::Instant>, want: usize) {
         let due = until.unwrap_or_else(|| clock::now() + Duration::from_millis(200));
         let stop = async {
             match self.cfg.stop.as_mut() {
@@ -564,12 +573,12 @@ impl Engine {
                 _ => std::future::pending::<()>().await,
             }
         };
-        let received = tokio::select! {
-            c = self.rx.recv() => c,
-            _ = tokio::time::sleep_until(due) => None,
-            _ = stop => None,
-        };
-        if let Some(c) = received {
+        tokio::select! {
+            () = self.rx.arrived(want) => {}
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop => {}
+        }
+        while let Some(c) = self.rx.try_next() {
             self.complete(c);
         }
     }

@@ -43,6 +43,29 @@ pub(super) struct Completion {
     finished: tokio::time::Instant,
 }
 
+#[cfg(test)]
+impl Completion {
+    /// A completion of `kind` work for `slot`, stamped now.
+    pub(super) fn for_test(slot: u32, kind: Kind, done: perform::Done) -> Completion {
+        let now = clock::now();
+        Completion {
+            slot,
+            boot: 0,
+            ticket: perform::InFlight::default().start(kind),
+            stamp: 0,
+            endpoint: "test",
+            done,
+            intended: now,
+            sent: now,
+            finished: now,
+        }
+    }
+
+    pub(super) fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
 /// A virtual device as the performer sees it.
 struct SimDevice<'a> {
     engine: &'a Engine,
@@ -270,8 +293,7 @@ impl Engine {
             let sent = clock::now();
             let done = call.await;
             let finished = clock::now();
-            // The engine outlives every request it started; a closed channel means it is gone.
-            let _ = tx.send(Completion {
+            tx.send(Completion {
                 slot,
                 boot,
                 ticket,
