@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ucupdate_agent::perform::CatalogCheck;
-use ucupdate_agent::trust::{CatalogPolicy, CatalogTrust, TrustAnchors};
+use ucupdate_agent::trust::{CatalogMemo, CatalogPolicy, CatalogTrust, TrustAnchors};
 use ucupdate_protocol::HttpUrl;
 
 use crate::admin::Admin;
@@ -266,6 +266,9 @@ fn catalog_check(
             anchors: TrustAnchors::from_pem(pem).map_err(|e| anyhow::anyhow!("--trust: {e}"))?,
             policy: CatalogPolicy::default(),
             trusted_clock: false,
+            // One verdict per distinct catalog for the whole fleet (the devices share
+            // these anchors and have no trusted clock: trust/memo.rs).
+            memo: Some(Arc::new(CatalogMemo::new())),
         })))
     };
     match (choice, embedded_ca) {

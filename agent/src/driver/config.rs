@@ -150,6 +150,7 @@ impl TrustConfig {
                 allow_sha1_catalogs: self.allow_sha1_catalogs,
             },
             trusted_clock: self.trusted_clock,
+            memo: None,
         })))
     }
 }

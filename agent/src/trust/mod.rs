@@ -10,12 +10,16 @@
 //!   the first byte ([`check_offer`], [`OfferRefusal`]).
 
 pub mod catalog;
+mod memo;
 pub mod offer;
+
+use std::sync::Arc;
 
 pub use catalog::{
     verify_catalog, AnchorError, CatalogClock, CatalogPolicy, ImageDigests, ListedDigest, Refusal,
     RefusalKind, TrustAnchors, VerifiedCatalog, MAX_FUTURE_SKEW_SECS,
 };
+pub use memo::CatalogMemo;
 pub use offer::{check_offer, OfferPolicy, OfferRefusal, Origin};
 
 /// How one device decides on catalogs: its anchors (`[trust] catalog_roots`), its policy, and
@@ -25,6 +29,9 @@ pub struct CatalogTrust {
     pub anchors: TrustAnchors,
     pub policy: CatalogPolicy,
     pub trusted_clock: bool,
+    /// Verdicts shared by the devices of one simulated fleet ([`CatalogMemo`]); `None` on a
+    /// device, which verifies every catalog it downloads.
+    pub memo: Option<Arc<CatalogMemo>>,
 }
 
 impl CatalogTrust {
@@ -36,12 +43,18 @@ impl CatalogTrust {
         image: &str,
         now_unix_secs: u64,
     ) -> Result<ListedDigest, Refusal> {
-        let clock = if self.trusted_clock {
-            CatalogClock::Trusted(now_unix_secs)
-        } else {
-            CatalogClock::Untrusted
-        };
-        verify_catalog(bytes, &self.anchors, clock, self.policy)?.listed_digest(image)
+        if self.trusted_clock {
+            let clock = CatalogClock::Trusted(now_unix_secs);
+            return verify_catalog(bytes, &self.anchors, clock, self.policy)?.listed_digest(image);
+        }
+        let verify = || verify_catalog(bytes, &self.anchors, CatalogClock::Untrusted, self.policy);
+        match &self.memo {
+            None => verify()?.listed_digest(image),
+            Some(memo) => match memo.verdict(bytes, verify).as_ref() {
+                Ok(catalog) => catalog.listed_digest(image),
+                Err(refusal) => Err(refusal.clone()),
+            },
+        }
     }
 }
 

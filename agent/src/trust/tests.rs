@@ -458,3 +458,68 @@ mod osslsigncode {
         sign_and_verify(d, &d.join("leaf.pem"), &d.join("leaf.key"), &ca);
     }
 }
+
+fn trust_with_memo(t: &ThrowawaySigner, trusted_clock: bool) -> CatalogTrust {
+    CatalogTrust {
+        anchors: anchors(t),
+        policy: CatalogPolicy::default(),
+        trusted_clock,
+        memo: Some(std::sync::Arc::new(CatalogMemo::new())),
+    }
+}
+
+/// A fleet's shared memo answers as a device without one would: the same digest for the
+/// listed image, the same refusal for an unlisted name, for a catalog one byte away from a
+/// remembered one, and for one from another CA; only exact bytes are answered from memory.
+#[test]
+fn the_memo_answers_as_verification_does() {
+    let (t, other) = (
+        signer(LeafOptions::default()),
+        signer(LeafOptions::default()),
+    );
+    let fleet = trust_with_memo(&t, false);
+    let device = CatalogTrust {
+        memo: None,
+        ..trust_with_memo(&t, false)
+    };
+    let good = signed(&t);
+    let flipped = flip_at(&good, &sha256(IMAGE));
+    let foreign = signed(&other);
+    let memo = fleet.memo.clone().unwrap();
+    for round in 0..2 {
+        for (bytes, image) in [
+            (&good, NAME),
+            (&good, "other.bin"),
+            (&flipped, NAME),
+            (&foreign, NAME),
+        ] {
+            let remembered = fleet.image_digest(bytes, image, SIGNED_AT);
+            assert_eq!(
+                remembered,
+                device.image_digest(bytes, image, SIGNED_AT),
+                "round {round}, {image}"
+            );
+            assert!(
+                remembered.is_ok() == (bytes == &good && image == NAME),
+                "round {round}, {image}: {remembered:?}"
+            );
+        }
+        // The first round verified three distinct catalogs once each (the second name came
+        // from memory); the second round is all memory.
+        assert_eq!(memo.hits(), [1, 5][round]);
+    }
+}
+
+/// With a trusted clock the verdict depends on the time of the check (a signingTime in the
+/// device's future is refused), so nothing is taken from the memo.
+#[test]
+fn a_trusted_clock_verifies_every_time() {
+    let t = signer(LeafOptions::default());
+    let fleet = trust_with_memo(&t, true);
+    let good = signed(&t);
+    assert!(fleet.image_digest(&good, NAME, SIGNED_AT).is_ok());
+    let before = SIGNED_AT - MAX_FUTURE_SKEW_SECS - 1;
+    assert!(fleet.image_digest(&good, NAME, before).is_err());
+    assert!(fleet.image_digest(&good, NAME, SIGNED_AT).is_ok());
+    assert_eq!(fleet.memo.as_ref().unwrap().hits(), 0);
+}

@@ -160,6 +160,7 @@ pub fn fixture_catalogs() -> CatalogCheck {
         anchors: TrustAnchors::from_pem(testing::catalog_ca_pem().as_bytes()).unwrap(),
         policy: CatalogPolicy::default(),
         trusted_clock: false,
+        memo: None,
     }))
 }
 

@@ -220,6 +220,7 @@ impl perform::Context for Device {
             .unwrap(),
             policy: Default::default(),
             trusted_clock: false,
+            memo: None,
         }))
     }
 
