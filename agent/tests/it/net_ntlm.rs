@@ -42,6 +42,9 @@ async fn right_password_authenticates_on_one_connection() {
     assert_eq!(seen.len(), 3, "anonymous, Type 1, Type 3");
     assert!(seen.iter().all(|r| r.conn == 0), "all on one connection");
     assert!(seen[0].header("authorization").is_none());
+    // Only the last round asks the server to close: the handshake needs the connection.
+    let close: Vec<_> = seen.iter().map(|r| r.header("connection")).collect();
+    assert_eq!(close, [None, None, Some("close")]);
     assert_eq!(
         CheckRequest::decode(&seen[2].body).unwrap(),
         sample_request()
