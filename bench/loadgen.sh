@@ -5,7 +5,12 @@
 #     within 5 min, --time-scale max): rate = 200 checks / wall time, both from the JSON report;
 #   - wrk -t2 -cC POSTing the same check XML with `Connection: close` (a generated Lua script);
 #   - Locust (pip) FastHttpUser, one process, same body and `Connection: close`: its rate per CPU
-#     second, against the simulator's checks per CPU second (user+sys from /usr/bin/time).
+#     second, against the simulator's checks per CPU second (user+sys from /usr/bin/time);
+#   - oha (crates.io) over plain HTTP, -c C --disable-keepalive, as many requests as the simulator
+#     has devices: a load generator on the simulator's own stack (tokio + hyper), so what one
+#     connection per request costs such a client before it does any work of its own. A full run
+#     installs it into the target directory (cargo, a few minutes, once); a quick run uses it
+#     only if it is there. Its ratios are reported, not targets.
 # Over plain HTTP, HTTPS with full handshakes (sim --no-tls-resumption; wrk never resumes) and
 # HTTPS with resumption (sim only; compared with wrk's full handshakes, which it cannot avoid).
 # Targets (docs/BENCHMARKS.md): sim >= 1.0x wrk in checks/s and per CPU second; sim >= 5x Locust
@@ -96,6 +101,38 @@ print(f"{ok/float(sys.argv[3]):.1f} {ok/(user+sys_):.1f}")
 PY
 }
 
+# oha, pinned (cargo install --locked): prints "checks/s checks-per-cpu-s" or "- -".
+OHA_VERSION=1.16.0
+OHA=$(command -v oha || true)
+[ -n "$OHA" ] || [ ! -x "$TARGET_DIR/bench-tools/bin/oha" ] || OHA=$TARGET_DIR/bench-tools/bin/oha
+if [ -z "$OHA" ] && [ "$QUICK" = 0 ]; then
+    log "cargo install oha $OHA_VERSION into $TARGET_DIR/bench-tools (once)"
+    if timeout 1200 cargo install --quiet --locked --version "$OHA_VERSION" --root "$TARGET_DIR/bench-tools" oha >"$WORK/oha.log" 2>&1; then
+        OHA=$TARGET_DIR/bench-tools/bin/oha
+    else
+        log "oha did not install (see below); its row is skipped"; tail -5 "$WORK/oha.log" >&2
+    fi
+fi
+[ -n "$OHA" ] || log "oha is not installed (a full run installs it): its row is skipped"
+oha_rate() {
+    local url=$1 tag
+    [ -n "$OHA" ] || { echo "- -"; return; }
+    tag=$(date +%s%N)
+    /usr/bin/time -f '%U %S' -o "$WORK/ohatime-$tag" timeout 900 "$OHA" -n "$DEVICES" -c "$CONNS" \
+        --disable-keepalive --no-tui --output-format json -m POST -D "$CHECK_BODY" \
+        -H "Content-Type: text/xml; charset=utf-8" -H "Connection: close" "$url" \
+        >"$WORK/oha-$tag.json" 2>"$WORK/oha-$tag.err" || { cat "$WORK/oha-$tag.err" >&2; die "oha failed against $url"; }
+    python3 - "$WORK/oha-$tag.json" "$WORK/ohatime-$tag" "$DEVICES" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = r["statusCodeDistribution"].get("200", 0)
+if ok < int(sys.argv[3]):
+    sys.exit(f"oha: only {ok} of {sys.argv[3]} requests answered 200: {r['statusCodeDistribution']} {r['errorDistribution']}")
+user, sys_ = (float(x) for x in open(sys.argv[2]).read().split()[-2:])
+print(f"{ok / r['summary']['total']:.1f} {ok / (user + sys_):.1f}")
+PY
+}
+
 declare -A R
 for t in http https-full https-resumed; do
     case $t in
@@ -111,6 +148,10 @@ for t in http https-full https-resumed; do
         R[wrkcpu-$t]=$(cat "$WORK/wrk-per-cpu")
         log "$t: locust -u$CONNS, ${LSECS}s"
         read -r "R[loc-$t]" "R[loccpu-$t]" < <(locust_rate "$url")
+    fi
+    if [ "$t" = http ] && [ -n "$OHA" ]; then
+        log "$t: oha -n$DEVICES -c$CONNS --disable-keepalive"
+        read -r "R[oha-$t]" "R[ohacpu-$t]" < <(oha_rate "$url")
     fi
 done
 R[wrk-https-resumed]=${R[wrk-https-full]}; R[wrkcpu-https-resumed]=${R[wrkcpu-https-full]}
@@ -133,6 +174,13 @@ for t in http https-full https-resumed; do
     ratio "sim/wrk $t$note" "$(calc "${R[sim-$t]}/${R[wrk-$t]}")" ">=" 1
     ratio "sim/wrk per CPU-s $t$note" "$(div "${R[simcpu-$t]}" "${R[wrkcpu-$t]}")" ">=" 1
 done
+if [ -n "$OHA" ]; then
+    row "http, oha (tokio + hyper): checks/s, /cpu-s" "${R[oha-http]}" "${R[ohacpu-http]}" ""
+    ratio "sim/oha http" "$(div "${R[sim-http]}" "${R[oha-http]}")"
+    ratio "sim/oha per CPU-s http" "$(div "${R[simcpu-http]}" "${R[ohacpu-http]}")"
+    ratio "oha/wrk http" "$(div "${R[oha-http]}" "${R[wrk-http]}")"
+    ratio "oha/wrk per CPU-s http" "$(div "${R[ohacpu-http]}" "${R[wrkcpu-http]}")"
+fi
 if [ "$LOCUST_OK" = 1 ]; then
     for t in http https-full https-resumed; do
         note=""; [ "$t" = https-resumed ] && note=" (locust: full)"
