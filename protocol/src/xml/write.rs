@@ -12,7 +12,7 @@ pub struct Writer {
 impl Writer {
     pub fn new() -> Self {
         // Room for a whole check request or reply (0.5-1 KB), which otherwise grew from the
-        // declaration's 39 bytes through five reallocations and copies.
+        // declaration's 39 bytes by doubling: four reallocations and copies.
         let mut out = String::with_capacity(1024);
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         Writer {
