@@ -182,7 +182,9 @@ impl Model {
     /// Records a check in the inventory (devices with neither MAC nor serial are not tracked).
     /// At most `cap` devices are remembered: a new device beyond it makes the one seen longest
     /// ago forgotten (anonymous checks can name any number of made-up devices). Returns the
-    /// devices forgotten.
+    /// devices forgotten. The server goes through [`Model::record_check_of`] (its state makes
+    /// the id once per check); this form is the tests'.
+    #[cfg(test)]
     pub fn record_check(
         &mut self,
         request: &CheckRequest,
