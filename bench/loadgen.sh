@@ -3,6 +3,9 @@
 # new connection like a real device, side by side with the peers on the same endpoint, same run:
 #   - ucupdate-sim, bench/scenarios/check-storm.toml (every device checks exactly once, power-ons
 #     within 5 min, --time-scale max): rate = 200 checks / wall time, both from the JSON report;
+#     `--threads $SIM_THREADS` (default 1: engine, requests and TLS on one thread, the least CPU
+#     per check for a client sharing the machine with the server; SIM_THREADS=0 runs the
+#     simulator's own default, one worker per core);
 #   - wrk -t2 -cC POSTing the same check XML with `Connection: close` (a generated Lua script);
 #   - Locust (pip) FastHttpUser, one process, same body and `Connection: close`: its rate per CPU
 #     second, against the simulator's checks per CPU second (user+sys from /usr/bin/time);
@@ -21,6 +24,9 @@ need wrk:wrk /usr/bin/time:time python3:python3
 build_bins ucupdate-simulator ucupdate-server-stub
 if [ "$QUICK" = 1 ]; then DEVICES=${DEVICES:-1000}; SECS=2; LSECS=5; else DEVICES=${DEVICES:-20000}; SECS=10; LSECS=20; fi
 CONNS=${CONNS:-64}
+SIM_THREADS=${SIM_THREADS:-1}
+SIM_THREAD_ARGS=()
+[ "$SIM_THREADS" = 0 ] || SIM_THREAD_ARGS=(--threads "$SIM_THREADS")
 SCENARIO=$BENCH_DIR/scenarios/check-storm.toml
 LUA=$(wrk_lua close)
 
@@ -35,7 +41,7 @@ sim_rate() {
     set +e
     /usr/bin/time -f '%U %S' -o "$WORK/simtime-$tag" timeout 900 "$BIN/ucupdate-sim" run \
         --scenario "$SCENARIO" --devices "$DEVICES" --time-scale max --server "$url" \
-        --ca "$STUB_CA" --max-in-flight "$CONNS" --no-progress --report "$WORK/sim-$tag.json" "$@" \
+        --ca "$STUB_CA" --max-in-flight "$CONNS" "${SIM_THREAD_ARGS[@]}" --no-progress --report "$WORK/sim-$tag.json" "$@" \
         >"$WORK/sim-$tag.out" 2>"$WORK/sim-$tag.err"
     local rc=$?
     set -e
@@ -159,7 +165,7 @@ R[loc-https-resumed]=${R[loc-https-full]}; R[loccpu-https-resumed]=${R[loccpu-ht
 
 echo
 echo "loadgen: checks/s, one request per connection, $(date -u +%FT%TZ), profile $BENCH_PROFILE, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "sim: $DEVICES devices, --max-in-flight $CONNS; wrk: -t2 -c$CONNS -d${SECS}s; locust: -u$CONNS, ${LSECS}s, 1 process"
+echo "sim: $DEVICES devices, --max-in-flight $CONNS ${SIM_THREAD_ARGS[*]:-(one worker per core)}; wrk: -t2 -c$CONNS -d${SECS}s; locust: -u$CONNS, ${LSECS}s, 1 process"
 row transport "sim checks/s" "wrk req/s" "sim/wrk"
 for t in http https-full https-resumed; do
     row "$t" "${R[sim-$t]}" "${R[wrk-$t]}" "$(calc "${R[sim-$t]}/${R[wrk-$t]}")"

@@ -15,6 +15,7 @@
 //! - [`report`]: the mergeable report and its text, JSON and HTML forms.
 //! - [`runner`]: one call from a scenario to a report (server, client, engine).
 //! - [`shared`]: administering a shared server: probe models, the notice, the clean-up.
+//! - [`threads`]: `--threads`, the runtime requests run on (one thread, or one worker per core).
 //! - [`thresholds`]: k6-style pass/fail limits on a report's metrics.
 //! - [`progress`]: what a run says on stderr while it runs (start line, bar or plain lines).
 //! - [`live`]: `--metrics ADDR`, the run's live numbers for Prometheus.
@@ -43,5 +44,6 @@ pub mod runner;
 pub mod scenario;
 pub mod shared;
 pub mod start;
+pub mod threads;
 pub mod thresholds;
 pub mod transport;

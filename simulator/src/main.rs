@@ -124,6 +124,10 @@ struct RunArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// Threads that run requests and the embedded server: `1` runs everything on one thread,
+    /// the least CPU per check; more spread over the cores [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<std::num::NonZeroUsize>,
     /// How devices reach the server: `memory` (in-memory pipes to the embedded server, no
     /// sockets) or `tcp` (loopback TCP, the kernel's path) [default: memory for the embedded
     /// server, tcp with --server].
@@ -251,10 +255,11 @@ fn main() -> ExitCode {
             None => return ExitCode::from(2),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match &command {
+        Command::Run(args) => args.threads,
+        _ => None,
+    };
+    let runtime = match ucupdate_simulator::threads::runtime(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

@@ -413,3 +413,42 @@ fn a_traced_device_with_no_route_says_why_it_does_nothing() {
         "the reboot: {provisioned}"
     );
 }
+
+/// `--threads 1` puts the engine, every request and the embedded server on one thread. A
+/// rollout over loopback TCP (checks, downloads, NTLM outside the firewall) still completes
+/// with every verdict passed: nothing in a run waits on a thread it no longer has.
+#[test]
+fn a_rollout_on_one_thread_passes_and_zero_threads_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let out = sim_scenario(
+        "rollout",
+        &[
+            "--threads",
+            "1",
+            "--transport",
+            "tcp",
+            "--external-share",
+            "0.5",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["verdicts"]["passed"], 4, "{}", r["verdicts"]);
+    assert_eq!(r["verdicts"]["failed"], 0, "{}", r["verdicts"]);
+    for endpoint in ["check-internal", "check-external", "download"] {
+        assert!(
+            r["requests"][endpoint]["200"].as_u64() > Some(0),
+            "{}",
+            r["requests"]
+        );
+    }
+
+    let refused = sim(&["--threads", "0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--threads"));
+}
