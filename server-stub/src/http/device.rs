@@ -147,7 +147,7 @@ where
     }
     let decision = ctx.state.read(|m| m.decide(&request, &ctx.bases));
     let now = clock::unix_secs();
-    let client = peer.ip().to_string();
+    let client = ucupdate_protocol::audit::host_address(peer.ip());
     ctx.state.record_check(
         &request,
         &client,
