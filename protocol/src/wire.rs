@@ -681,7 +681,7 @@ pub(crate) fn checked_text(field: &'static str) -> impl Fn(&str) -> Result<Strin
         if value.len() > 1024 {
             return Err(ProtocolError::invalid(field, "longer than 1024 bytes"));
         }
-        if value.chars().any(char::is_control) {
+        if crate::identity::has_control(value) {
             return Err(ProtocolError::invalid(
                 field,
                 "contains a control character",
