@@ -15,6 +15,7 @@ mod external;
 mod files;
 mod growth;
 mod hostile;
+mod hostile_sockets;
 mod import;
 mod logs;
 mod metrics;
