@@ -28,6 +28,17 @@ pub fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<Runtime> {
     builder.enable_all().build()
 }
 
+/// Threads the current runtime runs tasks on: 1 for a current-thread runtime, else its
+/// workers (what a report records, whoever built the runtime).
+pub fn current() -> u32 {
+    let handle = tokio::runtime::Handle::current();
+    let threads = match handle.runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => 1,
+        _ => handle.metrics().num_workers(),
+    };
+    u32::try_from(threads).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +53,11 @@ mod tests {
             (flavor, workers)
         };
         assert_eq!(flavor(Some(1)), (RuntimeFlavor::CurrentThread, 1));
+        let threads = |t: usize| {
+            let rt = runtime(NonZeroUsize::new(t)).expect("runtime");
+            rt.block_on(async { current() })
+        };
+        assert_eq!((threads(1), threads(3)), (1, 3));
         assert_eq!(flavor(Some(3)), (RuntimeFlavor::MultiThread, 3));
         let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         assert_eq!(flavor(None), (RuntimeFlavor::MultiThread, cores));

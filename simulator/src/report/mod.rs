@@ -121,6 +121,10 @@ pub struct Report {
     /// (`--transport`); `mixed` after a merge of shards that differ.
     #[serde(default = "default_transport")]
     pub transport: String,
+    /// Threads the run's requests ran on (`--threads`; 1: the engine and every request on one
+    /// thread). `None` in reports from before the field, and after a merge of shards that differ.
+    #[serde(default)]
+    pub threads: Option<u32>,
     /// Connections opened in memory (0 over TCP; summed in a merge).
     #[serde(default)]
     pub in_memory_connections: u64,
@@ -464,6 +468,9 @@ impl Report {
         if self.transport != r.transport {
             self.transport = "mixed".to_owned();
         }
+        if self.threads != r.threads {
+            self.threads = None;
+        }
         self.in_memory_connections += r.in_memory_connections;
         if self.interrupted.is_none() {
             self.interrupted = r.interrupted;
@@ -594,6 +601,7 @@ pub(crate) mod tests {
             interrupted: None,
             shared_server: None,
             transport: default_transport(),
+            threads: Some(1),
             in_memory_connections: 0,
             passed: false,
             histograms: Histograms {
@@ -619,6 +627,20 @@ pub(crate) mod tests {
         assert_eq!((merged.verdicts.passed, merged.verdicts.failed), (9, 1));
         assert_eq!(merged.wall_ms, 600);
         assert!(!merged.passed());
+        assert_eq!(merged.threads, Some(1));
+    }
+
+    /// Shards that ran on different thread counts merge to no single count, not to one of them.
+    #[test]
+    fn merged_shards_keep_their_thread_count_only_when_they_share_it() {
+        let mut wide = sample("1/2", 4, 0);
+        wide.threads = Some(8);
+        let merged = Report::merge(vec![sample("0/2", 6, 0), wide], false).unwrap();
+        assert_eq!(merged.threads, None);
+        let text = crate::report::text::render(&merged);
+        assert!(!text.contains("thread"), "{text}");
+        let one = crate::report::text::render(&sample("0/1", 10, 0));
+        assert!(one.contains("over tcp, 1 thread"), "{one}");
     }
 
     #[test]

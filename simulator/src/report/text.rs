@@ -71,7 +71,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}{}, server {} over {}",
+        "{verdict}: {} of {} devices met expectations ({} failed){}; seed {}{}, server {} over {}{}",
         r.verdicts.passed,
         r.devices,
         r.verdicts.failed,
@@ -87,7 +87,12 @@ pub fn render(r: &Report) -> String {
             format!(", shards {}", r.shards.join(","))
         },
         r.server,
-        r.transport
+        r.transport,
+        match r.threads {
+            Some(1) => ", 1 thread".to_owned(),
+            Some(n) => format!(", {n} threads"),
+            None => String::new(),
+        }
     );
     if !r.clock.is_empty() {
         let _ = writeln!(

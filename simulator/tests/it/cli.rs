@@ -440,6 +440,7 @@ fn a_rollout_on_one_thread_passes_and_zero_threads_is_refused() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["verdicts"]["passed"], 4, "{}", r["verdicts"]);
     assert_eq!(r["verdicts"]["failed"], 0, "{}", r["verdicts"]);
+    assert_eq!(r["threads"], 1, "the report says what the run had");
     for endpoint in ["check-internal", "check-external", "download"] {
         assert!(
             r["requests"][endpoint]["200"].as_u64() > Some(0),
