@@ -466,9 +466,9 @@ pub fn format_time(unix_secs: u64) -> String {
     out
 }
 
-/// [`format_time`] appended to `out`.
-/// `YYYY-MM-DD HH:MM:SS`, digit by digit: the six padded numbers of a `write!` cost about
-/// 1,500 instructions, and the stub writes a time per check (callgrind, docs/BENCHMARKS.md §4).
+/// [`format_time`] appended to `out`, digit by digit: the six padded numbers of a `write!` cost
+/// about 1,500 instructions, and the stub writes a time per check (callgrind, docs/BENCHMARKS.md
+/// §4, fifth round).
 fn push_time(out: &mut String, unix_secs: u64) {
     let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
     let s = unix_secs % 86_400;
@@ -595,8 +595,9 @@ mod tests {
         assert_eq!(host_address(v6), "::ffff:10.0.0.1");
     }
 
-    /// The digit-by-digit time is what the padded `write!` writes, at every second of a day,
-    /// across leap days, and on both sides of the year 10000.
+    /// The digit-by-digit time is what the padded `write!` writes, at every 59th second of six
+    /// days (the epoch, a leap day and the day after, 2026, the last day of 9999 and the first
+    /// of 10000) and at the largest time there is.
     #[test]
     fn the_time_is_written_as_the_formatter_would() {
         let slow = |secs: u64| {
