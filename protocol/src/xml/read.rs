@@ -74,14 +74,15 @@ fn err(what: impl Into<String>) -> ProtocolError {
     ProtocolError::Xml(what.into())
 }
 
-/// What a byte is to the reader, one table lookup per byte (a name's bytes are tested one at a
-/// time, and a chain of comparisons per byte was a tenth of a check's reading).
+/// XML's white space.
 const SPACE: u8 = 1;
 /// Ends a name, or may not appear in one: white space, `>`, `/`, `=`, `<` and the quotes.
 const ENDS_NAME: u8 = 2;
 /// Ends a run of text: `<`, or `&` (a reference to expand).
 const ENDS_TEXT: u8 = 4;
 
+/// What each byte is to the reader, one table lookup per byte (a name's bytes are tested one at
+/// a time, and a chain of comparisons per byte was a tenth of a check's reading).
 static CLASS: [u8; 256] = {
     let mut table = [0u8; 256];
     let mut b = 0;
@@ -107,7 +108,7 @@ fn is(b: u8, class: u8) -> bool {
     CLASS[b as usize] & class != 0
 }
 
-/// The first of `first` or `last` at or after `from` in `bytes`. Text between tags is mostly a
+/// The first `<` or `&` at or after `from` in `bytes`. Text between tags is mostly a
 /// few bytes (a line break and an indent, a short value), shorter than a vector search takes
 /// to set up, so the first bytes are looked at one by one.
 fn find_text_end(bytes: &[u8], from: usize) -> Option<usize> {
@@ -120,9 +121,9 @@ fn find_text_end(bytes: &[u8], from: usize) -> Option<usize> {
     memchr2(b'<', b'&', &bytes[inline..]).map(|n| inline + n)
 }
 
-/// Where `close` (two or three bytes, ending in `>`) first ends at or after `from`: the index
-/// of its first byte. A search for the `>` and a look back, as a tag's end is never far; a
-/// two-way searcher's set-up cost more than the search.
+/// Where the first `close` (two or three bytes, ending in `>`) that starts at or after `from`
+/// starts. A search for the `>` and a look back, as a closer is never far; a two-way
+/// searcher's set-up cost more than the search.
 fn find_close(bytes: &[u8], from: usize, close: &[u8]) -> Option<usize> {
     let mut at = from + close.len() - 1;
     while at < bytes.len() {
