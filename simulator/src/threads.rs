@@ -29,14 +29,14 @@ pub fn runtime(threads: Option<NonZeroUsize>) -> std::io::Result<Runtime> {
 }
 
 /// Threads the current runtime runs tasks on: 1 for a current-thread runtime, else its
-/// workers (what a report records, whoever built the runtime).
-pub fn current() -> u32 {
-    let handle = tokio::runtime::Handle::current();
+/// workers (what a report records, whoever built the runtime); `None` outside a runtime.
+pub fn current() -> Option<u32> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
     let threads = match handle.runtime_flavor() {
         tokio::runtime::RuntimeFlavor::CurrentThread => 1,
         _ => handle.metrics().num_workers(),
     };
-    u32::try_from(threads).unwrap_or(u32::MAX)
+    Some(u32::try_from(threads).unwrap_or(u32::MAX))
 }
 
 #[cfg(test)]
@@ -57,7 +57,8 @@ mod tests {
             let rt = runtime(NonZeroUsize::new(t)).expect("runtime");
             rt.block_on(async { current() })
         };
-        assert_eq!((threads(1), threads(3)), (1, 3));
+        assert_eq!((threads(1), threads(3)), (Some(1), Some(3)));
+        assert_eq!(current(), None, "outside a runtime there is none to count");
         assert_eq!(flavor(Some(3)), (RuntimeFlavor::MultiThread, 3));
         let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         assert_eq!(flavor(None), (RuntimeFlavor::MultiThread, cores));

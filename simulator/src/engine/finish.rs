@@ -195,7 +195,7 @@ impl Engine {
             }),
             shared_server: None,
             transport: "tcp".to_owned(),
-            threads: Some(crate::threads::current()),
+            threads: crate::threads::current(),
             in_memory_connections: 0,
             interrupted: self.interrupted.map(|signal| Interrupted {
                 signal: signal.to_owned(),
