@@ -174,6 +174,23 @@ impl<'d> Iterator for Children<'d> {
     }
 }
 
+/// The body as text a reader may read: within the size cap, UTF-8, a leading byte-order mark
+/// dropped, and no character XML 1.0 cannot carry.
+fn checked_text(body: &[u8], limits: Limits) -> Result<&str, ProtocolError> {
+    if body.len() > limits.max_bytes {
+        return Err(ProtocolError::TooLarge {
+            len: body.len(),
+            cap: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 {
+        at: e.valid_up_to(),
+    })?;
+    let doc = text.strip_prefix('\u{feff}').unwrap_or(text);
+    xml_chars(doc)?;
+    Ok(doc)
+}
+
 /// Refuses characters XML 1.0 cannot carry (its `Char` production: C0 controls other than tab,
 /// line feed and carriage return, and U+FFFE/U+FFFF), raw or written as character references.
 /// Accepting them would let a value read here fail to survive our own writer, which replaces

@@ -8,7 +8,7 @@ use quick_xml::events::attributes::Attributes;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use super::{recheck, xml_chars, Document, Limits, Node, NONE};
+use super::{checked_text, recheck, Document, Limits, Node, NONE};
 use crate::error::ProtocolError;
 
 /// An open element while reading: where it is, and its last child so far (to link the next).
@@ -19,17 +19,7 @@ struct Open {
 
 /// Reads a whole document.
 pub(super) fn parse(body: &[u8], limits: Limits) -> Result<Document<'_>, ProtocolError> {
-    if body.len() > limits.max_bytes {
-        return Err(ProtocolError::TooLarge {
-            len: body.len(),
-            cap: limits.max_bytes,
-        });
-    }
-    let text = std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 {
-        at: e.valid_up_to(),
-    })?;
-    let doc = text.strip_prefix('\u{feff}').unwrap_or(text);
-    xml_chars(doc)?;
+    let doc = checked_text(body, limits)?;
     let mut reader = Reader::from_str(doc);
     reader.config_mut().check_end_names = true;
 

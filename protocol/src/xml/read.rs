@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memchr2};
 
-use super::{recheck, xml_chars, Document, Limits, Node, NONE};
+use super::{checked_text, recheck, Document, Limits, Node, NONE};
 use crate::error::ProtocolError;
 
 /// An open element while reading: where it is, its name as written (for the end tag), and its
@@ -29,17 +29,7 @@ struct Open<'a> {
 
 /// Reads a whole document.
 pub fn parse(body: &[u8], limits: Limits) -> Result<Document<'_>, ProtocolError> {
-    if body.len() > limits.max_bytes {
-        return Err(ProtocolError::TooLarge {
-            len: body.len(),
-            cap: limits.max_bytes,
-        });
-    }
-    let text = std::str::from_utf8(body).map_err(|e| ProtocolError::BadUtf8 {
-        at: e.valid_up_to(),
-    })?;
-    let doc = text.strip_prefix('\u{feff}').unwrap_or(text);
-    xml_chars(doc)?;
+    let doc = checked_text(body, limits)?;
     Reader {
         doc,
         bytes: doc.as_bytes(),
