@@ -50,6 +50,7 @@ const INFO_LIMITS: Limits = Limits {
     max_bytes: 4 << 20,
     max_depth: 8,
     max_elements: 100_000,
+    max_attributes: 64,
 };
 
 /// Caps on what one import may unpack and store. The defaults are several times the largest

@@ -18,6 +18,10 @@ pub struct Limits {
     pub max_bytes: usize,
     pub max_depth: usize,
     pub max_elements: usize,
+    /// Attributes on one element. Each name is checked against the element's others, so
+    /// without a cap one tag of tens of thousands of attributes cost a quarter of a second a
+    /// request (quick-xml's check was quadratic too).
+    pub max_attributes: usize,
 }
 
 impl Limits {
@@ -26,6 +30,7 @@ impl Limits {
         max_bytes: 64 * 1024,
         max_depth: 16,
         max_elements: 2048,
+        max_attributes: 64,
     };
 }
 
@@ -292,6 +297,20 @@ mod tests {
             Err(ProtocolError::XmlLimit {
                 what: "element count",
                 ..
+            })
+        ));
+        // 64 attributes on an element are read, the 65th is refused (xmlns ones count: each is
+        // checked against the others all the same).
+        let attrs = |n: usize| {
+            let list: String = (0..n).map(|i| format!(" a{i}='' xmlns:p{i}='u'")).collect();
+            format!("<a{list}/>")
+        };
+        assert!(read(&attrs(32)).is_ok());
+        assert!(matches!(
+            read(&attrs(33)),
+            Err(ProtocolError::XmlLimit {
+                what: "attributes per element",
+                limit: 64
             })
         ));
         let big = vec![b' '; 64 * 1024 + 1];

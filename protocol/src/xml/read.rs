@@ -347,6 +347,12 @@ impl<'a> Reader<'a> {
 
     /// `name S? = S? "value"` (or single quotes), at `self.at`.
     fn attribute(&mut self) -> Result<(), ProtocolError> {
+        if self.keys.len() >= self.limits.max_attributes {
+            return Err(ProtocolError::XmlLimit {
+                what: "attributes per element",
+                limit: self.limits.max_attributes,
+            });
+        }
         let (key, local) = self.name("an attribute name")?;
         if self.keys.contains(&key) {
             return Err(err(format!("attribute `{key}` given twice")));
