@@ -2,10 +2,10 @@
 //! `write.rs`).
 //!
 //! Reading builds a [`Document`] (the elements in one vector, names and plain values borrowed
-//! from the body) under hard caps (body size, depth, element count), and refuses DTDs
-//! outright, so entity-expansion bombs never start. Names are compared by local name
-//! (namespace prefixes dropped) without regard to ASCII case, and a field may be given as an
-//! attribute or as a child element: the real schema is not public, so the reader accepts the
+//! from the body) under hard caps (body size, depth, element count, attributes per element),
+//! and refuses DTDs outright, so entity-expansion bombs never start. Names are compared by local
+//! name (namespace prefixes dropped) without regard to ASCII case, and a field may be given as
+//! an attribute or as a child element: the real schema is not public, so the reader accepts the
 //! plausible spellings and ignores whatever it does not know.
 
 use std::borrow::Cow;
