@@ -202,8 +202,9 @@ async fn credentials_never_appear_in_logs() {
 }
 
 /// Ten thousand simulated devices power on at the same instant against a stub whose
-/// connection cap is far below the burst: the overflow gets 503 + Retry-After, nothing else
-/// fails, every device ends with a correct verdict, and the server serves a real check after.
+/// connection cap is far below the burst, and full when it starts: the overflow gets 503 +
+/// Retry-After, nothing else fails, every device ends with a correct verdict, and the server
+/// serves a real check after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_ten_thousand_devices_is_answered_with_503_or_served() {
     use ucupdate_simulator::fleet::{FleetSpec, Shard};
@@ -215,7 +216,10 @@ async fn a_burst_of_ten_thousand_devices_is_answered_with_503_or_served() {
     // The subject is the global cap: every simulated device shares 127.0.0.1, so the per-client
     // cap (half the global one by default) is lifted to the global one here.
     // The agent asks to close its connections (`Connection: close`) and the stub closes each
-    // right after the reply, so 256 were never all open at once; 32 are.
+    // right after the reply, so the burst alone may never have 32 open at once: a fast stub
+    // kept up with all 2,048 in flight in one CI run, and nothing was refused. The test takes
+    // every slot itself before the burst (idle connections that send nothing), so the first
+    // wave meets a full cap, and lets go once the stub has refused one.
     let server = bare_stub(dir.path(), |c| {
         c.limits.max_connections = 32;
         c.limits.max_connections_per_client = Some(32);
@@ -258,10 +262,20 @@ min_checks = 1
         admin: None,
         ca_pem: Some(server.ca_pem().as_bytes().to_vec()),
     };
-    let outcome = tokio::time::timeout(Duration::from_secs(600), runner::run(spec))
-        .await
-        .expect("bounded")
-        .unwrap();
+    let internal = addr_of(&server.internal_url().unwrap());
+    let mut holders = Vec::new();
+    for _ in 0..32 {
+        holders.push(TcpStream::connect(internal).await.unwrap());
+    }
+    let control = server.control();
+    wait_until(|| control.metrics().connections_open >= 32).await;
+    let release = async {
+        wait_until(|| control.metrics().connections_rejected > 0).await;
+        drop(holders);
+    };
+    let run = tokio::time::timeout(Duration::from_secs(600), runner::run(spec));
+    let (outcome, ()) = tokio::join!(run, release);
+    let outcome = outcome.expect("bounded").unwrap();
     let report = outcome.report;
     assert!(
         report.passed(),
@@ -297,4 +311,16 @@ min_checks = 1
         (status, CheckResponse::decode(body.as_bytes()).unwrap()),
         (200, CheckResponse::NoUpdate)
     );
+}
+
+/// Waits for a condition on the stub's counters, which move when its tasks run: no timing is
+/// asserted, and a condition that never comes fails after a minute instead of hanging.
+async fn wait_until(condition: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the stub's counters reached the condition");
 }
