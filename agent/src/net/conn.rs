@@ -195,6 +195,9 @@ impl Conn {
             .await
             .map_err(NetError::Transport)?;
         let host = url.host.clone();
+        // Boxed once here: hyper's connection state is large, and each move of it into the
+        // task would copy all of it (the simulator opens a million of these in its week run).
+        let connection = Box::pin(connection);
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%host, error = %e, "connection ended with an error");

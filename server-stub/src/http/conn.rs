@@ -164,10 +164,13 @@ pub(crate) async fn accepted<IO>(
     let (_slot, over_cap) = Slot::open(&app, state.site(), peer);
     match tls {
         Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout(ctx.limits.header_read_timeout, acceptor.accept(stream)).await;
+            // Boxed, as `serve` is below: rustls's connection state is kilobytes.
+            let accept = Box::pin(acceptor.accept(stream));
+            let handshake = tokio::time::timeout(ctx.limits.header_read_timeout, accept).await;
             match handshake {
-                Ok(Ok(tls_stream)) => serve(tls_stream, state, app, over_cap, shutdown).await,
+                Ok(Ok(tls_stream)) => {
+                    Box::pin(serve(tls_stream, state, app, over_cap, shutdown)).await;
+                }
                 Ok(Err(e)) => {
                     ctx.metrics.tls_handshake_failed();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -178,7 +181,9 @@ pub(crate) async fn accepted<IO>(
                 }
             }
         }
-        None => serve(stream, state, app, over_cap, shutdown).await,
+        // Boxed: `serve`'s future holds hyper's connection inline (~10 KiB), and left inline it
+        // made this future as large, copied whole at each move on the way into its task.
+        None => Box::pin(serve(stream, state, app, over_cap, shutdown)).await,
     }
 }
 
