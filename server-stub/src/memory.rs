@@ -163,6 +163,26 @@ mod tests {
         server.shutdown().await.unwrap();
     }
 
+    /// A connection's future stays small: hyper's and rustls's state are boxed inside it, so
+    /// its moves on the way into a task (a million connections in the simulator's week) copy
+    /// little. It was 10,856 bytes with `serve` inline (docs/BENCHMARKS.md §3b, fifth round).
+    #[tokio::test]
+    async fn a_connection_future_is_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = crate::testing::start(dir.path(), |_| {}).await;
+        let memory = server.in_memory();
+        let inner = &*memory.inner;
+        for listener in &inner.listeners {
+            let (_device, end) = tokio::io::duplex(PIPE_BUFFER);
+            let state = ConnState::new(listener.site, peer()).with_local(listener.addr);
+            let tls = listener.tls.clone();
+            let served = conn::accepted(end, state, tls, inner.app.clone(), inner.shutdown.clone());
+            let size = std::mem::size_of_val(&served);
+            assert!(size <= 4096, "{size} bytes at {}", listener.addr);
+        }
+        server.shutdown().await.unwrap();
+    }
+
     /// The TLS listener's pipe negotiates TLS: a rustls client that trusts the server's CA
     /// completes the handshake and reads the answer through it.
     #[tokio::test]
