@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ucupdate_protocol::HttpUrl;
 use ucupdate_server_stub::package::ImportLimits;
 use ucupdate_server_stub::{
@@ -27,6 +27,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "cli/offline.rs"]
 mod offline;
 use offline::{describe, open, DataArg, FilesAction, LogsAction, RulesAction, TestDevicesAction};
+#[path = "cli/logging.rs"]
+mod logging;
+use logging::{init_logging, LogFormat};
 
 /// A minimal but faithful OCS 2007 R2 / Lync Device Update Service, for tests, demos and
 /// load tests.
@@ -139,12 +142,6 @@ impl SignArgs {
             .map(Some)
             .context("load the catalog signing certificate and key")
     }
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 /// A listen address, or `off` to disable that listener.
@@ -466,23 +463,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal, never with NO_COLOR set (no-color.org): a log file or a CI
-    // console must not fill with escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

@@ -14,7 +14,9 @@
 //!   `#[ignore]`d with the tool it needs; `.ci/run` runs them with `-- --ignored`;
 //! - `quickstart`: `docs/QUICKSTART.md` run step by step against this build's binaries;
 //! - `shared_admin`: `ucupdate-sim run --admin` against a real `ucupdate-server` process leaves
-//!   its real rules as they were and nothing of the run behind.
+//!   its real rules as they were and nothing of the run behind;
+//! - `stub_logs`: what a client can make the `ucupdate-server` binary log (`openssl s_client`
+//!   with an IP address as the server name: nothing per connection).
 //!
 //! The fixtures they share with the other crates' tests (update key, files, the NTLM user, a
 //! loopback stub) come from `ucupdate_server_stub::testing`.
@@ -27,3 +29,4 @@ mod hostile;
 mod interop;
 mod quickstart;
 mod shared_admin;
+mod stub_logs;
