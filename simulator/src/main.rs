@@ -29,10 +29,10 @@ const DEFAULT_LOG_FILTER: &str = "warn,ucupdate_agent=error";
 /// mimalloc instead of glibc's malloc. A fleet allocates and frees small blocks at every request
 /// (hyper's buffers, the check's XML both ways, the embedded stub's side of each connection), and
 /// glibc's malloc, free and bin consolidation were 19 % of the CPU of a compressed week. With
-/// mimalloc the week of 100,000 devices takes 27 % less CPU and wall time and peaks lower (321-327
-/// against 405-417 MiB), and a fleet of 10M devices holds 477 B per device against 498 (1M: 499
-/// against 509). Small runs pay a fixed cost instead: a week of 10,000 devices peaks at 128-195 MiB
-/// against 97-102 MiB (docs/BENCHMARKS.md §3b, sixth round).
+/// mimalloc the week of 100,000 devices takes 15-27 % less CPU and wall time and peaks lower
+/// (321-327 against 405-417 MiB), and a fleet of 10M devices holds 477 B per device against 498
+/// (1M: 499 against 509). Small runs pay a fixed cost instead: a week of 10,000 devices peaks at
+/// 128-195 MiB against 97-102 MiB (docs/BENCHMARKS.md §3b, sixth round).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
